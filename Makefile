@@ -1,0 +1,29 @@
+# gsm: two commands on a fresh machine — `make demo` and `make test` (each installs into .venv if needed).
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+TORCH := torch==2.14.1 torchvision==0.29.1
+
+.PHONY: install demo test clean-demo
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet $(TORCH)
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# The main job: softmax / L-softmax / G-softmax on digits, softmax / G-softmax on digits_mosaic,
+# then outputs/tables/demo.md. Finished runs are skipped on a rerun (trainer.force=true retrains).
+demo: $(STAMP)
+	$(BIN)/python train.py -m output_root=outputs/demo dataset=digits head=softmax,lsoftmax,gsoftmax
+	$(BIN)/python train.py -m output_root=outputs/demo dataset=digits_mosaic head=softmax,gsoftmax
+	$(BIN)/python -m gsm.tables demo --runs outputs/demo/runs --out outputs/tables
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+clean-demo:
+	rm -rf outputs/demo outputs/tables/demo.md

@@ -1,0 +1,99 @@
+"""Embedded offline datasets built from scikit-learn's bundled handwritten digits (SPEC §6).
+
+* ``digits``: the 1,797 real 8×8 digits (10 classes), a fixed stratified
+  75/25 train/test split (seed 0, 1,347 / 450 images), upsampled to
+  ``dataset.image_size``.
+* ``digits_mosaic``: a deterministic multi-label set: 2×2 grids whose tiles
+  are 1–4 digits (the rest blank) drawn from the same split, so test mosaics
+  only contain test digits; labels = the digits present.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from gsm.data import DatasetSplits, TensorSplit
+
+CLASS_NAMES = [str(d) for d in range(10)]
+SPLIT_SEED = 0
+MOSAIC_SEED = 1234
+
+
+def _digit_split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    bunch = load_digits()
+    images = np.rint(bunch.images * (255.0 / 16.0)).astype(np.uint8)  # values 0..16 -> 0..255
+    return train_test_split(images, bunch.target, test_size=0.25, stratify=bunch.target, random_state=SPLIT_SEED)
+
+
+def _resize(images: np.ndarray, size: int) -> Tensor:
+    """uint8 (N, h, w) -> uint8 (N, 1, size, size), bilinear (antialiased when shrinking)."""
+    x = torch.from_numpy(images).float()[:, None]
+    if x.shape[-1] != size:
+        x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    return x.round().clamp(0, 255).to(torch.uint8)
+
+
+def _stats(images: Tensor) -> tuple[tuple[float], tuple[float]]:
+    x = images.float() / 255.0
+    return (round(x.mean().item(), 4),), (round(x.std().item(), 4),)
+
+
+def _image_size(cfg: Mapping[str, Any]) -> int:
+    size = int(cfg.get("image_size") or 32)
+    if size < 8:
+        from gsm.errors import ConfigError
+
+        raise ConfigError(f"dataset.image_size must be >= 8 for digits (got {size})")
+    return size
+
+
+def load_digits(cfg: Mapping[str, Any]) -> DatasetSplits:
+    size = _image_size(cfg)
+    x_tr, x_te, y_tr, y_te = _digit_split()
+    train = TensorSplit(_resize(x_tr, size), torch.as_tensor(y_tr, dtype=torch.long))
+    test = TensorSplit(_resize(x_te, size), torch.as_tensor(y_te, dtype=torch.long))
+    mean, std = _stats(train.images)
+    return DatasetSplits(
+        name="digits", num_classes=10, multilabel=False, class_names=CLASS_NAMES, train=train, test=test,
+        in_channels=1, image_size=size, mean=mean, std=std,
+        crop_padding=int(cfg.get("crop_padding", 0)), flip=bool(cfg.get("flip", False)),
+    )
+
+
+def _mosaics(digits: np.ndarray, labels: np.ndarray, count: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """count 16×16 mosaics; each has 1–4 tiles filled with random digits of this split."""
+    out = np.zeros((count, 16, 16), dtype=np.uint8)
+    targets = np.zeros((count, 10), dtype=np.float32)
+    n_digits = rng.integers(1, 5, size=count)
+    for i in range(count):
+        cells = rng.permutation(4)[: n_digits[i]]
+        picks = rng.integers(0, len(digits), size=n_digits[i])
+        for cell, pick in zip(cells, picks):
+            r, c = divmod(int(cell), 2)
+            out[i, 8 * r : 8 * r + 8, 8 * c : 8 * c + 8] = digits[pick]
+            targets[i, labels[pick]] = 1.0
+    return out, targets
+
+
+def load_digits_mosaic(cfg: Mapping[str, Any]) -> DatasetSplits:
+    size = _image_size(cfg)
+    x_tr, x_te, y_tr, y_te = _digit_split()
+    rng = np.random.default_rng(MOSAIC_SEED)
+    m_tr, t_tr = _mosaics(x_tr, y_tr, int(cfg.get("train_size", 2000)), rng)
+    m_te, t_te = _mosaics(x_te, y_te, int(cfg.get("test_size", 600)), rng)
+    train = TensorSplit(_resize(m_tr, size), torch.from_numpy(t_tr))
+    test = TensorSplit(_resize(m_te, size), torch.from_numpy(t_te))
+    mean, std = _stats(train.images)
+    return DatasetSplits(
+        name="digits_mosaic", num_classes=10, multilabel=True, class_names=CLASS_NAMES, train=train, test=test,
+        in_channels=1, image_size=size, mean=mean, std=std,
+        crop_padding=int(cfg.get("crop_padding", 0)), flip=bool(cfg.get("flip", False)),
+    )

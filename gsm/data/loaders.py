@@ -1,0 +1,179 @@
+"""Batch iterators the trainer consumes. Each yields ``(images, targets, index)`` on the device.
+
+* :class:`DeviceLoader` — small-image sets (digits, CIFAR, Tiny ImageNet at 64²):
+  the whole split lives on the training device as uint8 (N, C, H, W); random
+  crop with zero padding, horizontal flip and normalisation run batched on the
+  device (airbench style), with no per-sample Python or PIL work.
+* :class:`FileLoader` — JPEG sets (COCO, NUS-WIDE, Tiny ImageNet at 224²):
+  a torch DataLoader with workers and torchvision transforms.
+
+Both shard the data per DDP rank; the trainer gathers evaluation outputs by
+``index``, so metrics always cover the whole test split.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+Batch = tuple[Tensor, Tensor, Tensor]
+
+
+def epoch_generator(seed: int, epoch: int, rank: int, device: torch.device | str = "cpu") -> torch.Generator:
+    """A generator that depends only on (seed, epoch, rank): resumed runs replay the same batches."""
+    g = torch.Generator(device=device)
+    g.manual_seed((int(seed) * 1_000_003 + int(epoch) * 9_176 + int(rank) * 131) % (2**63 - 1))
+    return g
+
+
+def random_crop_flip(images: Tensor, padding: int, flip: bool, generator: torch.Generator) -> Tensor:
+    """Per-sample random crop (zero padding, as torchvision RandomCrop) and horizontal flip, batched."""
+    b, c, h, w = images.shape
+    out = images
+    if padding > 0:
+        padded = torch.nn.functional.pad(images, (padding, padding, padding, padding))
+        dy = torch.randint(0, 2 * padding + 1, (b,), device=images.device, generator=generator)
+        dx = torch.randint(0, 2 * padding + 1, (b,), device=images.device, generator=generator)
+        rows = (dy[:, None] + torch.arange(h, device=images.device))[:, None, :, None]
+        cols = (dx[:, None] + torch.arange(w, device=images.device))[:, None, None, :]
+        batch = torch.arange(b, device=images.device)[:, None, None, None]
+        chan = torch.arange(c, device=images.device)[None, :, None, None]
+        out = padded[batch, chan, rows, cols]
+    if flip:
+        mask = torch.rand(b, device=images.device, generator=generator) < 0.5
+        out = torch.where(mask[:, None, None, None], out.flip(-1), out)
+    return out
+
+
+class DeviceLoader:
+    """uint8 images held on the device; batched augmentation and normalisation there."""
+
+    def __init__(
+        self,
+        images: Tensor,
+        targets: Tensor,
+        batch_size: int,
+        *,
+        train: bool,
+        mean: Sequence[float],
+        std: Sequence[float],
+        device: torch.device,
+        crop_padding: int = 0,
+        flip: bool = False,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        channels_last: bool = False,
+    ) -> None:
+        if images.dtype != torch.uint8 or images.dim() != 4:
+            raise ValueError(f"DeviceLoader needs uint8 (N, C, H, W) images (got {images.dtype}, {tuple(images.shape)})")
+        self.images = images.to(device)
+        self.targets = targets.to(device)
+        self.batch_size, self.train, self.device = int(batch_size), train, device
+        self.crop_padding, self.flip, self.seed = int(crop_padding), bool(flip), int(seed)
+        self.rank, self.world_size, self.epoch = rank, world_size, 0
+        self.channels_last = channels_last
+        self.mean = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1) * 255.0
+        self.std = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1) * 255.0
+
+    @property
+    def num_samples(self) -> int:
+        return self.images.shape[0]
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _indices(self) -> Tensor:
+        n = self.num_samples
+        if self.train:
+            perm = torch.randperm(n, generator=epoch_generator(self.seed, self.epoch, 0))
+            per_rank = n // self.world_size  # equal shards keep DDP ranks in step
+            return perm[self.rank * per_rank : (self.rank + 1) * per_rank]
+        return torch.arange(self.rank, n, self.world_size)
+
+    def __len__(self) -> int:
+        n = self.num_samples // self.world_size if self.train else len(range(self.rank, self.num_samples, self.world_size))
+        return math.ceil(n / self.batch_size)
+
+    def __iter__(self) -> Iterator[Batch]:
+        idx_all = self._indices().to(self.device)
+        gen = epoch_generator(self.seed, self.epoch, self.rank + 1, self.device) if self.train else None
+        for start in range(0, len(idx_all), self.batch_size):
+            idx = idx_all[start : start + self.batch_size]
+            x = self.images[idx]
+            if self.train and (self.crop_padding or self.flip):
+                x = random_crop_flip(x, self.crop_padding, self.flip, gen)
+            x = (x.float() - self.mean) / self.std
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            yield x, self.targets[idx], idx
+
+
+class IndexedDataset(Dataset):
+    """Wraps a dataset of (image, target) so items also carry their index."""
+
+    def __init__(self, base: Dataset) -> None:
+        self.base = base
+
+    def __len__(self) -> int:
+        return len(self.base)  # type: ignore[arg-type]
+
+    def __getitem__(self, i: int):
+        image, target = self.base[i]
+        return image, target, i
+
+
+class FileLoader:
+    """DataLoader over a file-backed dataset, moving batches to the device."""
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        batch_size: int,
+        *,
+        train: bool,
+        device: torch.device,
+        num_workers: int = 4,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        channels_last: bool = False,
+    ) -> None:
+        self.dataset = IndexedDataset(dataset)
+        self.train, self.device, self.seed, self.epoch = train, device, int(seed), 0
+        self.channels_last = channels_last
+        self.sampler = DistributedSampler(
+            self.dataset, num_replicas=world_size, rank=rank, shuffle=train, seed=self.seed, drop_last=train
+        )
+        self.loader = DataLoader(
+            self.dataset,
+            batch_size=batch_size,
+            sampler=self.sampler,
+            num_workers=num_workers,
+            pin_memory=device.type == "cuda",
+            drop_last=False,
+        )
+
+    @property
+    def num_samples(self) -> int:
+        return len(self.dataset)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.sampler.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Iterator[Batch]:
+        # Worker seeds (random crops/flips) derive from (seed, epoch, rank): resumed epochs replay exactly.
+        self.loader.generator = epoch_generator(self.seed, self.epoch, self.sampler.rank)
+        for x, y, idx in self.loader:
+            x = x.to(self.device, non_blocking=True)
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            yield x, y.to(self.device, non_blocking=True), idx.to(self.device, non_blocking=True)

@@ -1,0 +1,59 @@
+"""Backbones (config group ``model``) and the classifier = backbone + head.
+
+Every backbone maps images to a feature vector (B, ``out_features``); the head
+from :func:`gsm.heads.build_head` replaces the classifier layer.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from typing import Any
+
+from torch import Tensor, nn
+
+from gsm.errors import ConfigError
+from gsm.heads import Head, build_head
+
+# name -> ("module:class", config keys the constructor takes besides in_channels/image_size)
+MODELS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "convnet": ("gsm.models.convnet:ConvNet", ("width",)),
+}
+
+
+class Classifier(nn.Module):
+    """``head(backbone(images), target)``; ``target`` only matters for L-softmax in training."""
+
+    def __init__(self, backbone: nn.Module, head: Head) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+
+    def forward(self, images: Tensor, target: Tensor | None = None) -> Tensor:
+        return self.head(self.backbone(images), target)
+
+
+def build_backbone(cfg: Mapping[str, Any], in_channels: int, image_size: int) -> nn.Module:
+    name = cfg.get("name")
+    if name not in MODELS:
+        raise ConfigError(f"model={name!r} is not a model; valid: {', '.join(MODELS)}")
+    target, keys = MODELS[name]
+    unknown = [k for k in cfg if k not in keys and k != "name"]
+    if unknown:
+        raise ConfigError(f"model.{unknown[0]} is not a setting of model={name} (valid keys: {', '.join(keys) or 'none'})")
+    module, cls = target.split(":")
+    kwargs = {k: cfg[k] for k in keys if k in cfg}
+    builder = getattr(importlib.import_module(module), cls)
+    if "image_size" in builder.__init__.__code__.co_varnames:
+        kwargs["image_size"] = image_size
+    return builder(in_channels=in_channels, **kwargs)
+
+
+def build_classifier(
+    model_cfg: Mapping[str, Any], head_cfg: Mapping[str, Any], *, num_classes: int, multilabel: bool,
+    in_channels: int, image_size: int,
+) -> Classifier:
+    backbone = build_backbone(model_cfg, in_channels, image_size)
+    head_kwargs = {k: v for k, v in head_cfg.items() if k != "name"}
+    head = build_head(head_cfg["name"], backbone.out_features, num_classes, multilabel, **head_kwargs)
+    return Classifier(backbone, head)

@@ -1,0 +1,29 @@
+"""A small VGG-style ConvNet for the embedded digits sets and CPU smoke runs."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+
+def _block(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class ConvNet(nn.Module):
+    """conv(w)–conv(w)–pool–conv(2w)–conv(2w)–pool–conv(4w)–GAP; features of size 4w."""
+
+    def __init__(self, in_channels: int = 3, width: int = 32) -> None:
+        super().__init__()
+        w = int(width)
+        self.body = nn.Sequential(
+            _block(in_channels, w), _block(w, w), nn.MaxPool2d(2),
+            _block(w, 2 * w), _block(2 * w, 2 * w), nn.MaxPool2d(2),
+            _block(2 * w, 4 * w), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        )
+        self.out_features = 4 * w
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.body(x)

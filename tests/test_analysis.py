@@ -1,0 +1,60 @@
+import numpy as np
+import torch
+from scipy import integrate
+from scipy.stats import norm
+
+from gsm.analysis import compactness, empirical_stats, gaussian_kl, learned_stats, ratio, separability
+
+
+def _kl_numeric(m1, s1, m2, s2):
+    f = lambda x: norm.pdf(x, m1, s1) * (norm.logpdf(x, m1, s1) - norm.logpdf(x, m2, s2))
+    return integrate.quad(f, -40, 40, limit=200)[0]
+
+
+def test_gaussian_kl_matches_numeric_integral():
+    for m1, s1, m2, s2 in [(0, 1, 0, 1), (0.3, 0.5, -1, 2), (2, 3, 1, 0.7)]:
+        got = gaussian_kl(torch.tensor(m1, dtype=torch.float64), torch.tensor(s1, dtype=torch.float64),
+                          torch.tensor(m2, dtype=torch.float64), torch.tensor(s2, dtype=torch.float64)).item()
+        assert abs(got - _kl_numeric(m1, s1, m2, s2)) < 1e-7
+
+
+def test_separability_and_ratio_eq19_eq20():
+    rng = np.random.default_rng(0)
+    mu, sigma = rng.normal(size=6), rng.uniform(0.3, 2, size=6)
+    d = separability(torch.tensor(mu), torch.tensor(sigma)).numpy()
+    for i in range(6):
+        ref = sum(_kl_numeric(mu[i], sigma[i], mu[j], sigma[j]) + _kl_numeric(mu[j], sigma[j], mu[i], sigma[i])
+                  for j in range(6) if j != i) / (2 * 5)
+        assert abs(d[i] - ref) < 1e-6
+    np.testing.assert_allclose(ratio(torch.tensor(mu), torch.tensor(sigma)).numpy(), d / sigma)
+    np.testing.assert_allclose(compactness(torch.tensor(sigma)).numpy(), 1 / sigma)
+    stats = learned_stats(torch.tensor(np.stack([mu, mu + 1], 1)), torch.tensor(np.stack([sigma, sigma], 1)))
+    np.testing.assert_allclose(stats["separability"], d)
+
+
+def test_empirical_stats_single_label_by_loop():
+    rng = np.random.default_rng(1)
+    n, m = 200, 4
+    x = rng.normal(size=(n, m))
+    y = rng.integers(0, m, size=n)
+    got = empirical_stats(torch.tensor(x), torch.tensor(y), multilabel=False)
+    for c in range(m):
+        pos = x[y == c, c]
+        neg = np.delete(x[y == c], c, axis=1).ravel()
+        mp, sp, mn, sn = pos.mean(), pos.std(), neg.mean(), neg.std()
+        sep = 0.5 * (_kl_numeric(mp, sp, mn, sn) + _kl_numeric(mn, sn, mp, sp))
+        assert abs(got["mu_pos"][c] - mp) < 1e-12 and abs(got["sigma_neg"][c] - sn) < 1e-10
+        assert abs(got["separability"][c] - sep) < 1e-6
+        assert abs(got["compactness"][c] - 1 / sp) < 1e-9 and abs(got["ratio"][c] - sep / sp) < 1e-6
+
+
+def test_empirical_stats_multilabel_uses_x_plus_and_label_split():
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(50, 3, 2))
+    y = rng.integers(0, 2, size=(50, 3))
+    y[:, 2] = 0  # a class with no positive -> NaN, not an error
+    got = empirical_stats(torch.tensor(x), torch.tensor(y), multilabel=True)
+    for c in range(2):
+        pos, neg = x[y[:, c] == 1, c, 0], x[y[:, c] == 0, c, 0]
+        assert abs(got["mu_pos"][c] - pos.mean()) < 1e-12 and abs(got["sigma_neg"][c] - neg.std()) < 1e-10
+    assert np.isnan(got["compactness"][2])

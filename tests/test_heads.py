@@ -1,0 +1,332 @@
+"""Heads against an independent float64 NumPy/SciPy implementation of eqs. 3, 13, SPEC §2.3 and L-softmax."""
+
+from __future__ import annotations
+
+import io
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.special import log_softmax as np_log_softmax
+from scipy.special import ndtr
+from scipy.stats import norm
+
+from gsm.errors import ConfigError
+from gsm.heads import (
+    GSoftmaxHead,
+    LSoftmaxHead,
+    SoftmaxHead,
+    build_head,
+    gsoftmax_logits,
+    head_loss,
+)
+
+@pytest.fixture(autouse=True)
+def _float64():
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(torch.float32)
+
+
+# ----------------------------------------------------------------------------- independent reference
+
+
+def ref_gsoftmax_single(x, y, mu, sigma, lam):
+    """Eqs. 3, 13 in NumPy: loss (mean CE) and its gradients w.r.t. x, μ, σ by hand (correct chain rule, E1)."""
+    t = (x - mu) / sigma
+    z = x + lam * ndtr(t)
+    logp = np_log_softmax(z, axis=1)
+    n = x.shape[0]
+    loss = -logp[np.arange(n), y].mean()
+    dz = np.exp(logp)
+    dz[np.arange(n), y] -= 1.0
+    dz /= n  # dℓ/dz = (p − y)/B
+    dens = norm.pdf(t) / sigma  # dΦ/dx
+    return loss, z, dz * (1 + lam * dens), -(dz * lam * dens).sum(0), -(dz * lam * dens * t).sum(0)
+
+
+def ref_gsoftmax_multi(xpair, y, mu, sigma, lam):
+    """SPEC §2.3: z± = x± + λΦ(x±; μ±, σ±), s = z⁺ − z⁻, loss = mean BCE(sigmoid(s), y); grads by hand."""
+    t = (xpair - mu) / sigma
+    z = xpair + lam * ndtr(t)
+    s = z[..., 0] - z[..., 1]
+    loss = np.mean(np.logaddexp(0, s) - y * s)  # BCE with logits
+    ds = (1 / (1 + np.exp(-s)) - y) / s.size
+    dz = np.stack([ds, -ds], axis=-1)
+    dens = norm.pdf(t) / sigma
+    return loss, s, dz * (1 + lam * dens), -(dz * lam * dens).sum(0), -(dz * lam * dens * t).sum(0)
+
+
+def ref_psi(cos, m):
+    theta = np.arccos(np.clip(cos, -1, 1))
+    k = np.minimum(np.floor(theta * m / np.pi), m - 1)
+    return (-1.0) ** k * np.cos(m * theta) - 2 * k
+
+
+def ref_lsoftmax_logits(W, f, y, m, beta):
+    wf = f @ W.T
+    out = wf.copy()
+    for i, c in enumerate(y):  # a plain loop: independent of the vectorised head
+        nw, nf = np.linalg.norm(W[c]), np.linalg.norm(f[i])
+        cos = wf[i, c] / (nw * nf)
+        out[i, c] = (beta * wf[i, c] + nw * nf * ref_psi(cos, m)) / (1 + beta)
+    return out
+
+
+# ----------------------------------------------------------------------------- G-softmax
+
+
+@pytest.mark.parametrize("lam", [1.0, 0.5, 3.0])
+def test_gsoftmax_single_matches_reference_with_gradients(lam):
+    rng = np.random.default_rng(0)
+    b, m = 7, 5
+    x = rng.normal(size=(b, m)) * 2
+    y = rng.integers(0, m, size=b)
+    mu, sigma = rng.normal(size=m) * 0.3, rng.uniform(0.5, 2.0, size=m)
+    xt = torch.tensor(x, requires_grad=True)
+    mut, st = torch.tensor(mu, requires_grad=True), torch.tensor(sigma, requires_grad=True)
+    z = gsoftmax_logits(xt, mut, st, lam)
+    loss = torch.nn.functional.cross_entropy(z, torch.tensor(y))
+    loss.backward()
+    ref_loss, ref_z, gx, gmu, gs = ref_gsoftmax_single(x, y, mu, sigma, lam)
+    np.testing.assert_allclose(z.detach().numpy(), ref_z, rtol=0, atol=1e-12)
+    assert abs(loss.item() - ref_loss) < 1e-12
+    for got, want in ((xt.grad, gx), (mut.grad, gmu), (st.grad, gs)):
+        np.testing.assert_allclose(got.numpy(), want, rtol=1e-9, atol=1e-12)
+
+
+def test_gsoftmax_head_single_matches_reference():
+    rng = np.random.default_rng(1)
+    head = build_head("gsoftmax", 6, 4, False, lam=1.0, mu=0.1, sigma=0.7)
+    with torch.no_grad():
+        head.mu_param.copy_(torch.tensor(rng.normal(size=4)))
+        head.sigma_param.copy_(torch.tensor(rng.uniform(0.5, 2, size=4)))
+    f = torch.tensor(rng.normal(size=(5, 6)))
+    y = torch.tensor(rng.integers(0, 4, size=5))
+    x = head.fc(f)
+    loss = head_loss(head, head(f, y), y)
+    gx = torch.autograd.grad(loss, [head.mu_param, head.sigma_param])
+    ref = ref_gsoftmax_single(x.detach().numpy(), y.numpy(), head.mu_param.detach().numpy(), head.sigma_param.detach().numpy(), 1.0)
+    assert abs(loss.item() - ref[0]) < 1e-12
+    np.testing.assert_allclose(gx[0].numpy(), ref[3], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(gx[1].numpy(), ref[4], rtol=1e-9, atol=1e-12)
+
+
+def test_gsoftmax_head_multilabel_layout_and_reference():
+    rng = np.random.default_rng(2)
+    b, d, m = 6, 5, 3
+    head = build_head("gsoftmax", d, m, True, lam=0.8)
+    assert head.fc.out_features == 2 * m
+    assert head.mu.shape == (m, 2) and head.sigma.shape == (m, 2)
+    with torch.no_grad():
+        head.mu_param.copy_(torch.tensor(rng.normal(size=(m, 2)) * 0.2))
+        head.sigma_param.copy_(torch.tensor(rng.uniform(0.5, 2, size=(m, 2))))
+    f = torch.tensor(rng.normal(size=(b, d)))
+    y = torch.tensor(rng.integers(0, 2, size=(b, m)), dtype=torch.float64)
+    flat = head.fc(f)  # (B, 2m): x⁺ of class i at column 2i, x⁻ at 2i + 1
+    xpair = head.fc_outputs(f)
+    assert torch.equal(xpair[..., 0], flat[:, 0::2]) and torch.equal(xpair[..., 1], flat[:, 1::2])
+    s = head(f)
+    assert s.shape == (b, m)
+    loss = head_loss(head, s, y)
+    grads = torch.autograd.grad(loss, [head.mu_param, head.sigma_param])
+    ref_loss, ref_s, _, gmu, gs = ref_gsoftmax_multi(
+        xpair.detach().numpy(), y.numpy(), head.mu_param.detach().numpy(), head.sigma_param.detach().numpy(), 0.8
+    )
+    np.testing.assert_allclose(s.detach().numpy(), ref_s, atol=1e-12)
+    assert abs(loss.item() - ref_loss) < 1e-12
+    np.testing.assert_allclose(grads[0].numpy(), gmu, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(grads[1].numpy(), gs, rtol=1e-9, atol=1e-12)
+
+
+def test_multilabel_reference_input_gradient():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(4, 3, 2))
+    y = rng.integers(0, 2, size=(4, 3)).astype(float)
+    mu, sigma = rng.normal(size=(3, 2)) * 0.1, rng.uniform(0.5, 1.5, size=(3, 2))
+    xt = torch.tensor(x, requires_grad=True)
+    z = gsoftmax_logits(xt, torch.tensor(mu), torch.tensor(sigma), 1.0)
+    s = z[..., 0] - z[..., 1]
+    torch.nn.functional.binary_cross_entropy_with_logits(s, torch.tensor(y)).backward()
+    np.testing.assert_allclose(xt.grad.numpy(), ref_gsoftmax_multi(x, y, mu, sigma, 1.0)[2], rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("multilabel", [False, True])
+def test_gradcheck_gsoftmax_input_mu_sigma(multilabel):
+    torch.manual_seed(0)
+    m = 4
+    shape = (m, 2) if multilabel else (m,)
+    x = torch.randn(3, *shape, requires_grad=True)
+    mu = (0.3 * torch.randn(shape)).requires_grad_()
+    sigma = (0.5 + torch.rand(shape)).requires_grad_()
+    if multilabel:
+        y = torch.randint(0, 2, (3, m)).double()
+
+        def fn(x, mu, sigma):
+            z = gsoftmax_logits(x, mu, sigma, 1.0)
+            return torch.nn.functional.binary_cross_entropy_with_logits(z[..., 0] - z[..., 1], y)
+    else:
+        y = torch.randint(0, m, (3,))
+
+        def fn(x, mu, sigma):
+            return torch.nn.functional.cross_entropy(gsoftmax_logits(x, mu, sigma, 1.0), y)
+
+    assert torch.autograd.gradcheck(fn, (x, mu, sigma), eps=1e-6, atol=1e-8)
+    assert torch.autograd.gradgradcheck(fn, (x, mu, sigma), eps=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("multilabel", [False, True])
+def test_lambda_zero_is_exactly_softmax(multilabel):
+    torch.manual_seed(1)
+    g = build_head("gsoftmax", 8, 5, multilabel, lam=0.0, mu=0.3, sigma=0.2)
+    s = build_head("softmax", 8, 5, multilabel)
+    s.load_state_dict({k: v for k, v in g.state_dict().items() if k.startswith("fc.")})
+    f = torch.randn(6, 8) * 3
+    y = torch.randint(0, 2, (6, 5)).double() if multilabel else torch.randint(0, 5, (6,))
+    assert torch.equal(g(f), s(f))
+    assert torch.equal(head_loss(g, g(f), y), head_loss(s, s(f), y))
+
+
+def test_softmax_multilabel_is_sigmoid_of_difference():
+    torch.manual_seed(2)
+    h = build_head("softmax", 4, 3, True)
+    f = torch.randn(5, 4)
+    x = h.fc(f).view(5, 3, 2)
+    p2 = torch.softmax(x, dim=-1)[..., 0]  # the 2-way softmax of (x⁺, x⁻)
+    torch.testing.assert_close(torch.sigmoid(h(f)), p2, rtol=0, atol=1e-12)
+
+
+def test_msml_is_eq14():
+    torch.manual_seed(3)
+    h = build_head("msml", 4, 3, True)
+    f, y = torch.randn(5, 4), torch.randint(0, 2, (5, 3)).double()
+    x = h.fc(f)
+    eq14 = -(y * torch.log(torch.sigmoid(x)) + (1 - y) * torch.log(1 - torch.sigmoid(x))).mean()
+    torch.testing.assert_close(head_loss(h, h(f), y), eq14)
+    torch.testing.assert_close(torch.nn.functional.multilabel_soft_margin_loss(x, y), eq14)
+
+
+def test_sigma_stays_positive_after_adversarial_step():
+    head = build_head("gsoftmax", 3, 4, False, sigma=0.5)
+    opt = torch.optim.SGD(head.parameters(), lr=1e6)
+    head.sigma_param.sum().backward()  # pushes σ towards −∞
+    opt.step()
+    assert (head.sigma_param < 0).all()  # the raw parameter went negative ...
+    assert (head.sigma > 0).all()  # ... σ used in the forward pass did not
+    out = head(torch.randn(5, 3))
+    assert torch.isfinite(out).all()
+    # the gradient still reaches the parameter (straight-through floor), so σ can recover
+    loss = torch.nn.functional.cross_entropy(head(torch.randn(5, 3)), torch.randint(0, 4, (5,)))
+    loss.backward()
+    assert head.sigma_param.grad is not None
+
+
+def test_learn_dist_false_freezes():
+    head = build_head("gsoftmax", 3, 2, False, learn_dist=False)
+    assert not head.mu_param.requires_grad and not head.sigma_param.requires_grad
+
+
+# ----------------------------------------------------------------------------- L-softmax
+
+
+@pytest.mark.parametrize("m", [1, 2, 3, 4])
+def test_lsoftmax_psi_matches_definition_continuous_decreasing(m):
+    head = LSoftmaxHead(4, 3, margin=m)
+    theta = torch.linspace(0, math.pi, 20001, dtype=torch.float64)
+    psi = head.psi_of_cos(torch.cos(theta))
+    np.testing.assert_allclose(psi.numpy(), ref_psi(np.cos(theta.numpy()), m), atol=1e-9)
+    diffs = psi[1:] - psi[:-1]
+    assert (diffs <= 1e-12).all(), "ψ must be non-increasing on [0, π]"
+    assert diffs.abs().max() < 1e-2, "ψ must be continuous (no jumps at kπ/m)"
+    assert abs(psi[0].item() - 1.0) < 1e-12 and abs(psi[-1].item() - (1 - 2 * m)) < 1e-9
+
+
+@pytest.mark.parametrize("m", [2, 3, 4])
+@pytest.mark.parametrize("beta_params", [dict(base=0.0, beta_min=0.0), dict(base=5.0, gamma=0.0, beta_min=0.0)])
+def test_lsoftmax_target_logit_matches_direct_computation(m, beta_params):
+    torch.manual_seed(4)
+    head = LSoftmaxHead(6, 5, margin=m, **beta_params)
+    head.train()
+    f, y = torch.randn(8, 6), torch.randint(0, 5, (8,))
+    beta = head.beta
+    assert beta == beta_params["base"]
+    out = head(f, y)
+    ref = ref_lsoftmax_logits(head.fc.weight.detach().numpy(), f.numpy(), y.numpy(), m, beta)
+    np.testing.assert_allclose(out.detach().numpy(), ref, rtol=1e-9, atol=1e-9)
+    wf = f @ head.fc.weight.T
+    mask = torch.ones_like(wf, dtype=torch.bool)
+    mask[torch.arange(8), y] = False
+    assert torch.equal(out[mask], wf[mask]), "non-target logits are W f"
+
+
+def test_lsoftmax_gradients_match_reference():
+    torch.manual_seed(5)
+    head = LSoftmaxHead(4, 3, margin=3, base=0.0)
+    f = torch.randn(5, 4, requires_grad=True)
+    y = torch.randint(0, 3, (5,))
+    assert torch.autograd.gradcheck(lambda f: head(f, y), (f,), eps=1e-6, atol=1e-7)
+
+
+def test_lsoftmax_eval_and_no_target_return_wf():
+    torch.manual_seed(6)
+    head = LSoftmaxHead(4, 3, margin=4)
+    f, y = torch.randn(5, 4), torch.randint(0, 3, (5,))
+    wf = f @ head.fc.weight.T
+    assert torch.equal(head(f), wf)
+    head.eval()
+    assert torch.equal(head(f, y), wf)
+    assert head.fc.bias is None
+
+
+def test_lsoftmax_beta_anneals_and_step_survives_save_load():
+    head = LSoftmaxHead(4, 3, margin=2, base=1000.0, gamma=1e-3, power=45.0, beta_min=0.5)
+    head.train()
+    f, y = torch.randn(5, 4), torch.randint(0, 3, (5,))
+    for _ in range(7):
+        head(f, y)
+    assert "step" in head.state_dict() and int(head.step) == 7
+    assert head.beta == pytest.approx(max(1000.0 * (1 + 1e-3 * 7) ** -45.0, 0.5))
+    buf = io.BytesIO()
+    torch.save(head.state_dict(), buf)
+    buf.seek(0)
+    other = LSoftmaxHead(4, 3, margin=2, base=1000.0, gamma=1e-3, power=45.0, beta_min=0.5)
+    other.load_state_dict(torch.load(buf))
+    assert int(other.step) == 7 and other.beta == head.beta
+    head.step.fill_(10**7)
+    assert head.beta == 0.5  # beta_min floor
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+@pytest.mark.parametrize(
+    "name, multilabel, cfg, key",
+    [
+        ("gsoftmax", False, {"sigma": 0.0}, "head.sigma"),
+        ("gsoftmax", False, {"sigma": -1.0}, "head.sigma"),
+        ("gsoftmax", False, {"sigma": float("inf")}, "head.sigma"),
+        ("gsoftmax", False, {"mu": float("nan")}, "head.mu"),
+        ("gsoftmax", False, {"lam": float("nan")}, "head.lam"),
+        ("gsoftmax", False, {"lam": float("-inf")}, "head.lam"),
+        ("gsoftmax", False, {"init": "random"}, "head.init"),
+        ("gsoftmax", False, {"margin": 2}, "head.margin"),
+        ("softmax", False, {"lam": 1.0}, "head.lam"),
+        ("lsoftmax", False, {"margin": 0}, "head.margin"),
+        ("lsoftmax", False, {"margin": 5}, "head.margin"),
+        ("lsoftmax", True, {}, "head=lsoftmax"),
+        ("msml", False, {}, "head=msml"),
+        ("gsoftmax", False, {"colour": 1}, "head.colour"),
+        ("nohead", False, {}, "head='nohead'"),
+    ],
+)
+def test_invalid_configs_name_the_key(name, multilabel, cfg, key):
+    with pytest.raises(ConfigError) as err:
+        build_head(name, 4, 3, multilabel, **cfg)
+    assert key in str(err.value)
+
+
+def test_build_head_types():
+    assert isinstance(build_head("softmax", 4, 3, False), SoftmaxHead)
+    assert isinstance(build_head("gsoftmax", 4, 3, True), GSoftmaxHead)
+    assert isinstance(build_head("lsoftmax", 4, 3, False, margin=1), LSoftmaxHead)

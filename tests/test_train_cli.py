@@ -1,0 +1,68 @@
+"""The real CLI (python train.py …) end to end on the embedded digits data."""
+
+import json
+
+from conftest import run_cli
+
+
+def test_dry_run_prints_counts(cli):
+    out = cli("dry_run=true")
+    assert out.returncode == 0, out.stderr
+    info = json.loads(out.stdout.strip().splitlines()[-1])
+    assert info == {**info, "train_samples": 1347, "test_samples": 450, "num_classes": 10, "multilabel": False,
+                    "input_shape": [1, 32, 32]}
+    assert info["params"] > 10_000
+
+
+def test_train_digits_writes_results_and_skips_finished(cli):
+    args = ("trainer.epochs=2", "dataset.subset=256", "head=gsoftmax")
+    out = cli(*args)
+    assert out.returncode == 0, out.stderr
+    results = list(cli.root.rglob("results.json"))
+    assert len(results) == 1
+    run_dir = results[0].parent
+    res = json.loads(results[0].read_text())
+    for key in ("dataset", "model", "head", "mu", "sigma", "lam", "seed", "epochs", "top1_error", "learned",
+                "empirical", "wall_time_s", "git_rev", "history"):
+        assert key in res, key
+    assert res["head"] == "gsoftmax" and res["epochs"] == 2 and 0 <= res["top1_error"] <= 1
+    assert len(res["learned"]["sigma"]) == 10 and all(s > 0 for s in res["learned"]["sigma"])
+    assert len(res["empirical"]["test"]["compactness"]) == 10 and "train" in res["empirical"]
+    assert (run_dir / "train.log").stat().st_size > 0 and (run_dir / ".hydra" / "config.yaml").exists()
+    assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
+    assert len((run_dir / "summary.csv").read_text().strip().splitlines()) == 3  # header + 2 epochs
+    assert (run_dir / "checkpoints" / "last.pt").exists() and (run_dir / "test_outputs.pt").exists()
+    mtime = results[0].stat().st_mtime
+    again = cli(*args)
+    assert again.returncode == 0 and "finished" in again.stdout and str(results[0]) in again.stdout
+    assert results[0].stat().st_mtime == mtime
+
+
+def test_train_mosaic_multilabel_metrics(cli):
+    out = cli("dataset=digits_mosaic", "head=softmax", "trainer.epochs=1", "dataset.subset=200")
+    assert out.returncode == 0, out.stderr
+    res = json.loads(next(cli.root.rglob("results.json")).read_text())
+    for key in ("mAP", "CP", "CR", "CF1", "OP", "OR", "OF1", "per_class_ap", "top3"):
+        assert key in res
+    assert len(res["per_class_ap"]) == 10 and res["learned"] is None
+
+
+def test_bad_head_config_names_key_without_traceback(cli):
+    for args, key in ((("head.sigma=-1",), "head.sigma"), (("head=lsoftmax", "dataset=digits_mosaic"), "head=lsoftmax"),
+                      (("head.lam=nan",), "head.lam"), (("head=lsoftmax", "head.margin=0"), "head.margin")):
+        out = cli("dry_run=true", *args)
+        assert out.returncode != 0, args
+        assert key in out.stderr, (args, out.stderr)
+        assert "Traceback" not in out.stderr, out.stderr
+
+
+def test_unknown_key_is_a_clear_hydra_error(cli):
+    out = cli("dry_run=true", "head=softmax", "head.lam=0.5")
+    assert out.returncode != 0 and "lam" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_console_script_and_lsoftmax(cli, tmp_path):
+    out = run_cli(f"output_root={tmp_path}", "head=lsoftmax", "trainer.epochs=1", "dataset.subset=128", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    res = json.loads(next(tmp_path.rglob("results.json")).read_text())
+    assert res["head"] == "lsoftmax" and 0 <= res["top1_error"] <= 1
