@@ -54,9 +54,12 @@ def run_name(cfg: DictConfig) -> str:
 
 
 def register_resolvers() -> None:
-    """``${gsm.run_name:}`` names the Hydra run/sweep dir; ``${gsm.hydra_subdir:}`` keeps .hydra on rank 0 only."""
+    """``${gsm.run_name:}`` names the Hydra run/sweep dir; ``${gsm.hydra_subdir:}`` keeps .hydra on rank 0 only;
+    ``${gsm.gpus_per_job:}`` is 1 where CUDA is visible, else 0 (Ray launcher)."""
     if not OmegaConf.has_resolver("gsm.run_name"):
         OmegaConf.register_new_resolver("gsm.run_name", lambda *, _root_: run_name(_root_), use_cache=False)
+    if not OmegaConf.has_resolver("gsm.gpus_per_job"):
+        OmegaConf.register_new_resolver("gsm.gpus_per_job", lambda: 1 if torch.cuda.is_available() else 0)
     if not OmegaConf.has_resolver("gsm.hydra_subdir"):
         OmegaConf.register_new_resolver(
             "gsm.hydra_subdir", lambda: ".hydra" if int(os.environ.get("RANK", "0")) == 0 else None

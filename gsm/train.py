@@ -17,6 +17,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,8 @@ from gsm.schedules import build_scheduler, epoch_factors
 
 log = logging.getLogger("gsm.train")
 runs.register_resolvers()
+# configs/hydra/launcher/ray.yaml deliberately refines the plugin's `ray` schema of the same name.
+warnings.filterwarnings("ignore", message=".*is validated against ConfigStore schema with the same name")
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}
 
@@ -212,7 +215,7 @@ def train_one_epoch(
     if not math.isfinite(mean_loss):
         raise TrainingError(
             f"epoch {epoch + 1}: the training loss is {mean_loss} (diverged). Lower optimizer.lr, "
-            f"or for L-softmax raise head.beta_min; the last good checkpoint is kept"
+            f"or for L-softmax raise head.beta_min; the checkpoint of epoch {epoch} is kept"
         )
     seconds = time.perf_counter() - start
     return {"train_loss": mean_loss, "train_seconds": seconds, "images_per_second": seen / seconds}
@@ -466,6 +469,11 @@ def _run(cfg: DictConfig, dist: Dist, device: torch.device, wall_start: float) -
             scheduler.step()
             sync_buffers(model, dist)
             last_eval = evaluate(model, data.test, dist, amp)
+            if not torch.isfinite(last_eval.logits).all():
+                raise TrainingError(
+                    f"epoch {epoch + 1}: the model's test outputs are not finite (diverged). Lower optimizer.lr; "
+                    f"the checkpoint of epoch {state.epoch} is kept"
+                )
             row = epoch_row(epoch + 1, epochs, lr, train_stats, compute_metrics(last_eval, splits.multilabel))
             state.epoch, state.train_time = epoch + 1, state.train_time + train_stats["train_seconds"]
             state.history.append(row)

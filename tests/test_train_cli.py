@@ -34,7 +34,7 @@ def test_train_digits_writes_results_and_skips_finished(cli):
     assert (run_dir / "checkpoints" / "last.pt").exists() and (run_dir / "test_outputs.pt").exists()
     mtime = results[0].stat().st_mtime
     again = cli(*args)
-    assert again.returncode == 0 and "finished" in again.stdout and str(results[0]) in again.stdout
+    assert again.returncode == 0 and "this run is finished" in again.stdout and str(results[0]) in again.stdout
     assert results[0].stat().st_mtime == mtime
 
 

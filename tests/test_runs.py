@@ -1,0 +1,103 @@
+"""Run directories: resume after SIGKILL, skip finished runs, force, bad checkpoints, divergence."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import REPO, run_cli
+
+ARGS = ("trainer.epochs=5", "dataset.subset=512", "head=gsoftmax", "trainer.analyze_train=false")
+COMPARED = ("top1_error", "top5_error", "test_loss", "learned", "empirical")
+
+
+def _results(root: Path) -> dict:
+    found = list(root.rglob("results.json"))
+    assert len(found) == 1, found
+    return json.loads(found[0].read_text())
+
+
+def _metrics_history(res: dict) -> list[dict]:
+    return [{k: v for k, v in row.items() if not k.endswith("seconds") and k != "images_per_second"} for row in res["history"]]
+
+
+@pytest.mark.slow
+def test_sigkill_then_rerun_resumes_and_matches_uninterrupted(tmp_path):
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    out = run_cli(f"output_root={full}", *ARGS)
+    assert out.returncode == 0, out.stderr
+    reference = _results(full)
+
+    cmd = [sys.executable, str(REPO / "train.py"), f"output_root={killed}", *ARGS]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpt_epoch, deadline = 0, time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        ckpts = list(killed.rglob("checkpoints/last.pt"))
+        if ckpts:
+            try:
+                ckpt_epoch = torch.load(ckpts[0], map_location="cpu", weights_only=True)["epoch"]
+            except Exception:  # being replaced right now: atomic rename, so just retry
+                ckpt_epoch = 0
+            if ckpt_epoch >= 2:
+                os.kill(proc.pid, signal.SIGKILL)
+                break
+        time.sleep(0.02)
+    proc.wait(timeout=60)
+    assert 2 <= ckpt_epoch < 5, f"the run was not killed between its 2nd checkpoint and its end (epoch {ckpt_epoch})"
+    assert proc.returncode == -signal.SIGKILL
+    assert not list(killed.rglob("results.json"))
+
+    again = run_cli(f"output_root={killed}", *ARGS)
+    assert again.returncode == 0, again.stderr
+    log = next(killed.rglob("train.log")).read_text()
+    assert f"from epoch {ckpt_epoch}/5" in log
+    resumed = _results(killed)
+    for key in COMPARED:
+        assert resumed[key] == reference[key], key
+    assert _metrics_history(resumed) == _metrics_history(reference)
+
+
+def test_force_retrains_and_truncated_checkpoint_is_a_clear_error(cli):
+    args = ("trainer.epochs=1", "dataset.subset=64", "trainer.analyze_train=false")
+    assert cli(*args).returncode == 0
+    res_path = next(cli.root.rglob("results.json"))
+    first = res_path.stat().st_mtime_ns
+    forced = cli(*args, "trainer.force=true")
+    assert forced.returncode == 0, forced.stderr
+    assert "this run is finished" not in forced.stdout and res_path.stat().st_mtime_ns != first
+    # a truncated checkpoint of an unfinished run: one clear error naming the file
+    ckpt = next(cli.root.rglob("checkpoints/last.pt"))
+    res_path.unlink()
+    ckpt.write_bytes(ckpt.read_bytes()[:100])
+    bad = cli(*args)
+    assert bad.returncode == 2 and str(ckpt) in bad.stderr and "truncated or corrupt" in bad.stderr
+    assert "Traceback" not in bad.stderr
+
+
+def test_diverging_loss_is_an_error_not_a_result(cli):
+    out = cli("trainer.epochs=2", "dataset.subset=64", "head=softmax", "optimizer.lr=1e30")
+    assert out.returncode == 2, out.stderr
+    assert "diverged" in out.stderr and "Traceback" not in out.stderr
+    assert not list(cli.root.rglob("results.json"))
+
+
+def test_signature_ignores_device_and_changes_with_results():
+    from omegaconf import OmegaConf
+
+    from gsm.runs import signature
+
+    base = OmegaConf.create({"dataset": {"name": "digits", "root": "a"}, "model": {"name": "convnet"},
+                             "head": {"name": "gsoftmax", "mu": 0.0}, "optimizer": {"lr": 0.1}, "schedule": {"name": "constant"},
+                             "trainer": {"epochs": 3, "device": "cpu"}, "seed": 0})
+    other_device = OmegaConf.merge(base, {"trainer": {"device": "cuda"}, "dataset": {"root": "b"}})
+    other_mu = OmegaConf.merge(base, {"head": {"mu": 0.1}})
+    assert signature(base) == signature(other_device)
+    assert signature(base) != signature(other_mu)
