@@ -18,6 +18,10 @@ from gsm.heads import Head, build_head
 # name -> ("module:class", config keys the constructor takes besides in_channels/image_size)
 MODELS: dict[str, tuple[str, tuple[str, ...]]] = {
     "convnet": ("gsm.models.convnet:ConvNet", ("width",)),
+    "vgg16": ("gsm.models.vgg:VGG16", ()),
+    "wrn": ("gsm.models.wrn:WideResNet", ("depth", "width", "dropout")),
+    "densenet": ("gsm.models.densenet:DenseNet", ("depth", "growth", "bc", "dropout")),
+    "resnet101": ("gsm.models.resnet:ResNet101", ("pretrained", "weights_path", "pool")),
 }
 
 

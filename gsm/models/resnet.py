@@ -1,0 +1,145 @@
+"""ResNet-101 (He, Zhang, Ren, Sun, CVPR 2016, arXiv:1512.03385) from torchvision, without its fc.
+
+The modules are torchvision's ``resnet101`` (``conv1 … layer4``, same state-dict
+keys, minus ``fc``), followed by global average (``pool: gap``) or global max
+(``pool: gmp``, the paper's MS COCO / NUS-WIDE setting) pooling: 2048 features
+at any input size ≥ 32 (64, 224 and 448 in the paper).
+
+Weights: ``pretrained: true`` loads ImageNet weights (``ResNet101_Weights.IMAGENET1K_V1``)
+through torch's hub cache (downloading once); ``weights_path`` loads a local file
+instead: a torchvision ``resnet101`` state dict (``fc.*`` ignored), a state dict
+of this backbone, or a gsm checkpoint / classifier state dict (``backbone.*``
+keys). ``in_channels != 3`` replaces ``conv1`` by a conv with that many inputs;
+loaded RGB filters are adapted as timm does (summed for 1 channel, otherwise
+repeated cyclically and scaled by 3/in_channels).
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import pickle
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+import torchvision
+from torch import Tensor, nn
+from torchvision.models import ResNet101_Weights
+
+from gsm.errors import ConfigError
+
+POOLS = ("gap", "gmp")
+WEIGHTS = ResNet101_Weights.IMAGENET1K_V1
+_STEM = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
+
+
+def hub_weights_file() -> Path:
+    """Where torch.hub looks for (and caches) the ImageNet weights."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(WEIGHTS.url)
+
+
+def adapt_input_conv(weight: Tensor, in_channels: int) -> Tensor:
+    """RGB filters (out, 3, kh, kw) -> (out, in_channels, kh, kw) (timm's ``adapt_input_conv``)."""
+    if weight.shape[1] == in_channels:
+        return weight
+    if in_channels == 1:
+        return weight.sum(1, keepdim=True)
+    reps = -(-in_channels // weight.shape[1])
+    return weight.repeat(1, reps, 1, 1)[:, :in_channels] * (weight.shape[1] / in_channels)
+
+
+class ResNet101(nn.Module):
+    """torchvision ResNet-101 feature extractor: (B, C, H, W) -> (B, 2048)."""
+
+    def __init__(self, in_channels: int = 3, pretrained: bool = False, weights_path: str | None = None,
+                 pool: str = "gap") -> None:
+        super().__init__()
+        if pool not in POOLS:
+            raise ConfigError(f"model.pool={pool!r}: must be one of {', '.join(POOLS)}")
+        if not isinstance(pretrained, bool):
+            raise ConfigError(f"model.pretrained={pretrained!r}: must be true or false")
+        net = torchvision.models.resnet101(weights=None)
+        if in_channels != 3:
+            net.conv1 = nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)
+            nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")
+        for name in _STEM:
+            setattr(self, name, getattr(net, name))
+        self.in_channels = in_channels
+        self.pool_name = pool
+        self.pool = nn.AdaptiveAvgPool2d(1) if pool == "gap" else nn.AdaptiveMaxPool2d(1)
+        self.out_features = net.fc.in_features
+        if weights_path not in (None, ""):
+            path = Path(os.path.expanduser(str(weights_path)))
+            self.load_weights(_read_local(path), f"model.weights_path={str(path)!r}")
+        elif pretrained:
+            self.load_weights(_download_imagenet(), f"model.pretrained=true ({hub_weights_file()})")
+
+    def load_weights(self, state: Mapping[str, Any], source: str) -> None:
+        """Load a torchvision / gsm state dict (see the module docstring); errors name ``source``."""
+        state = _unwrap(state)
+        if not isinstance(state, Mapping) or not all(isinstance(v, Tensor) for v in state.values()):
+            raise ConfigError(f"{source}: not a state dict (a mapping of parameter names to tensors)")
+        if any(k.startswith("backbone.") for k in state):  # a gsm Classifier / checkpoint
+            state = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
+        state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+        w = state.get("conv1.weight")
+        if isinstance(w, Tensor) and w.ndim == 4 and w.shape[1] != self.in_channels and w.shape[1] == 3:
+            state["conv1.weight"] = adapt_input_conv(w, self.in_channels)
+        own = self.state_dict()
+        missing = sorted(set(own) - set(state))
+        unexpected = sorted(set(state) - set(own))
+        if missing or unexpected:
+            raise ConfigError(
+                f"{source}: not ResNet-101 weights: {len(missing)} missing keys {missing[:3]}, "
+                f"{len(unexpected)} unexpected keys {unexpected[:3]} (expected a torchvision resnet101 state dict)"
+            )
+        bad = [(k, tuple(v.shape), tuple(own[k].shape)) for k, v in state.items() if v.shape != own[k].shape]
+        if bad:
+            k, got, want = bad[0]
+            raise ConfigError(f"{source}: {len(bad)} tensors have the wrong shape, e.g. {k} {got} (expected {want})")
+        self.load_state_dict(state, strict=True)
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.pool(self.forward_features(x)).flatten(1)
+
+    def extra_repr(self) -> str:
+        return f"pool={self.pool_name}, in_channels={self.in_channels}"
+
+
+def _unwrap(state: Any) -> Any:
+    """Accept {'state_dict': …} / {'model': …} wrappers and DDP's 'module.' prefix."""
+    for key in ("state_dict", "model"):
+        if isinstance(state, Mapping) and isinstance(state.get(key), Mapping):
+            state = state[key]
+    if isinstance(state, Mapping) and state and all(isinstance(k, str) and k.startswith("module.") for k in state):
+        state = {k[len("module."):]: v for k, v in state.items()}
+    return state
+
+
+def _read_local(path: Path) -> Any:
+    key = f"model.weights_path={str(path)!r}"
+    if not path.is_file():
+        raise ConfigError(f"{key}: no such file (give the path of a saved ResNet-101 state dict)")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError, ValueError) as e:
+        raise ConfigError(f"{key}: cannot be read as a torch state dict ({type(e).__name__}: {e})") from e
+
+
+def _download_imagenet() -> Mapping[str, Tensor]:
+    """ImageNet weights via torch.hub (cached under $TORCH_HOME/hub/checkpoints)."""
+    try:
+        return torch.hub.load_state_dict_from_url(WEIGHTS.url, progress=True, check_hash=True, map_location="cpu")
+    except (OSError, http.client.HTTPException, RuntimeError, EOFError, pickle.UnpicklingError) as e:
+        raise ConfigError(
+            f"model.pretrained=true: cannot get the ImageNet weights {WEIGHTS} ({type(e).__name__}: {e}). "
+            f"Without internet, copy {WEIGHTS.url} to {hub_weights_file()} (the torch hub cache; "
+            f"set TORCH_HOME to move it), or set model.weights_path=<local resnet101 state dict>, "
+            f"or model.pretrained=false to train from scratch."
+        ) from e

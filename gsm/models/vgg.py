@@ -1,0 +1,44 @@
+"""VGG-16 with batch normalisation, CIFAR variant (Simonyan & Zisserman 2015, arXiv:1409.1556).
+
+The 13 3×3 conv layers of configuration D, each followed by BatchNorm and ReLU,
+with 5 max-pools; the 4096-wide fully connected layers of the ImageNet model are
+dropped (as in the usual CIFAR VGG, e.g. Liu et al.'s L-softmax experiments),
+so a 32×32 image becomes a 1×1×512 map. An adaptive average pool makes any
+input ≥ 32×32 give 512 features. The classifier is the gsm head.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+CFG_D: tuple[int | str, ...] = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
+
+
+class VGG16(nn.Module):
+    """VGG-16-BN feature extractor: (B, C, H, W) -> (B, 512)."""
+
+    def __init__(self, in_channels: int = 3) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        cin = in_channels
+        for v in CFG_D:
+            if v == "M":
+                layers.append(nn.MaxPool2d(2, 2))
+            else:
+                layers += [nn.Conv2d(cin, int(v), 3, padding=1, bias=False), nn.BatchNorm2d(int(v)), nn.ReLU(inplace=True)]
+                cin = int(v)
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.out_features = cin
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        return self.features(x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.pool(self.features(x)).flatten(1)
