@@ -68,3 +68,15 @@ def test_tensorboard_has_losses_metrics_and_mu_sigma_histograms(cli):
     assert [e.step for e in acc.Scalars("train_loss")] == [1, 2]
     res = json.loads(next(cli.root.rglob("results.json")).read_text())
     assert [round(e.value, 5) for e in acc.Scalars("test_top1_error")] == [round(r["test_top1_error"], 5) for r in res["history"]]
+
+
+def test_head_runs_in_float32_under_autocast():
+    _, model = _model({"name": "gsoftmax", "sigma": 0.5})
+    model.eval()
+    images = torch.randn(4, 1, 16, 16)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = model(images)
+        features = model.backbone(images)
+    assert logits.dtype == torch.float32
+    with torch.no_grad():
+        torch.testing.assert_close(logits, model.head(features.float()), rtol=0, atol=0)

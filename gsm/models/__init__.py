@@ -10,6 +10,7 @@ import importlib
 from collections.abc import Mapping
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from gsm.errors import ConfigError
@@ -26,7 +27,10 @@ MODELS: dict[str, tuple[str, tuple[str, ...]]] = {
 
 
 class Classifier(nn.Module):
-    """``head(backbone(images), target)``; ``target`` only matters for L-softmax in training."""
+    """``head(backbone(images), target)``; ``target`` only matters for L-softmax in training.
+
+    Under AMP the backbone runs in reduced precision and the head in float32 (docs/paper-notes.md, D2).
+    """
 
     def __init__(self, backbone: nn.Module, head: Head) -> None:
         super().__init__()
@@ -34,7 +38,9 @@ class Classifier(nn.Module):
         self.head = head
 
     def forward(self, images: Tensor, target: Tensor | None = None) -> Tensor:
-        return self.head(self.backbone(images), target)
+        features = self.backbone(images)
+        with torch.autocast(features.device.type, enabled=False):  # the head runs in float32 (D2)
+            return self.head(features.float(), target)
 
 
 def build_backbone(cfg: Mapping[str, Any], in_channels: int, image_size: int) -> nn.Module:
