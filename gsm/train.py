@@ -303,14 +303,14 @@ class Reporter:
         if not self.enabled:
             return
         step = row["epoch"]
-        scalars = {k: v for k, v in row.items() if isinstance(v, (int, float)) and k != "epoch"}
+        scalars = {k: v for k, v in row.items() if isinstance(v, (int, float)) and k not in ("epoch", "epochs")}
         for k, v in scalars.items():
             self.writer.add_scalar(k, v, step)
         if isinstance(head, GSoftmaxHead):
             self.writer.add_histogram("head/mu", head.mu.detach().cpu(), step)
             self.writer.add_histogram("head/sigma", head.sigma.detach().cpu(), step)
         self.writer.flush()
-        log.info("epoch %d/%s  %s", step, row.get("epochs"), "  ".join(f"{k}={v:.4g}" for k, v in scalars.items() if k != "epochs"))
+        log.info("epoch %d/%s  %s", step, row.get("epochs"), "  ".join(f"{k}={v:.4g}" for k, v in scalars.items()))
 
     def summary(self, history: list[dict[str, Any]]) -> None:
         """summary.csv: one row per epoch, rewritten whole (atomically) from the run's history."""
