@@ -76,6 +76,11 @@ class DataBundle:
 DATASETS: dict[str, str] = {
     "digits": "gsm.data.digits:load_digits",
     "digits_mosaic": "gsm.data.digits:load_digits_mosaic",
+    "cifar10": "gsm.data.cifar:load_cifar10",
+    "cifar100": "gsm.data.cifar:load_cifar100",
+    "tiny_imagenet": "gsm.data.tiny_imagenet:load_tiny_imagenet",
+    "coco": "gsm.data.coco:load_coco",
+    "nuswide": "gsm.data.nuswide:load_nuswide",
 }
 
 

@@ -14,11 +14,14 @@ Both shard the data per DDP rank; the trainer gathers evaluation outputs by
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterator, Sequence
 
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from gsm.errors import GsmError
 
 Batch = tuple[Tensor, Tensor, Tensor]
 
@@ -149,11 +152,12 @@ class FileLoader:
         self.sampler = DistributedSampler(
             self.dataset, num_replicas=world_size, rank=rank, shuffle=train, seed=self.seed, drop_last=train
         )
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         self.loader = DataLoader(
             self.dataset,
             batch_size=batch_size,
             sampler=self.sampler,
-            num_workers=num_workers,
+            num_workers=min(int(num_workers), cpus),  # more workers than CPUs only adds contention
             pin_memory=device.type == "cuda",
             drop_last=False,
         )
@@ -172,8 +176,25 @@ class FileLoader:
     def __iter__(self) -> Iterator[Batch]:
         # Worker seeds (random crops/flips) derive from (seed, epoch, rank): resumed epochs replay exactly.
         self.loader.generator = epoch_generator(self.seed, self.epoch, self.sampler.rank)
-        for x, y, idx in self.loader:
+        batches = iter(self.loader)
+        while True:
+            try:
+                x, y, idx = next(batches)
+            except StopIteration:
+                return
+            except GsmError as exc:  # e.g. a corrupt JPEG: the user needs the file's name, not a worker traceback
+                raise worker_error(exc) from None
             x = x.to(self.device, non_blocking=True)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             yield x, y.to(self.device, non_blocking=True), idx.to(self.device, non_blocking=True)
+
+
+def worker_error(exc: GsmError) -> GsmError:
+    """The original message of a gsm error re-raised by a DataLoader worker (which wraps it in a traceback)."""
+    text = str(exc)
+    marker = f"{type(exc).__module__}.{type(exc).__qualname__}: "
+    pos = text.rfind(marker)
+    if "Original Traceback" not in text or pos < 0:
+        return exc
+    return type(exc)(text[pos + len(marker):].strip())

@@ -1,0 +1,272 @@
+"""Helpers shared by the on-disk datasets (CIFAR, Tiny ImageNet, MS COCO, NUS-WIDE).
+
+* path checks whose :class:`~gsm.errors.DataError` names the path, how to get
+  the data and the layout gsm expects;
+* text files read with universal newlines (CRLF-safe), blank lines checked;
+* :func:`load_rgb`: decode one image file to uint8 RGB (grayscale, palette and
+  CMYK files become 3 channels); a corrupt or truncated file is a DataError
+  naming it;
+* :class:`ImageFiles`: the torch ``Dataset`` DataLoader workers read;
+* :func:`decode_all`: decode a list of small images into one uint8 tensor
+  (threads), with an optional on-disk cache keyed by the file list;
+* :func:`find_missing` / :func:`report_missing`: ``dataset.on_missing``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from gsm.errors import ConfigError, DataError
+
+log = logging.getLogger("gsm.data")
+
+CACHE_VERSION = 1
+
+
+# --------------------------------------------------------------------------- config values
+
+
+def choice(cfg: Mapping[str, Any], key: str, default: str, valid: Sequence[str]) -> str:
+    value = cfg.get(key, default)
+    value = default if value is None else str(value)
+    if value not in valid:
+        raise ConfigError(f"dataset.{key} must be one of {', '.join(valid)} (got {value!r})")
+    return value
+
+
+def image_size(cfg: Mapping[str, Any], default: int, minimum: int = 8) -> int:
+    raw = cfg.get("image_size", default)
+    try:
+        size = int(default if raw is None else raw)
+    except (TypeError, ValueError):
+        raise ConfigError(f"dataset.image_size must be an integer number of pixels (got {raw!r})") from None
+    if size < minimum:
+        raise ConfigError(f"dataset.image_size must be >= {minimum} (got {size})")
+    return size
+
+
+def dataset_root(cfg: Mapping[str, Any], name: str, how_to_get: str, layout: str) -> Path:
+    """``dataset.root`` as an existing folder, or a DataError saying where to get the data."""
+    raw = cfg.get("root")
+    if raw in (None, ""):
+        raise ConfigError(f"dataset.root is not set: point it at the folder holding {name}.\n{how_to_get}\n{layout}")
+    root = Path(str(raw)).expanduser()
+    if not root.is_dir():
+        raise DataError(missing_message(name, root, root, how_to_get, layout))
+    return root
+
+
+def missing_message(name: str, root: Path, path: Path, how_to_get: str, layout: str) -> str:
+    what = "folder" if path == root else "path"
+    return (f"{name}: {what} {path} not found (dataset.root={root}).\n{how_to_get}\n"
+            f"Expected layout under dataset.root:\n{layout}")
+
+
+def require(path: Path, root: Path, name: str, how_to_get: str, layout: str, *, is_dir: bool = False) -> Path:
+    ok = path.is_dir() if is_dir else path.is_file()
+    if not ok:
+        raise DataError(missing_message(name, root, path, how_to_get, layout))
+    return path
+
+
+# --------------------------------------------------------------------------- text files
+
+
+def read_lines(path: Path) -> list[str]:
+    """Lines without line ends or surrounding whitespace (LF or CRLF); trailing blank lines dropped.
+
+    A blank line in the middle would silently shift every later line of an
+    aligned list or label file, so it is a DataError naming the line.
+    """
+    try:
+        with open(path, encoding="utf-8", newline=None) as f:  # universal newlines: \r\n -> \n
+            lines = [line.strip() for line in f.read().split("\n")]
+    except FileNotFoundError:
+        raise DataError(f"file not found: {path}") from None
+    except (UnicodeDecodeError, OSError) as exc:
+        raise DataError(f"cannot read {path} as text: {exc}") from None
+    while lines and not lines[-1]:
+        lines.pop()
+    for i, line in enumerate(lines):
+        if not line:
+            raise DataError(f"{path}: line {i + 1} is blank (lines must align one to one with the image list)")
+    return lines
+
+
+# --------------------------------------------------------------------------- images
+
+
+def load_rgb(path: str | os.PathLike) -> Tensor:
+    """Decode an image file fully to uint8 (3, H, W) RGB; DataError naming the file if it is unreadable."""
+    try:
+        with Image.open(path) as im:
+            arr = np.array(im.convert("RGB"))  # convert() forces the full decode: truncation shows here
+    except FileNotFoundError:
+        raise DataError(f"image file not found: {path}") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise DataError(f"cannot decode image {path}: {exc}") from None
+    return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
+
+
+def resize_uint8(images: Tensor, size: int) -> Tensor:
+    """uint8 (N, C, h, w) or (C, h, w) -> size x size, bilinear (antialiased when shrinking)."""
+    if tuple(images.shape[-2:]) == (size, size):
+        return images
+    batched = images.dim() == 4
+    x = (images if batched else images[None]).float()
+    x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    x = x.round().clamp(0, 255).to(torch.uint8)
+    return x if batched else x[0]
+
+
+class ImageFiles(Dataset):
+    """(transform(decoded image), target) for a list of image files; read by DataLoader workers."""
+
+    def __init__(self, paths: Sequence[str | os.PathLike], targets: Tensor, transform: Callable[[Tensor], Tensor]) -> None:
+        if len(paths) != len(targets):
+            raise ValueError(f"{len(paths)} paths but {len(targets)} targets")
+        # A numpy array of strings, not a list of str objects: forked workers then share it without copy-on-write.
+        self.paths = np.asarray([str(p) for p in paths], dtype=str)
+        self.targets = targets
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
+        return self.transform(load_rgb(self.paths[i])), self.targets[i]
+
+
+# --------------------------------------------------------------------------- decode to one tensor (+ cache)
+
+
+def _decode_into(out: Tensor, paths: Sequence[Path], size: int, threads: int) -> None:
+    def work(i: int) -> None:
+        out[i] = resize_uint8(load_rgb(paths[i]), size)
+
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:  # PIL releases the GIL while decoding
+        for _ in pool.map(work, range(len(paths))):  # re-raises the first DataError (it names the file)
+            pass
+
+
+def file_list_key(paths: Sequence[Path], base: Path, extra: str = "") -> str:
+    """sha1 of (relative path, size, mtime) of every file, plus ``extra``: any added/changed file changes it."""
+    h = hashlib.sha1(f"gsm-cache-v{CACHE_VERSION}|{extra}\n".encode())
+    for p in paths:
+        try:
+            st = os.stat(p)
+        except FileNotFoundError:
+            raise DataError(f"image file not found: {p}") from None
+        h.update(f"{os.path.relpath(p, base)}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+def decode_all(
+    paths: Sequence[Path], size: int, *, cache_file: Path | None = None, key: str = "", threads: int | None = None,
+) -> Tensor:
+    """Decode every file to uint8 (N, 3, size, size). With ``cache_file``, reuse/write a decoded copy.
+
+    The cache file stores ``key`` (see :func:`file_list_key`) and is used only
+    if the key, dtype and shape all match; it is written to a temporary file
+    and renamed, so an interrupted run or a concurrent process never leaves a
+    half-written cache behind. An unreadable or stale cache is rebuilt; a
+    cache folder we cannot write to only costs the decode next time (warning).
+    """
+    n = len(paths)
+    if cache_file is not None and cache_file.is_file():
+        try:
+            blob = torch.load(cache_file, map_location="cpu", weights_only=True, mmap=True)
+            images = blob["images"]
+            if blob.get("key") == key and images.dtype == torch.uint8 and tuple(images.shape) == (n, 3, size, size):
+                log.info("decoded images from cache %s", cache_file)
+                return images  # memory-mapped: a later os.replace of the file keeps this mapping valid
+            log.info("cache %s is stale (the image files changed); decoding again", cache_file)
+        except Exception as exc:  # noqa: BLE001 - any unreadable cache is rebuilt, never trusted
+            log.warning("ignoring unreadable cache %s (%s: %s); decoding again", cache_file, type(exc).__name__, exc)
+    if n > 1000:
+        log.info("decoding %d images%s", n, f" (cached afterwards in {cache_file})" if cache_file else "")
+    images = torch.empty((n, 3, size, size), dtype=torch.uint8)
+    _decode_into(images, paths, size, threads or min(8, os.cpu_count() or 1))
+    if cache_file is not None:
+        tmp = cache_file.with_name(f".{cache_file.name}.{uuid.uuid4().hex}.tmp")
+        try:
+            cache_file.parent.mkdir(parents=True, exist_ok=True)
+            torch.save({"key": key, "images": images}, tmp)
+            os.replace(tmp, cache_file)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            log.warning("could not write the decoded-image cache %s (%s); set dataset.cache_dir to a writable "
+                        "folder or dataset.cache=false", cache_file, exc)
+    return images
+
+
+# --------------------------------------------------------------------------- missing files
+
+
+def find_missing(paths: Sequence[Path]) -> list[bool]:
+    """Which files are absent. Lists each parent folder once (fast for 10^5 files, also on network disks)."""
+    listing: dict[Path, set[str]] = {}
+    out = []
+    for p in paths:
+        parent = p.parent
+        if parent not in listing:
+            try:
+                listing[parent] = set(os.listdir(parent))
+            except (FileNotFoundError, NotADirectoryError):
+                listing[parent] = set()
+        out.append(p.name not in listing[parent])
+    return out
+
+
+def report_missing(name: str, missing: Mapping[str, tuple[list[Path], int]], on_missing: str, where: Path) -> None:
+    """One warning (``skip``) or one DataError (``error``) for listed images whose file is absent.
+
+    ``missing`` maps split -> (absent paths, number listed).
+    """
+    total = sum(len(m) for m, _ in missing.values())
+    if not total:
+        return
+    first = next(m[0] for m, _ in missing.values() if m)
+    counts = ", ".join(f"{len(m)} of {n} {split}" for split, (m, n) in missing.items())
+    if on_missing == "error":
+        raise DataError(f"{name}: {total} listed image file(s) are missing under {where} ({counts}), e.g. {first}. "
+                        "Restore them, or set dataset.on_missing=skip to train without them.")
+    log.warning("%s: skipped %d listed image(s) whose file is missing under %s (%s), e.g. %s "
+                "(dataset.on_missing=skip)", name, total, where, counts, first)
+
+
+# --------------------------------------------------------------------------- multi-label JPEG sets
+
+
+def multilabel_file_splits(
+    cfg: Mapping[str, Any], name: str, class_names: list[str],
+    train: tuple[Sequence[Path], Tensor], test: tuple[Sequence[Path], Tensor], notes: dict[str, Any],
+) -> Any:
+    """DatasetSplits of FileSplits with the SPEC §5 multi-label pipelines (COCO, NUS-WIDE)."""
+    from gsm.data import DatasetSplits, FileSplit
+    from gsm.data.transforms import IMAGENET_MEAN, IMAGENET_STD, TRAIN_CROPS, eval_transform, multilabel_train
+
+    size = image_size(cfg, 448, minimum=16)
+    crop = choice(cfg, "train_crop", "multiscale", TRAIN_CROPS)
+    flip = bool(cfg.get("flip", True))
+    train_tf, test_tf = multilabel_train(size, crop, flip), eval_transform(size)
+    train_split = FileSplit(ImageFiles(train[0], train[1], train_tf), train[1], ImageFiles(train[0], train[1], test_tf))
+    test_split = FileSplit(ImageFiles(test[0], test[1], test_tf), test[1])
+    return DatasetSplits(
+        name=name, num_classes=len(class_names), multilabel=True, class_names=class_names,
+        train=train_split, test=test_split, in_channels=3, image_size=size,
+        mean=IMAGENET_MEAN, std=IMAGENET_STD, flip=flip, notes=notes,
+    )

@@ -1,0 +1,174 @@
+"""Tiny ImageNet from its official folder (SPEC §6); the labelled ``val`` split is the test split.
+
+Layout under ``dataset.root`` (or ``dataset.root`` being ``tiny-imagenet-200`` itself)::
+
+    tiny-imagenet-200/wnids.txt                      one wnid per line (NOT sorted)
+    tiny-imagenet-200/words.txt                      wnid<TAB>names (class names; optional)
+    tiny-imagenet-200/train/<wnid>/images/*.JPEG     training images of that class
+    tiny-imagenet-200/val/images/val_<k>.JPEG
+    tiny-imagenet-200/val/val_annotations.txt        file<TAB>wnid<TAB>x<TAB>y<TAB>w<TAB>h
+
+Class index = position of the wnid in the *sorted* wnid list (torchvision's
+ImageFolder convention); the number of classes is what wnids.txt lists.
+Grayscale JPEGs (a few hundred in the real set) are converted to 3 channels.
+
+* ``dataset.image_size <= 64``: every image is decoded once into a uint8
+  (N, 3, 64, 64) tensor (resized to ``image_size`` if smaller) and augmented on
+  the device (random crop with ``crop_padding`` zero padding, flip). The
+  decoded tensors are cached (``dataset.cache``) in ``dataset.cache_dir``
+  (default ``<tiny-imagenet-200>/.gsm-cache``), keyed by the list of files with
+  their sizes and modification times.
+* above 64 (Table II uses 224): a :class:`~gsm.data.FileSplit` read by
+  DataLoader workers: resize to ``image_size``, random crop with zero padding
+  and flip for training, resize only for testing.
+
+Both use the ImageNet mean/std (the backbone is ImageNet-pretrained).
+``crop_padding`` is in pixels at 64x64 and scales with ``image_size``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from gsm.data import DatasetSplits, FileSplit, TensorSplit
+from gsm.data.files import (
+    ImageFiles, choice, dataset_root, decode_all, file_list_key, find_missing, image_size, log, missing_message,
+    read_lines, report_missing, require, resize_uint8,
+)
+from gsm.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform, pad_crop_train
+from gsm.errors import DataError
+
+TITLE = "Tiny ImageNet"
+FOLDER = "tiny-imagenet-200"
+NATIVE = 64
+IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png"}
+HOW_TO_GET = ("gsm cannot download Tiny ImageNet. Get tiny-imagenet-200.zip from "
+              "http://cs231n.stanford.edu/tiny-imagenet-200.zip (CS231n, Stanford) and unzip it into dataset.root.")
+LAYOUT = f"""  {FOLDER}/wnids.txt
+  {FOLDER}/words.txt
+  {FOLDER}/train/<wnid>/images/<wnid>_<k>.JPEG
+  {FOLDER}/val/images/val_<k>.JPEG
+  {FOLDER}/val/val_annotations.txt   (file<TAB>wnid<TAB>x<TAB>y<TAB>w<TAB>h)"""
+
+
+def _locate(cfg: Mapping[str, Any]) -> tuple[Path, Path]:
+    root = dataset_root(cfg, TITLE, HOW_TO_GET, LAYOUT)
+    for folder in (root / FOLDER, root):
+        if (folder / "wnids.txt").is_file():
+            return root, folder
+    raise DataError(missing_message(TITLE, root, root / FOLDER / "wnids.txt", HOW_TO_GET, LAYOUT))
+
+
+def _class_names(folder: Path, wnids: list[str]) -> list[str]:
+    words_path = folder / "words.txt"
+    if not words_path.is_file():
+        log.warning("%s: %s not found; class names are the wnids", TITLE, words_path)
+        return list(wnids)
+    words: dict[str, str] = {}
+    for line in read_lines_lenient(words_path):
+        wnid, _, text = line.partition("\t")
+        words[wnid.strip()] = text.strip()
+    return [words.get(w) or w for w in wnids]
+
+
+def read_lines_lenient(path: Path) -> list[str]:
+    """words.txt is a lookup table, not aligned with anything: blank lines are harmless there."""
+    try:
+        return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except (UnicodeDecodeError, OSError) as exc:
+        raise DataError(f"cannot read {path} as text: {exc}") from None
+
+
+def index(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """Files and labels of both splits (no decoding): the loader's view of the folder."""
+    root, folder = _locate(cfg)
+    wnids_path = folder / "wnids.txt"
+    listed = read_lines(wnids_path)
+    if not listed:
+        raise DataError(f"{wnids_path} lists no wnids")
+    if len(set(listed)) != len(listed):
+        dup = next(w for w in listed if listed.count(w) > 1)
+        raise DataError(f"{wnids_path} lists wnid {dup} more than once")
+    wnids = sorted(listed)
+    label_of = {w: i for i, w in enumerate(wnids)}
+
+    train_paths: list[Path] = []
+    train_labels: list[int] = []
+    for wnid in wnids:
+        img_dir = require(folder / "train" / wnid / "images", root, TITLE, HOW_TO_GET, LAYOUT, is_dir=True)
+        files = sorted(p for p in img_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise DataError(f"{TITLE}: {img_dir} holds no images (class {wnid} of {wnids_path})")
+        train_paths += files
+        train_labels += [label_of[wnid]] * len(files)
+
+    ann_path = require(folder / "val" / "val_annotations.txt", root, TITLE, HOW_TO_GET, LAYOUT)
+    val_dir = require(folder / "val" / "images", root, TITLE, HOW_TO_GET, LAYOUT, is_dir=True)
+    val_paths: list[Path] = []
+    val_labels: list[int] = []
+    for i, line in enumerate(read_lines(ann_path)):
+        fields = line.split("\t")
+        if len(fields) < 2:
+            raise DataError(f"{ann_path}: line {i + 1} is not 'file<TAB>wnid<TAB>x<TAB>y<TAB>w<TAB>h': {line!r}")
+        name, wnid = fields[0].strip(), fields[1].strip()
+        if wnid not in label_of:
+            raise DataError(f"{ann_path}: line {i + 1}: wnid {wnid!r} is not listed in {wnids_path}")
+        val_paths.append(val_dir / name)
+        val_labels.append(label_of[wnid])
+
+    on_missing = choice(cfg, "on_missing", "error", ("skip", "error"))
+    absent = find_missing(val_paths)
+    report_missing(TITLE, {"val": ([p for p, a in zip(val_paths, absent) if a], len(val_paths))}, on_missing, val_dir)
+    if any(absent):
+        val_paths = [p for p, a in zip(val_paths, absent) if not a]
+        val_labels = [y for y, a in zip(val_labels, absent) if not a]
+    return {
+        "root": root, "folder": folder, "wnids": wnids, "class_names": _class_names(folder, wnids),
+        "train": (train_paths, torch.tensor(train_labels, dtype=torch.long)),
+        "test": (val_paths, torch.tensor(val_labels, dtype=torch.long)),
+        "missing": int(sum(absent)),
+    }
+
+
+def _cache_dir(cfg: Mapping[str, Any], folder: Path) -> Path | None:
+    if not bool(cfg.get("cache", True)):
+        return None
+    raw = cfg.get("cache_dir")
+    return Path(str(raw)).expanduser() if raw not in (None, "") else folder / ".gsm-cache"
+
+
+def load_tiny_imagenet(cfg: Mapping[str, Any]) -> DatasetSplits:
+    idx = index(cfg)
+    size = image_size(cfg, NATIVE)
+    pad64 = int(cfg.get("crop_padding", 8))
+    padding = round(pad64 * size / NATIVE)
+    flip = bool(cfg.get("flip", True))
+    notes = {"folder": str(idx["folder"]), "missing_skipped": idx["missing"]}
+    common = dict(name="tiny_imagenet", num_classes=len(idx["wnids"]), multilabel=False,
+                  class_names=idx["class_names"], in_channels=3, image_size=size,
+                  mean=IMAGENET_MEAN, std=IMAGENET_STD, flip=flip, notes=notes)
+
+    if size <= NATIVE:
+        cache_dir = _cache_dir(cfg, idx["folder"])
+
+        def tensor_split(split: str) -> TensorSplit:
+            paths, targets = idx[split]
+            cache_file = key = None
+            if cache_dir is not None:
+                key = file_list_key(paths, idx["folder"], extra=f"tiny_imagenet|{NATIVE}")
+                cache_file = cache_dir / f"tiny_imagenet-{split}-{NATIVE}px-{key[:16]}.pt"
+            images = decode_all(paths, NATIVE, cache_file=cache_file, key=key or "")
+            return TensorSplit(resize_uint8(images, size), targets)
+
+        return DatasetSplits(train=tensor_split("train"), test=tensor_split("test"), crop_padding=padding, **common)
+
+    train_paths, train_y = idx["train"]
+    test_paths, test_y = idx["test"]
+    train_tf, test_tf = pad_crop_train(size, padding, flip), eval_transform(size)
+    train = FileSplit(ImageFiles(train_paths, train_y, train_tf), train_y, ImageFiles(train_paths, train_y, test_tf))
+    test = FileSplit(ImageFiles(test_paths, test_y, test_tf), test_y)
+    return DatasetSplits(train=train, test=test, **common)
