@@ -25,7 +25,7 @@ from gsm.errors import CheckpointError
 # Settings that do not change a run's numbers (where and how fast it runs, how it reports).
 NON_RESULT_KEYS = {
     "trainer": {"device", "force", "compile", "num_workers", "progress", "eval_batch_size", "checkpoint_every"},
-    "dataset": {"root", "download"},
+    "dataset": {"root", "download", "cache", "cache_dir"},
 }
 RESULT_GROUPS = ("dataset", "model", "head", "optimizer", "schedule", "trainer", "seed")
 

@@ -349,6 +349,7 @@ def build_results(
         "seed": int(cfg.seed), "epochs": int(cfg.trainer.epochs), "multilabel": multilabel,
         "num_classes": splits.num_classes, "class_names": list(splits.class_names),
         "train_samples": len(splits.train), "test_samples": len(splits.test),
+        "data_notes": splits.notes,  # e.g. images skipped as missing or unlabelled, concepts dropped
     }
     if multilabel:
         res.update({k: metrics[k] for k in ("mAP", "CP", "CR", "CF1", "OP", "OR", "OF1")})
