@@ -251,7 +251,7 @@ def empirical_init(model: Classifier, loader: Any, batches: int, dist: Dist, amp
     mu = s1 / n
     sigma = (s2 / n - mu**2).clamp_min(0).sqrt()
     head.set_distribution(mu.float(), sigma.float())
-    log.info("head.init=empirical: μ mean %.4f, σ mean %.4f over %d images", mu.mean(), sigma.mean(), int(n[0] if n.dim() else n))
+    log.info("head.init=empirical: μ mean %.4f, σ mean %.4f over %d images", mu.mean(), sigma.mean(), int(n.flatten()[0]))
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -374,8 +374,8 @@ def build_results(
 
 
 def save_outputs(path: Path, out: EvalOutputs, multilabel: bool) -> None:
-    """Test-set features x and probabilities p (float16) for the figures."""
-    blob = {"x": out.x.half(), "p": out.probabilities(multilabel).half(), "targets": out.targets.to(torch.int16 if not multilabel else torch.uint8)}
+    """Test-set features x (float32) and probabilities p (float16) for the figures."""
+    blob = {"x": out.x.float(), "p": out.probabilities(multilabel).half(), "targets": out.targets.to(torch.int16 if not multilabel else torch.uint8)}
     runs.atomic_write_bytes(path, lambda fh: torch.save(blob, fh))
 
 

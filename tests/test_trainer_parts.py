@@ -80,3 +80,13 @@ def test_head_runs_in_float32_under_autocast():
     assert logits.dtype == torch.float32
     with torch.no_grad():
         torch.testing.assert_close(logits, model.head(features.float()), rtol=0, atol=0)
+
+
+def test_empirical_init_multilabel_pairs():
+    data = build_data({"name": "digits_mosaic", "image_size": 16, "subset": 64, "train_size": 64, "test_size": 32},
+                      batch_size=32, device=torch.device("cpu"))
+    model = build_classifier({"name": "convnet", "width": 8}, {"name": "gsoftmax", "init": "empirical"}, num_classes=10,
+                             multilabel=True, in_channels=1, image_size=16)
+    empirical_init(model, data.train, 5, Dist(), None)
+    assert model.head.mu.shape == (10, 2) and (model.head.sigma > 0).all()
+    assert not torch.allclose(model.head.mu, torch.zeros(10, 2))
