@@ -58,3 +58,14 @@ def test_empirical_stats_multilabel_uses_x_plus_and_label_split():
         pos, neg = x[y[:, c] == 1, c, 0], x[y[:, c] == 0, c, 0]
         assert abs(got["mu_pos"][c] - pos.mean()) < 1e-12 and abs(got["sigma_neg"][c] - neg.std()) < 1e-10
     assert np.isnan(got["compactness"][2])
+
+
+def test_empirical_stats_single_label_class_with_one_image_is_nan():
+    """A class with one test image has no σ_pos: NaN statistics (null in results.json), not an error."""
+    x = torch.tensor([[3.0, 0.0, 1.0], [2.5, 0.5, 0.0], [0.0, 4.0, 0.2], [0.1, 0.0, 5.0]], dtype=torch.float64)
+    y = torch.tensor([0, 0, 1, 2])
+    got = empirical_stats(x, y, multilabel=False)
+    assert abs(got["mu_pos"][0] - 2.75) < 1e-12 and abs(got["sigma_pos"][0] - 0.25) < 1e-12
+    assert got["count_pos"] == [2.0, 1.0, 1.0]
+    assert np.isnan(got["compactness"][1]) and np.isnan(got["ratio"][2])
+    assert np.isfinite(got["separability"][0])

@@ -47,3 +47,23 @@ def test_top3_variant_caps_predictions():
 def test_top1_error():
     logits = torch.tensor([[2.0, 1.0], [0.0, 3.0], [1.0, 0.0]])
     assert top1_error(logits, torch.tensor([0, 1, 1])) == pytest.approx(1 / 3)
+
+
+def test_all_tied_scores_and_top3_against_a_reference():
+    """A class whose scores are all equal has AP = its prevalence (sklearn); top-3 against a loop reference."""
+    rng = np.random.default_rng(7)
+    n, m = 200, 9
+    targets = (rng.random((n, m)) < 0.25).astype(int)
+    scores = rng.random((n, m))
+    scores[:, 2] = 0.7  # every image tied, all predicted
+    got = multilabel_metrics(torch.tensor(scores), torch.tensor(targets))
+    assert got["AP"][2] == pytest.approx(average_precision_score(targets[:, 2], scores[:, 2]), abs=1e-6)
+    assert got["AP"][2] == pytest.approx(targets[:, 2].mean(), abs=1e-6)
+    top3 = multilabel_metrics(torch.tensor(scores), torch.tensor(targets), top_k=3)
+    pred = np.zeros_like(targets)
+    for i in range(n):  # reference: the 3 highest scores of each image, each still >= 0.5
+        for c in np.argsort(-scores[i], kind="stable")[:3]:
+            pred[i, c] = scores[i, c] >= 0.5
+    cp = precision_score(targets, pred, average="macro", zero_division=0)
+    orr = recall_score(targets, pred, average="micro", zero_division=0)
+    assert top3["CP"] == pytest.approx(cp, abs=1e-12) and top3["OR"] == pytest.approx(orr, abs=1e-12)

@@ -1,0 +1,105 @@
+"""Synthetic run folders with the real structure of the trainer's outputs (results.json, test_outputs.pt).
+
+The config stored in each results.json is the real composed config of the experiment (plus the
+profile's overrides), so the tables match it to its paper row exactly as they match real runs.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from gsm import runs
+from gsm.grid import compose_many
+from gsm.profiles import PROFILES
+
+COCO_NAMES = ["person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat", "traffic light",
+              "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog", "horse", "sheep", "cow",
+              "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella", "handbag", "tie", "suitcase", "frisbee",
+              "skis", "snowboard", "sports ball", "kite", "baseball bat", "baseball glove", "skateboard", "surfboard",
+              "tennis racket", "bottle", "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple",
+              "sandwich", "orange", "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch",
+              "potted plant", "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote", "keyboard",
+              "cell phone", "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase",
+              "scissors", "teddy bear", "hair drier", "toothbrush"]
+CIFAR10_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+def config_of(experiment: str, profile: str = "full", seed: int = 0) -> dict[str, Any]:
+    cfg = compose_many([(experiment, PROFILES[profile].overrides(experiment))])[0]
+    cfg["seed"] = seed
+    return cfg
+
+
+def empirical_block(m: int, rng: np.random.Generator, **given: list[float]) -> dict[str, list[float]]:
+    block = {
+        "mu_pos": rng.normal(2, 0.5, m).tolist(), "sigma_pos": rng.uniform(0.5, 2, m).tolist(),
+        "mu_neg": rng.normal(-2, 0.5, m).tolist(), "sigma_neg": rng.uniform(0.5, 2, m).tolist(),
+        "count_pos": [10.0] * m,
+    }
+    block["compactness"] = [1 / s for s in block["sigma_pos"]]
+    block["separability"] = rng.uniform(1, 5, m).tolist()
+    block["ratio"] = [d / s for d, s in zip(block["separability"], block["sigma_pos"])]
+    block.update(given)
+    return block
+
+
+def write_run(runs_dir: Path, experiment: str, seed: int = 0, profile: str = "full", *, outputs: bool = False,
+              rng: np.random.Generator | None = None, n_test: int = 60, **fields: Any) -> Path:
+    """One finished run of ``experiment`` under ``runs_dir`` with the given result fields; returns results.json."""
+    rng = rng or np.random.default_rng(seed)
+    cfg = config_of(experiment, profile, seed)
+    ds, model, head = cfg["dataset"]["name"], cfg["model"]["name"], cfg["head"]["name"]
+    multilabel = ds in ("coco", "nuswide")
+    m = {"cifar10": 10, "cifar100": 100, "tiny_imagenet": 200, "coco": 80, "nuswide": 81}[ds]
+    names = CIFAR10_NAMES if ds == "cifar10" else COCO_NAMES if ds == "coco" else [f"class_{i}" for i in range(m)]
+    res: dict[str, Any] = {
+        "dataset": ds, "model": model, "head": head, "mu": cfg["head"].get("mu"), "sigma": cfg["head"].get("sigma"),
+        "lam": cfg["head"].get("lam"), "seed": seed, "epochs": cfg["trainer"]["epochs"], "multilabel": multilabel,
+        "num_classes": m, "class_names": names, "train_samples": 1000, "test_samples": n_test,
+    }
+    if multilabel:
+        res.update({k: float(rng.uniform(0.5, 0.9)) for k in ("mAP", "CP", "CR", "CF1", "OP", "OR", "OF1")})
+        res["per_class_ap"] = rng.uniform(0.2, 1, m).tolist()
+        res["classes_without_positives"] = []
+        res["top3"] = {k: 0.5 for k in ("CP", "CR", "CF1", "OP", "OR", "OF1")}
+    else:
+        res.update({"top1_error": float(rng.uniform(0.02, 0.3)), "top5_error": 0.01})
+    res["test_loss"] = 0.5
+    res["learned"] = ({"mu": [0.0] * m, "sigma": [1.0] * m, "compactness": rng.uniform(0.5, 2, m).tolist(),
+                       "separability": rng.uniform(0, 1, m).tolist(), "ratio": rng.uniform(0, 1, m).tolist()}
+                      if head == "gsoftmax" else None)
+    res["empirical"] = {"test": empirical_block(m, rng), "train": empirical_block(m, rng)}
+    res.update({"history": [], "train_time_s": 1.0, "wall_time_s": 2.0, "device": "cpu", "world_size": 1,
+                "git_rev": "synthetic", "torch": torch.__version__, "config": cfg})
+    res.update(fields)
+    res["signature"] = runs.signature(cfg)
+    run_dir = runs_dir / ds / f"{model}-{head}-{res['signature']}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    runs.write_json(run_dir / "results.json", res)
+    if outputs:
+        write_outputs(run_dir / "test_outputs.pt", m, multilabel, n_test, rng)
+    return run_dir / "results.json"
+
+
+def write_outputs(path: Path, m: int, multilabel: bool, n: int, rng: np.random.Generator) -> None:
+    """test_outputs.pt as the trainer writes it: x (N, m) or (N, m, 2), p (N, m), targets."""
+    if multilabel:
+        targets = torch.from_numpy((rng.random((n, m)) < 0.3).astype(np.uint8))
+        x = torch.from_numpy(rng.normal(size=(n, m, 2))).float()
+        x[..., 0] += 2 * targets
+        p = torch.sigmoid(x[..., 0] - x[..., 1])
+    else:
+        targets = torch.from_numpy(rng.integers(0, m, n)).to(torch.int16)
+        x = torch.from_numpy(rng.normal(size=(n, m))).float()
+        x[torch.arange(n), targets.long()] += 4
+        p = torch.softmax(x, 1)
+    torch.save({"x": x.half(), "p": p.half(), "targets": targets}, path)
+
+
+def read(path: Path) -> dict[str, Any]:
+    return json.loads(Path(path).read_text())

@@ -1,0 +1,391 @@
+"""Tables I–VI from synthetic results files (real structure, known numbers): every paper row, our value
+and the paper's in the right place, "not run" where missing, and the statistics equal to scipy's."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+from synthetic_runs import COCO_NAMES, read, write_run
+
+from gsm import paper
+from gsm.grid import Grid, LaunchError, compose, row_key
+from gsm.profiles import PROFILES
+from gsm.tables import build_table, main
+
+
+def grid_for(table: int, runs_dir: Path, profile: str = "full") -> Grid:
+    return Grid(paper.experiments(table), profile, runs_dir)
+
+
+def line(df: pd.DataFrame, method: str) -> pd.Series:
+    hits = df[(df["Method"] == method) | (df["Method"] == method + " (literature)")]
+    assert len(hits) == 1, (method, list(df["Method"]))
+    return hits.iloc[0]
+
+
+# --------------------------------------------------------------------------- paper data
+
+
+def test_paper_rows_map_to_existing_experiment_configs():
+    root = Path(__file__).resolve().parent.parent / "configs" / "experiment"
+    configs = {str(p.relative_to(root))[:-5] for p in root.rglob("*.yaml")}
+    ours = {r.experiment for t in (1, 2, 3, 4) for r in paper.TABLES[t] if r.experiment}
+    assert ours == configs  # every experiment file is a paper row and every paper row has its file
+    assert len([r for r in paper.TABLE1 if r.experiment]) == 24 and len(paper.TABLE2) == 5 + 8
+    assert len(paper.TABLE5) == 10 and len(paper.TABLE6) == 6
+    assert paper.experiments(5) and set(paper.experiments(6)) == set(paper.GSOFTMAX_GRID["coco"] + paper.GSOFTMAX_GRID["nuswide"])
+
+
+def test_table6_transcription_consistent_with_five_runs():
+    """The printed (ρ, p) pairs are two-sided Pearson tests on n = 5 (the (μ, σ) grid rows)."""
+    for r in paper.TABLE6:
+        rho, n = r.paper["rho"], 5
+        p = 2 * stats.t.sf(rho * math.sqrt(n - 2) / math.sqrt(1 - rho**2), n - 2)
+        assert abs(p - r.paper["p"]) < 2e-4, r
+
+
+def test_profiles_overrides():
+    smoke = PROFILES["smoke"]
+    ov = smoke.overrides("table1/wrn1100_cifar10_gsoftmax", "/fx")
+    assert "trainer.epochs=2" in ov and "schedule.pieces=[[1,0,-8],[2,-8,-9]]" in ov and "model.width=1" in ov
+    assert "dataset.root=/fx" in ov and "trainer.epochs=1" not in ov  # the later rule wins, one value per key
+    assert "dataset.root=/fx" in smoke.overrides("table3/resnet101_coco_softmax", "/fx")
+    assert "dataset.image_size=24" in smoke.overrides("table2/resnet101_tiny_imagenet64_softmax")
+    assert "dataset.image_size=32" in smoke.overrides("table2/resnet101_tiny_imagenet_softmax")
+    assert PROFILES["full"].overrides("table3/resnet101_coco_softmax", "/fx") == []
+
+
+# --------------------------------------------------------------------------- Table I
+
+
+def test_table1_every_row_ours_and_paper_seeds_and_paired_test(tmp_path):
+    runs = tmp_path / "runs"
+    soft = {0: 0.040, 1: 0.036, 2: 0.041}
+    gs = {0: 0.033, 1: 0.034, 2: 0.036}
+    for seed in soft:
+        write_run(runs, "table1/wrn_cifar10_softmax", seed, top1_error=soft[seed])
+        write_run(runs, "table1/wrn_cifar10_gsoftmax", seed, top1_error=gs[seed])
+    write_run(runs, "table1/vgg16_cifar100_gsoftmax", 0, top1_error=0.2512)
+    write_run(runs, "table1/wrn1100_cifar100_lsoftmax", 5, top1_error=0.2, epochs=1100)
+    out = build_table(1, grid_for(1, runs))
+    df = out.display
+    labels = list(dict.fromkeys(r.label for r in paper.TABLE1))
+    assert len(df) == len(labels) == 15
+    for r in paper.TABLE1:  # the paper's value in its column, for every row
+        col = "CIFAR10 paper" if r.dataset == "cifar10" else "CIFAR100 paper"
+        row = line(df, r.label)
+        assert row[col] == f"{r.paper['top1_error']:.2f}"
+
+    g = line(df, "WRN G-softmax")
+    vals = [100 * gs[s] for s in (0, 1, 2)]
+    assert g["CIFAR10 ours"] == f"{np.mean(vals):.2f} ± {np.std(vals, ddof=1):.2f} (n=3)"
+    assert g["CIFAR10 paper"] == "3.36" and g["CIFAR100 ours"] == "not run" and g["CIFAR100 paper"] == "17.41"
+    expected = stats.ttest_rel([100 * gs[s] for s in (0, 1, 2)], [100 * soft[s] for s in (0, 1, 2)])
+    assert g["CIFAR10 p vs softmax"] == f"{expected.pvalue:.4f} (n=3)"
+    assert g["seeds"] == "0,1,2" and g["epochs run"] == "300" and g["device"] == "cpu"
+    assert line(df, "WRN")["CIFAR10 p vs softmax"] == "(baseline)"
+    assert line(df, "VGG G-softmax")["CIFAR100 ours"] == "25.12" and line(df, "VGG G-softmax")["CIFAR10 ours"] == "not run"
+    assert line(df, "*WRN L-softmax")["CIFAR100 ours"] == "20.00" and line(df, "*WRN L-softmax")["seeds"] == "5"
+    assert line(df, "DSN")["CIFAR10 ours"] == "not run" and line(df, "DSN")["CIFAR10 paper"] == "3.77"
+    lit = line(df, "DSN [19] (literature)")
+    assert lit["CIFAR10 ours"] == "—" and lit["CIFAR10 paper"] == "3.46" and lit["# Epoch (paper)"] == 300
+
+    data = out.data
+    d = data[(data.experiment == "table1/wrn_cifar10_gsoftmax")].iloc[0]
+    assert d.ours_mean == pytest.approx(np.mean(vals)) and d.ours_std == pytest.approx(np.std(vals, ddof=1))
+    assert d.p_vs_softmax == pytest.approx(expected.pvalue) and d.n_seeds == 3 and d.paper == 3.36
+    assert (data.status == "not run").sum() == 24 - 4 and (data.status == "literature").sum() == 6
+
+    paths = out.write(tmp_path / "tables")
+    assert [p.name for p in paths] == ["table1.md", "table1.csv", "table1.tex"]
+    md = paths[0].read_text()
+    assert "not run" in md and "ttest_rel" in md and "Profile: **full**" in md
+    assert len(pd.read_csv(paths[1])) == 30
+    assert "\\begin{tabular}" in paths[2].read_text()
+
+
+def test_paired_test_uses_only_common_seeds(tmp_path):
+    runs = tmp_path / "runs"
+    for seed, v in ((0, 0.05), (1, 0.06), (2, 0.07)):
+        write_run(runs, "table1/vgg16_cifar10_softmax", seed, top1_error=v)
+    for seed, v in ((1, 0.05), (2, 0.055), (3, 0.01)):
+        write_run(runs, "table1/vgg16_cifar10_gsoftmax", seed, top1_error=v)
+    write_run(runs, "table1/vgg16_cifar10_lsoftmax", 0, top1_error=0.08)
+    df = build_table(1, grid_for(1, runs)).display
+    expected = stats.ttest_rel([5.0, 5.5], [6.0, 7.0])
+    assert line(df, "VGG G-softmax")["CIFAR10 p vs softmax"] == f"{expected.pvalue:.4f} (n=2)"
+    assert line(df, "VGG L-softmax")["CIFAR10 p vs softmax"] == "–"  # one seed: no paired test
+
+
+def test_results_of_other_settings_are_not_attached(tmp_path):
+    runs = tmp_path / "runs"
+    path = write_run(runs, "table1/wrn_cifar10_softmax", 0, top1_error=0.05)
+    res = read(path)
+    res["config"]["trainer"]["epochs"] = 7  # another recipe: not this row
+    other = path.parent.parent / "wrn-softmax-other" / "results.json"
+    other.parent.mkdir()
+    other.write_text(json.dumps(res))
+    grid = grid_for(1, runs)
+    assert grid.rows["table1/wrn_cifar10_softmax"].seeds == [0] and len(grid.unmatched) == 1
+    out = build_table(1, grid)
+    assert any("belong to no row" in n for n in out.notes)
+
+
+# --------------------------------------------------------------------------- Tables II, III, IV
+
+
+def test_table2_rows(tmp_path):
+    runs = tmp_path / "runs"
+    write_run(runs, "table2/resnet101_tiny_imagenet64_softmax", 0, top1_error=0.3)
+    write_run(runs, "table2/resnet101_tiny_imagenet_gsoftmax_mu0_sigma2", 0, top1_error=0.17)
+    df = build_table(2, grid_for(2, runs)).display
+    assert len(df) == len(paper.TABLE2)
+    for r in paper.TABLE2:
+        assert line(df, r.label)["top-1 error paper"] == f"{r.paper['top1_error']:.2f}"
+    r64 = line(df, "ResNet-101 (input 64x64)")
+    assert r64["top-1 error ours"] == "30.00" and r64["image size"] == "64"
+    g = line(df, "ResNet-101 G-Softmax (mu=0, sigma=2)")
+    assert g["top-1 error ours"] == "17.00" and g["image size"] == "224" and g["top-1 error paper"] == "17.29"
+    assert line(df, "ResNet-101 L-Softmax")["top-1 error ours"] == "not run"
+
+
+@pytest.mark.parametrize("number", [3, 4])
+def test_multilabel_tables_every_metric_in_place(tmp_path, number):
+    runs = tmp_path / "runs"
+    rows = [r for r in paper.TABLES[number] if r.experiment]
+    measured = rows[:3]
+    values = {}
+    for i, r in enumerate(measured):
+        values[r.label] = {m: 0.5 + 0.01 * i + 0.001 * k for k, m in enumerate(paper.MULTILABEL_METRICS)}
+        write_run(runs, r.experiment, 0, **values[r.label])
+    df = build_table(number, grid_for(number, runs)).display
+    assert len(df) == len(paper.TABLES[number])
+    for r in paper.TABLES[number]:
+        got = line(df, r.label)
+        for m in paper.MULTILABEL_METRICS:
+            label = paper.METRIC_LABELS[m]
+            assert got[f"{label} paper"] == ("-" if r.paper[m] is None else f"{r.paper[m]:.1f}")
+            if r.label in values:
+                assert got[f"{label} ours"] == f"{100 * values[r.label][m]:.1f}"
+            elif r.reference_only:
+                assert got[f"{label} ours"] == "—"
+            else:
+                assert got[f"{label} ours"] == "not run"
+    assert df.iloc[len(df) - len(rows)]["p vs softmax (mAP)"] == "(baseline)"
+
+
+# --------------------------------------------------------------------------- Table V
+
+
+def test_table5_ttest_rel_of_per_class_aps(tmp_path):
+    runs = tmp_path / "runs"
+    rng = np.random.default_rng(0)
+    soft_ap = rng.uniform(0.3, 0.9, 80)
+    soft_list: list = soft_ap.tolist()
+    soft_list[3] = None  # a class without positives in the softmax run
+    write_run(runs, "table3/resnet101_coco_softmax", 0, per_class_ap=soft_list, classes_without_positives=[3])
+    g_name = "table3/resnet101_coco_gsoftmax_mu0_sigma0p5"
+    g_ap = soft_ap + rng.normal(0.01, 0.02, 80)
+    g_list: list = g_ap.tolist()
+    g_list[7] = None
+    write_run(runs, g_name, 0, per_class_ap=g_list, classes_without_positives=[7])
+    # a second G-softmax row with two seeds: per-class APs averaged over its seeds
+    g2 = "table3/resnet101_coco_gsoftmax_mu0_sigma1"
+    a1, a2 = soft_ap + rng.normal(0, 0.03, 80), soft_ap + rng.normal(0, 0.03, 80)
+    write_run(runs, g2, 0, per_class_ap=a1.tolist())
+    write_run(runs, g2, 1, per_class_ap=a2.tolist())
+    out = build_table(5, Grid(paper.experiments(5), "full", runs))
+    df, data = out.display, out.data
+    assert len(df) == 10
+
+    keep = [c for c in range(80) if c not in (3, 7)]
+    expected = stats.ttest_rel(soft_ap[keep], g_ap[keep])
+    row = df[(df["dataset"] == "MS COCO") & (df["G-softmax (mu, sigma)"] == "G-softmax(0,0.5)")].iloc[0]
+    assert row["p-val paper"] == "0.0359" and row["classes used"] == 78 and row["classes excluded"] == 2
+    assert row["p-val ours"] == (f"{expected.pvalue:.4f}" if expected.pvalue >= 1e-4 else f"{expected.pvalue:.1e}")
+    d = data[data.experiment == g_name].iloc[0]
+    assert d.p == pytest.approx(expected.pvalue, rel=1e-12) and d.t == pytest.approx(expected.statistic, rel=1e-12)
+
+    keep2 = [c for c in range(80) if c != 3]
+    expected2 = stats.ttest_rel(soft_ap[keep2], ((a1 + a2) / 2)[keep2])
+    d2 = data[data.experiment == g2].iloc[0]
+    assert d2.p == pytest.approx(expected2.pvalue, rel=1e-12) and d2.seeds_gsoftmax == "0,1"
+
+    nus = df[df["dataset"] == "NUS-WIDE"]
+    assert len(nus) == 5 and (nus["p-val ours"] == "not run").all()
+    assert list(nus["p-val paper"]) == ["0.0049", "0.0001", "0.0098", "0.6773", "0.0131"]
+
+
+# --------------------------------------------------------------------------- Table VI
+
+
+def test_table6_pearson_of_best_class(tmp_path):
+    runs = tmp_path / "runs"
+    rng = np.random.default_rng(1)
+    grid_rows = paper.GSOFTMAX_GRID["coco"]
+    comps, seps, aps = [], [], []
+    for i, exp in enumerate(grid_rows):
+        comp = rng.uniform(1, 3, 80)
+        comp[11] = 10 + i + rng.normal(0, 0.3)  # class 11: the best mean compactness
+        sep = rng.uniform(1, 3, 80)
+        sep[42] = 8 + rng.normal(0, 1)  # class 42: the best mean separability
+        sep[5] = math.nan  # a class without the statistic in one run: never chosen
+        ap = rng.uniform(0.3, 0.9, 80)
+        ap[11] = 0.5 + 0.05 * i + rng.normal(0, 0.01)
+        empirical = {"compactness": comp.tolist(), "separability": [None if math.isnan(v) else v for v in sep],
+                     "ratio": (sep * comp).tolist()}
+        res = write_run(runs, exp, 0, per_class_ap=ap.tolist(), rng=rng)
+        data = read(res)
+        data["empirical"]["test"].update(empirical)
+        res.write_text(json.dumps(data))
+        comps.append(comp)
+        seps.append(sep)
+        aps.append(ap)
+    out = build_table(6, Grid(paper.experiments(6), "full", runs))
+    C, S, A = np.array(comps), np.array(seps), np.array(aps)
+    R = C * S
+    d = out.data[(out.data.source == "empirical") & (out.data.dataset == "coco")].set_index("statistic")
+    for stat, M in (("compactness", C), ("separability", S), ("ratio", R)):
+        ok = np.isfinite(M).all(0)
+        c = int(np.argmax(np.where(ok, M.mean(0), -np.inf)))
+        expected = stats.pearsonr(M[:, c], A[:, c])
+        assert d.loc[stat, "class"] == c
+        assert d.loc[stat, "rho"] == pytest.approx(expected.statistic, rel=1e-12)
+        assert d.loc[stat, "p"] == pytest.approx(expected.pvalue, rel=1e-10)
+        assert d.loc[stat, "n_runs"] == 5
+    assert d.loc["compactness", "class"] == 11 and d.loc["separability", "class"] == 42
+    df = out.display
+    row = df[(df["dataset"] == "MS COCO") & (df["correlation"] == "Correlation(compactness, AP)")].iloc[0]
+    assert row["(rho, p-val) paper"] == "(0.9472, 0.0144)" and row["class (best mean)"] == f"{COCO_NAMES[11]} (#11)"
+    assert row["G-softmax runs used"] == "5 of 5"
+    nus = df[df["dataset"] == "NUS-WIDE"]
+    assert (nus["(rho, p-val) ours"] == "not run").all() and len(nus) == 3
+    assert out.extra and len(out.extra[0][1]) == 6  # the learned-statistics variant, for reference
+
+
+def test_table6_needs_three_runs(tmp_path):
+    runs = tmp_path / "runs"
+    for exp in paper.GSOFTMAX_GRID["nuswide"][:2]:
+        write_run(runs, exp, 0)
+    df = build_table(6, Grid(paper.experiments(6), "full", runs)).display
+    nus = df[df["dataset"] == "NUS-WIDE"]
+    assert nus["(rho, p-val) ours"].str.contains("needs >= 3").all()
+
+
+# --------------------------------------------------------------------------- CLI and launching
+
+
+def test_cli_no_run_writes_all_files(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    write_run(runs, "table4/resnet101_nuswide_softmax", 0)
+    out = tmp_path / "tables"
+    assert main(["table4", "--runs", str(runs), "--out", str(out), "--no-run"]) == 0
+    for ext in ("md", "csv", "tex"):
+        assert (out / f"table4.{ext}").stat().st_size > 0
+    assert "not run" in capsys.readouterr().out
+    assert main(["table2", "--runs", str(tmp_path / "nowhere" / "runs"), "--out", str(out), "--no-run"]) == 0
+    assert "not run" in (out / "table2.md").read_text()
+
+
+def test_launch_commands_group_by_model_and_pass_launcher_and_seeds(tmp_path):
+    grid = Grid(paper.experiments(1), "smoke", tmp_path / "runs", fixtures_dir=tmp_path / "fx")
+    assert grid.missing() == paper.experiments(1)
+    cmds = grid.launch_commands(grid.missing(), "ray", [0, 1])
+    assert len(cmds) == 4  # vgg16, densenet, wrn, wrn1100 (both datasets read the one fixtures folder)
+    for cmd in cmds:
+        assert cmd[2] == "-m" and cmd[-2] == "hydra/launcher=ray" and cmd[-1] == "seed=0,1"
+        assert f"output_root={tmp_path.resolve()}" in cmd and "trainer.device=cpu" in cmd
+    wrn1100 = next(c for c in cmds if "table1/wrn1100_cifar10_softmax" in c[3])
+    assert wrn1100[3] == "experiment=" + ",".join(e for e in paper.experiments(1) if e.startswith("table1/wrn1100_"))
+    # keys the default config lacks are forced (++) so that Hydra's primary config accepts them
+    assert "++model.depth=10" in wrn1100 and "++schedule.pieces=[[1,0,-8],[2,-8,-9]]" in wrn1100
+    assert "dataset.subset=48" in wrn1100 and "trainer.epochs=2" in wrn1100
+    vgg = next(c for c in cmds if "table1/vgg16_cifar10_softmax" in c[3])
+    assert not any(c.startswith("++") for c in vgg)  # vgg16 has no knobs to set
+    # the forced keys leave every row's config (hence its run) unchanged
+    for cmd in cmds:
+        overrides = [c for c in cmd[4:] if not c.startswith(("output_root=", "hydra/launcher=", "seed="))]
+        for exp in cmd[3].split("=", 1)[1].split(","):
+            assert row_key(compose(exp, overrides)) == grid.rows[exp].key, (exp, overrides)
+    full = Grid(paper.experiments(3), "full", tmp_path / "runs")
+    (cmd,) = full.launch_commands(full.missing())
+    assert cmd[3].count(",") == 6 and not any(c.startswith("hydra/launcher") for c in cmd)
+
+
+def test_launch_failure_is_a_clear_error(tmp_path, monkeypatch, capsys):
+    import subprocess
+
+    import gsm.grid
+
+    calls = []
+
+    def fake_run(cmd, **kw):
+        calls.append(cmd)
+        return subprocess.CompletedProcess(cmd, 3)
+
+    monkeypatch.setattr(gsm.grid.subprocess, "run", fake_run)
+    grid = Grid(paper.experiments(3), "full", tmp_path / "runs")
+    with pytest.raises(LaunchError, match="exit 3"):
+        grid.launch(grid.missing())
+    code = main(["table3", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "t")])
+    assert code == 2 and "the trainer failed (exit 3)" in capsys.readouterr().err
+    assert len(calls) == 2 and not (tmp_path / "t").exists()
+
+
+# --------------------------------------------------------------------------- end to end (smoke profile)
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def smoke_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("smoke")  # shared: table3 reuses table1's fixtures
+
+
+def _make_table(table: str, root: Path) -> subprocess.CompletedProcess:
+    """``make tableN PROFILE=smoke`` (the install stamp taken as up to date), writing under ``root``."""
+    args = f"--runs {root}/runs --out {root}/tables --figures-out {root}/figures"
+    if shutil.which("make"):
+        cmd = ["make", "--no-print-directory", "-o", ".venv/.installed-stamp", table, "PROFILE=smoke",
+               f"BIN={Path(sys.executable).parent}", f"TABLE_ARGS={args}"]
+    else:
+        cmd = [sys.executable, "-m", "gsm.tables", table, "--profile", "smoke", *args.split()]
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
+
+
+def _md_rows(md: str) -> list[list[str]]:
+    lines = [ln for ln in md.splitlines() if ln.startswith("| ")]
+    return [[c.strip() for c in ln.strip().strip("|").split(" | ")] for ln in lines[1:]]  # first block: the table
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("table, figures_expected", [
+    ("table1", ["fig3_x_vs_p_cifar.png", "fig5_gaussians_cifar.png", "fig6_per_class_cifar10.png", "fig7_per_class_cifar100.png"]),
+    ("table3", ["fig4_coco_classes.png", "fig8_coco_averages.png"]),
+])
+def test_smoke_profile_end_to_end(smoke_root, table, figures_expected):
+    proc = _make_table(table, smoke_root)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    data = pd.read_csv(smoke_root / "tables" / f"{table}.csv")
+    ours = data[~data.reference_only]
+    assert len(ours) == (24 if table == "table1" else 7 * 7)
+    assert (ours.status == "measured").all(), ours[ours.status != "measured"][["row", "metric"]]
+    assert np.isfinite(ours.ours_mean).all() and (ours.n_seeds == 1).all() and (ours.device == "cpu").all()
+    md = (smoke_root / "tables" / f"{table}.md").read_text()
+    assert "Profile: **smoke**" in md
+    rows = _md_rows(md)
+    assert len(rows) == (len(paper.TABLE1) // 2 if table == "table1" else len(paper.TABLE3))
+    for cells in rows:  # every cell of every row is filled
+        assert all(cells) and "not run" not in cells, cells
+    assert (smoke_root / "tables" / f"{table}.tex").stat().st_size > 0
+    for name in figures_expected:
+        assert (smoke_root / "figures" / name).stat().st_size > 5_000
