@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from gsm.models.init import kaiming_fan_out_
+
 
 def _block(cin: int, cout: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
@@ -21,9 +23,7 @@ class ConvNet(nn.Module):
             _block(2 * w, 4 * w), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
         )
         self.out_features = 4 * w
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        kaiming_fan_out_(self)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.body(x)

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+
+from gsm.models.init import kaiming_fan_out_
 from torch.nn import functional as F
 
 from gsm.errors import ConfigError
@@ -79,12 +81,7 @@ class DenseNet(nn.Module):
         layers += [nn.BatchNorm2d(channels), nn.ReLU(inplace=True)]
         self.features = nn.Sequential(*layers)
         self.out_features = channels
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        kaiming_fan_out_(self)
 
     def forward_features(self, x: Tensor) -> Tensor:
         return self.features(x)

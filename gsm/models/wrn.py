@@ -9,6 +9,8 @@ BN-ReLU and global average pooling. The paper uses WRN-40-14 (≈109.4M params).
 from __future__ import annotations
 
 from torch import Tensor, nn
+
+from gsm.models.init import kaiming_fan_out_
 from torch.nn import functional as F
 
 from gsm.errors import ConfigError
@@ -58,12 +60,7 @@ class WideResNet(nn.Module):
         self.block1, self.block2, self.block3 = groups
         self.bn = nn.BatchNorm2d(widths[3])
         self.out_features = widths[3]
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        kaiming_fan_out_(self)
 
     def forward_features(self, x: Tensor) -> Tensor:
         x = self.block3(self.block2(self.block1(self.conv1(x))))
