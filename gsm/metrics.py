@@ -49,15 +49,14 @@ def _f1(p: float, r: float) -> float:
     return 0.0 if p + r == 0 else 2 * p * r / (p + r)
 
 
-def multilabel_metrics(scores: Tensor, targets: Tensor, threshold: float = 0.5, top_k: int | None = None) -> dict:
-    """mAP, CP, CR, CF1, OP, OR, OF1 (fractions) and per-class ``AP``.
-
-    ``scores`` are probabilities P(i) (sigmoid of the head's logits); with
-    ``top_k`` (the paper's top-3 variant) an image predicts at most its k
-    highest-scoring labels, each still ≥ threshold.
-    """
+def _check(scores: Tensor, targets: Tensor) -> None:
     if scores.shape != targets.shape or scores.dim() != 2 or scores.shape[0] == 0:
         raise ValueError(f"multilabel_metrics: scores {tuple(scores.shape)} and targets {tuple(targets.shape)} must be equal (N>0, m)")
+
+
+def thresholded_metrics(scores: Tensor, targets: Tensor, threshold: float = 0.5, top_k: int | None = None) -> dict:
+    """CP, CR, CF1, OP, OR, OF1 (eq. 22) only — no ranking, so no AP (cheap; the top-3 variant uses it)."""
+    _check(scores, targets)
     scores = scores.double()
     gt = targets.bool()
     pred = scores >= threshold
@@ -72,12 +71,22 @@ def multilabel_metrics(scores: Tensor, targets: Tensor, threshold: float = 0.5, 
     cr = torch.where(n_gt > 0, n_correct / n_gt.clamp_min(1), torch.zeros_like(n_gt)).mean().item()
     op = n_correct.sum().item() / n_pred.sum().item() if n_pred.sum() > 0 else 0.0
     orr = n_correct.sum().item() / n_gt.sum().item() if n_gt.sum() > 0 else 0.0
+    return {"CP": cp, "CR": cr, "CF1": _f1(cp, cr), "OP": op, "OR": orr, "OF1": _f1(op, orr)}
+
+
+def multilabel_metrics(scores: Tensor, targets: Tensor, threshold: float = 0.5, top_k: int | None = None) -> dict:
+    """mAP, CP, CR, CF1, OP, OR, OF1 (fractions) and per-class ``AP``.
+
+    ``scores`` are probabilities P(i) (sigmoid of the head's logits); with
+    ``top_k`` (the paper's top-3 variant) an image predicts at most its k
+    highest-scoring labels, each still ≥ threshold.
+    """
+    counts = thresholded_metrics(scores, targets, threshold, top_k)
     ap = average_precision(scores, targets)
     valid = ~torch.isnan(ap)
     return {
         "mAP": ap[valid].mean().item() if valid.any() else math.nan,
-        "CP": cp, "CR": cr, "CF1": _f1(cp, cr),
-        "OP": op, "OR": orr, "OF1": _f1(op, orr),
+        **counts,
         "AP": [None if math.isnan(v) else v for v in ap.tolist()],
         "classes_without_positives": (~valid).nonzero().flatten().tolist(),
     }

@@ -33,7 +33,7 @@ from gsm import analysis, runs
 from gsm.data import DataBundle, DeviceLoader, build_data
 from gsm.errors import ConfigError, GsmError, TrainingError
 from gsm.heads import GSoftmaxHead, Head, head_loss
-from gsm.metrics import multilabel_metrics, top1_error, topk_error
+from gsm.metrics import multilabel_metrics, thresholded_metrics, top1_error, topk_error
 from gsm.models import Classifier, build_classifier
 from gsm.schedules import build_scheduler, epoch_factors
 
@@ -166,8 +166,7 @@ def evaluate(model: Classifier, loader: Any, dist: Dist, amp: torch.dtype | None
 def compute_metrics(out: EvalOutputs, multilabel: bool) -> dict[str, Any]:
     if multilabel:
         metrics = multilabel_metrics(out.probabilities(True), out.targets)
-        top3 = multilabel_metrics(out.probabilities(True), out.targets, top_k=3)
-        metrics["top3"] = {k: v for k, v in top3.items() if k in ("CP", "CR", "CF1", "OP", "OR", "OF1")}
+        metrics["top3"] = thresholded_metrics(out.probabilities(True), out.targets, top_k=3)
         metrics["loss"] = nn.functional.binary_cross_entropy_with_logits(out.logits, out.targets.float()).item()
         return metrics
     return {
