@@ -24,7 +24,7 @@ from gsm.errors import ConfigError, DataError, GsmError
 from gsm.profiles import PROFILES, Profile
 
 REPO = Path(__file__).resolve().parent.parent
-CONFIG_DIR = REPO / "configs"
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
 
 class LaunchError(GsmError):

@@ -500,7 +500,7 @@ def _run(cfg: DictConfig, dist: Dist, device: torch.device, wall_start: float) -
     return results
 
 
-CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "configs")
+CONFIG_DIR = str(Path(__file__).resolve().parent / "configs")
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")

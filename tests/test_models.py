@@ -16,7 +16,7 @@ from gsm.errors import ConfigError
 from gsm.models import MODELS, build_backbone, build_classifier
 from gsm.models.resnet import WEIGHTS, ResNet101
 
-CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+CONFIGS = Path(__file__).resolve().parent.parent / "gsm" / "configs"
 SOFTMAX = {"name": "softmax"}
 R101 = {"name": "resnet101", "pretrained": False, "weights_path": None}
 

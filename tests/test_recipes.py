@@ -13,7 +13,7 @@ import gsm.train  # noqa: F401  (registers the gsm.* resolvers)
 from conftest import REPO, run_cli
 from gsm.schedules import epoch_factors
 
-CONFIGS = REPO / "configs"
+CONFIGS = REPO / "gsm" / "configs"
 EXPERIMENTS = sorted(p.relative_to(CONFIGS / "experiment").with_suffix("").as_posix()
                      for p in (CONFIGS / "experiment").rglob("*.yaml"))
 WRN_STEPS = [60, 120, 160, 220, 260]

@@ -36,7 +36,7 @@ def line(df: pd.DataFrame, method: str) -> pd.Series:
 
 
 def test_paper_rows_map_to_existing_experiment_configs():
-    root = Path(__file__).resolve().parent.parent / "configs" / "experiment"
+    root = Path(__file__).resolve().parent.parent / "gsm" / "configs" / "experiment"
     configs = {str(p.relative_to(root))[:-5] for p in root.rglob("*.yaml")}
     ours = {r.experiment for t in (1, 2, 3, 4) for r in paper.TABLES[t] if r.experiment}
     assert ours == configs  # every experiment file is a paper row and every paper row has its file

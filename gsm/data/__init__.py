@@ -1,5 +1,7 @@
 """Datasets (config group ``dataset``) and the loaders the trainer iterates.
 
+The shared data types live in :mod:`gsm.data.types` (so dataset modules import them without a cycle).
+
 A dataset module returns a :class:`DatasetSplits`: per split either uint8
 images in memory (:class:`TensorSplit`, batched on the device) or a
 file-backed torch ``Dataset`` (:class:`FileSplit`, read by DataLoader workers).
@@ -10,7 +12,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -18,46 +20,8 @@ from torch import Tensor
 from torch.utils.data import Dataset, Subset
 
 from gsm.data.loaders import DeviceLoader, FileLoader
+from gsm.data.types import DatasetSplits, FileSplit, Split, TensorSplit
 from gsm.errors import ConfigError, DataError
-
-
-@dataclass
-class TensorSplit:
-    images: Tensor  # uint8 (N, C, H, W)
-    targets: Tensor  # (N,) long, or (N, m) float 0/1 for multi-label
-
-    def __len__(self) -> int:
-        return self.images.shape[0]
-
-
-@dataclass
-class FileSplit:
-    dataset: Dataset  # yields (float image tensor, target), already normalised
-    targets: Tensor  # all targets, for counts and analysis
-    eval_dataset: Dataset | None = None  # the same images with test-time transforms (train split only)
-
-    def __len__(self) -> int:
-        return len(self.targets)
-
-
-Split = TensorSplit | FileSplit
-
-
-@dataclass
-class DatasetSplits:
-    name: str
-    num_classes: int
-    multilabel: bool
-    class_names: list[str]
-    train: Split
-    test: Split
-    in_channels: int
-    image_size: int
-    mean: tuple[float, ...] = (0.5,)
-    std: tuple[float, ...] = (0.5,)
-    crop_padding: int = 0
-    flip: bool = False
-    notes: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from gsm.data import DatasetSplits, TensorSplit
+from gsm.data.types import DatasetSplits, TensorSplit
 from gsm.data.files import image_size, resize_uint8
 from gsm.errors import ConfigError, DataError
 

@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from gsm.data import DatasetSplits
+from gsm.data.types import DatasetSplits
 from gsm.data.files import (
     choice, dataset_root, find_missing, log, multilabel_file_splits, report_missing, require,
 )

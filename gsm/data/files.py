@@ -29,6 +29,7 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from gsm.data.types import DatasetSplits, FileSplit
 from gsm.errors import ConfigError, DataError
 
 log = logging.getLogger("gsm.data")
@@ -256,7 +257,6 @@ def multilabel_file_splits(
     train: tuple[Sequence[Path], Tensor], test: tuple[Sequence[Path], Tensor], notes: dict[str, Any],
 ) -> Any:
     """DatasetSplits of FileSplits with the SPEC §5 multi-label pipelines (COCO, NUS-WIDE)."""
-    from gsm.data import DatasetSplits, FileSplit
     from gsm.data.transforms import IMAGENET_MEAN, IMAGENET_STD, TRAIN_CROPS, eval_transform, multilabel_train
 
     size = image_size(cfg, 448, minimum=16)

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from gsm.data import DatasetSplits
+from gsm.data.types import DatasetSplits
 from gsm.data.files import (
     choice, dataset_root, find_missing, log, multilabel_file_splits, read_lines, report_missing, require,
 )

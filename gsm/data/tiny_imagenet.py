@@ -34,7 +34,7 @@ from typing import Any
 
 import torch
 
-from gsm.data import DatasetSplits, FileSplit, TensorSplit
+from gsm.data.types import DatasetSplits, FileSplit, TensorSplit
 from gsm.data.files import (
     ImageFiles, choice, dataset_root, decode_all, file_list_key, find_missing, image_size, log, missing_message,
     read_lines, report_missing, require, resize_uint8,
