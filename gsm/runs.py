@@ -43,8 +43,13 @@ def signature_payload(cfg: DictConfig | dict) -> dict[str, Any]:
     return payload
 
 
-def signature(cfg: DictConfig | dict) -> str:
-    blob = json.dumps(signature_payload(cfg), sort_keys=True, default=str)
+def signature(cfg: DictConfig | dict, *, include_seed: bool = True) -> str:
+    """10 hex digits of the config's result-affecting settings: a run's identity (with the seed) or a
+    paper row's (``include_seed=False``: every seed of the same settings)."""
+    payload = signature_payload(cfg)
+    if not include_seed:
+        payload.pop("seed", None)
+    blob = json.dumps(payload, sort_keys=True, default=str)
     return hashlib.sha1(blob.encode()).hexdigest()[:10]
 
 
