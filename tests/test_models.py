@@ -1,4 +1,4 @@
-"""The paper's backbones: sizes (SPEC §5), output shapes at the paper's input sizes, weight loading, configs."""
+"""The paper's backbones: sizes (the paper's §IV), output shapes at the paper's input sizes, weight loading, configs."""
 
 from __future__ import annotations
 
@@ -32,17 +32,17 @@ def meta_classifier(model_cfg: dict, num_classes: int, multilabel: bool = False)
                                 in_channels=3, image_size=32)
 
 
-# ----------------------------------------------------------------------------- sizes (SPEC §5)
+# ----------------------------------------------------------------------------- sizes (the paper's §IV)
 
 
 @pytest.mark.parametrize(
     ("model_cfg", "num_classes", "reference"),
     [
-        ({"name": "vgg16"}, 10, 14.7e6),                # VGG-16-BN CIFAR, SPEC §5
+        ({"name": "vgg16"}, 10, 14.7e6),                # VGG-16-BN CIFAR, the paper's §IV
         ({"name": "vgg16"}, 100, 14.7e6),
-        ({"name": "wrn"}, 10, 109.4e6),                 # WRN-40-14 (defaults), SPEC §5
+        ({"name": "wrn"}, 10, 109.4e6),                 # WRN-40-14 (defaults), the paper's §IV
         ({"name": "wrn"}, 100, 109.4e6),
-        ({"name": "densenet"}, 10, 27.25e6),            # DenseNet-100-24 non-BC (defaults), SPEC §5
+        ({"name": "densenet"}, 10, 27.25e6),            # DenseNet-100-24 non-BC (defaults), the paper's §IV
         ({"name": "densenet"}, 100, 27.25e6),
         ({"name": "wrn", "depth": 28, "width": 10}, 10, 36.5e6),                  # WRN paper, Table 4
         ({"name": "densenet", "depth": 190, "growth": 40, "bc": True}, 10, 25.6e6),  # DenseNet paper, Table 2
@@ -325,3 +325,35 @@ def test_paper_recipes_compose_and_build(dataset, model, defaults):
 def test_coco_resnet101_resolves_the_paper_recipe():
     cfg = _compose("dataset=coco", "model=resnet101")
     assert cfg.model.pool == "gmp" and cfg.model.pretrained is True and cfg.dataset.image_size == 448
+
+
+@pytest.mark.parametrize(("cfg", "key"), [
+    ({"name": "wrn", "depth": "forty"}, "model.depth"),
+    ({"name": "wrn", "width": 2.5}, "model.width"),          # int(2.5) would silently give 2
+    ({"name": "wrn", "dropout": "none"}, "model.dropout"),
+    ({"name": "wrn", "dropout": float("nan")}, "model.dropout"),
+    ({"name": "densenet", "bc": "no"}, "model.bc"),          # bool("no") would be True
+    ({"name": "densenet", "growth": True}, "model.growth"),
+    ({"name": "convnet", "width": 0}, "model.width"),
+    ({"name": "convnet", "width": "wide"}, "model.width"),
+    ({"name": "resnet101", "pretrained": "yes"}, "model.pretrained"),
+    ({"name": "resnet101", "pretrained": False, "weights_path": 3}, "model.weights_path"),
+    ({"name": "mlp"}, "model.name"),
+])
+def test_model_settings_are_type_checked_before_building(cfg, key):
+    from gsm.models import check_model_config
+
+    with pytest.raises(ConfigError, match="^" + key.replace(".", r"\.")):
+        check_model_config(cfg)
+    with pytest.raises(ConfigError, match="^" + key.replace(".", r"\.")):
+        meta_classifier(cfg, 10)
+
+
+def test_check_model_config_returns_the_clean_settings():
+    from gsm.models import check_model_config
+    from gsm.models.densenet import DenseNet
+
+    builder, kwargs = check_model_config({"name": "densenet", "depth": "40", "growth": 12, "bc": False})
+    assert builder is DenseNet and kwargs == {"depth": 40, "growth": 12, "bc": False, "dropout": 0.0}
+    _, kwargs = check_model_config({**R101, "weights_path": ""})
+    assert kwargs["weights_path"] is None  # an empty path is no path

@@ -61,3 +61,51 @@ def test_bad_schedule_keys():
         epoch_factors("constant", 10, start=1)
     with pytest.raises(ConfigError, match="schedule='cosine'"):
         epoch_factors("cosine", 10)
+
+
+# --------------------------------------------------------------------------- factors are finite and >= 0
+
+
+@pytest.mark.parametrize(("name", "params", "key"), [
+    ("linspace", {"start": -1.0, "end": 0.01}, "schedule.start"),     # gradient ascent from epoch 1
+    ("linspace", {"start": 1.0, "end": -0.5}, "schedule.end"),        # ... from the middle of training
+    ("linspace", {"start": float("nan"), "end": 0.0}, "schedule.start"),
+    ("linspace", {"start": "abc", "end": 0.0}, "schedule.start"),
+    ("staircase", {"milestones": [2, 4], "gamma": -1.0}, "schedule.gamma"),
+    ("staircase", {"milestones": [2, 4], "gamma": float("inf")}, "schedule.gamma"),
+    ("staircase", {"milestones": "abc", "gamma": 0.1}, "schedule.milestones"),
+    ("staircase", {"milestones": [4, 2], "gamma": 0.1}, "schedule.milestones"),
+    ("staircase", {"milestones": [0, 2], "gamma": 0.1}, "schedule.milestones[0]"),
+    ("staircase", {"milestones": [2, 2.5], "gamma": 0.1}, "schedule.milestones[1]"),
+    ("logspace", {"start": 400, "end": 0}, "schedule.start"),         # 10^400 overflows to inf
+    ("logspace", {"start": 0, "end": float("nan")}, "schedule.end"),
+    ("malleable", {"pieces": [(10, 0, float("nan"))]}, "schedule.pieces[0][2]"),
+    ("malleable", {"pieces": [(10, 500, 0)]}, "schedule.pieces[0][1]"),
+    ("malleable", {"pieces": [("ten", 0, -1)]}, "schedule.pieces[0][0]"),
+    ("malleable", {"pieces": "abc"}, "schedule.pieces"),
+])
+def test_bad_factors_are_a_config_error_naming_the_key(name, params, key):
+    with pytest.raises(ConfigError) as err:
+        epoch_factors(name, 10, **params)
+    assert str(err.value).startswith(key), str(err.value)
+
+
+def test_epochs_must_be_a_positive_integer():
+    for bad in (0, -3, "abc", 2.5, True):
+        with pytest.raises(ConfigError, match="^trainer.epochs"):
+            epoch_factors("constant", bad)
+
+
+@pytest.mark.parametrize(("name", "params"), [
+    ("constant", {}),
+    ("staircase", {"milestones": [3, 6], "gamma": 0.0}),     # gamma 0 stops training, but is not negative
+    ("staircase", {"milestones": [150, 225], "gamma": 0.1}),  # milestones beyond the last epoch have no effect
+    ("linspace", {"start": 1.0, "end": 0.0}),
+    ("logspace", {"start": 0, "end": -400}),                  # underflows to 0, which is allowed
+    ("malleable", {"pieces": [(5, 0, -8), (10, -8, -9)]}),
+])
+def test_valid_schedules_give_finite_nonnegative_factors(name, params):
+    f = epoch_factors(name, 10, **params)
+    assert len(f) == 10 and torch.isfinite(f).all() and (f >= 0).all()
+    if name == "staircase" and params["milestones"] == [150, 225]:
+        assert torch.equal(f, torch.ones(10, dtype=torch.float64))

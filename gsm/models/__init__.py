@@ -16,7 +16,8 @@ from torch import Tensor, nn
 from gsm.errors import ConfigError
 from gsm.heads import Head, build_head
 
-# name -> ("module:class", config keys the constructor takes besides in_channels/image_size)
+# name -> ("module:class", config keys the constructor takes besides in_channels/image_size); each class has a
+# static ``settings(**keys)`` that validates them (ConfigError naming model.<key>) without building anything.
 MODELS: dict[str, tuple[str, tuple[str, ...]]] = {
     "convnet": ("gsm.models.convnet:ConvNet", ("width",)),
     "vgg16": ("gsm.models.vgg:VGG16", ()),
@@ -43,17 +44,25 @@ class Classifier(nn.Module):
             return self.head(features.float(), target)
 
 
-def build_backbone(cfg: Mapping[str, Any], in_channels: int, image_size: int) -> nn.Module:
+def check_model_config(cfg: Mapping[str, Any]) -> tuple[type[nn.Module], dict[str, Any]]:
+    """The backbone class of ``model.name`` and its validated ``model.*`` settings, without building it.
+
+    An unknown name, a key the model does not take, or a bad value is a ConfigError naming the key.
+    """
     name = cfg.get("name")
     if name not in MODELS:
-        raise ConfigError(f"model={name!r} is not a model; valid: {', '.join(MODELS)}")
+        raise ConfigError(f"model.name={name!r} is not a model gsm has code for; valid: {', '.join(MODELS)}")
     target, keys = MODELS[name]
     unknown = [k for k in cfg if k not in keys and k != "name"]
     if unknown:
         raise ConfigError(f"model.{unknown[0]} is not a setting of model={name} (valid keys: {', '.join(keys) or 'none'})")
     module, cls = target.split(":")
-    kwargs = {k: cfg[k] for k in keys if k in cfg}
     builder = getattr(importlib.import_module(module), cls)
+    return builder, builder.settings(**{k: cfg[k] for k in keys if k in cfg})
+
+
+def build_backbone(cfg: Mapping[str, Any], in_channels: int, image_size: int) -> nn.Module:
+    builder, kwargs = check_model_config(cfg)
     if "image_size" in builder.__init__.__code__.co_varnames:
         kwargs["image_size"] = image_size
     return builder(in_channels=in_channels, **kwargs)

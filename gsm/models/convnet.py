@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from torch import Tensor, nn
 
+from gsm.config import integer
 from gsm.models.init import kaiming_fan_out_
 
 
@@ -14,9 +17,14 @@ def _block(cin: int, cout: int) -> nn.Sequential:
 class ConvNet(nn.Module):
     """conv(w)–conv(w)–pool–conv(2w)–conv(2w)–pool–conv(4w)–GAP; features of size 4w."""
 
+    @staticmethod
+    def settings(width: Any = 32) -> dict[str, Any]:
+        """The ``model.*`` values, validated (ConfigError naming the key)."""
+        return {"width": integer("model.width", width, minimum=1)}
+
     def __init__(self, in_channels: int = 3, width: int = 32) -> None:
         super().__init__()
-        w = int(width)
+        w = self.settings(width)["width"]
         self.body = nn.Sequential(
             _block(in_channels, w), _block(w, w), nn.MaxPool2d(2),
             _block(w, 2 * w), _block(2 * w, 2 * w), nn.MaxPool2d(2),

@@ -15,13 +15,15 @@ Dropout (``dropout``) follows each conv, as in the authors' code (0 with augment
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
-
-from gsm.models.init import kaiming_fan_out_
 from torch.nn import functional as F
 
+from gsm.config import boolean, integer, number
 from gsm.errors import ConfigError
+from gsm.models.init import kaiming_fan_out_
 
 
 class DenseLayer(nn.Module):
@@ -55,18 +57,23 @@ class Transition(nn.Sequential):
 class DenseNet(nn.Module):
     """DenseNet-depth-growth feature extractor: (B, C, H, W) -> (B, out_features)."""
 
-    def __init__(self, in_channels: int = 3, depth: int = 100, growth: int = 24, bc: bool = False,
-                 dropout: float = 0.0) -> None:
-        super().__init__()
-        depth, growth, bc, dropout = int(depth), int(growth), bool(bc), float(dropout)
+    @staticmethod
+    def settings(depth: Any = 100, growth: Any = 24, bc: Any = False, dropout: Any = 0.0) -> dict[str, Any]:
+        """The ``model.*`` values, validated (ConfigError naming the key)."""
+        depth, bc = integer("model.depth", depth, minimum=1), boolean("model.bc", bc)
         per = 6 if bc else 3
         if depth < 4 + per or (depth - 4) % per:
             kind = "DenseNet-BC needs depth = 6n + 4 (e.g. 100, 190)" if bc else "DenseNet needs depth = 3n + 4 (e.g. 40, 100)"
             raise ConfigError(f"model.depth={depth}: {kind} with n >= 1")
-        if growth < 1:
-            raise ConfigError(f"model.growth={growth}: the growth rate must be a positive integer")
-        if not 0.0 <= dropout < 1.0:
-            raise ConfigError(f"model.dropout={dropout}: must be in [0, 1)")
+        return {"depth": depth, "growth": integer("model.growth", growth, minimum=1), "bc": bc,
+                "dropout": number("model.dropout", dropout, minimum=0, below=1)}
+
+    def __init__(self, in_channels: int = 3, depth: int = 100, growth: int = 24, bc: bool = False,
+                 dropout: float = 0.0) -> None:
+        super().__init__()
+        s = self.settings(depth, growth, bc, dropout)
+        depth, growth, bc, dropout = s["depth"], s["growth"], s["bc"], s["dropout"]
+        per = 6 if bc else 3
         n = (depth - 4) // per
         channels = 2 * growth if bc else 16
         layers: list[nn.Module] = [nn.Conv2d(in_channels, channels, 3, padding=1, bias=False)]

@@ -28,6 +28,7 @@ import torchvision
 from torch import Tensor, nn
 from torchvision.models import ResNet101_Weights
 
+from gsm.config import boolean, one_of, text
 from gsm.errors import ConfigError
 
 POOLS = ("gap", "gmp")
@@ -56,10 +57,8 @@ class ResNet101(nn.Module):
     def __init__(self, in_channels: int = 3, pretrained: bool = False, weights_path: str | None = None,
                  pool: str = "gap") -> None:
         super().__init__()
-        if pool not in POOLS:
-            raise ConfigError(f"model.pool={pool!r}: must be one of {', '.join(POOLS)}")
-        if not isinstance(pretrained, bool):
-            raise ConfigError(f"model.pretrained={pretrained!r}: must be true or false")
+        s = self.settings(pretrained, weights_path, pool)
+        pretrained, weights_path, pool = s["pretrained"], s["weights_path"], s["pool"]
         net = torchvision.models.resnet101(weights=None)
         if in_channels != 3:
             net.conv1 = nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)
@@ -70,11 +69,18 @@ class ResNet101(nn.Module):
         self.pool_name = pool
         self.pool = nn.AdaptiveAvgPool2d(1) if pool == "gap" else nn.AdaptiveMaxPool2d(1)
         self.out_features = net.fc.in_features
-        if weights_path not in (None, ""):
+        if weights_path is not None:
             path = Path(os.path.expanduser(str(weights_path)))
             self.load_weights(_read_local(path), f"model.weights_path={str(path)!r}")
         elif pretrained:
             self.load_weights(_download_imagenet(), f"model.pretrained=true ({hub_weights_file()})")
+
+    @staticmethod
+    def settings(pretrained: Any = False, weights_path: Any = None, pool: Any = "gap") -> dict[str, Any]:
+        """The ``model.*`` values, validated (ConfigError naming the key); an empty weights_path is none."""
+        return {"pretrained": boolean("model.pretrained", pretrained),
+                "weights_path": text("model.weights_path", weights_path, allow_none=True),
+                "pool": one_of("model.pool", pool, POOLS)}
 
     def load_weights(self, state: Mapping[str, Any], source: str) -> None:
         """Load a torchvision / gsm state dict (see the module docstring); errors name ``source``."""

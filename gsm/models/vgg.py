@@ -9,6 +9,8 @@ input ≥ 32×32 give 512 features. The classifier is the gsm head.
 
 from __future__ import annotations
 
+from typing import Any
+
 from torch import Tensor, nn
 
 from gsm.models.init import kaiming_fan_out_
@@ -18,6 +20,11 @@ CFG_D: tuple[int | str, ...] = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 
 
 class VGG16(nn.Module):
     """VGG-16-BN feature extractor: (B, C, H, W) -> (B, 512)."""
+
+    @staticmethod
+    def settings() -> dict[str, Any]:
+        """VGG-16 has no ``model.*`` settings besides its name."""
+        return {}
 
     def __init__(self, in_channels: int = 3) -> None:
         super().__init__()

@@ -8,12 +8,14 @@ BN-ReLU and global average pooling. The paper uses WRN-40-14 (≈109.4M params).
 
 from __future__ import annotations
 
-from torch import Tensor, nn
+from typing import Any
 
-from gsm.models.init import kaiming_fan_out_
+from torch import Tensor, nn
 from torch.nn import functional as F
 
+from gsm.config import integer, number
 from gsm.errors import ConfigError
+from gsm.models.init import kaiming_fan_out_
 
 
 class BasicBlock(nn.Module):
@@ -40,15 +42,19 @@ class BasicBlock(nn.Module):
 class WideResNet(nn.Module):
     """WRN-depth-width feature extractor: (B, C, H, W) -> (B, 64·width)."""
 
-    def __init__(self, in_channels: int = 3, depth: int = 40, width: int = 14, dropout: float = 0.0) -> None:
-        super().__init__()
-        depth, width, dropout = int(depth), int(width), float(dropout)
+    @staticmethod
+    def settings(depth: Any = 40, width: Any = 14, dropout: Any = 0.0) -> dict[str, Any]:
+        """The ``model.*`` values, validated (ConfigError naming the key)."""
+        depth = integer("model.depth", depth, minimum=1)
         if depth < 10 or (depth - 4) % 6:
             raise ConfigError(f"model.depth={depth}: a WRN needs depth = 6n + 4 with n >= 1 (e.g. 16, 28, 40)")
-        if width < 1:
-            raise ConfigError(f"model.width={width}: the widening factor must be a positive integer")
-        if not 0.0 <= dropout < 1.0:
-            raise ConfigError(f"model.dropout={dropout}: must be in [0, 1)")
+        return {"depth": depth, "width": integer("model.width", width, minimum=1),
+                "dropout": number("model.dropout", dropout, minimum=0, below=1)}
+
+    def __init__(self, in_channels: int = 3, depth: int = 40, width: int = 14, dropout: float = 0.0) -> None:
+        super().__init__()
+        s = self.settings(depth, width, dropout)
+        depth, width, dropout = s["depth"], s["width"], s["dropout"]
         n = (depth - 4) // 6
         widths = [16, 16 * width, 32 * width, 64 * width]
         self.conv1 = nn.Conv2d(in_channels, widths[0], 3, padding=1, bias=False)

@@ -1,0 +1,668 @@
+"""Config validation: every key gsm reads, its type and its range, checked before a run starts.
+
+* :func:`check_overrides` runs on the command line before Hydra composes anything: a plain
+  ``key=value`` whose key no config file defines is an error with a "did you mean" suggestion
+  (Hydra's own "Key 'epoch' is not in struct" gives none).
+* :func:`validate_config` runs on the composed config: a key that no part of gsm reads
+  (``+trainer.epoch=3``) is an error naming the closest valid key, and every value gsm reads is
+  type- and range-checked, with a :class:`~gsm.errors.ConfigError` naming the key and what is valid.
+
+The known keys are not listed in Python: they are the keys the config files define — the primary
+config (``train.yaml``) and the options of the groups whose ``name`` picks code (``dataset``,
+``model``, ``head``, ``schedule``), taken from every directory on Hydra's search path. A new head
+preset is one new YAML file. Files with a global package (``experiment/*``, ``dataset_model/*``) are
+presets: they set keys defined elsewhere and define none of their own, so a typo in them is caught too.
+
+The value helpers (:func:`integer`, :func:`number`, :func:`boolean`, :func:`one_of`, :func:`text`)
+are shared with the models, schedules and datasets, so a value is judged the same way everywhere.
+This module imports no torch at import time.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from functools import cached_property, lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from gsm.errors import ConfigError
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+PRIMARY = "train"
+# Groups whose option selects code through its ``name``; their keys are checked per chosen option.
+CODE_GROUPS = ("dataset", "model", "head", "schedule")
+_ABSENT = object()
+
+# --------------------------------------------------------------------------- value helpers
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _as_int(value: Any) -> int | None:
+    if _is_int(value):
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            return None
+    return None
+
+
+def _range_text(minimum: float | None, maximum: float | None, below: float | None) -> str:
+    parts = []
+    if minimum is not None:
+        parts.append(f">= {minimum:g}")
+    if maximum is not None:
+        parts.append(f"<= {maximum:g}")
+    if below is not None:
+        parts.append(f"< {below:g}")
+    return " and ".join(parts)
+
+
+def integer(key: str, value: Any, *, minimum: int | None = None, maximum: int | None = None,
+            allow_none: bool = False) -> int | None:
+    """``value`` as an int (an int, or a string of one; not a bool or a float), within the bounds."""
+    if value is None and allow_none:
+        return None
+    what = "an integer" + (f" {_range_text(minimum, maximum, None)}" if minimum is not None or maximum is not None else "")
+    what += " or null" if allow_none else ""
+    v = _as_int(value)
+    if v is None or (minimum is not None and v < minimum) or (maximum is not None and v > maximum):
+        raise ConfigError(f"{key} must be {what} (got {value!r})")
+    return v
+
+
+def number(key: str, value: Any, *, minimum: float | None = None, maximum: float | None = None,
+           below: float | None = None, above: float | None = None, allow_none: bool = False) -> float | None:
+    """``value`` as a finite float (a number, or a string of one; not a bool), within the bounds."""
+    if value is None and allow_none:
+        return None
+    bounds = _range_text(minimum, maximum, below)
+    if above is not None:
+        bounds = " and ".join(b for b in (f"> {above:g}", bounds) if b)
+    what = "a finite number" + (f" {bounds}" if bounds else "") + (" or null" if allow_none else "")
+    v: float | None = None
+    if not isinstance(value, bool) and isinstance(value, (int, float, str)):
+        try:
+            v = float(value)
+        except (ValueError, OverflowError):
+            v = None
+    if (v is None or not math.isfinite(v) or (minimum is not None and v < minimum)
+            or (maximum is not None and v > maximum) or (below is not None and v >= below)
+            or (above is not None and v <= above)):
+        raise ConfigError(f"{key} must be {what} (got {value!r})")
+    return v
+
+
+def boolean(key: str, value: Any) -> bool:
+    """``value`` if it is true or false (a string such as "false" is not: ``bool("false")`` is True)."""
+    if not isinstance(value, bool):
+        raise ConfigError(f"{key} must be true or false (got {value!r})")
+    return value
+
+
+def one_of(key: str, value: Any, valid: Sequence[Any], *, allow_none: bool = False) -> Any:
+    """``value`` if it is one of ``valid`` (compared as given; bools never match strings)."""
+    if value is None and allow_none:
+        return None
+    if any(value == v and type(value) is type(v) for v in valid):
+        return value
+    shown = ", ".join(str(v).lower() if isinstance(v, bool) else str(v) for v in valid)
+    raise ConfigError(f"{key} must be one of {shown}{' or null' if allow_none else ''} (got {value!r})")
+
+
+def text(key: str, value: Any, *, allow_none: bool = False) -> str | None:
+    """A non-empty string (a path, a folder name); with ``allow_none``, null or "" give None."""
+    if value in (None, "") and allow_none:
+        return None
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{key} must be a non-empty string{' or null' if allow_none else ''} (got {value!r})")
+    return value
+
+
+# --------------------------------------------------------------------------- the known keys
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """Keys the config files define. Keys are dotted paths of leaves (a list value is one leaf)."""
+
+    primary: frozenset[str]  # keys the primary config (train.yaml) defines, hydra.* excluded
+    options: Mapping[str, Mapping[str, frozenset[str]]]  # group -> option -> keys it sets (global paths)
+    groups: frozenset[str]  # every config group path: dataset, experiment/table1, hydra/launcher, ...
+
+    @cached_property
+    def known(self) -> frozenset[str]:
+        """The keys gsm reads: the primary config's and those of every option of the code groups."""
+        keys = set(self.primary)
+        for group in CODE_GROUPS:
+            for option_keys in self.options.get(group, {}).values():
+                keys |= option_keys
+        return frozenset(keys)
+
+    def option_keys(self, group: str, option: str) -> frozenset[str] | None:
+        return self.options.get(group, {}).get(option)
+
+
+def _leaves(node: Any, prefix: str) -> Iterator[str]:
+    if isinstance(node, Mapping) and node:
+        for k, v in node.items():
+            yield from _leaves(v, f"{prefix}.{k}" if prefix else str(k))
+    elif prefix:
+        yield prefix
+
+
+def _package(group: str, header_package: str | None) -> str:
+    """The global dotted path an option's keys land at (Hydra 1.1+ package rules)."""
+    own = group.replace("/", ".")
+    p = header_package or "_group_"
+    for token, base in (("_global_", ""), ("_group_", own)):
+        if p == token:
+            return base
+        if p.startswith(token + "."):
+            rest = p[len(token) + 1:]
+            return f"{base}.{rest}" if base else rest
+    return p
+
+
+def _repository(sources: tuple[tuple[str, str], ...]):
+    from hydra._internal.config_repository import ConfigRepository
+    from hydra._internal.config_search_path_impl import ConfigSearchPathImpl
+    from hydra.core.plugins import Plugins
+
+    Plugins.instance()  # registers Hydra's config sources (file://, pkg://, structured://)
+    search_path = ConfigSearchPathImpl()
+    for provider, path in sources:
+        search_path.append(provider, path)
+    return ConfigRepository(search_path)
+
+
+def _load(repo: Any, path: str) -> Any:
+    try:
+        return repo.load_config(path)
+    except Exception:  # a broken file elsewhere on the search path must not block every run
+        return None
+
+
+def _option_keys(repo: Any, group: str, path: str, seen: frozenset[str] = frozenset()) -> set[str]:
+    """Keys of config ``path`` (``group/option``) at their global paths, plus those of its same-group defaults."""
+    from hydra.core.default_element import ConfigDefault
+    from omegaconf import OmegaConf
+
+    result = _load(repo, path)
+    if result is None or path in seen:
+        return set()
+    body = OmegaConf.to_container(result.config, resolve=False)
+    body.pop("defaults", None)
+    package = _package(group, (result.header or {}).get("package"))
+    keys = {k for k in _leaves(body, package) if k != "hydra" and not k.startswith("hydra.")}
+    for default in result.defaults_list or []:
+        if isinstance(default, ConfigDefault) and default.path not in (None, "_self_"):
+            inner = default.path[1:] if default.path.startswith("/") else f"{group}/{default.path}"
+            inner_group = inner.rsplit("/", 1)[0] if "/" in inner else ""
+            keys |= _option_keys(repo, inner_group, inner, seen | {path})
+    return keys
+
+
+def _groups(repo: Any, parent: str = "") -> Iterator[str]:
+    from hydra.core.object_type import ObjectType
+
+    for sub in repo.get_group_options(parent, ObjectType.GROUP):
+        group = f"{parent}/{sub}" if parent else sub
+        yield group
+        yield from _groups(repo, group)
+
+
+@lru_cache(maxsize=8)
+def catalog(sources: tuple[tuple[str, str], ...] | None = None, primary: str = PRIMARY) -> Catalog:
+    """The keys defined by the configs on the search path ``sources`` ((provider, url) pairs; default:
+    gsm's own config folder). Cached: the config files are read once per process."""
+    from hydra.core.object_type import ObjectType
+    from omegaconf import OmegaConf
+
+    if sources is None:
+        sources = (("main", CONFIG_DIR.as_uri()),)
+    repo = _repository(sources)
+    root = _load(repo, primary)
+    primary_keys: set[str] = set()
+    if root is not None:
+        body = OmegaConf.to_container(root.config, resolve=False)
+        body.pop("defaults", None)
+        body.pop("hydra", None)
+        primary_keys = set(_leaves(body, ""))
+    groups = sorted(_groups(repo))
+    options: dict[str, dict[str, frozenset[str]]] = {}
+    for group in groups:
+        if group == "hydra" or group.startswith("hydra/"):
+            continue
+        for option in repo.get_group_options(group, ObjectType.CONFIG):
+            options.setdefault(group, {})[option] = frozenset(_option_keys(repo, group, f"{group}/{option}"))
+    return Catalog(frozenset(primary_keys), options, frozenset(groups))
+
+
+# --------------------------------------------------------------------------- suggestions
+
+
+def suggest(key: str, candidates: Iterable[str]) -> str | None:
+    """The valid key the user most likely meant: a near-miss among the key's siblings, the same
+    leaf name under another section (``trainer.lr`` -> ``optimizer.lr``), or the closest whole key."""
+    cands = sorted(set(candidates))
+    parent, _, leaf = key.rpartition(".")
+    siblings = {c.rpartition(".")[2]: c for c in cands if c.rpartition(".")[0] == parent}
+    close = difflib.get_close_matches(leaf, list(siblings), n=1, cutoff=0.6)
+    if close:
+        return siblings[close[0]]
+    same_leaf = [c for c in cands if c.rpartition(".")[2] == leaf]
+    if same_leaf:
+        return same_leaf[0]
+    close = difflib.get_close_matches(key, cands, n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def _hint(key: str, candidates: Iterable[str]) -> str:
+    cands = sorted(set(candidates))
+    best = suggest(key, cands)
+    if best:
+        return f"did you mean {best}?"
+    section = key.split(".")[0]
+    same = [c for c in cands if c.split(".")[0] == section]
+    if same:
+        return f"the keys under {section} are {', '.join(same)}"
+    return "valid top-level sections: " + ", ".join(sorted({c.split('.')[0] for c in cands}))
+
+
+def _within(key: str, keys: frozenset[str] | set[str]) -> bool:
+    """``key`` or one of its parents is a known leaf (a list or mapping given as one value)."""
+    parts = key.split(".")
+    return any(".".join(parts[:i]) in keys for i in range(1, len(parts) + 1))
+
+
+# --------------------------------------------------------------------------- unknown keys
+
+
+@dataclass
+class _Context:
+    catalog: Catalog
+    choices: dict[str, str]
+    overrides: list[str]
+
+
+def _hydra_context(cfg: Any) -> _Context:
+    """Search path, group choices and overrides of the composed config, from ``cfg.hydra``
+    (``compose(return_hydra_config=True)``) or from the running app's HydraConfig."""
+    from omegaconf import OmegaConf
+
+    node = None
+    if "hydra" in cfg:
+        node = cfg.hydra
+    else:
+        from hydra.core.hydra_config import HydraConfig
+
+        if HydraConfig.initialized():
+            node = HydraConfig.get()
+    if node is None:
+        return _plain_context(cfg)
+    sources = tuple((str(s.provider), f"{s.schema}://{s.path}") for s in node.runtime.config_sources)
+    choices = {k: str(v) for k, v in OmegaConf.to_container(node.runtime.choices).items()
+               if v is not None and not k.startswith("hydra/")}
+    overrides = [str(o) for o in node.overrides.task]
+    return _Context(catalog(sources, str(node.job.config_name or PRIMARY)), choices, overrides)
+
+
+def _plain_context(cfg: Mapping[str, Any]) -> _Context:
+    """No Hydra node: gsm's own configs, each code group's option taken to be its name."""
+    choices = {g: str(cfg[g]["name"]) for g in CODE_GROUPS if isinstance(cfg.get(g), Mapping) and "name" in cfg[g]}
+    return _Context(catalog(), choices, [])
+
+
+def _override_key(override: str) -> str:
+    return override.lstrip("+~").split("=", 1)[0].split("@", 1)[0]
+
+
+def _origin(key: str, ctx: _Context) -> str:
+    """What set ``key``: the command-line override, or a preset file chosen by a group."""
+    for ov in ctx.overrides:
+        ok = _override_key(ov)
+        if key == ok or key.startswith(ok + "."):
+            return ov
+    for group, option in ctx.choices.items():
+        if group in CODE_GROUPS:
+            continue
+        keys = ctx.catalog.option_keys(group, option)
+        if keys and key in keys:
+            return f"{key} (set by {group}={option})"
+    return key
+
+
+def _code_keys(ctx: _Context, group: str, name: Any) -> tuple[frozenset[str] | None, str]:
+    """Keys gsm's code reads for ``<group>.name=<name>``: those of gsm's own ``<group>/<name>.yaml``
+    (a user's preset with that name may set them, not add to them), else those of the chosen option."""
+    shipped = catalog().option_keys(group, str(name))
+    chosen = ctx.choices.get(group)
+    label = f"{group}={chosen}" if chosen in (None, str(name)) else f"{group}={chosen} (name: {name})"
+    if shipped is None and chosen is not None:
+        shipped = ctx.catalog.option_keys(group, chosen)
+    if shipped is None:
+        return None, label
+    return shipped | {k for k in ctx.catalog.primary if k.split(".")[0] == group}, label
+
+
+def unknown_key_errors(body: Mapping[str, Any], ctx: _Context, plain: Mapping[str, Any]) -> list[str]:
+    """One message per key of the composed config that no part of gsm reads. ``body``: the config as plain
+    containers, interpolations unresolved; ``plain``: resolved. Under the code groups (dataset, model,
+    head, schedule) a key must be one that the chosen ``name`` reads."""
+    body = {k: v for k, v in body.items() if k != "hydra"}
+    get = _getter(plain)
+    cat, known = ctx.catalog, ctx.catalog.known
+    errors = []
+    for key in _composed_leaves(body, "", known):
+        group = key.split(".")[0]
+        allowed, label = (None, "")
+        if group in CODE_GROUPS and isinstance(body.get(group), Mapping):
+            name = get(f"{group}.name")
+            if name is not _ABSENT:
+                allowed, label = _code_keys(ctx, group, name)
+        if allowed is not None:
+            if _within(key, allowed):
+                continue
+            others = sorted(o for o, ks in catalog().options.get(group, {}).items() if key in ks)
+            if others:
+                hint = f"it is a setting of {group}={', '.join(others)}; {label} reads {', '.join(sorted(allowed))}"
+            else:
+                hint = _hint(key, allowed)
+            errors.append(f"{_origin(key, ctx)}: {key} is not a setting of {label}; {hint}")
+        elif not _within(key, known):
+            errors.append(f"{_origin(key, ctx)}: no part of gsm reads {key}; {_hint(key, known)}")
+    return errors
+
+
+def _composed_leaves(node: Any, prefix: str, known: frozenset[str]) -> Iterator[str]:
+    if prefix and prefix in known:
+        yield prefix  # a known leaf, whatever its value's shape
+    elif isinstance(node, Mapping) and node:
+        for k, v in node.items():
+            yield from _composed_leaves(v, f"{prefix}.{k}" if prefix else str(k), known)
+    elif prefix:
+        yield prefix
+
+
+# --------------------------------------------------------------------------- values
+
+
+def _resolved(cfg: Any) -> dict[str, Any]:
+    """The config without ``hydra``, interpolations resolved, as plain containers (fast to look up)."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
+
+    try:
+        return {str(k): OmegaConf.to_container(cfg[k], resolve=True, throw_on_missing=True)
+                if OmegaConf.is_config(cfg[k]) else cfg[k] for k in cfg if k != "hydra"}
+    except MissingMandatoryValue as exc:
+        key = getattr(exc, "full_key", None) or "a key"
+        raise ConfigError(f"{key} has no value (???); set it, e.g. {key}=<value>") from None
+    except OmegaConfBaseException as exc:
+        key = getattr(exc, "full_key", None) or "the config"
+        raise ConfigError(f"{key}: cannot resolve its value ({type(exc).__name__}: {exc})") from None
+
+
+def _getter(cfg: Any) -> Callable[[str], Any]:
+    """``get(dotted_key)``: the resolved value, or ``_ABSENT``."""
+    plain = cfg if isinstance(cfg, dict) else _resolved(cfg)
+
+    def get(key: str) -> Any:
+        node: Any = plain
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return _ABSENT
+            node = node[part]
+        return node
+
+    return get
+
+
+# Keys of the primary config and the head/dataset groups: key -> check(key, value). Schedules and
+# models are checked by their own code (gsm.schedules.epoch_factors, gsm.models.check_model_config).
+def _int(minimum: int | None = None, allow_none: bool = False) -> Callable[[str, Any], Any]:
+    return lambda k, v: integer(k, v, minimum=minimum, allow_none=allow_none)
+
+
+def _num(**bounds: float) -> Callable[[str, Any], Any]:
+    return lambda k, v: number(k, v, **bounds)
+
+
+def _choice(*valid: Any, allow_none: bool = False) -> Callable[[str, Any], Any]:
+    return lambda k, v: one_of(k, v, valid, allow_none=allow_none)
+
+
+def _amp(key: str, value: Any) -> Any:
+    if value is None or value is False or (isinstance(value, str) and value.lower() in ("bf16", "fp16", "none")):
+        return value
+    raise ConfigError(f"{key} must be one of bf16, fp16, none (got {value!r})")
+
+
+def _workers(key: str, value: Any) -> Any:
+    if value == "auto":
+        return value
+    if _is_int(value) and value >= 0:
+        return value
+    raise ConfigError(f"{key} must be auto or an integer >= 0 (got {value!r})")
+
+
+_bool = boolean
+RULES: dict[str, Callable[[str, Any], Any]] = {
+    "seed": _int(0),
+    "dry_run": _bool,
+    "output_root": text,
+    "recipe.lam": _num(),
+    "recipe.dist_lr_mult": _num(minimum=0),
+    "recipe.lsoftmax_gamma": _num(minimum=0),
+    "trainer.epochs": _int(1),
+    "trainer.batch_size": _int(1),
+    "trainer.eval_batch_size": _int(1, allow_none=True),
+    "trainer.device": _choice("auto", "cpu", "cuda"),
+    "trainer.amp": _amp,
+    "trainer.channels_last": _bool,
+    "trainer.compile": _choice(True, False, "auto"),
+    "trainer.compile_mode": _choice("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs",
+                                    allow_none=True),
+    "trainer.num_workers": _workers,
+    "trainer.progress": _bool,
+    "trainer.analyze_train": _bool,
+    "trainer.force": _bool,
+    "trainer.cpu_threads": _int(1, allow_none=True),
+    "trainer.wait_for_lock": _choice(True, False, None),
+    "trainer.log_every_n_steps": _int(0, allow_none=True),
+    "trainer.checkpoint_every": _int(1),
+    "optimizer.lr": _num(minimum=0),
+    "optimizer.weight_decay": _num(minimum=0),
+    "optimizer.momentum": _num(minimum=0, below=1),
+    "optimizer.nesterov": _bool,
+    "dataset.name": text,
+    "dataset.root": lambda k, v: text(k, v, allow_none=True),
+    "dataset.download": _bool,
+    "dataset.subset": _int(1, allow_none=True),
+    "dataset.image_size": _int(8, allow_none=True),
+    "dataset.crop_padding": _int(0),
+    "dataset.flip": _bool,
+    "dataset.train_crop": _choice("multiscale", "random_resized"),
+    "dataset.drop_unlabeled": _bool,
+    "dataset.on_missing": _choice("error", "skip"),
+    "dataset.image_dir": text,
+    "dataset.cache": _bool,
+    "dataset.cache_dir": lambda k, v: text(k, v, allow_none=True),
+    "dataset.train_size": _int(1),
+    "dataset.test_size": _int(1),
+    "head.name": text,
+    "head.lam": _num(),
+    "head.mu": _num(),
+    "head.sigma": _num(above=0),
+    "head.learn_dist": _bool,
+    "head.dist_lr_mult": _num(minimum=0),
+    "head.init": _choice("constant", "empirical"),
+    "head.init_batches": _int(1),
+    "head.margin": lambda k, v: integer(k, v, minimum=1, maximum=4),
+    "head.base": _num(minimum=0),
+    "head.gamma": _num(minimum=0),
+    "head.power": _num(minimum=0),
+    "head.beta_min": _num(minimum=0),
+}
+# Multi-label datasets train on crops of image_size (eval resizes to it): at least 16 pixels.
+MIN_IMAGE_SIZE = {"coco": 16, "nuswide": 16}
+
+
+def _check_registry(get: Callable[[str], Any]) -> None:
+    """dataset/model/head/schedule names that gsm has code for."""
+    from gsm.data import DATASETS
+    from gsm.heads import HEAD_NAMES
+    from gsm.schedules import SCHEDULES
+
+    for key, valid in (("dataset", DATASETS), ("head", HEAD_NAMES), ("schedule", SCHEDULES)):
+        name = get(f"{key}.name")
+        if name is not _ABSENT and name not in valid:
+            raise ConfigError(f"{key}.name={name!r} is not a {key} gsm has code for; valid: {', '.join(valid)}")
+
+
+def check_values(cfg: Any) -> None:
+    """Type and range of every value gsm reads (see :data:`RULES`), then the checks across keys."""
+    get = _getter(cfg)
+    for key, rule in RULES.items():
+        value = get(key)
+        if value is not _ABSENT:
+            rule(key, value)
+    _check_registry(get)
+    dataset = get("dataset.name")
+    size = get("dataset.image_size")
+    minimum = MIN_IMAGE_SIZE.get(dataset)
+    if minimum is not None and size not in (None, _ABSENT) and size < minimum:
+        raise ConfigError(f"dataset.image_size must be an integer >= {minimum} for dataset={dataset} (got {size})")
+    if get("optimizer.nesterov") is True and number("optimizer.momentum", get("optimizer.momentum")) <= 0:
+        raise ConfigError(f"optimizer.nesterov=true needs optimizer.momentum > 0 (got {get('optimizer.momentum')!r}); "
+                          "set a momentum such as 0.9, or optimizer.nesterov=false")
+    from gsm.models import check_model_config
+    from gsm.schedules import epoch_factors
+
+    model = get("model")
+    if model is not _ABSENT:
+        check_model_config(model)
+    schedule = get("schedule")
+    if isinstance(schedule, dict):
+        params = dict(schedule)
+        epoch_factors(str(params.pop("name", None)), get("trainer.epochs"), **params)
+
+
+def check_required(cfg: Any, ctx: _Context) -> None:
+    """Every key the primary config defines is still there (``~trainer.epochs`` would crash the trainer)."""
+    get = _getter(cfg)
+    for key in sorted(ctx.catalog.primary):
+        if get(key) is _ABSENT:
+            origin = next((ov for ov in ctx.overrides if ov.startswith("~") and key.startswith(_override_key(ov))), None)
+            by = f" (removed by {origin})" if origin else ""
+            raise ConfigError(f"{key} is missing{by}; gsm reads it, so it needs a value")
+    for group in CODE_GROUPS:
+        if get(f"{group}.name") is _ABSENT:
+            raise ConfigError(f"{group}.name is missing: choose a {group} with {group}=<option>")
+
+
+def validate_config(cfg: DictConfig | Mapping[str, Any]) -> None:
+    """Raise :class:`ConfigError` unless every key of the composed ``cfg`` is one gsm reads and every
+    value it reads has a valid type and range. Call right after composition, before anything is written.
+
+    ``cfg`` is the trainer's DictConfig (the search path, group choices and overrides come from Hydra), or a
+    plain resolved mapping (checked against gsm's own configs)."""
+    from omegaconf import OmegaConf
+
+    if OmegaConf.is_config(cfg):
+        ctx = _hydra_context(cfg)
+        body = OmegaConf.to_container(cfg, resolve=False)
+        plain = _resolved(cfg)
+    else:
+        body = plain = {k: v for k, v in cfg.items() if k != "hydra"}
+        ctx = _plain_context(plain)
+    errors = unknown_key_errors(body, ctx, plain)
+    if errors:
+        raise ConfigError("\n".join(errors))
+    check_required(plain, ctx)
+    check_values(plain)
+
+
+# --------------------------------------------------------------------------- command-line overrides
+
+
+def _search_sources(args: Any, overrides: list[Any], primary_dir: Path) -> tuple[tuple[str, str], ...] | None:
+    sources = [("main", primary_dir.as_uri())]
+    if args.config_dir:
+        sources.insert(0, ("command-line", Path(args.config_dir).expanduser().resolve().as_uri()))
+    for ov in overrides:
+        if ov.key_or_group == "hydra.searchpath":
+            value = ov.value()
+            if not isinstance(value, list):
+                return None
+            for path in value:
+                url = str(path)
+                sources.append(("hydra.searchpath in command-line", url if "://" in url else Path(url).resolve().as_uri()))
+    return tuple(sources)
+
+
+def check_overrides(argv: Sequence[str], config_dir: Path | str = CONFIG_DIR, config_name: str = PRIMARY) -> None:
+    """Reject a plain ``key=value`` override whose key no config file defines, with a suggestion.
+
+    Group choices (``dataset=cifar10``), ``hydra.*``, ``+``/``++``/``~`` overrides, sweeps and flags
+    (``-m``, ``--help``, ``--cfg job``) pass; so does anything Hydra itself will reject (a syntax error).
+    """
+    from hydra._internal.utils import get_args_parser
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import OverrideType
+    from hydra.errors import HydraException
+
+    try:
+        args = get_args_parser().parse_args(list(argv))
+    except SystemExit:
+        return  # Hydra prints its own usage error
+    if args.help or args.hydra_help or args.shell_completion or args.info or args.experimental_rerun:
+        return
+    if args.config_path or (args.config_name and args.config_name != config_name):
+        return  # another primary config: its keys are unknown here
+    try:
+        overrides = OverridesParser.create().parse_overrides(args.overrides)
+    except HydraException:
+        return
+    sources = _search_sources(args, overrides, Path(config_dir))
+    if sources is None:
+        return
+    cat = catalog(sources, config_name)
+    known = cat.known
+    plain = [ov for ov in overrides
+             if ov.type == OverrideType.CHANGE and ov.package is None and not ov.is_hydra_override()]
+    # code-group options chosen on the command line (not swept): their keys are known before composing
+    chosen = {ov.key_or_group: str(ov.value()) for ov in plain
+              if ov.key_or_group in CODE_GROUPS and not ov.is_sweep_override()}
+    errors = []
+    for ov in plain:
+        key = ov.key_or_group
+        if key in cat.groups or key.replace(".", "/") in cat.groups:
+            continue
+        if not _within(key, known) and not any(k.startswith(key + ".") for k in known):  # not even a section
+            errors.append(f"{ov.input_line}: no part of gsm reads {key}; {_hint(key, known)}")
+            continue
+        group = key.split(".")[0]
+        option_keys = cat.option_keys(group, chosen[group]) if group in chosen else None
+        if option_keys is not None and "." in key and not _within(key, option_keys):
+            others = sorted(o for o, ks in cat.options.get(group, {}).items() if key in ks)
+            where = f"it is a setting of {group}={', '.join(others)}; " if others else ""
+            errors.append(f"{ov.input_line}: {key} is not a setting of {group}={chosen[group]}; {where}"
+                          f"{group}={chosen[group]} reads {', '.join(sorted(option_keys))}")
+    if errors:
+        raise ConfigError("\n".join(errors))
+
