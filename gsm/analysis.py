@@ -1,4 +1,4 @@
-"""Compactness, separability and ratio (paper §III-D, eqs. 18–20; SPEC §2.4).
+"""Compactness, separability and ratio (paper §III-D, eqs. 18–20; docs/paper-notes.md D13).
 
 ``learned_stats`` reads them from a G-softmax head's μ, σ; ``empirical_stats``
 fits Gaussians to the evaluated features x of each class (Figures 3–8) and
@@ -66,7 +66,7 @@ def _pos_neg_moments(x: Tensor, targets: Tensor, multilabel: bool) -> tuple[Tens
 
 
 def empirical_stats(x: Tensor, targets: Tensor, multilabel: bool) -> dict[str, list[float]]:
-    """Empirical Gaussians per class c (SPEC §2.4).
+    """Empirical Gaussians per class c (the feature analysis of §V, Figures 3–8).
 
     Single-label: over test images of class c, N_pos fits x_c and N_neg fits
     x_j (j ≠ c). Multi-label: N_pos fits x_c over images with label c, N_neg

@@ -5,26 +5,35 @@ features ``f`` to the logits the loss consumes:
 
 * single-label heads return CE logits (B, m) — for G-softmax these are
   ``z = x + λΦ((x − μ)/σ)`` (eqs. 3, 4, 13);
-* multi-label heads return BCE-with-logits scores ``s`` (B, m) (SPEC §2.3).
+* multi-label heads return BCE-with-logits scores ``s`` (B, m) (eqs. 14–16).
 
 ``x = head.fc(f)`` is the paper's "feature" (the input of the softmax); the
 analysis of §V reads it through :meth:`Head.fc_outputs`.
 Gradients come from autograd; the paper's printed gradients (eqs. 5, 6, 9, 10,
 12) are wrong (erratum E1, docs/paper-notes.md).
+
+A head is a plain ``nn.Module``: drop it on any backbone's features, build the
+optimiser with :func:`param_groups`, and a trainer needs only the small hooks of
+:class:`Head` (distribution parameters, empirical init, learned statistics,
+TensorBoard histograms and hyper-parameters). Constructors validate their
+settings and raise :class:`~gsm.errors.ConfigError` naming the ``head.*`` key.
+Importing this module has no side effects.
 """
 
 from __future__ import annotations
 
 import math
+import operator
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from gsm.errors import ConfigError
+from gsm import analysis
+from gsm.errors import CheckpointError, ConfigError, TrainingError
 
 SIGMA_FLOOR = 1e-3
-"""σ used in the forward pass is max(σ_param, SIGMA_FLOOR) (decision D2)."""
+"""σ used in the forward pass is max(σ_param, SIGMA_FLOOR) (decision D1, docs/paper-notes.md)."""
 
 
 def gsoftmax_logits(x: Tensor, mu: Tensor, sigma: Tensor, lam: float | Tensor) -> Tensor:
@@ -37,7 +46,7 @@ def gsoftmax_logits(x: Tensor, mu: Tensor, sigma: Tensor, lam: float | Tensor) -
 
 
 def _floor_sigma(sigma_param: Tensor) -> Tensor:
-    """max(σ, floor) in the value, identity in the gradient (straight-through).
+    """max(σ, floor) in the value, identity in the gradient (straight-through, D1).
 
     The optimiser may push the raw parameter below zero; the forward pass never
     sees σ < SIGMA_FLOOR, and the gradient can still pull σ back up.
@@ -46,17 +55,75 @@ def _floor_sigma(sigma_param: Tensor) -> Tensor:
 
 
 def _to_float32(x: Tensor) -> Tensor:
-    """Heads compute in at least float32, also under AMP (Φ and norms need it)."""
+    """Heads compute in at least float32, also under AMP (Φ and norms need it, D2)."""
     return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
 
+# --------------------------------------------------------------------------- validation
+
+
+def _number(key: str, value: Any, *, minimum: float | None = None, positive: bool = False) -> float:
+    """A finite float for ``head.<key>``, optionally ≥ minimum or > 0; ConfigError otherwise."""
+    if isinstance(value, bool):
+        raise ConfigError(f"head.{key} must be a number (got {value!r})")
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"head.{key} must be a number (got {value!r})") from None
+    if not math.isfinite(v):
+        raise ConfigError(f"head.{key} must be finite (got {value!r})")
+    if positive and v <= 0:
+        raise ConfigError(f"head.{key} must be > 0 (got {value!r})")
+    if minimum is not None and v < minimum:
+        raise ConfigError(f"head.{key} must be >= {minimum:g} (got {value!r})")
+    return v
+
+
+def _integer(key: str, value: Any, allowed: tuple[int, ...] | None = None, minimum: int | None = None) -> int:
+    ok = isinstance(value, int) and not isinstance(value, bool)
+    if not ok and isinstance(value, float) and value.is_integer():
+        ok, value = True, int(value)
+    if ok and allowed is not None and value not in allowed:
+        ok = False
+    if ok and minimum is not None and value < minimum:
+        ok = False
+    if not ok:
+        valid = ", ".join(map(str, allowed)) if allowed else f"an integer >= {minimum}"
+        raise ConfigError(f"head.{key} must be {valid} (got {value!r})")
+    return int(value)
+
+
+def _sizes(in_features: Any, num_classes: Any) -> tuple[int, int]:
+    sizes = []
+    for key, v in (("in_features", in_features), ("num_classes", num_classes)):
+        try:
+            n = operator.index(v)
+        except TypeError:
+            n = 0
+        if isinstance(v, bool) or n < 1:
+            raise ConfigError(f"head needs {key} >= 1 (got {v!r})")
+        sizes.append(n)
+    return sizes[0], sizes[1]
+
+
+# --------------------------------------------------------------------------- heads
+
+
 class Head(nn.Module):
-    """Base class. Subclasses define ``fc`` and :meth:`logits_from_x`."""
+    """Base class. Subclasses define ``fc`` and :meth:`logits_from_x`.
+
+    The hooks below let a trainer (and :func:`param_groups`) treat every head
+    alike; a head without a learnable distribution keeps the defaults.
+    """
 
     fc: nn.Linear
     name: str = "head"
+    config_keys: tuple[str, ...] = ()  # the head.* keys build_head passes to the constructor
     multilabel: bool = False
     paired: bool = False  # 2m outputs viewed as (B, m, 2): [..., 0] = x⁺, [..., 1] = x⁻
+    dist_lr_mult: float = 1.0  # lr multiplier of distribution_parameters()
+    empirical_init: bool = False  # True: the trainer calls init_from_moments before training
+    init_batches: int = 0  # training batches the empirical init averages over
 
     def __init__(self, num_classes: int) -> None:
         super().__init__()
@@ -75,6 +142,30 @@ class Head(nn.Module):
     def forward(self, features: Tensor, target: Tensor | None = None) -> Tensor:
         return self.logits_from_x(self.fc_outputs(features))
 
+    # ---- hooks for trainers
+
+    def distribution_parameters(self) -> list[nn.Parameter]:
+        """The learnable μ, σ (own optimiser group: lr × dist_lr_mult, no weight decay); [] if none."""
+        return []
+
+    def init_from_moments(self, mean: Tensor, std: Tensor) -> None:
+        """Set the distribution from the mean/std of x (``head.init=empirical``)."""
+        raise ConfigError(
+            f"head.init=empirical needs a head with a learnable distribution (head=gsoftmax); head={self.name} has none"
+        )
+
+    def learned_stats(self) -> dict[str, list[float]] | None:
+        """Compactness, separability, ratio of the learned Gaussians (eqs. 18–20); None without them."""
+        return None
+
+    def histograms(self) -> dict[str, Tensor]:
+        """Tensors worth a TensorBoard histogram (name → CPU tensor)."""
+        return {}
+
+    def hparams(self) -> dict[str, float | int | str]:
+        """The head's settings, for TensorBoard's ``add_hparams``."""
+        return {"head": self.name}
+
     def extra_repr(self) -> str:
         return f"num_classes={self.num_classes}, multilabel={self.multilabel}"
 
@@ -85,8 +176,9 @@ class SoftmaxHead(Head):
     name = "softmax"
 
     def __init__(self, in_features: int, num_classes: int, multilabel: bool = False) -> None:
+        in_features, num_classes = _sizes(in_features, num_classes)
         super().__init__(num_classes)
-        self.multilabel = self.paired = multilabel
+        self.multilabel = self.paired = bool(multilabel)
         self.fc = nn.Linear(in_features, 2 * num_classes if multilabel else num_classes)
 
     def logits_from_x(self, x: Tensor) -> Tensor:
@@ -94,12 +186,17 @@ class SoftmaxHead(Head):
 
 
 class MSMLHead(Head):
-    """Multi-label soft margin (eq. 14): m outputs used directly as BCE-with-logits."""
+    """Multi-label soft margin (eq. 14): m outputs used directly as BCE-with-logits. Multi-label only."""
 
     name = "msml"
     multilabel = True
 
-    def __init__(self, in_features: int, num_classes: int) -> None:
+    def __init__(self, in_features: int, num_classes: int, *, multilabel: bool = True) -> None:
+        if not multilabel:
+            raise ConfigError(
+                "head=msml is the multi-label soft margin loss (eq. 14); use head=softmax on a single-label dataset"
+            )
+        in_features, num_classes = _sizes(in_features, num_classes)
         super().__init__(num_classes)
         self.fc = nn.Linear(in_features, num_classes)
 
@@ -108,15 +205,17 @@ class MSMLHead(Head):
 
 
 class GSoftmaxHead(Head):
-    """G-softmax (eqs. 3, 4, 13; multi-label per SPEC §2.3 / erratum E3).
+    """G-softmax (eqs. 3, 4, 13; multi-label eqs. 15–16 with erratum E3).
 
     μ, σ are learnable (``learn_dist``), shape (m,) or (m, 2) with ``[:, 0]``
-    for x⁺ and ``[:, 1]`` for x⁻. λ is a fixed hyper-parameter; λ = 0 gives
-    exactly :class:`SoftmaxHead`. ``dist_lr_mult``, ``init`` and
-    ``init_batches`` are read by the trainer (optimiser group, empirical init).
+    for x⁺ and ``[:, 1]`` for x⁻. λ is a fixed hyper-parameter saved in the
+    state dict (loading a state dict of another λ raises CheckpointError);
+    λ = 0 gives exactly :class:`SoftmaxHead`. ``dist_lr_mult``, ``init`` and
+    ``init_batches`` are read through the :class:`Head` hooks.
     """
 
     name = "gsoftmax"
+    config_keys = ("lam", "mu", "sigma", "learn_dist", "dist_lr_mult", "init", "init_batches")
 
     def __init__(
         self,
@@ -131,16 +230,24 @@ class GSoftmaxHead(Head):
         init: str = "constant",
         init_batches: int = 50,
     ) -> None:
+        in_features, num_classes = _sizes(in_features, num_classes)
         super().__init__(num_classes)
-        self.multilabel = self.paired = multilabel
-        self.lam = float(lam)
-        self.dist_lr_mult = float(dist_lr_mult)
+        self.lam = _number("lam", lam)
+        self.mu_init = _number("mu", mu)
+        self.sigma_init = _number("sigma", sigma, positive=True)
+        self.dist_lr_mult = _number("dist_lr_mult", dist_lr_mult, minimum=0.0)
+        if init not in ("constant", "empirical"):
+            raise ConfigError(f"head.init must be 'constant' or 'empirical' (got {init!r})")
+        if not isinstance(learn_dist, bool):
+            raise ConfigError(f"head.learn_dist must be true or false (got {learn_dist!r})")
         self.init = init
-        self.init_batches = int(init_batches)
+        self.empirical_init = init == "empirical"
+        self.init_batches = _integer("init_batches", init_batches, minimum=1)
+        self.multilabel = self.paired = bool(multilabel)
         self.fc = nn.Linear(in_features, 2 * num_classes if multilabel else num_classes)
         shape = (num_classes, 2) if multilabel else (num_classes,)
-        self.mu_param = nn.Parameter(torch.full(shape, float(mu)), requires_grad=learn_dist)
-        self.sigma_param = nn.Parameter(torch.full(shape, float(sigma)), requires_grad=learn_dist)
+        self.mu_param = nn.Parameter(torch.full(shape, self.mu_init), requires_grad=learn_dist)
+        self.sigma_param = nn.Parameter(torch.full(shape, self.sigma_init), requires_grad=learn_dist)
 
     @property
     def mu(self) -> Tensor:
@@ -155,43 +262,97 @@ class GSoftmaxHead(Head):
         z = gsoftmax_logits(x, self.mu, self.sigma, self.lam)
         return z[..., 0] - z[..., 1] if self.multilabel else z
 
+    # ---- λ travels with the state dict
+
+    def get_extra_state(self) -> dict[str, float]:
+        return {"lam": self.lam}
+
+    def set_extra_state(self, state: Any) -> None:
+        saved = state.get("lam") if isinstance(state, dict) else None
+        if saved is None or float(saved) != self.lam:
+            raise CheckpointError(
+                f"head.lam: the state dict was saved by a G-softmax head with lam={saved!r}, this head has "
+                f"lam={self.lam!r}; λ is a fixed hyper-parameter (eq. 3), so build the head with lam={saved!r} to load it"
+            )
+
+    # ---- hooks
+
+    def distribution_parameters(self) -> list[nn.Parameter]:
+        return [p for p in (self.mu_param, self.sigma_param) if p.requires_grad]
+
     @torch.no_grad()
-    def set_distribution(self, mu: Tensor, sigma: Tensor) -> None:
-        """Set μ, σ (e.g. to the empirical mean/std of x, ``head.init=empirical``)."""
-        if not (torch.isfinite(mu).all() and torch.isfinite(sigma).all()):
+    def init_from_moments(self, mean: Tensor, std: Tensor) -> None:
+        """μ ← mean, σ ← max(std, floor) of x (``head.init=empirical``); shapes (m,) or (m, 2)."""
+        for key, t in (("mean", mean), ("std", std)):
+            if tuple(t.shape) != tuple(self.mu_param.shape):
+                raise ConfigError(
+                    f"head.init=empirical: {key} has shape {tuple(t.shape)}, expected {tuple(self.mu_param.shape)} (x per class)"
+                )
+        if not bool(torch.isfinite(mean).all() & torch.isfinite(std).all()):
             raise ConfigError("head.init=empirical: the features gave non-finite μ/σ")
-        self.mu_param.copy_(mu)
-        self.sigma_param.copy_(sigma.clamp_min(SIGMA_FLOOR))
+        self.mu_param.copy_(mean)
+        self.sigma_param.copy_(std.clamp_min(SIGMA_FLOOR))
+
+    set_distribution = init_from_moments  # the older name
+
+    def learned_stats(self) -> dict[str, list[float]]:
+        return analysis.learned_stats(self.mu, self.sigma)
+
+    def histograms(self) -> dict[str, Tensor]:
+        return {"mu": self.mu.detach().float().cpu(), "sigma": self.sigma.detach().float().cpu()}
+
+    def hparams(self) -> dict[str, float | int | str]:
+        return {
+            "head": self.name, "lam": self.lam, "mu": self.mu_init, "sigma": self.sigma_init,
+            "learn_dist": int(self.mu_param.requires_grad), "dist_lr_mult": self.dist_lr_mult,
+            "init": self.init, "init_batches": self.init_batches,
+        }
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", lam={self.lam}"
 
 
 class LSoftmaxHead(Head):
-    """L-softmax (Liu et al. 2016), single-label only (SPEC §2.2).
+    """L-softmax (Liu et al. 2016), single-label only (paper §III-B).
 
     Target logit ``(β·W_yᵀf + ‖W_y‖‖f‖ψ(θ)) / (1 + β)`` with
     ``ψ(θ) = (−1)^k cos(mθ) − 2k`` on ``θ ∈ [kπ/m, (k+1)π/m]``; other logits
-    ``W_jᵀf``. β anneals per training step:
-    ``β = max(base·(1 + gamma·step)^(−power), beta_min)``; ``step`` is a buffer
-    (saved in ``state_dict``). Eval mode and calls without targets return W f.
+    ``W_jᵀf``. β anneals per training step as in the authors' Caffe layer: the
+    counter ``step`` (a buffer, saved in ``state_dict``) is incremented first,
+    then ``β = max(base·(1 + gamma·step)^(−power), beta_min)`` — the first step
+    uses step 1. β is computed on the device (no host sync). Training needs the
+    targets; eval mode returns ``W f``.
     """
 
     name = "lsoftmax"
+    config_keys = ("margin", "base", "gamma", "power", "beta_min")
 
     def __init__(
         self,
         in_features: int,
         num_classes: int,
-        margin: int = 2,
+        margin: int = 4,
         base: float = 1000.0,
         gamma: float = 1e-5,
         power: float = 45.0,
         beta_min: float = 0.0,
+        *,
+        multilabel: bool = False,
     ) -> None:
+        if multilabel:
+            raise ConfigError(
+                "head=lsoftmax is single-label only: L-softmax needs the one ground-truth class "
+                "(paper §III-B); use head=softmax, gsoftmax or msml on a multi-label dataset"
+            )
+        in_features, num_classes = _sizes(in_features, num_classes)
         super().__init__(num_classes)
-        self.margin = int(margin)
-        self.base, self.gamma, self.power, self.beta_min = float(base), float(gamma), float(power), float(beta_min)
+        self.margin = _integer("margin", margin, allowed=(1, 2, 3, 4))
+        self.base = _number("base", base, minimum=0.0)
+        self.gamma = _number("gamma", gamma, minimum=0.0)
+        self.power = _number("power", power, minimum=0.0)
+        self.beta_min = _number("beta_min", beta_min, minimum=0.0)
+        if LSoftmaxHead._advance_outside_graph is None:  # imports torch._dynamo: not at import of gsm.heads
+            LSoftmaxHead._advance_outside_graph = torch.compiler.disable(LSoftmaxHead._advance)
         self.fc = nn.Linear(in_features, num_classes, bias=False)
         nn.init.kaiming_normal_(self.fc.weight)
         self.register_buffer("step", torch.zeros((), dtype=torch.long))
@@ -202,10 +363,27 @@ class LSoftmaxHead(Head):
             persistent=False,
         )
 
+    def beta_tensor(self) -> Tensor:
+        """β at the current ``step``, a float64 tensor on the head's device (no host sync)."""
+        b = self.base * (1.0 + self.gamma * self.step.double()).pow(-self.power)
+        return b.clamp_min(self.beta_min)
+
+    def _advance(self) -> Tensor:
+        """Caffe's LargeMarginInnerProduct: ``iter_ += 1``, then β of this step (a fresh tensor).
+
+        Runs outside torch.compile's graph (``_advance_outside_graph``): AOT autograd may otherwise
+        recompute β in the backward from the counter it has already incremented, giving silently
+        wrong gradients (pytorch/pytorch#197039). The cost is one graph break per step when compiled.
+        """
+        self.step += 1
+        return self.beta_tensor()
+
+    _advance_outside_graph: Any = None  # torch.compiler.disable(_advance), made at the first construction
+
     @property
     def beta(self) -> float:
-        b = self.base * (1.0 + self.gamma * float(self.step)) ** (-self.power)
-        return max(b, self.beta_min)
+        """β of the latest training step (for logs and tests; reads the device)."""
+        return float(self.beta_tensor())
 
     def logits_from_x(self, x: Tensor) -> Tensor:
         return x
@@ -220,18 +398,50 @@ class LSoftmaxHead(Head):
     def forward(self, features: Tensor, target: Tensor | None = None) -> Tensor:
         f = _to_float32(features)
         wf = self.fc(f)
-        if target is None or not self.training or self.margin == 1:
+        if not self.training:
             return wf
+        if target is None:
+            raise TrainingError(
+                "head=lsoftmax in training mode needs the targets: call head(features, target) "
+                "(or head.eval() for inference); without them it would train a plain softmax"
+            )
         if target.dim() != 1:
-            raise ConfigError("head=lsoftmax needs single-label integer targets (got shape %s)" % (tuple(target.shape),))
-        w_y = self.fc.weight[target]  # (B, d)
-        norms = w_y.norm(dim=1) * f.norm(dim=1)
+            raise ConfigError(f"head=lsoftmax needs single-label integer targets (got shape {tuple(target.shape)})")
+        beta = self._advance_outside_graph().to(wf.dtype)
+        if self.margin == 1:  # ψ(θ) = cos θ: the target logit is W_yᵀf for every β
+            return wf
+        # ‖W_y‖‖f‖ from squared row norms; the floor keeps the gradient finite (zero) for an all-zero f
+        norms = (_row_squared_norm(self.fc.weight)[target] * _row_squared_norm(f)).clamp_min(1e-24).sqrt()
         wf_y = wf.gather(1, target[:, None]).squeeze(1)
-        cos = (wf_y / norms.clamp_min(1e-12)).clamp(-1.0, 1.0)
-        beta = self.beta
+        cos = (wf_y / norms).clamp(-1.0, 1.0)
         target_logit = (beta * wf_y + norms * self.psi_of_cos(cos)) / (1.0 + beta)
-        self.step += 1
-        return wf.scatter(1, target[:, None], target_logit[:, None])
+        is_target = target[:, None] == torch.arange(wf.shape[1], device=wf.device)
+        return torch.where(is_target, target_logit[:, None], wf)
+
+    def hparams(self) -> dict[str, float | int | str]:
+        return {"head": self.name, "margin": self.margin, "base": self.base, "gamma": self.gamma,
+                "power": self.power, "beta_min": self.beta_min}
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", margin={self.margin}"
+
+
+class _RowSquaredNorm(torch.autograd.Function):
+    """‖x_i‖² per row with a one-pass backward 2·x·g (autograd's x.square().sum(1) takes several)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor) -> Tensor:
+        ctx.save_for_backward(x)
+        return torch.linalg.vecdot(x, x)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tensor:
+        (x,) = ctx.saved_tensors
+        return x * (2.0 * grad).unsqueeze(-1)
+
+
+def _row_squared_norm(x: Tensor) -> Tensor:
+    return _RowSquaredNorm.apply(x)
 
 
 def chebyshev_cos_multiple(c: Tensor, m: int) -> Tensor:
@@ -243,83 +453,32 @@ def chebyshev_cos_multiple(c: Tensor, m: int) -> Tensor:
     if m == 3:
         return 4 * c**3 - 3 * c
     if m == 4:
-        return 8 * c**4 - 8 * c**2 + 1
+        c2 = c * c
+        return 8 * c2 * c2 - 8 * c2 + 1
     raise ConfigError(f"head.margin must be 1, 2, 3 or 4 (got {m})")
 
 
-# --------------------------------------------------------------------------- factory
+# --------------------------------------------------------------------------- factory and optimiser groups
 
-_HEAD_KEYS: dict[str, tuple[str, ...]] = {
-    "softmax": (),
-    "msml": (),
-    "gsoftmax": ("lam", "mu", "sigma", "learn_dist", "dist_lr_mult", "init", "init_batches"),
-    "lsoftmax": ("margin", "base", "gamma", "power", "beta_min"),
-}
-HEAD_NAMES = tuple(_HEAD_KEYS)
+HEADS: dict[str, type[Head]] = {cls.name: cls for cls in (SoftmaxHead, MSMLHead, GSoftmaxHead, LSoftmaxHead)}
+"""head name (``head.name``, ``gsm/configs/head/<name>.yaml``) → class. A new head adds itself here."""
+HEAD_NAMES = tuple(HEADS)
 
 
-def _finite(key: str, value: Any) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"head.{key} must be a number (got {value!r})") from None
-    if not math.isfinite(v):
-        raise ConfigError(f"head.{key} must be finite (got {value!r})")
-    return v
-
-
-def _validate(name: str, multilabel: bool, cfg: dict[str, Any]) -> None:
-    if name == "lsoftmax" and multilabel:
-        raise ConfigError(
-            "head=lsoftmax is single-label only: L-softmax needs the one ground-truth class "
-            "(paper §III-B); use head=softmax, gsoftmax or msml on a multi-label dataset"
-        )
-    if name == "msml" and not multilabel:
-        raise ConfigError("head=msml is the multi-label soft margin loss (eq. 14); use head=softmax on a single-label dataset")
-    if name == "gsoftmax":
-        for key in ("lam", "mu", "sigma", "dist_lr_mult"):
-            if key in cfg:
-                _finite(key, cfg[key])
-        if "sigma" in cfg and float(cfg["sigma"]) <= 0:
-            raise ConfigError(f"head.sigma must be > 0 (got {cfg['sigma']!r})")
-        if "dist_lr_mult" in cfg and float(cfg["dist_lr_mult"]) < 0:
-            raise ConfigError(f"head.dist_lr_mult must be >= 0 (got {cfg['dist_lr_mult']!r})")
-        if cfg.get("init", "constant") not in ("constant", "empirical"):
-            raise ConfigError(f"head.init must be 'constant' or 'empirical' (got {cfg['init']!r})")
-        if "init_batches" in cfg and int(cfg["init_batches"]) < 1:
-            raise ConfigError(f"head.init_batches must be >= 1 (got {cfg['init_batches']!r})")
-    if name == "lsoftmax":
-        margin = cfg.get("margin", 2)
-        if margin not in (1, 2, 3, 4) or isinstance(margin, bool):
-            raise ConfigError(f"head.margin must be 1, 2, 3 or 4 (got {margin!r}); margin < 1 is undefined")
-        for key in ("base", "gamma", "power", "beta_min"):
-            if key in cfg and _finite(key, cfg[key]) < 0:
-                raise ConfigError(f"head.{key} must be >= 0 (got {cfg[key]!r})")
-
-
-def build_head(name: str, in_features: int, num_classes: int, multilabel: bool, **cfg: Any) -> Head:
-    """Build a head by name from the ``head.*`` config keys (SPEC §3).
+def build_head(name: str, in_features: int, num_classes: int, multilabel: bool = False, **cfg: Any) -> Head:
+    """Build a head by name from the ``head.*`` config keys (``gsm/configs/head/<name>.yaml``).
 
     Unknown keys, keys of another head, and invalid values raise
     :class:`~gsm.errors.ConfigError` naming the key and what would be valid.
     """
-    if name not in _HEAD_KEYS:
-        raise ConfigError(f"head={name!r} is not a head; valid: {', '.join(HEAD_NAMES)}")
-    allowed = _HEAD_KEYS[name]
+    cls = HEADS.get(name)
+    if cls is None:
+        raise ConfigError(f"head={name!r} is not a head; valid: {', '.join(HEADS)}")
     for key in cfg:
-        if key not in allowed:
-            valid = ", ".join(f"head.{k}" for k in allowed) or "none"
+        if key not in cls.config_keys:
+            valid = ", ".join(f"head.{k}" for k in cls.config_keys) or "none"
             raise ConfigError(f"head.{key} is not a setting of head={name} (valid keys: {valid})")
-    if num_classes < 1 or in_features < 1:
-        raise ConfigError(f"head needs in_features >= 1 and num_classes >= 1 (got {in_features}, {num_classes})")
-    _validate(name, multilabel, cfg)
-    if name == "softmax":
-        return SoftmaxHead(in_features, num_classes, multilabel)
-    if name == "msml":
-        return MSMLHead(in_features, num_classes)
-    if name == "gsoftmax":
-        return GSoftmaxHead(in_features, num_classes, multilabel, **cfg)
-    return LSoftmaxHead(in_features, num_classes, **cfg)
+    return cls(in_features, num_classes, multilabel=multilabel, **cfg)
 
 
 def head_loss(head: Head, logits: Tensor, target: Tensor) -> Tensor:
@@ -327,3 +486,41 @@ def head_loss(head: Head, logits: Tensor, target: Tensor) -> Tensor:
     if head.multilabel:
         return nn.functional.binary_cross_entropy_with_logits(logits, target.to(logits.dtype))
     return nn.functional.cross_entropy(logits, target)
+
+
+def param_groups(model: nn.Module, lr: float, weight_decay: float) -> list[dict[str, Any]]:
+    """Optimiser groups for any model holding heads: ``torch.optim.SGD(param_groups(model, lr, wd), lr=lr, ...)``.
+
+    Every trainable parameter appears once. The distribution parameters (μ, σ) of
+    each :class:`Head` in ``model`` get a group of their own with weight decay 0
+    and lr × that head's ``dist_lr_mult``; all others share one group with
+    ``lr`` and ``weight_decay`` (listed first).
+    """
+    lr = _optim_number("lr", lr)
+    weight_decay = _optim_number("weight_decay", weight_decay)
+    seen: set[int] = set()
+    dist_groups: list[dict[str, Any]] = []
+    for module in model.modules():
+        if not isinstance(module, Head):
+            continue
+        params = [p for p in module.distribution_parameters() if p.requires_grad and id(p) not in seen]
+        seen.update(id(p) for p in params)
+        if params:
+            dist_groups.append({"params": params, "lr": lr * module.dist_lr_mult, "weight_decay": 0.0})
+    rest: list[nn.Parameter] = []
+    for p in model.parameters():
+        if p.requires_grad and id(p) not in seen:
+            seen.add(id(p))
+            rest.append(p)
+    main = [{"params": rest, "lr": lr, "weight_decay": weight_decay}] if rest else []
+    return main + dist_groups
+
+
+def _optim_number(key: str, value: Any) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        v = math.nan
+    if isinstance(value, bool) or not math.isfinite(v) or v < 0:
+        raise ConfigError(f"optimizer.{key} must be a finite number >= 0 (got {value!r})")
+    return v

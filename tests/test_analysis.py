@@ -69,3 +69,22 @@ def test_empirical_stats_single_label_class_with_one_image_is_nan():
     assert got["count_pos"] == [2.0, 1.0, 1.0]
     assert np.isnan(got["compactness"][1]) and np.isnan(got["ratio"][2])
     assert np.isfinite(got["separability"][0])
+
+
+def test_head_hook_gives_learned_stats_of_the_positive_column():
+    """GSoftmaxHead.learned_stats() (what the trainer writes to results.json) = eqs. 18–20 on μ⁺, σ⁺."""
+    from gsm.heads import GSoftmaxHead, SoftmaxHead
+
+    head = GSoftmaxHead(4, 3, multilabel=True)
+    with torch.no_grad():
+        head.mu_param.copy_(torch.tensor([[0.0, 5.0], [1.0, 5.0], [3.0, 5.0]]))
+        head.sigma_param.copy_(torch.tensor([[1.0, 9.0], [0.5, 9.0], [2.0, 9.0]]))
+    stats = head.learned_stats()
+    mu, sigma = np.array([0.0, 1.0, 3.0]), np.array([1.0, 0.5, 2.0])
+    for i in range(3):
+        ref = sum(_kl_numeric(mu[i], sigma[i], mu[j], sigma[j]) + _kl_numeric(mu[j], sigma[j], mu[i], sigma[i])
+                  for j in range(3) if j != i) / 4
+        assert abs(stats["separability"][i] - ref) < 1e-6
+        assert abs(stats["ratio"][i] - ref / sigma[i]) < 1e-6
+    assert stats["mu"] == mu.tolist() and stats["compactness"] == (1 / sigma).tolist()
+    assert SoftmaxHead(4, 3).learned_stats() is None

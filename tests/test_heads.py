@@ -1,25 +1,39 @@
-"""Heads against an independent float64 NumPy/SciPy implementation of eqs. 3, 13, SPEC §2.3 and L-softmax."""
+"""Heads against an independent float64 NumPy/SciPy implementation of eqs. 3, 13, docs/paper-notes.md E3 and L-softmax."""
 
 from __future__ import annotations
 
+import copy
+import inspect
 import io
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import yaml
 from scipy.special import log_softmax as np_log_softmax
 from scipy.special import ndtr
 from scipy.stats import norm
 
-from gsm.errors import ConfigError
+import gsm.heads
+from gsm.analysis import learned_stats
+from gsm.errors import CheckpointError, ConfigError, TrainingError
 from gsm.heads import (
+    HEAD_NAMES,
+    HEADS,
+    SIGMA_FLOOR,
     GSoftmaxHead,
+    Head,
     LSoftmaxHead,
+    MSMLHead,
     SoftmaxHead,
     build_head,
     gsoftmax_logits,
     head_loss,
+    param_groups,
 )
 
 @pytest.fixture(autouse=True)
@@ -47,7 +61,7 @@ def ref_gsoftmax_single(x, y, mu, sigma, lam):
 
 
 def ref_gsoftmax_multi(xpair, y, mu, sigma, lam):
-    """SPEC §2.3: z± = x± + λΦ(x±; μ±, σ±), s = z⁺ − z⁻, loss = mean BCE(sigmoid(s), y); grads by hand."""
+    """docs/paper-notes.md E3: z± = x± + λΦ(x±; μ±, σ±), s = z⁺ − z⁻, loss = mean BCE(sigmoid(s), y); grads by hand."""
     t = (xpair - mu) / sigma
     z = xpair + lam * ndtr(t)
     s = z[..., 0] - z[..., 1]
@@ -268,15 +282,63 @@ def test_lsoftmax_gradients_match_reference():
     assert torch.autograd.gradcheck(lambda f: head(f, y), (f,), eps=1e-6, atol=1e-7)
 
 
-def test_lsoftmax_eval_and_no_target_return_wf():
+def test_lsoftmax_zero_features_give_finite_gradients():
+    head = LSoftmaxHead(4, 3, margin=4, base=0.0)
+    f = torch.randn(3, 4)
+    f[1] = 0.0  # e.g. a ReLU backbone that output nothing for one image
+    f.requires_grad_()
+    y = torch.tensor([0, 1, 2])
+    head_loss(head, head(f, y), y).backward()
+    assert torch.isfinite(f.grad).all() and torch.isfinite(head.fc.weight.grad).all()
+
+
+def test_lsoftmax_eval_returns_wf_and_training_needs_the_target():
     torch.manual_seed(6)
     head = LSoftmaxHead(4, 3, margin=4)
     f, y = torch.randn(5, 4), torch.randint(0, 3, (5,))
     wf = f @ head.fc.weight.T
-    assert torch.equal(head(f), wf)
+    with pytest.raises(TrainingError, match="needs the targets"):
+        head(f)  # training mode: not silently a plain softmax
+    assert int(head.step) == 0
     head.eval()
-    assert torch.equal(head(f, y), wf)
+    assert torch.equal(head(f), wf) and torch.equal(head(f, y), wf)
+    assert int(head.step) == 0, "evaluation does not advance β"
     assert head.fc.bias is None
+
+
+def test_lsoftmax_first_step_uses_iteration_one_as_caffe():
+    """Caffe's LargeMarginInnerProduct increments iter_ before β: step k uses β(k), k = 1, 2, ..."""
+    torch.manual_seed(7)
+    base, gamma, power = 1000.0, 0.05, 2.0
+    head = LSoftmaxHead(6, 5, margin=2, base=base, gamma=gamma, power=power)
+    f, y = torch.randn(8, 6), torch.randint(0, 5, (8,))
+    W = head.fc.weight.detach().numpy()
+    for k in (1, 2, 3):
+        out = head(f, y)
+        beta_k = base * (1 + gamma * k) ** -power
+        ref = ref_lsoftmax_logits(W, f.numpy(), y.numpy(), 2, beta_k)
+        np.testing.assert_allclose(out.detach().numpy(), ref, rtol=1e-9, atol=1e-9)
+        assert int(head.step) == k and head.beta == pytest.approx(beta_k, rel=1e-12)
+    wrong = ref_lsoftmax_logits(W, f.numpy(), y.numpy(), 2, base * (1 + gamma * 2) ** -power)
+    assert not np.allclose(out.detach().numpy(), wrong), "step 3 must not use β(2)"
+
+
+def test_lsoftmax_compiled_matches_eager_while_beta_anneals():
+    """torch.compile (AOT autograd) must not recompute β in the backward from the advanced counter."""
+    torch.set_default_dtype(torch.float32)
+    torch.manual_seed(10)
+    eager = LSoftmaxHead(16, 5, margin=4, gamma=0.1, power=2.0)
+    twin = copy.deepcopy(eager)
+    compiled = torch.compile(twin, backend="aot_eager")
+    f, y = torch.randn(8, 16), torch.randint(0, 5, (8,))
+    try:
+        for _ in range(2):
+            want = torch.autograd.grad(head_loss(eager, eager(f, y), y), [eager.fc.weight])[0]
+            got = torch.autograd.grad(head_loss(twin, compiled(f, y), y), [twin.fc.weight])[0]
+            torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-7)
+    finally:
+        torch._dynamo.reset()
+    assert int(twin.step) == int(eager.step) == 2
 
 
 def test_lsoftmax_beta_anneals_and_step_survives_save_load():
@@ -286,6 +348,7 @@ def test_lsoftmax_beta_anneals_and_step_survives_save_load():
     for _ in range(7):
         head(f, y)
     assert "step" in head.state_dict() and int(head.step) == 7
+    assert head.step.device == head.fc.weight.device and head.beta_tensor().device == head.fc.weight.device
     assert head.beta == pytest.approx(max(1000.0 * (1 + 1e-3 * 7) ** -45.0, 0.5))
     buf = io.BytesIO()
     torch.save(head.state_dict(), buf)
@@ -309,11 +372,18 @@ def test_lsoftmax_beta_anneals_and_step_survives_save_load():
         ("gsoftmax", False, {"mu": float("nan")}, "head.mu"),
         ("gsoftmax", False, {"lam": float("nan")}, "head.lam"),
         ("gsoftmax", False, {"lam": float("-inf")}, "head.lam"),
+        ("gsoftmax", False, {"lam": "big"}, "head.lam"),
+        ("gsoftmax", False, {"dist_lr_mult": -1.0}, "head.dist_lr_mult"),
         ("gsoftmax", False, {"init": "random"}, "head.init"),
+        ("gsoftmax", False, {"init_batches": 0}, "head.init_batches"),
+        ("gsoftmax", False, {"learn_dist": "yes"}, "head.learn_dist"),
         ("gsoftmax", False, {"margin": 2}, "head.margin"),
         ("softmax", False, {"lam": 1.0}, "head.lam"),
         ("lsoftmax", False, {"margin": 0}, "head.margin"),
         ("lsoftmax", False, {"margin": 5}, "head.margin"),
+        ("lsoftmax", False, {"margin": 2.5}, "head.margin"),
+        ("lsoftmax", False, {"gamma": -1.0}, "head.gamma"),
+        ("lsoftmax", False, {"beta_min": float("nan")}, "head.beta_min"),
         ("lsoftmax", True, {}, "head=lsoftmax"),
         ("msml", False, {}, "head=msml"),
         ("gsoftmax", False, {"colour": 1}, "head.colour"),
@@ -326,7 +396,209 @@ def test_invalid_configs_name_the_key(name, multilabel, cfg, key):
     assert key in str(err.value)
 
 
+@pytest.mark.parametrize(
+    "make, key",
+    [
+        (lambda: GSoftmaxHead(32, 10, sigma=-1), "head.sigma"),
+        (lambda: GSoftmaxHead(32, 10, lam=float("nan")), "head.lam"),
+        (lambda: GSoftmaxHead(32, 10, mu=float("inf")), "head.mu"),
+        (lambda: GSoftmaxHead(32, 10, init="kmeans"), "head.init"),
+        (lambda: GSoftmaxHead(32, 0), "num_classes"),
+        (lambda: LSoftmaxHead(32, 10, margin=5), "head.margin"),
+        (lambda: LSoftmaxHead(32, 10, power=float("nan")), "head.power"),
+        (lambda: LSoftmaxHead(32, 10, multilabel=True), "head=lsoftmax"),
+        (lambda: SoftmaxHead(0, 10), "in_features"),
+        (lambda: MSMLHead(32, 10, multilabel=False), "head=msml"),
+    ],
+)
+def test_constructors_validate(make, key):
+    """Heads used directly (without build_head) reject bad settings the same way."""
+    with pytest.raises(ConfigError) as err:
+        make()
+    assert key in str(err.value)
+
+
 def test_build_head_types():
     assert isinstance(build_head("softmax", 4, 3, False), SoftmaxHead)
     assert isinstance(build_head("gsoftmax", 4, 3, True), GSoftmaxHead)
     assert isinstance(build_head("lsoftmax", 4, 3, False, margin=1), LSoftmaxHead)
+    assert isinstance(build_head("msml", 4, 3, True), MSMLHead)
+
+
+def _yaml_defaults(name):
+    """The literal (non-interpolated) settings of gsm/configs/head/<name>.yaml."""
+    path = Path(gsm.heads.__file__).parent / "configs" / "head" / f"{name}.yaml"
+    cfg = yaml.safe_load(path.read_text())
+    return {k: v for k, v in cfg.items() if k != "name" and not (isinstance(v, str) and v.startswith("${"))}
+
+
+@pytest.mark.parametrize("name", HEAD_NAMES)
+def test_defaults_agree_with_the_configs(name):
+    cls = HEADS[name]
+    assert cls.name == name
+    params = inspect.signature(cls.__init__).parameters
+    assert set(cls.config_keys) == set(yaml.safe_load(
+        (Path(gsm.heads.__file__).parent / "configs" / "head" / f"{name}.yaml").read_text())) - {"name"}
+    for key, value in _yaml_defaults(name).items():
+        assert params[key].default == value, f"head.{key}: constructor default {params[key].default!r}, YAML {value!r}"
+
+
+def test_single_label_is_the_default_and_lsoftmax_margin_is_4():
+    assert not build_head("gsoftmax", 4, 3).multilabel and not build_head("softmax", 4, 3).multilabel
+    assert not GSoftmaxHead(4, 3).multilabel and not SoftmaxHead(4, 3).multilabel
+    assert build_head("lsoftmax", 4, 3).margin == 4 and LSoftmaxHead(4, 3).margin == 4  # docs/paper-notes.md D10
+    notes = (Path(gsm.heads.__file__).parent.parent / "docs" / "paper-notes.md").read_text()
+    assert "Margin default 4" in notes
+
+
+# ----------------------------------------------------------------------------- λ in the state dict
+
+
+def test_lambda_travels_with_the_state_dict(tmp_path):
+    torch.manual_seed(8)
+    half = GSoftmaxHead(6, 4, lam=0.5)
+    path = tmp_path / "head.pt"
+    torch.save(half.state_dict(), path)
+    with pytest.raises(CheckpointError) as err:
+        GSoftmaxHead(6, 4, lam=0.0).load_state_dict(torch.load(path))
+    assert "head.lam" in str(err.value) and "0.5" in str(err.value) and "0.0" in str(err.value)
+    again = GSoftmaxHead(6, 4, lam=0.5)
+    again.load_state_dict(torch.load(path))  # weights_only load: λ is plain data
+    f = torch.randn(3, 6)
+    assert torch.equal(again(f), half(f))
+    # also inside a larger model, strict or not
+    model = torch.nn.Sequential(torch.nn.Identity(), GSoftmaxHead(6, 4, lam=1.0))
+    with pytest.raises(CheckpointError, match="head.lam"):
+        model.load_state_dict({f"1.{k}": v for k, v in half.state_dict().items()}, strict=False)
+
+
+# ----------------------------------------------------------------------------- no host reads in a training step
+
+_META_CASES = [("softmax", False), ("softmax", True), ("gsoftmax", False), ("gsoftmax", True), ("msml", True)]
+_META_CASES += [("lsoftmax", False, {"margin": m}) for m in (1, 2, 3, 4)]
+
+
+@pytest.mark.parametrize("case", _META_CASES, ids=lambda c: "-".join(map(str, c)))
+def test_training_step_runs_on_the_meta_device(case):
+    """A value read to the host (float(), .item(), bool(tensor)) fails on `meta`: no head may sync the device."""
+    name, multilabel, cfg = (*case, {})[:3]
+    with torch.device("meta"):
+        head = build_head(name, 16, 5, multilabel, **cfg).float()
+        f = torch.randn(8, 16, dtype=torch.float32, requires_grad=True)
+        y = torch.randint(0, 2, (8, 5)).float() if multilabel else torch.randint(0, 5, (8,))
+    head.train()
+    for _ in range(2):
+        loss = head_loss(head, head(f, y), y)
+        loss.backward()
+    assert loss.device.type == "meta" and f.grad.device.type == "meta"
+    assert all(p.grad is not None and p.grad.device.type == "meta" for p in head.parameters() if p.requires_grad)
+
+
+# ----------------------------------------------------------------------------- hooks
+
+
+def test_param_groups_every_head_and_every_parameter_once():
+    torch.manual_seed(9)
+    fast = GSoftmaxHead(8, 3, dist_lr_mult=100.0)
+    frozen_dist = GSoftmaxHead(8, 3, learn_dist=False)
+    slow = GSoftmaxHead(8, 3, multilabel=True, dist_lr_mult=0.5)
+    body = torch.nn.Linear(4, 8)
+    body.bias.requires_grad_(False)  # frozen: in no group
+    model = torch.nn.ModuleDict({"body": body, "a": fast, "b": torch.nn.Sequential(frozen_dist, slow),
+                                 "c": SoftmaxHead(8, 3), "d": LSoftmaxHead(8, 3)})
+    groups = param_groups(model, lr=0.1, weight_decay=5e-4)
+    ids = [id(p) for g in groups for p in g["params"]]
+    assert len(ids) == len(set(ids)), "no parameter twice"
+    assert set(ids) == {id(p) for p in model.parameters() if p.requires_grad}
+    main, g_fast, g_slow = groups
+    assert main["lr"] == 0.1 and main["weight_decay"] == 5e-4
+    assert [id(p) for p in g_fast["params"]] == [id(fast.mu_param), id(fast.sigma_param)]
+    assert g_fast["lr"] == pytest.approx(10.0) and g_fast["weight_decay"] == 0.0
+    assert [id(p) for p in g_slow["params"]] == [id(slow.mu_param), id(slow.sigma_param)]
+    assert g_slow["lr"] == pytest.approx(0.05) and g_slow["weight_decay"] == 0.0
+    opt = torch.optim.SGD(groups, lr=0.1, momentum=0.9)  # a valid optimiser
+    assert len(opt.param_groups) == 3
+    # a bare head is a model too
+    assert [len(g["params"]) for g in param_groups(GSoftmaxHead(8, 3), 0.1, 0.0)] == [2, 2]
+    assert len(param_groups(SoftmaxHead(8, 3), 0.1, 0.0)) == 1
+    with pytest.raises(ConfigError, match="optimizer.lr"):
+        param_groups(model, lr=float("nan"), weight_decay=0.0)
+    with pytest.raises(ConfigError, match="optimizer.weight_decay"):
+        param_groups(model, lr=0.1, weight_decay=-1.0)
+
+
+def test_distribution_hooks_of_gsoftmax_and_the_defaults():
+    g = build_head("gsoftmax", 5, 3, True, init="empirical", init_batches=7, dist_lr_mult=3.0, lam=0.5, mu=0.2, sigma=0.9)
+    assert g.empirical_init and g.init_batches == 7 and g.dist_lr_mult == 3.0
+    assert g.distribution_parameters() == [g.mu_param, g.sigma_param]
+    assert not build_head("gsoftmax", 5, 3).empirical_init
+    assert build_head("gsoftmax", 5, 3, learn_dist=False).distribution_parameters() == []
+    mean = torch.tensor([[0.5, -0.5], [1.0, 0.0], [2.0, 3.0]])
+    std = torch.tensor([[1.0, 2.0], [0.0, 0.5], [3.0, 4.0]])
+    g.init_from_moments(mean, std)
+    assert torch.equal(g.mu, mean) and torch.equal(g.sigma_param, std.clamp_min(SIGMA_FLOOR))
+    g.set_distribution(mean + 1, std)  # the older name still works
+    assert torch.equal(g.mu, mean + 1)
+    with pytest.raises(ConfigError, match="non-finite"):
+        g.init_from_moments(mean, std * float("nan"))
+    with pytest.raises(ConfigError, match="shape"):
+        g.init_from_moments(mean[:, 0], std[:, 0])
+    stats = g.learned_stats()
+    assert stats == learned_stats(g.mu, g.sigma)
+    np.testing.assert_allclose(stats["mu"], (mean + 1)[:, 0].numpy())
+    hist = g.histograms()
+    assert set(hist) == {"mu", "sigma"} and torch.equal(hist["sigma"], g.sigma.detach().float())
+    hp = g.hparams()
+    assert hp == {"head": "gsoftmax", "lam": 0.5, "mu": 0.2, "sigma": 0.9, "learn_dist": 1, "dist_lr_mult": 3.0,
+                  "init": "empirical", "init_batches": 7}
+    assert all(isinstance(v, (int, float, str)) for v in hp.values())
+    for other in (build_head("softmax", 5, 3), build_head("msml", 5, 3, True), build_head("lsoftmax", 5, 3)):
+        assert other.distribution_parameters() == [] and not other.empirical_init and other.dist_lr_mult == 1.0
+        assert other.learned_stats() is None and other.histograms() == {}
+        assert other.hparams()["head"] == other.name
+        with pytest.raises(ConfigError) as err:
+            other.init_from_moments(mean, std)
+        assert "head.init=empirical" in str(err.value) and "gsoftmax" in str(err.value)
+    assert build_head("lsoftmax", 5, 3, margin=3, gamma=0.01).hparams() == {
+        "head": "lsoftmax", "margin": 3, "base": 1000.0, "gamma": 0.01, "power": 45.0, "beta_min": 0.0}
+
+
+def test_a_fifth_head_is_one_class(monkeypatch):
+    """A new head with a distribution: register the class, and build_head and param_groups handle it."""
+
+    class ScaledHead(Head):
+        name = "scaled"
+        config_keys = ("scale",)
+        dist_lr_mult = 10.0
+
+        def __init__(self, in_features, num_classes, multilabel=False, scale=1.0):
+            super().__init__(num_classes)
+            self.fc = torch.nn.Linear(in_features, num_classes)
+            self.scale = torch.nn.Parameter(torch.full((num_classes,), float(scale)))
+
+        def logits_from_x(self, x):
+            return x * self.scale
+
+        def distribution_parameters(self):
+            return [self.scale]
+
+    monkeypatch.setitem(HEADS, "scaled", ScaledHead)
+    head = build_head("scaled", 4, 3, scale=2.0)
+    groups = param_groups(torch.nn.Sequential(torch.nn.Linear(2, 4), head), lr=0.01, weight_decay=1e-4)
+    assert groups[-1]["params"] == [head.scale] and groups[-1]["lr"] == pytest.approx(0.1)
+    with pytest.raises(ConfigError, match="head.colour"):
+        build_head("scaled", 4, 3, colour=1)
+
+
+def test_import_has_no_side_effects():
+    code = (
+        "import warnings, torch, numpy, scipy.special; before = list(warnings.filters)\n"
+        "from omegaconf.basecontainer import BaseContainer\n"
+        "known = dict(BaseContainer._resolvers)\n"
+        "import gsm.heads\n"
+        "assert warnings.filters == before, 'warning filters changed'\n"
+        "assert BaseContainer._resolvers == known, 'resolvers registered'\n"
+        "import sys; assert 'gsm.train' not in sys.modules and 'hydra' not in sys.modules, sorted(m for m in sys.modules if m.startswith(('gsm', 'hydra')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr

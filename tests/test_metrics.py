@@ -3,7 +3,7 @@ import pytest
 import torch
 from sklearn.metrics import average_precision_score, precision_score, recall_score
 
-from gsm.metrics import multilabel_metrics, top1_error
+from gsm.metrics import average_precision, multilabel_metrics, top1_error
 
 
 def _ref(scores, targets, thr=0.5):
@@ -67,3 +67,61 @@ def test_all_tied_scores_and_top3_against_a_reference():
     cp = precision_score(targets, pred, average="macro", zero_division=0)
     orr = recall_score(targets, pred, average="micro", zero_division=0)
     assert top3["CP"] == pytest.approx(cp, abs=1e-12) and top3["OR"] == pytest.approx(orr, abs=1e-12)
+
+
+def _sk_ap(scores, targets):
+    return [average_precision_score(targets[:, c], scores[:, c]) if targets[:, c].any() else None
+            for c in range(targets.shape[1])]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("decimals", [1, 2, 6])
+def test_average_precision_matches_sklearn_with_ties(dtype, decimals):
+    """Scores rounded to few decimals: many ties per class (one threshold per distinct score)."""
+    rng = np.random.default_rng(decimals)
+    n, m = 2000, 15
+    targets = (rng.random((n, m)) < rng.uniform(0.01, 0.6, size=m)).astype(np.int64)
+    targets[:, 4] = 0  # no positive
+    targets[:, 9] = 1  # every image positive: AP = 1
+    scores = np.round(rng.normal(size=(n, m)) + targets * rng.uniform(0, 2, size=m), decimals).astype(dtype)
+    scores[:, 6] = -0.0  # one tied score for the whole class (−0.0 ties with 0.0)
+    scores[: n // 2, 6] = 0.0
+    got = average_precision(torch.from_numpy(scores), torch.from_numpy(targets))
+    for c, want in enumerate(_sk_ap(scores, targets)):
+        if want is None:
+            assert np.isnan(got[c].item())
+        else:
+            assert got[c].item() == pytest.approx(want, abs=1e-12), c
+    assert got[9].item() == pytest.approx(1.0, abs=1e-12)
+    assert got[6].item() == pytest.approx(targets[:, 6].mean(), abs=1e-12)
+
+
+def test_all_negative_predictions_and_float64_precision():
+    """No score reaches the threshold: precision 0 by convention, AP still by rank; float64 scores
+    closer than float32 can resolve are not merged into one tie."""
+    rng = np.random.default_rng(11)
+    n, m = 500, 6
+    targets = (rng.random((n, m)) < 0.3).astype(np.int64)
+    scores = 0.2 + 1e-12 * rng.integers(0, 50, size=(n, m)) + 1e-13 * targets  # all < 0.5, float64-only ties
+    got = multilabel_metrics(torch.from_numpy(scores), torch.from_numpy(targets))
+    mAP, cp, cr, op, orr = _ref(scores, targets)
+    assert got["CP"] == cp == 0 and got["CR"] == cr == 0 and got["OP"] == op == 0 and got["OR"] == orr == 0
+    assert got["CF1"] == 0 and got["OF1"] == 0
+    assert got["mAP"] == pytest.approx(mAP, abs=1e-12)
+    assert got["AP"] == pytest.approx(_sk_ap(scores, targets), abs=1e-12)
+    as32 = multilabel_metrics(torch.from_numpy(scores.astype(np.float32)), torch.from_numpy(targets))
+    assert as32["AP"] == pytest.approx(_sk_ap(scores.astype(np.float32), targets), abs=1e-12)
+
+
+def test_integer_and_bool_inputs_and_bad_scores():
+    targets = torch.tensor([[1, 0], [0, 1], [1, 1], [0, 0]], dtype=torch.bool)
+    scores = torch.tensor([[3, 1], [2, 2], [2, 0], [1, 2]])  # integer scores, ties
+    got = average_precision(scores, targets)
+    ref = _sk_ap(scores.numpy(), targets.numpy().astype(int))
+    assert got.tolist() == pytest.approx(ref, abs=1e-12)
+    for bad in (float("nan"), float("inf"), float("-inf")):
+        for dtype in (torch.float32, torch.float64):
+            s = torch.rand(4, 2, dtype=dtype)
+            s[1, 1] = bad
+            with pytest.raises(ValueError, match="finite"):
+                average_precision(s, targets)
