@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 TORCH := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install demo test clean-demo table1 table2 table3 table4 table5 table6 figures
+.PHONY: install demo test clean-demo table1 table2 table3 table4 table5 table6 figures sweep estimate
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -20,7 +20,7 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python train.py -m output_root=outputs/demo dataset=digits head=softmax,lsoftmax,gsoftmax
 	$(BIN)/python train.py -m output_root=outputs/demo dataset=digits_mosaic head=softmax,gsoftmax
-	$(BIN)/python -m gsm.tables demo --runs outputs/demo/runs --out outputs/tables
+	$(BIN)/python -m gsm.reproduce demo --runs outputs/demo/runs --out outputs/tables
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
@@ -36,8 +36,19 @@ LAUNCHER ?= basic
 TABLE_ARGS ?=
 
 table1 table2 table3 table4 table5 table6: $(STAMP)
-	$(BIN)/python -m gsm.tables $@ --profile $(PROFILE) --launcher $(LAUNCHER) $(TABLE_ARGS)
+	$(BIN)/python -m gsm.reproduce $@ --profile $(PROFILE) --launcher $(LAUNCHER) $(TABLE_ARGS)
 
 # Figures 3-8 from the runs that exist (no training).
 figures: $(STAMP)
-	$(BIN)/python -m gsm.tables figures --profile $(PROFILE) $(TABLE_ARGS)
+	$(BIN)/python -m gsm.reproduce figures --profile $(PROFILE) $(TABLE_ARGS)
+
+# One table of every run under RUNS (the settings that differ, headline metrics, seeds as mean ± std):
+# RUNS/../tables/sweep.{md,csv}.
+RUNS ?= outputs/runs
+sweep: $(STAMP)
+	$(BIN)/python -m gsm.reproduce sweep --runs $(RUNS) $(TABLE_ARGS)
+
+# What TABLE's runs would cost on this machine (time, memory), without training.
+TABLE ?= table1
+estimate: $(STAMP)
+	$(BIN)/python -m gsm.reproduce $(TABLE) --estimate --profile $(PROFILE) --launcher $(LAUNCHER) $(TABLE_ARGS)

@@ -1,25 +1,31 @@
-"""Figures 3–8 of the paper from run results (``results.json`` and ``test_outputs.pt`` only), as PNG.
+"""Figures 3–8 of the paper from run records (``results.json``) and ``test_outputs.pt``.
+
+Each figure is written as ``<name>.png`` (200 dpi), ``<name>.pdf`` (vector) and ``<name>.txt``
+(its caption: the figure number and what it shows live in the file name and the caption, not in the
+image). The runs a figure plots are the paper rows whose ``figures`` list names it
+(``gsm/paper_rows.yaml``); each panel uses the run with the lowest seed of its row.
 
 * Fig. 3: x vs p for the test images of one class (CIFAR-10 "airplane", CIFAR-100 "aquarium_fish"):
-  the ground-truth class's (x_c, p_c) against the imposter points (x_j, p_j), j ≠ c; WRN with softmax,
-  L-softmax, G-softmax.
-* Fig. 4: MS COCO, categories "cow" and "baseball bat": x⁺ vs p for images with / without the label
-  (softmax and G-softmax (0, 1)), the fitted Gaussians, compactness / separability / ratio.
+  the class's own (x_c, p_c) against the imposter points (x_j, p_j), j ≠ c (CIFAR-100: j among the
+  first 10 classes, as the paper shows); WRN with softmax, L-softmax, G-softmax.
+* Fig. 4: MS COCO, categories "cow" and "baseball bat" (two rows), four panels each: x⁺ vs p for
+  softmax and G-softmax (0, 1), the fitted Gaussians, and compactness / separability / ratio.
 * Fig. 5: the fitted Gaussians of Fig. 3's class and its compactness / separability / ratio per head.
 * Figs. 6, 7: per-class compactness, separability, ratio on CIFAR-10 (all classes) and CIFAR-100 (first
   10 classes), training and test set, WRN per head.
 * Fig. 8: MS COCO averages over the classes, softmax vs the G-softmax runs, with the paper's values.
 
-Statistics are the empirical ones stored in results.json (SPEC §2.4: N_pos, N_neg fitted on the
-evaluated features; population std). Each panel uses the run with the lowest seed of its row; a
-panel whose run is missing says "not run"; a figure with no run at all is skipped (and says so).
+Statistics are the empirical ones of the record (eqs. 18-20 with N_pos, N_neg fitted on the evaluated
+features; population std). A panel whose run or data is missing is drawn empty with a label saying
+why; a figure with no run at all is skipped (and says so). A panel whose positive values span more
+than two decades uses a log scale.
 """
 
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
-from typing import Any
 
 import matplotlib
 
@@ -30,112 +36,159 @@ import torch  # noqa: E402
 
 from gsm import paper  # noqa: E402
 from gsm.grid import Grid  # noqa: E402
+from gsm.results import RunRecord  # noqa: E402
 
+DPI = 200
 HEADS = ("softmax", "lsoftmax", "gsoftmax")
 HEAD_LABEL = {"softmax": "softmax", "lsoftmax": "L-softmax", "gsoftmax": "G-softmax"}
 HEAD_COLOR = {"softmax": "tab:blue", "lsoftmax": "tab:orange", "gsoftmax": "tab:green"}
 DATASET_LABEL = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "coco": "MS COCO"}
 STATS = ("compactness", "separability", "ratio")
-WRN = {ds: {h: f"table1/wrn_{ds}_{h}" for h in HEADS} for ds in ("cifar10", "cifar100")}
-COCO_SOFTMAX = paper.SOFTMAX_BASELINE["coco"]
-COCO_GSOFTMAX = "table3/resnet101_coco_gsoftmax_mu0_sigma1"
 FIG3_CLASS = {"cifar10": ("airplane", 0), "cifar100": ("aquarium_fish", 1)}  # (name, index in the official order)
+FIG3_FIRST_CLASSES = {"cifar100": 10}  # the paper shows CIFAR-100's first 10 classes only
 
-FIGURE_EXPERIMENTS: dict[int, list[str]] = {
-    3: [e for ds in WRN.values() for e in ds.values()],
-    4: [COCO_SOFTMAX, COCO_GSOFTMAX],
-    5: [e for ds in WRN.values() for e in ds.values()],
-    6: list(WRN["cifar10"].values()),
-    7: list(WRN["cifar100"].values()),
-    8: [COCO_SOFTMAX, *paper.GSOFTMAX_GRID["coco"]],
-}
+
+def experiment(figure: int, **attrs) -> str:
+    """The experiment of the one row of ``figure`` with the given attributes (registry)."""
+    (row,) = paper.figure_rows(figure, **attrs)
+    return row.experiment
+
+
+def figure_experiments(figure: int) -> list[str]:
+    return [r.experiment for r in paper.figure_rows(figure)]
 
 
 # --------------------------------------------------------------------------- helpers
 
 
-def first_run(grid: Grid, experiment: str) -> dict[str, Any] | None:
-    row = grid.get(experiment)
+def first_run(grid: Grid, exp: str) -> RunRecord | None:
+    row = grid.get(exp)
     return row.results()[0] if row is not None and row.runs else None
 
 
-def load_outputs(res: dict[str, Any]) -> dict[str, np.ndarray] | None:
+def load_outputs(rec: RunRecord) -> dict[str, np.ndarray] | None:
     """x (fc outputs; x⁺ for multi-label), p and targets of the test split, as float / int numpy arrays."""
-    path = Path(res["_path"]).parent / "test_outputs.pt"
-    if not path.exists():
+    if rec.run_dir is None or not (rec.run_dir / "test_outputs.pt").exists():
         return None
-    blob = torch.load(path, map_location="cpu", weights_only=True)
+    blob = torch.load(rec.run_dir / "test_outputs.pt", map_location="cpu", weights_only=True)
     x = blob["x"].float()
     if x.dim() == 3:
         x = x[..., 0]
     return {"x": x.numpy(), "p": blob["p"].float().numpy(), "targets": blob["targets"].long().numpy()}
 
 
-def stat(res: dict[str, Any], split: str, key: str) -> np.ndarray:
-    block = (res.get("empirical") or {}).get(split) or {}
-    return np.array([np.nan if v is None else float(v) for v in block.get(key, [])], dtype=float)
+def stat(rec: RunRecord | None, split: str, key: str) -> np.ndarray:
+    return np.array(rec.stat(split, key) if rec else [], dtype=float)
 
 
-def class_index(res: dict[str, Any], name: str, fallback: int | None) -> int | None:
-    names = [str(n).replace(" ", "_").lower() for n in res.get("class_names") or []]
+def class_index(rec: RunRecord, name: str, fallback: int | None) -> int | None:
+    names = [str(n).replace(" ", "_").lower() for n in rec.class_names]
     key = name.replace(" ", "_").lower()
     if key in names:
         return names.index(key)
-    return fallback if fallback is not None and fallback < int(res.get("num_classes", 0)) else None
+    return fallback if fallback is not None and fallback < rec.num_classes else None
 
 
 def _at(values: np.ndarray, c: int | None) -> float:
     return float(values[c]) if c is not None and 0 <= c < values.size else math.nan
 
 
-def _not_run(ax, text: str) -> None:
-    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, fontsize=9, color="0.4", wrap=True)
+def empty_panel(ax, text: str) -> None:
+    """A labelled empty panel: the frame stays, the label says what is missing."""
+    ax.text(0.5, 0.5, "\n".join(textwrap.wrap(text, 34)), ha="center", va="center", transform=ax.transAxes,
+            fontsize=9, color="0.35")
     ax.set_xticks([])
     ax.set_yticks([])
 
 
-def _run_label(res: dict[str, Any]) -> str:
-    return f"seed {res['seed']}, {res['epochs']} ep"
+def _legend(ax, **kw) -> None:
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(**kw)
 
 
-def _gauss(ax, mu: float, sigma: float, **kw) -> None:
-    if not (math.isfinite(mu) and math.isfinite(sigma)) or sigma <= 0:
+def auto_scale(ax, values, axis: str = "y") -> None:
+    """Log scale where the panel's finite non-zero magnitudes span more than two decades (symlog if any ≤ 0)."""
+    v = np.asarray([x for x in np.ravel(values) if np.isfinite(x)], dtype=float)
+    mags = np.abs(v[v != 0])
+    if mags.size < 2 or mags.max() / mags.min() <= 100:
         return
+    setter = ax.set_yscale if axis == "y" else ax.set_xscale
+    if (v > 0).all():
+        setter("log")
+    else:
+        setter("symlog", linthresh=float(mags.min()))
+
+
+def _run_label(rec: RunRecord) -> str:
+    return f"seed {rec.seed}, {rec.epochs} ep"
+
+
+def _gauss(ax, mu: float, sigma: float, **kw) -> bool:
+    if not (math.isfinite(mu) and math.isfinite(sigma)) or sigma <= 0:
+        return False
     xs = np.linspace(mu - 4 * sigma, mu + 4 * sigma, 200)
     ax.plot(xs, np.exp(-0.5 * ((xs - mu) / sigma) ** 2) / (sigma * math.sqrt(2 * math.pi)), **kw)
+    return True
 
 
-def _save(fig, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+def _save(fig, out_dir: Path, stem: str, number: int, caption: str) -> list[Path]:
+    """PNG (200 dpi), PDF and the caption file; returns the three paths."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [out_dir / f"{stem}.png", out_dir / f"{stem}.pdf", out_dir / f"{stem}.txt"]
+    fig.savefig(paths[0], dpi=DPI)  # constrained layout: no second "tight" pass needed
+    fig.savefig(paths[1])
     plt.close(fig)
-    return path
+    paths[2].write_text(f"Figure {number}. {caption}\n")
+    return paths
 
 
-def _any_run(grid: Grid, figure: int) -> bool:
-    return any(first_run(grid, e) is not None for e in FIGURE_EXPERIMENTS[figure])
+def _runs_text(runs: dict[str, RunRecord | None]) -> str:
+    have = [f"{e} ({_run_label(r)})" for e, r in runs.items() if r is not None]
+    missing = [e for e, r in runs.items() if r is None]
+    text = f" Runs: {'; '.join(have)}." if have else ""
+    return text + (f" Not run: {', '.join(missing)}." if missing else "")
+
+
+def _bars(ax, labels: list[str], values: list[float], colors: list[str], title: str) -> None:
+    ax.set_title(title, fontsize=9)
+    if not any(math.isfinite(v) for v in values):
+        empty_panel(ax, "no value: " + ", ".join(lb.split("\n")[0] for lb in labels) + " not run or undefined")
+        return
+    pos = np.arange(len(values))
+    ax.bar(pos, [v if math.isfinite(v) else 0 for v in values], color=colors)
+    for k, v in enumerate(values):
+        if not math.isfinite(v):
+            ax.text(k, 0, "n/a", ha="center", va="bottom", fontsize=7, color="0.35")
+    ax.set_xticks(pos)
+    ax.set_xticklabels(labels, fontsize=8)
+    auto_scale(ax, values)
 
 
 # --------------------------------------------------------------------------- Fig. 3 and 5
 
 
-def _scatter(ax, out: dict[str, np.ndarray], c: int, name: str, multilabel: bool) -> bool:
-    """Draw the class-vs-imposter scatter; False (and a note in the panel) when the class has no test image."""
+def _scatter(ax, out: dict[str, np.ndarray], c: int, name: str, multilabel: bool, first: int | None = None) -> bool:
+    """The class-vs-imposter scatter; False (and a label in the panel) when the class has no test image."""
     x, p, t = out["x"], out["p"], out["targets"]
     if multilabel:  # images with label c vs images without it, feature x⁺_c
         pos = t[:, c] == 1
+        if not pos.any():
+            empty_panel(ax, f"no test image with the label '{name}'")
+            return False
         ax.scatter(x[~pos, c], p[~pos, c], s=4, c="tab:red", alpha=0.4, label=f"non-{name}")
         ax.scatter(x[pos, c], p[pos, c], s=6, c="tab:blue", alpha=0.7, label=name)
         return True
     rows = t == c
     if not rows.any():
-        _not_run(ax, f"no test image of class {name}")
+        empty_panel(ax, f"no test image of class '{name}'")
         return False
     xs, ps = x[rows], p[rows]
-    other = np.ones(x.shape[1], dtype=bool)
+    other = np.zeros(x.shape[1], dtype=bool)
+    other[: first or x.shape[1]] = True
     other[c] = False
     xi, pi = xs[:, other].ravel(), ps[:, other].ravel()
-    if xi.size > 20000:  # keep the PNG light; a fixed subsample
+    if xi.size > 20000:  # keep the files light; a fixed subsample
         keep = np.random.default_rng(0).choice(xi.size, 20000, replace=False)
         xi, pi = xi[keep], pi[keep]
     ax.scatter(xi, pi, s=4, c="tab:red", alpha=0.3, label=f"non-{name} (imposters)")
@@ -143,214 +196,229 @@ def _scatter(ax, out: dict[str, np.ndarray], c: int, name: str, multilabel: bool
     return True
 
 
-def fig3(grid: Grid, out_dir: Path) -> Path:
-    fig, axes = plt.subplots(2, 3, figsize=(13, 7), squeeze=False, layout="constrained")
+def fig3(grid: Grid, out_dir: Path) -> list[Path]:
+    fig, axes = plt.subplots(2, 3, figsize=(12, 7), squeeze=False, layout="constrained")
+    runs = {}
     for i, ds in enumerate(("cifar10", "cifar100")):
         for j, head in enumerate(HEADS):
             ax = axes[i][j]
-            res = first_run(grid, WRN[ds][head])
+            exp = experiment(3, dataset=ds, head=head)
+            rec = runs[exp] = first_run(grid, exp)
             ax.set_title(f"{DATASET_LABEL[ds]}: WRN {HEAD_LABEL[head]}", fontsize=10)
-            out = load_outputs(res) if res else None
+            out = load_outputs(rec) if rec else None
             if out is None:
-                _not_run(ax, f"not run: {WRN[ds][head]}" if res is None else "no test_outputs.pt")
+                empty_panel(ax, f"not run: {exp}" if rec is None else "no test_outputs.pt in the run folder")
                 continue
             name, idx = FIG3_CLASS[ds]
-            c = class_index(res, name, idx)
-            cname = (res.get("class_names") or [str(c)])[c]
-            ax.set_title(f"{DATASET_LABEL[ds]}: WRN {HEAD_LABEL[head]} ({_run_label(res)})", fontsize=10)
-            if not _scatter(ax, out, c, cname, bool(res.get("multilabel"))):
+            c = class_index(rec, name, idx)
+            if c is None:
+                empty_panel(ax, f"the run has no class '{name}'")
+                continue
+            if not _scatter(ax, out, c, rec.class_names[c], rec.multilabel, FIG3_FIRST_CLASSES.get(ds)):
                 continue
             ax.set_xlabel("x (fc output)")
             ax.set_ylabel("p")
-            ax.legend(fontsize=7, loc="center right", markerscale=2)
-    fig.suptitle("Fig. 3: prediction p vs feature x, test images of the ground-truth class (blue) and imposter points (red)")
-    return _save(fig, out_dir / "fig3_x_vs_p_cifar.png")
+            _legend(ax, fontsize=7, loc="upper left", markerscale=2)
+    caption = ("Prediction p vs feature x for all test images of the ground-truth class (blue: the class's own "
+               "(x_c, p_c); red: the imposter points (x_j, p_j), j ≠ c), CIFAR-10 'airplane' (top) and CIFAR-100 "
+               "'aquarium_fish' (bottom, imposters among the first 10 classes as in the paper), WRN with softmax, "
+               "L-softmax and G-softmax." + _runs_text(runs))
+    return _save(fig, out_dir, "fig3_x_vs_p_cifar", 3, caption)
 
 
-def _bars(ax, labels: list[str], values: list[float], colors: list[str], title: str) -> None:
-    pos = np.arange(len(values))
-    ax.bar(pos, [v if math.isfinite(v) else 0 for v in values], color=colors)
-    for k, v in enumerate(values):
-        ax.text(k, v if math.isfinite(v) else 0, f"{v:.3g}" if math.isfinite(v) else "n/a", ha="center", va="bottom", fontsize=7)
-    ax.set_xticks(pos)
-    ax.set_xticklabels(labels, fontsize=8, rotation=20)
-    ax.set_title(title, fontsize=10)
-
-
-def fig5(grid: Grid, out_dir: Path) -> Path:
-    fig, axes = plt.subplots(2, 4, figsize=(16, 7), squeeze=False, layout="constrained")
-    for i, ds in enumerate(("cifar10", "cifar100")):
-        runs = {h: first_run(grid, WRN[ds][h]) for h in HEADS}
-        name, idx = FIG3_CLASS[ds]
-        ax = axes[i][0]
-        ax.set_title(f"{DATASET_LABEL[ds]} '{name}': fitted Gaussians of x (test)", fontsize=10)
-        present = [h for h in HEADS if runs[h] is not None]
-        if not present:
-            for ax in axes[i]:
-                _not_run(ax, f"not run: table1/wrn_{ds}_*")
+def _gaussians_panel(ax, runs: dict[str, RunRecord | None], name: str, fallback: int | None, split: str = "test") -> dict:
+    """Fitted Gaussians of x_c (solid) and of the imposter features (dashed) per head; returns the statistics."""
+    vals: dict[str, dict[str, float]] = {}
+    drawn = False
+    for h, rec in runs.items():
+        if rec is None:
             continue
-        vals: dict[str, dict[str, float]] = {}
-        for h in present:
-            res = runs[h]
-            c = class_index(res, name, idx)
-            g = {k: _at(stat(res, "test", k), c) for k in ("mu_pos", "sigma_pos", "mu_neg", "sigma_neg", *STATS)}
-            vals[h] = g
-            _gauss(ax, g["mu_pos"], g["sigma_pos"], color=HEAD_COLOR[h], label=f"{HEAD_LABEL[h]} {name}")
-            _gauss(ax, g["mu_neg"], g["sigma_neg"], color=HEAD_COLOR[h], ls="--", label=f"{HEAD_LABEL[h]} non-{name}")
+        c = class_index(rec, name, fallback)
+        g = {k: _at(stat(rec, split, k), c) for k in ("mu_pos", "sigma_pos", "mu_neg", "sigma_neg", *STATS)}
+        vals[h] = g
+        drawn |= _gauss(ax, g["mu_pos"], g["sigma_pos"], color=HEAD_COLOR[h], label=f"{HEAD_LABEL[h]} {name}")
+        drawn |= _gauss(ax, g["mu_neg"], g["sigma_neg"], color=HEAD_COLOR[h], ls="--", label=f"{HEAD_LABEL[h]} non-{name}")
+    if drawn:
         ax.set_xlabel("x")
-        ax.legend(fontsize=7)
+        _legend(ax, fontsize=7)
+    else:
+        empty_panel(ax, "not run" if not vals else f"no fitted Gaussian: '{name}' has fewer than 2 test images")
+    return vals
+
+
+def fig5(grid: Grid, out_dir: Path) -> list[Path]:
+    fig, axes = plt.subplots(2, 4, figsize=(15, 7), squeeze=False, layout="constrained")
+    all_runs = {}
+    for i, ds in enumerate(("cifar10", "cifar100")):
+        exps = {h: experiment(5, dataset=ds, head=h) for h in HEADS}
+        runs = {h: first_run(grid, e) for h, e in exps.items()}
+        all_runs.update({exps[h]: r for h, r in runs.items()})
+        name, idx = FIG3_CLASS[ds]
+        axes[i][0].set_title(f"{DATASET_LABEL[ds]} '{name}': Gaussians of x", fontsize=10)
+        vals = _gaussians_panel(axes[i][0], runs, name, idx)
         for k, s in enumerate(STATS):
             labels = [HEAD_LABEL[h] + ("" if runs[h] else "\n(not run)") for h in HEADS]
             _bars(axes[i][k + 1], labels, [vals[h][s] if h in vals else math.nan for h in HEADS],
-                  [HEAD_COLOR[h] for h in HEADS], f"{s} ('{name}', test)")
-    fig.suptitle("Fig. 5: Gaussians of x (solid: the class's own feature x_c; dashed: imposter features) and "
-                 "compactness / separability / ratio, WRN, test set")
-    return _save(fig, out_dir / "fig5_gaussians_cifar.png")
+                  [HEAD_COLOR[h] for h in HEADS], f"{DATASET_LABEL[ds]} '{name}': {s}")
+    caption = ("Gaussians fitted to x on the test set (solid: the class's own feature x_c; dashed: the imposter "
+               "features) and the class's compactness, separability and ratio (eqs. 18-20), WRN per head, for the "
+               "classes of Figure 3." + _runs_text(all_runs))
+    return _save(fig, out_dir, "fig5_gaussians_cifar", 5, caption)
 
 
 # --------------------------------------------------------------------------- Figs. 6 and 7
 
 
-def _per_class(grid: Grid, out_dir: Path, ds: str, n_classes: int | None, number: int) -> Path:
-    runs = {h: first_run(grid, WRN[ds][h]) for h in HEADS}
-    fig, axes = plt.subplots(3, 2, figsize=(15, 10), squeeze=False, layout="constrained")
+def _per_class(grid: Grid, out_dir: Path, ds: str, n_classes: int | None, number: int) -> list[Path]:
+    exps = {h: experiment(number, dataset=ds, head=h) for h in HEADS}
+    runs = {h: first_run(grid, e) for h, e in exps.items()}
+    fig, axes = plt.subplots(3, 2, figsize=(14, 10), squeeze=False, layout="constrained")
     ref = next((r for r in runs.values() if r), None)
-    names = list(ref.get("class_names") or []) if ref else []
+    names = list(ref.class_names) if ref else []
     m = min(n_classes or len(names), len(names))
     width = 0.8 / len(HEADS)
     for j, split in enumerate(("train", "test")):
         for i, s in enumerate(STATS):
             ax = axes[i][j]
             ax.set_title(f"{s}, {split} set", fontsize=10)
-            drawn = False
+            drawn, shown = False, []
             for k, h in enumerate(HEADS):
-                res = runs[h]
-                v = stat(res, split, s)[:m] if res else np.array([])
-                if v.size == 0:
+                v = stat(runs[h], split, s)[:m]
+                if v.size == 0 or not np.isfinite(v).any():
                     continue
-                ax.bar(np.arange(v.size) + (k - 1) * width, np.nan_to_num(v), width, color=HEAD_COLOR[h],
-                       label=f"{HEAD_LABEL[h]} ({_run_label(res)})")
+                ax.bar(np.arange(v.size) + (k - 1) * width, np.where(np.isfinite(v), v, 0), width, color=HEAD_COLOR[h],
+                       label=f"{HEAD_LABEL[h]} ({_run_label(runs[h])})")
+                shown.append(v)
                 drawn = True
             if not drawn:
-                why = "not run" if ref is None else f"no {split}-set statistics in results.json"
-                _not_run(ax, why)
+                empty_panel(ax, "not run" if ref is None else f"no {split}-set statistics in the runs")
                 continue
+            auto_scale(ax, np.concatenate(shown))
             ax.set_xticks(np.arange(m))
             ax.set_xticklabels(names[:m], rotation=45, ha="right", fontsize=7)
-            ax.legend(fontsize=7)
-    missing = [WRN[ds][h] for h in HEADS if runs[h] is None]
-    sub = f" (not run: {', '.join(missing)})" if missing else ""
-    first = f"first {m} classes" if n_classes else "each class"
-    fig.suptitle(f"Fig. {number}: {DATASET_LABEL[ds]}, WRN: compactness, separability, ratio per class ({first}){sub}")
-    return _save(fig, out_dir / f"fig{number}_per_class_{ds}.png")
+            _legend(ax, fontsize=7)
+    which = f"the first {m} classes" if n_classes else "each class"
+    caption = (f"{DATASET_LABEL[ds]}, WRN: compactness, separability and ratio (eqs. 18-20) of {which}, training set "
+               f"(left) and test set (right), per head." + _runs_text({exps[h]: r for h, r in runs.items()}))
+    return _save(fig, out_dir, f"fig{number}_per_class_{ds}", number, caption)
 
 
-def fig6(grid: Grid, out_dir: Path) -> Path:
+def fig6(grid: Grid, out_dir: Path) -> list[Path]:
     return _per_class(grid, out_dir, "cifar10", None, 6)
 
 
-def fig7(grid: Grid, out_dir: Path) -> Path:
-    return _per_class(grid, out_dir, "cifar100", 10, 7)
+def fig7(grid: Grid, out_dir: Path) -> list[Path]:
+    return _per_class(grid, out_dir, "cifar100", paper.FIGURES[7].values.get("classes", 10), 7)
 
 
 # --------------------------------------------------------------------------- Figs. 4 and 8
 
 
-def fig4(grid: Grid, out_dir: Path) -> Path:
-    soft, gs = first_run(grid, COCO_SOFTMAX), first_run(grid, COCO_GSOFTMAX)
-    runs = {"softmax": soft, "gsoftmax": gs}
-    ref = soft or gs
-    ref_text = paper.FIGURES[4].values
-    wanted = list(ref_text["classes"])
-    classes: list[tuple[str, int]] = []
-    for name in wanted:
-        c = class_index(ref, name, None)
-        if c is not None:
-            classes.append((name, c))
-    if len(classes) < 2:  # other label sets (fixtures): the first classes with positives
-        counts = stat(ref, "test", "count_pos")
-        for c in np.flatnonzero(counts > 1)[: 2 - len(classes)]:
-            classes.append(((ref.get("class_names") or [str(c)])[c], int(c)))
-    n = max(len(classes), 1)
-    fig, axes = plt.subplots(n, 6, figsize=(24, 4 * n), squeeze=False,
-                             gridspec_kw={"width_ratios": [1.3, 1.3, 1.3, 0.7, 0.7, 0.7]}, layout="constrained")
+def _fig4_classes(ref: RunRecord | None) -> list[tuple[str, int | None]]:
+    """The paper's two categories; on label sets without them, the first classes with two positives."""
+    wanted = list(paper.FIGURES[4].values["classes"])
+    if ref is None:
+        return [(name, None) for name in wanted]
+    out = [(name, class_index(ref, name, None)) for name in wanted]
+    if all(c is not None for _, c in out):
+        return out
+    counts = stat(ref, "test", "count_pos")
+    extra = [int(c) for c in np.flatnonzero(counts > 1)]
+    return [(name, c) if c is not None else ((ref.class_names[extra[k]], extra[k]) if k < len(extra) else (name, None))
+            for k, (name, c) in enumerate(out)]
+
+
+def fig4(grid: Grid, out_dir: Path) -> list[Path]:
+    exps = {"softmax": experiment(4, head="softmax"), "gsoftmax": experiment(4, head="gsoftmax")}
+    runs = {h: first_run(grid, e) for h, e in exps.items()}
+    ref = runs["softmax"] or runs["gsoftmax"]
     outs = {h: (load_outputs(r) if r else None) for h, r in runs.items()}
-    for i, (name, c) in enumerate(classes):
+    said = paper.FIGURES[4].values
+    fig, axes = plt.subplots(2, 4, figsize=(16, 7.5), squeeze=False, layout="constrained")
+    for i, (name, c) in enumerate(_fig4_classes(ref)):
         for j, h in enumerate(("softmax", "gsoftmax")):
             ax = axes[i][j]
-            ax.set_title(f"'{name}': ResNet-101 {HEAD_LABEL[h]}", fontsize=10)
-            if outs[h] is None:
-                _not_run(ax, f"not run: {COCO_SOFTMAX if h == 'softmax' else COCO_GSOFTMAX}")
+            ax.set_title(f"'{name}': {HEAD_LABEL[h]}", fontsize=10)
+            if outs[h] is None or c is None:
+                empty_panel(ax, f"not run: {exps[h]}" if runs[h] is None else
+                            ("no test_outputs.pt in the run folder" if outs[h] is None else f"no class '{name}'"))
                 continue
-            if not _scatter(ax, outs[h], c, name, True):
-                continue
-            ax.set_title(f"'{name}': ResNet-101 {HEAD_LABEL[h]} ({_run_label(runs[h])})", fontsize=10)
-            ax.set_xlabel("x⁺")
-            ax.set_ylabel("p")
-            ax.legend(fontsize=7)
-        ax = axes[i][2]
-        ax.set_title(f"'{name}': fitted Gaussians of x⁺ (test)", fontsize=10)
-        vals = {}
-        for h, res in runs.items():
-            if res is None:
-                continue
-            g = {k: _at(stat(res, "test", k), c) for k in ("mu_pos", "sigma_pos", "mu_neg", "sigma_neg", *STATS)}
-            vals[h] = g
-            _gauss(ax, g["mu_pos"], g["sigma_pos"], color=HEAD_COLOR[h], label=f"{HEAD_LABEL[h]} {name}")
-            _gauss(ax, g["mu_neg"], g["sigma_neg"], color=HEAD_COLOR[h], ls="--", label=f"{HEAD_LABEL[h]} non-{name}")
-        ax.legend(fontsize=7)
-        for k, s in enumerate(STATS):
-            said = (ref_text.get(s) or {}).get(name) if isinstance(ref_text.get(s), dict) else None
-            title = f"{s}" + (f"\npaper: {said['softmax']} vs {said['gsoftmax']}" if said else "")
-            heads = ("softmax", "gsoftmax")
-            _bars(axes[i][3 + k], [HEAD_LABEL[h] for h in heads], [vals[h][s] if h in vals else math.nan for h in heads],
-                  [HEAD_COLOR[h] for h in heads], title)
-    fig.suptitle("Fig. 4: MS COCO, x⁺ vs p (images with the label: blue, without: red), Gaussians and "
-                 f"compactness / separability / ratio; G-softmax run: {COCO_GSOFTMAX}")
-    return _save(fig, out_dir / "fig4_coco_classes.png")
+            if _scatter(ax, outs[h], c, name, True):
+                ax.set_xlabel("$x^+$")
+                ax.set_ylabel("p")
+                _legend(ax, fontsize=7)
+        axes[i][2].set_title(f"'{name}': Gaussians of $x^+$", fontsize=10)
+        vals = _gaussians_panel(axes[i][2], runs, name, c)
+        ax = axes[i][3]
+        ax.set_title(f"'{name}': statistics", fontsize=10)
+        heads = ("softmax", "gsoftmax")
+        values = np.array([[vals[h][s] if h in vals else math.nan for s in STATS] for h in heads])
+        if not np.isfinite(values).any():
+            empty_panel(ax, "no statistics: not run, or fewer than 2 test images with the label")
+            continue
+        pos = np.arange(len(STATS))
+        for k, h in enumerate(heads):
+            ax.bar(pos + (k - 0.5) * 0.4, np.where(np.isfinite(values[k]), values[k], 0), 0.4, color=HEAD_COLOR[h],
+                   label=HEAD_LABEL[h])
+        for s_i, s in enumerate(STATS):
+            ref_vals = (said.get(s) or {}).get(name)
+            if ref_vals:
+                for k, h in enumerate(heads):
+                    ax.plot(s_i + (k - 0.5) * 0.4, ref_vals[h], marker="_", markersize=14, color="k")
+        ax.set_xticks(pos)
+        ax.set_xticklabels(STATS, fontsize=8)
+        auto_scale(ax, values)
+        _legend(ax, fontsize=7)
+    caption = ("MS COCO, categories 'cow' (top) and 'baseball bat' (bottom): x⁺ vs p for the test images with the "
+               "label (blue) and without it (red) for softmax and G-softmax (0, 1), the Gaussians fitted to x⁺ "
+               "(solid: with the label; dashed: without), and compactness, separability and ratio (black ticks: the "
+               "values the paper states). On label sets without these categories (fixtures) the first classes with "
+               "two positives are shown." + _runs_text({exps[h]: r for h, r in runs.items()}))
+    return _save(fig, out_dir, "fig4_coco_classes", 4, caption)
 
 
-def fig8(grid: Grid, out_dir: Path) -> Path:
-    names = [COCO_SOFTMAX, *paper.GSOFTMAX_GRID["coco"]]
-    rows = {e: first_run(grid, e) for e in names}
-    label = {COCO_SOFTMAX: "softmax"}
-    for r in paper.TABLE3:
-        if r.experiment in names and r.mu is not None:
-            label[r.experiment] = f"G({r.mu:g},{r.sigma:g})"
+def fig8(grid: Grid, out_dir: Path) -> list[Path]:
+    rows = paper.figure_rows(8)
+    runs = {r.experiment: first_run(grid, r.experiment) for r in rows}
+    label = {r.experiment: "softmax" if r.head == "softmax" else f"G({r.mu:g},{r.sigma:g})" for r in rows}
+    color = {r.experiment: HEAD_COLOR["softmax" if r.head == "softmax" else "gsoftmax"] for r in rows}
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.5), squeeze=False, layout="constrained")
-    ref = paper.FIGURES[8].values
+    said = paper.FIGURES[8].values
     for k, s in enumerate(STATS):
         ax = axes[0][k]
-        values, labels, colors = [], [], []
-        for e in names:
-            res = rows[e]
-            v = stat(res, "test", s) if res else np.array([])
+        values = []
+        for r in rows:
+            v = stat(runs[r.experiment], "test", s)
             v = v[np.isfinite(v)]
             values.append(float(v.mean()) if v.size else math.nan)
-            labels.append(label[e] + ("" if res else "\n(not run)"))
-            colors.append(HEAD_COLOR["softmax"] if e == COCO_SOFTMAX else HEAD_COLOR["gsoftmax"])
-        _bars(ax, labels, values, colors, f"average {s} over classes (test)")
-        said = ref.get(s)
-        if isinstance(said, dict):
-            ax.axhline(said["softmax"], color=HEAD_COLOR["softmax"], ls=":", lw=1, label=f"paper softmax {said['softmax']}")
-            ax.axhline(said["gsoftmax"], color=HEAD_COLOR["gsoftmax"], ls=":", lw=1, label=f"paper G-softmax {said['gsoftmax']}")
-            ax.legend(fontsize=7)
-    fig.suptitle("Fig. 8: MS COCO, compactness / separability / ratio averaged over the classes with positives "
-                 "(dotted: the paper's values)")
-    return _save(fig, out_dir / "fig8_coco_averages.png")
+        labels = [label[r.experiment] + ("" if runs[r.experiment] else "\n(not run)") for r in rows]
+        _bars(ax, labels, values, [color[r.experiment] for r in rows], f"average {s} over classes (test)")
+        ref = said.get(s)
+        if isinstance(ref, dict) and any(math.isfinite(v) for v in values):
+            ax.axhline(ref["softmax"], color=HEAD_COLOR["softmax"], ls=":", lw=1.2, label=f"paper softmax {ref['softmax']}")
+            ax.axhline(ref["gsoftmax"], color=HEAD_COLOR["gsoftmax"], ls=":", lw=1.2, label=f"paper G-softmax {ref['gsoftmax']}")
+            auto_scale(ax, [*values, ref["softmax"], ref["gsoftmax"]])
+            _legend(ax, fontsize=7)
+    caption = ("MS COCO: compactness, separability and ratio averaged over the classes with positives in the test "
+               "set, softmax against the G-softmax (μ, σ) runs of Table III (dotted: the paper's values)."
+               + _runs_text(runs))
+    return _save(fig, out_dir, "fig8_coco_averages", 8, caption)
 
 
 FIGURES = {3: fig3, 4: fig4, 5: fig5, 6: fig6, 7: fig7, 8: fig8}
 
 
 def make_figures(grid: Grid, out_dir: Path, which: tuple[int, ...] = (3, 4, 5, 6, 7, 8)) -> list[Path]:
-    """Draw the figures in ``which`` whose runs exist under the grid; say which are skipped and why."""
-    written = []
+    """Draw the figures in ``which`` whose runs exist under the grid; say which are skipped and why.
+    Returns the written files (PNG, PDF and caption of each)."""
+    written: list[Path] = []
     for number in which:
-        if not all(e in grid.rows for e in FIGURE_EXPERIMENTS[number]):
-            raise KeyError(f"figure {number} needs {FIGURE_EXPERIMENTS[number]} in the grid")
-        if not _any_run(grid, number):
-            print(f"gsm-tables: figure {number} skipped: none of its runs exist ({', '.join(FIGURE_EXPERIMENTS[number])})")
+        exps = figure_experiments(number)
+        absent = [e for e in exps if e not in grid.rows]
+        if absent:
+            raise KeyError(f"figure {number} needs {absent} in the grid")
+        if not any(first_run(grid, e) is not None for e in exps):
+            print(f"gsm-tables: figure {number} skipped: none of its runs exist ({', '.join(exps)})")
             continue
-        written.append(FIGURES[number](grid, Path(out_dir)))
+        written += FIGURES[number](grid, Path(out_dir))
     return written

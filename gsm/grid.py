@@ -1,42 +1,32 @@
-"""A table's grid of runs: which ``results.json`` belongs to which paper row, and launching the
-missing ones through the real trainer (``python train.py -m experiment=... hydra/launcher=...``).
+"""A table's grid of runs: which ``results.json`` belongs to which paper row.
 
 A row is identified by its experiment config composed with the profile's overrides (the same
 composition the trainer does): a results file belongs to the row when the result-affecting part
-of its stored config (``gsm.runs.signature_payload``) equals the row's, seed aside. So the table
-shows exactly the runs that the trainer would skip as finished, one per seed.
+of its stored config has the row's signature (``gsm.runs.signature(cfg, include_seed=False)``, the
+one signature function of runs and rows). So the table shows exactly the runs that the trainer would
+skip as finished, one per seed. Results are read as :class:`gsm.results.RunRecord`; unreadable
+files are kept aside in ``Grid.unreadable`` (reported by the caller, never fatal). Launching the
+missing runs is ``gsm.reproduce``'s job.
 """
 
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
-import os
-import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
 from gsm import runs
-from gsm.errors import ConfigError, DataError, GsmError
+from gsm.errors import ConfigError
 from gsm.profiles import PROFILES, Profile
+from gsm.results import RunRecord, load_records
 
-REPO = Path(__file__).resolve().parent.parent
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
 
-class LaunchError(GsmError):
-    """The trainer subprocess failed."""
-
-
 def row_key(config: dict[str, Any]) -> str:
-    """Hash of a config's result-affecting settings without the seed (one key per paper row)."""
-    payload = runs.signature_payload(config)
-    payload.pop("seed", None)
-    return hashlib.sha1(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:12]
-
+    """A paper row's identity: the signature of a config's result-affecting settings without the seed."""
+    return runs.signature(config, include_seed=False)
 
 def compose(experiment: str, overrides: Iterable[str] = ()) -> dict[str, Any]:
     """The trainer's resolved config of ``experiment=<experiment> <overrides>`` (Hydra compose API)."""
@@ -100,13 +90,13 @@ class Row:
     key: str
     config: dict[str, Any]
     choices: dict[str, str] = field(default_factory=dict)  # config-group choices (dataset, model, schedule, ...)
-    runs: dict[int, dict[str, Any]] = field(default_factory=dict)
+    runs: dict[int, RunRecord] = field(default_factory=dict)
 
     @property
     def seeds(self) -> list[int]:
         return sorted(self.runs)
 
-    def results(self) -> list[dict[str, Any]]:
+    def results(self) -> list[RunRecord]:
         return [self.runs[s] for s in self.seeds]
 
     def launch_overrides(self) -> list[str]:
@@ -144,6 +134,7 @@ class Grid:
         }
         self._pairs = {(r.config["dataset"]["name"], r.config["model"]["name"]) for r in self.rows.values()}
         self.unmatched: list[str] = []  # results.json of the grid's datasets and models that match no row
+        self.unreadable: list[tuple[Path, str]] = []  # results.json that are no run record (path, why)
         self.refresh()
 
     def refresh(self) -> None:
@@ -153,17 +144,17 @@ class Grid:
             row.runs = {}
             by_key.setdefault(row.key, []).append(row)
         self.unmatched = []
-        for res in load_results(self.runs_dir) if self.runs_dir.is_dir() else []:
-            cfg = res.get("config")
-            rows = by_key.get(row_key(cfg)) if isinstance(cfg, dict) else None
+        records, self.unreadable = load_records(self.runs_dir) if self.runs_dir.is_dir() else ([], [])
+        for rec in records:
+            rows = by_key.get(row_key(rec.config))
             if not rows:
-                if (res.get("dataset"), res.get("model")) in self._pairs:  # same data and model, other settings
-                    self.unmatched.append(res["_path"])
+                if (rec.dataset, rec.model) in self._pairs:  # same data and model, other settings
+                    self.unmatched.append(str(rec.path))
                 continue
             for row in rows:
-                prev = row.runs.get(int(res["seed"]))
-                if prev is None or Path(res["_path"]).stat().st_mtime >= Path(prev["_path"]).stat().st_mtime:
-                    row.runs[int(res["seed"])] = res
+                prev = row.runs.get(rec.seed)
+                if prev is None or rec.path.stat().st_mtime >= prev.path.stat().st_mtime:
+                    row.runs[rec.seed] = rec
 
     def get(self, experiment: str | None) -> Row | None:
         return self.rows.get(experiment) if experiment else None
@@ -174,77 +165,9 @@ class Grid:
             return [e for e, r in self.rows.items() if not set(seeds) <= set(r.runs)]
         return [e for e, r in self.rows.items() if not r.runs]
 
-    # ------------------------------------------------------------------ launching
-
     def output_root(self) -> Path:
+        """<output_root> of the runs folder (runs are written to <output_root>/runs)."""
         if self.runs_dir.name != "runs":
             raise ConfigError(f"--runs {self.runs_dir}: runs are written to <output_root>/runs, so the folder must be "
                               f"named 'runs' to launch training (or pass --no-run to only read it)")
         return self.runs_dir.parent.resolve()
-
-    def launch_commands(self, experiments: list[str], launcher: str = "basic", seeds: list[int] | None = None) -> list[list[str]]:
-        """One ``train.py -m`` command per set of overrides (models take different knobs, so groups differ)."""
-        groups: dict[tuple[str, ...], list[str]] = {}
-        for exp in experiments:
-            groups.setdefault(tuple(self.rows[exp].launch_overrides()), []).append(exp)
-        entry = [sys.executable, str(REPO / "train.py")] if (REPO / "train.py").exists() else [sys.executable, "-m", "gsm.train"]
-        cmds = []
-        for overrides, exps in groups.items():
-            cmd = [*entry, "-m", "experiment=" + ",".join(exps), *overrides, f"output_root={self.output_root()}"]
-            if launcher and launcher != "basic":
-                cmd.append(f"hydra/launcher={launcher}")
-            if seeds:
-                cmd.append("seed=" + ",".join(str(s) for s in seeds))
-            cmds.append(cmd)
-        return cmds
-
-    def launch(self, experiments: list[str], launcher: str = "basic", seeds: list[int] | None = None) -> None:
-        """Run the trainer for ``experiments``, streaming its output; raise LaunchError if it fails."""
-        for cmd in self.launch_commands(experiments, launcher, seeds):
-            printable = " ".join(_quote(c) for c in cmd)
-            print(f"gsm-tables: running {printable}", flush=True)
-            proc = subprocess.run(cmd, cwd=REPO, env={**os.environ, "HYDRA_FULL_ERROR": os.environ.get("HYDRA_FULL_ERROR", "0")})
-            if proc.returncode != 0:
-                raise LaunchError(
-                    f"the trainer failed (exit {proc.returncode}); its output is above. Command:\n  {printable}\n"
-                    f"Finished runs are kept: rerunning the same gsm-tables command resumes the rest."
-                )
-        self.refresh()
-
-
-def _quote(arg: str) -> str:
-    return f"'{arg}'" if any(c in arg for c in " []$*?") else arg
-
-
-def load_results(runs_dir: Path) -> list[dict[str, Any]]:
-    """All ``results.json`` below ``runs_dir`` (each with its path under ``_path``)."""
-    runs_dir = Path(runs_dir)
-    if not runs_dir.is_dir():
-        raise DataError(f"--runs {runs_dir}: no such folder (run the experiments first, e.g. make demo)")
-    out = []
-    for path in sorted(runs_dir.rglob("results.json")):
-        try:
-            res = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}: not valid JSON ({exc})") from exc
-        res["_path"] = str(path)
-        out.append(res)
-    return out
-
-
-def ensure_fixtures(out_dir: Path, sizes: dict[str, dict[str, int]] | None = None) -> Path:
-    """Generate the fixture datasets (official on-disk layouts, ``gsm.data.fixtures``) once, all into ``out_dir``."""
-    out_dir = Path(out_dir).resolve()
-    stamp = out_dir / ".complete"
-    try:
-        from gsm.data.fixtures import MAKERS
-    except ImportError as exc:
-        raise ConfigError(f"the smoke profile needs gsm.data.fixtures (fixture datasets), which is missing: {exc}") from exc
-    sizes = sizes if sizes is not None else {name: {} for name in MAKERS}
-    if stamp.exists() and stamp.read_text().strip() == json.dumps(sizes):
-        return out_dir
-    print(f"gsm-tables: generating fixture datasets in {out_dir}", flush=True)
-    for name, kwargs in sizes.items():
-        MAKERS[name](out_dir, **kwargs)
-    stamp.write_text(json.dumps(sizes) + "\n")
-    return out_dir

@@ -1,7 +1,9 @@
 """Synthetic run folders with the real structure of the trainer's outputs (results.json, test_outputs.pt).
 
-The config stored in each results.json is the real composed config of the experiment (plus the
-profile's overrides), so the tables match it to its paper row exactly as they match real runs.
+Every results.json is a :class:`gsm.results.RunRecord` (the record the trainer writes), built and
+written through the record's own constructor and ``write``, so the tests cannot drift from the
+schema. The config stored in each is the real composed config of the experiment (plus the profile's
+overrides), so the tables match it to its paper row exactly as they match real runs.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import torch
 from gsm import runs
 from gsm.grid import compose_many
 from gsm.profiles import PROFILES
+from gsm.results import RunRecord, frac_key, read_record
 
 COCO_NAMES = ["person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat", "traffic light",
               "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog", "horse", "sheep", "cow",
@@ -50,7 +53,10 @@ def empirical_block(m: int, rng: np.random.Generator, **given: list[float]) -> d
 
 def write_run(runs_dir: Path, experiment: str, seed: int = 0, profile: str = "full", *, outputs: bool = False,
               rng: np.random.Generator | None = None, n_test: int = 60, **fields: Any) -> Path:
-    """One finished run of ``experiment`` under ``runs_dir`` with the given result fields; returns results.json."""
+    """One finished run of ``experiment`` under ``runs_dir``; returns its results.json.
+
+    ``fields`` override record fields; a metric may be given by name (``top1_error=0.05``, a fraction),
+    which sets its record key (``top1_error_frac``)."""
     rng = rng or np.random.default_rng(seed)
     cfg = config_of(experiment, profile, seed)
     ds, model, head = cfg["dataset"]["name"], cfg["model"]["name"], cfg["head"]["name"]
@@ -63,27 +69,30 @@ def write_run(runs_dir: Path, experiment: str, seed: int = 0, profile: str = "fu
         "num_classes": m, "class_names": names, "train_samples": 1000, "test_samples": n_test,
     }
     if multilabel:
-        res.update({k: float(rng.uniform(0.5, 0.9)) for k in ("mAP", "CP", "CR", "CF1", "OP", "OR", "OF1")})
-        res["per_class_ap"] = rng.uniform(0.2, 1, m).tolist()
+        res.update({frac_key(k): float(rng.uniform(0.5, 0.9)) for k in ("mAP", "CP", "CR", "CF1", "OP", "OR", "OF1")})
+        res["per_class_ap_frac"] = rng.uniform(0.2, 1, m).tolist()
         res["classes_without_positives"] = []
-        res["top3"] = {k: 0.5 for k in ("CP", "CR", "CF1", "OP", "OR", "OF1")}
+        res["top3"] = {frac_key(k): 0.5 for k in ("CP", "CR", "CF1", "OP", "OR", "OF1")}
     else:
-        res.update({"top1_error": float(rng.uniform(0.02, 0.3)), "top5_error": 0.01})
+        res.update({"top1_error_frac": float(rng.uniform(0.02, 0.3)), "top5_error_frac": 0.01})
     res["test_loss"] = 0.5
     res["learned"] = ({"mu": [0.0] * m, "sigma": [1.0] * m, "compactness": rng.uniform(0.5, 2, m).tolist(),
                        "separability": rng.uniform(0, 1, m).tolist(), "ratio": rng.uniform(0, 1, m).tolist()}
                       if head == "gsoftmax" else None)
     res["empirical"] = {"test": empirical_block(m, rng), "train": empirical_block(m, rng)}
     res.update({"history": [], "train_time_s": 1.0, "wall_time_s": 2.0, "device": "cpu", "world_size": 1,
-                "git_rev": "synthetic", "torch": torch.__version__, "config": cfg})
-    res.update(fields)
+                "git_rev": "synthetic", "torch": torch.__version__, "config": cfg,
+                "environment": {"device": "cpu", "world_size": 1, "torch": torch.__version__}})
+    known = {k for k in RunRecord.__dataclass_fields__}
+    res.update({(k if k in known else frac_key(k)): v for k, v in fields.items()})
     res["signature"] = runs.signature(cfg)
-    run_dir = runs_dir / ds / f"{model}-{head}-{res['signature']}"
-    run_dir.mkdir(parents=True, exist_ok=True)
-    runs.write_json(run_dir / "results.json", res)
+    run_name = f"{model}-{head}-{res['signature']}"
+    res["run_name"] = run_name
+    path = runs_dir / ds / run_name / "results.json"
+    RunRecord(**res).write(path)
     if outputs:
-        write_outputs(run_dir / "test_outputs.pt", m, multilabel, n_test, rng)
-    return run_dir / "results.json"
+        write_outputs(path.parent / "test_outputs.pt", m, multilabel, n_test, rng)
+    return path
 
 
 def write_outputs(path: Path, m: int, multilabel: bool, n: int, rng: np.random.Generator) -> None:
@@ -98,8 +107,10 @@ def write_outputs(path: Path, m: int, multilabel: bool, n: int, rng: np.random.G
         x = torch.from_numpy(rng.normal(size=(n, m))).float()
         x[torch.arange(n), targets.long()] += 4
         p = torch.softmax(x, 1)
-    torch.save({"x": x.half(), "p": p.half(), "targets": targets}, path)
+    torch.save({"x": x.float(), "p": p.half(), "targets": targets}, path)
 
 
 def read(path: Path) -> dict[str, Any]:
+    """The stored JSON of a run (validated through the record first)."""
+    read_record(path)
     return json.loads(Path(path).read_text())

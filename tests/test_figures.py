@@ -1,62 +1,172 @@
-"""Figures 3–8 from synthetic run folders (results.json + test_outputs.pt): written, non-empty PNGs."""
+"""Figures 3–8 from synthetic run records (results.json + test_outputs.pt): PNG (>= 200 dpi), PDF and a
+caption file each, log scales where values span decades, labelled empty panels, no warnings
+(run these tests with ``-W error``)."""
 
 from __future__ import annotations
 
+import warnings
+
+import matplotlib.pyplot as plt
 import numpy as np
+import pytest
 from PIL import Image
-from synthetic_runs import write_run
+from synthetic_runs import empirical_block, write_run
 
-from gsm import figures
+from gsm import figures, paper
 from gsm.grid import Grid
-from gsm.tables import main
+from gsm.reproduce import main
 
-ALL = sorted({e for exps in figures.FIGURE_EXPERIMENTS.values() for e in exps})
-
-
-def _png_ok(path) -> None:
-    assert path.exists() and path.stat().st_size > 5_000, path
-    with Image.open(path) as im:
-        assert im.format == "PNG" and im.size[0] > 300 and im.size[1] > 200
+ALL = sorted({r.experiment for f in figures.FIGURES for r in paper.figure_rows(f)})
+STEMS = ["fig3_x_vs_p_cifar", "fig4_coco_classes", "fig5_gaussians_cifar", "fig6_per_class_cifar10",
+         "fig7_per_class_cifar100", "fig8_coco_averages"]
 
 
-def test_all_figures_from_runs(tmp_path):
+@pytest.fixture(autouse=True)
+def _no_warnings():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        yield
+
+
+def _check(written, stem) -> str:
+    png, pdf, txt = (p for p in written if p.stem == stem)
+    with Image.open(png) as im:
+        assert im.format == "PNG" and im.size[0] > 1000 and im.size[1] > 600
+        dpi = im.info.get("dpi", (0, 0))[0]
+        assert dpi >= 199, dpi
+    assert pdf.read_bytes().startswith(b"%PDF") and pdf.stat().st_size > 2_000
+    caption = txt.read_text()
+    number = int(stem[3])
+    assert caption.startswith(f"Figure {number}. ") and "Fig. " not in caption
+    return caption
+
+
+def test_all_figures_from_runs(tmp_path, monkeypatch):
     runs = tmp_path / "runs"
     rng = np.random.default_rng(0)
     for exp in ALL:
         if exp == "table1/wrn_cifar100_lsoftmax":
-            continue  # a missing run: its panels say "not run", the figures are still drawn
-        write_run(runs, exp, 0, outputs=True, rng=rng, n_test=200 if "cifar" in exp else 80)
+            continue  # a missing run: its panels are labelled empty, the figures are still drawn
+        fields = {}
+        if exp == "table1/wrn_cifar10_gsoftmax":  # Fig. 6's ratio spans 7 decades: a log axis
+            block = empirical_block(10, rng)
+            block["ratio"] = [10.0 ** k for k in range(10)]
+            fields["empirical"] = {"test": block, "train": empirical_block(10, rng)}
+        write_run(runs, exp, 0, outputs=True, rng=rng, n_test=200 if "cifar" in exp else 80, **fields)
     grid = Grid(ALL, "full", runs)
+    scales = {}
+    real_save = figures._save
+
+    def spy(fig, out_dir, stem, number, caption):
+        scales[stem] = [(ax.get_title(), ax.get_yscale()) for ax in fig.axes]
+        scales[stem + ":texts"] = [t.get_text().replace("\n", " ") for ax in fig.axes for t in ax.texts]
+        scales[stem + ":suptitle"] = fig._suptitle.get_text() if fig._suptitle else ""
+        return real_save(fig, out_dir, stem, number, caption)
+
+    monkeypatch.setattr(figures, "_save", spy)
     written = figures.make_figures(grid, tmp_path / "figs")
-    assert [p.name for p in written] == [
-        "fig3_x_vs_p_cifar.png", "fig4_coco_classes.png", "fig5_gaussians_cifar.png",
-        "fig6_per_class_cifar10.png", "fig7_per_class_cifar100.png", "fig8_coco_averages.png",
-    ]
-    for path in written:
-        _png_ok(path)
+    assert sorted({p.stem for p in written}) == STEMS and len(written) == 3 * len(STEMS)
+    for stem in STEMS:
+        caption = _check(written, stem)
+        assert "Fig." not in scales[stem + ":suptitle"]
+    assert "Not run: table1/wrn_cifar100_lsoftmax" in (tmp_path / "figs" / "fig3_x_vs_p_cifar.txt").read_text()
+    assert any("not run: table1/wrn_cifar100_lsoftmax" in t for t in scales["fig3_x_vs_p_cifar:texts"])
+    assert ("ratio, test set", "log") in scales["fig6_per_class_cifar10"]
+    assert ("compactness, test set", "linear") in scales["fig6_per_class_cifar10"]
+    fig4_titles = [t for t, _ in scales["fig4_coco_classes"]]
+    assert len(fig4_titles) == 8 and fig4_titles[0].startswith("'cow'") and fig4_titles[4].startswith("'baseball bat'")
+
+
+def test_fig3_cifar100_imposters_are_the_first_ten_classes(tmp_path):
+    runs = tmp_path / "runs"
+    rng = np.random.default_rng(3)
+    write_run(runs, "table1/wrn_cifar100_softmax", 0, outputs=True, rng=rng, n_test=300)
+    grid = Grid(ALL, "full", runs)
+    fig, ax = plt.subplots()
+    rec = figures.first_run(grid, "table1/wrn_cifar100_softmax")
+    out = figures.load_outputs(rec)
+    assert figures._scatter(ax, out, 1, "aquarium_fish", False, first=10)
+    imposters, own = ax.collections
+    n_own = int((out["targets"] == 1).sum())
+    assert len(own.get_offsets()) == n_own and len(imposters.get_offsets()) == 9 * n_own
+    plt.close(fig)
+
+
+def test_auto_scale_only_beyond_two_decades():
+    fig, ax = plt.subplots()
+    figures.auto_scale(ax, [1.0, 50.0, np.nan])
+    assert ax.get_yscale() == "linear"
+    figures.auto_scale(ax, [0.5, 6e6])
+    assert ax.get_yscale() == "log"
+    fig2, ax2 = plt.subplots()
+    figures.auto_scale(ax2, [-1.0, 1e4])
+    assert ax2.get_yscale() == "symlog"
+    plt.close(fig)
+    plt.close(fig2)
 
 
 def test_figure_without_any_run_is_skipped_and_said(tmp_path, capsys):
     runs = tmp_path / "runs"
     write_run(runs, "table3/resnet101_coco_softmax", 0, outputs=True)
     grid = Grid(ALL, "full", runs)
-    written = figures.make_figures(grid, tmp_path / "figs")
-    assert [p.name for p in written] == ["fig4_coco_classes.png", "fig8_coco_averages.png"]
+    written = figures.make_figures(grid, tmp_path / "figs", (3, 5, 6, 7, 8))
+    assert sorted({p.stem for p in written}) == ["fig8_coco_averages"]
     out = capsys.readouterr().out
     for n in (3, 5, 6, 7):
         assert f"figure {n} skipped" in out
-    for path in written:
-        _png_ok(path)
+    caption = _check(written, "fig8_coco_averages")
+    assert "Not run: table3/resnet101_coco_gsoftmax_mu0_sigma1" in caption
 
 
-def test_figures_subcommand_and_table_commands_draw_their_figures(tmp_path):
+def test_figures_subcommand_and_table_commands_draw_their_figures(tmp_path, monkeypatch):
+    """The CLI wiring: which figures each command asks for (drawing itself is tested above)."""
+    asked = []
+
+    def fake(number):
+        def draw(grid, out_dir):
+            asked.append(number)
+            path = out_dir / f"fig{number}.png"
+            out_dir.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(b"png")
+            return [path]
+        return draw
+
+    monkeypatch.setattr(figures, "FIGURES", {n: fake(n) for n in figures.FIGURES})
     runs = tmp_path / "runs"
-    for exp in figures.FIGURE_EXPERIMENTS[3]:
-        write_run(runs, exp, 0, outputs=True)
-    figs = tmp_path / "figs"
-    assert main(["figures", "--runs", str(runs), "--figures-out", str(figs)]) == 0
-    assert sorted(p.name for p in figs.glob("*.png")) == [
-        "fig3_x_vs_p_cifar.png", "fig5_gaussians_cifar.png", "fig6_per_class_cifar10.png", "fig7_per_class_cifar100.png"]
-    figs2 = tmp_path / "figs2"
-    assert main(["table1", "--runs", str(runs), "--out", str(tmp_path / "t"), "--figures-out", str(figs2), "--no-run"]) == 0
-    assert len(list(figs2.glob("*.png"))) == 4 and (tmp_path / "t" / "table1.md").exists()
+    write_run(runs, "table1/wrn_cifar10_softmax", 0)
+    write_run(runs, "table3/resnet101_coco_softmax", 0)
+    assert main(["figures", "--runs", str(runs), "--figures-out", str(tmp_path / "f")]) == 0
+    assert asked == [3, 4, 5, 6, 8]  # Fig. 7 (CIFAR-100) has no run: skipped
+    asked.clear()
+    assert main(["table1", "--runs", str(runs), "--out", str(tmp_path / "t"), "--figures-out", str(tmp_path / "f2"),
+                 "--no-run"]) == 0
+    assert asked == [3, 5, 6] and (tmp_path / "t" / "table1.md").exists()
+    asked.clear()
+    assert main(["table3", "--runs", str(runs), "--out", str(tmp_path / "t"), "--figures-out", str(tmp_path / "f2"),
+                 "--no-run"]) == 0
+    assert asked == [4, 8]
+
+
+def test_smoke_fixtures_hold_the_classes_the_figures_plot(tmp_path):
+    """The smoke profile's fixtures contain Fig. 3/7's CIFAR-100 classes and Fig. 4's COCO categories."""
+    import collections
+
+    from gsm.data.fixtures import make_cifar100, make_coco
+    from gsm.profiles import PROFILES
+
+    sizes = PROFILES["smoke"].fixture_sizes
+    gt = make_cifar100(tmp_path / "c100", **sizes["cifar100"])
+    first10 = gt["class_names"][:10]
+    assert figures.FIG3_CLASS["cifar100"] == ("aquarium_fish", first10.index("aquarium_fish"))
+    for split in ("train", "test"):
+        counts = collections.Counter(gt[f"{split}_labels"])
+        assert set(counts) == set(first10) and min(counts.values()) >= 2  # a std per class needs two images
+        assert len(gt[f"{split}_labels"]) <= 48  # dataset.subset=48 keeps them all
+    coco = make_coco(tmp_path / "coco", **sizes["coco"])
+    for split in ("train", "val"):
+        counts = collections.Counter(c for r in coco[split] for c in r["categories"])
+        for name in paper.FIGURES[4].values["classes"]:
+            assert counts[name] >= 3, (split, name)
+        assert coco[split][-1]["categories"] == []  # the unlabelled-image trap is kept
+    with pytest.raises(ValueError, match="not COCO categories"):
+        make_coco(tmp_path / "x", ensure_classes=["unicorn"])

@@ -1,4 +1,5 @@
-"""Every paper row's experiment config composes to the SPEC §5 recipe (real configs, Hydra compose)."""
+"""Every paper row's experiment config composes to the paper's recipe (real configs, Hydra compose); rows are
+selected from the registry (gsm/paper_rows.yaml) by attribute."""
 
 from __future__ import annotations
 
@@ -11,50 +12,42 @@ from omegaconf import OmegaConf
 
 import gsm.train  # noqa: F401  (registers the gsm.* resolvers)
 from conftest import REPO, run_cli
+from gsm import paper
+from gsm.paper import PaperRow
 from gsm.schedules import epoch_factors
 
 CONFIGS = REPO / "gsm" / "configs"
-EXPERIMENTS = sorted(p.relative_to(CONFIGS / "experiment").with_suffix("").as_posix()
-                     for p in (CONFIGS / "experiment").rglob("*.yaml"))
+ROWS = {r.experiment: r for r in paper.rows(table=[1, 2, 3, 4]) if r.experiment}
+EXPERIMENTS = sorted(ROWS)
 WRN_STEPS = [60, 120, 160, 220, 260]
 
 
-def expected(name: str) -> dict:
-    table, row = name.split("/")
-    if table == "table1":
-        model, data, head = row.split("_")
-        exp = {"dataset": data, "head": head, "epochs": 300, "batch": 128, "lr": 0.1, "wd": 5e-4, "lam": 1.0,
-               "schedule": ("staircase", [150, 225], 0.1), "model": model}
-        if model == "densenet":
-            exp["batch"] = 50 if data == "cifar10" else 32
-        if model.startswith("wrn"):
-            exp.update(model="wrn", schedule=("staircase", WRN_STEPS, 0.2), lam=0.5 if data == "cifar10" else 1.0)
-        if model == "wrn1100":
+def expected(r: PaperRow) -> dict:
+    """The recipe of the paper's Sec. IV for a row, from the row's attributes in the registry."""
+    if r.table == 1:
+        exp = {"dataset": r.dataset, "head": r.head, "epochs": 300, "batch": 128, "lr": 0.1, "wd": 5e-4, "lam": 1.0,
+               "schedule": ("staircase", [150, 225], 0.1), "model": r.model}
+        if r.model == "densenet":
+            exp["batch"] = 50 if r.dataset == "cifar10" else 32
+        if r.model in ("wrn", "wrn1100"):
+            exp.update(model="wrn", schedule=("staircase", WRN_STEPS, 0.2), lam=0.5 if r.dataset == "cifar10" else 1.0)
+        if r.model == "wrn1100":
             exp.update(epochs=1100, schedule=("malleable", [[1000, 0, -8], [1100, -8, -9]], None))
+        assert exp["epochs"] == r.epochs  # the registry's "# Epoch" agrees
         return exp
-    common = {"model": "resnet101", "lam": 1.0, "head": row.split("_")[-3] if "_mu" in row else row.split("_")[-1]}
-    if row.endswith("empirical"):
-        common["head"] = "gsoftmax"
-    if table == "table2":
+    common = {"model": "resnet101", "lam": 1.0, "head": r.head}
+    if r.table == 2:
         return {**common, "dataset": "tiny_imagenet", "epochs": 30, "batch": 80, "lr": 1e-3, "wd": 1e-4, "lam": 0.1,
-                "schedule": ("staircase", [10, 20], 0.1), "image_size": 64 if "imagenet64" in row else 224, "pool": "gap"}
-    data = "coco" if table == "table3" else "nuswide"
-    return {**common, "dataset": data, "epochs": 8, "batch": 16, "lr": 1e-5, "wd": 1e-4, "schedule": ("constant", None, None),
-            "image_size": 448, "pool": "gmp", "dist_lr_mult": 100.0 if data == "nuswide" else 1.0}
-
-
-def _mu_sigma(row: str) -> tuple[float, float] | None:
-    if "_mu" not in row:
-        return None
-    mu, sigma = row.split("_mu")[1].split("_sigma")
-    return float(mu.replace("p", ".")), float(sigma.replace("p", "."))
+                "schedule": ("staircase", [10, 20], 0.1), "image_size": 64 if r.block == "64" else 224, "pool": "gap"}
+    return {**common, "dataset": r.dataset, "epochs": 8, "batch": 16, "lr": 1e-5, "wd": 1e-4, "schedule": ("constant", None, None),
+            "image_size": 448, "pool": "gmp", "dist_lr_mult": 100.0 if r.dataset == "nuswide" else 1.0}
 
 
 def test_every_paper_row_has_an_experiment():
-    assert len([e for e in EXPERIMENTS if e.startswith("table1/")]) == 24
-    assert len([e for e in EXPERIMENTS if e.startswith("table2/")]) == 8
-    assert len([e for e in EXPERIMENTS if e.startswith("table3/")]) == 7
-    assert len([e for e in EXPERIMENTS if e.startswith("table4/")]) == 6
+    configs = sorted(p.relative_to(CONFIGS / "experiment").with_suffix("").as_posix()
+                     for p in (CONFIGS / "experiment").rglob("*.yaml"))
+    assert configs == EXPERIMENTS
+    assert [len(paper.rows(table=t, reference_only=False)) for t in (1, 2, 3, 4)] == [24, 8, 7, 6]
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
@@ -62,7 +55,8 @@ def test_experiment_resolves_to_paper_recipe(name):
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
         cfg = compose("train", overrides=[f"experiment={name}"])
     c = OmegaConf.to_container(cfg, resolve=True)
-    exp = expected(name)
+    row = ROWS[name]
+    exp = expected(row)
     assert c["dataset"]["name"] == exp["dataset"] and c["model"]["name"] == exp["model"] and c["head"]["name"] == exp["head"]
     assert c["trainer"]["epochs"] == exp["epochs"] and c["trainer"]["batch_size"] == exp["batch"]
     assert c["optimizer"]["lr"] == exp["lr"] and c["optimizer"]["weight_decay"] == exp["wd"]
@@ -78,10 +72,8 @@ def test_experiment_resolves_to_paper_recipe(name):
     if exp["head"] == "gsoftmax":
         assert c["head"]["lam"] == exp["lam"]
         assert c["head"]["dist_lr_mult"] == exp.get("dist_lr_mult", 1.0)
-        ms = _mu_sigma(name.split("/")[1])
-        if ms:
-            assert (c["head"]["mu"], c["head"]["sigma"]) == ms
-        assert c["head"]["init"] == ("empirical" if name.endswith("empirical") else "constant")
+        assert (c["head"]["mu"], c["head"]["sigma"]) == (row.mu, row.sigma)
+        assert c["head"]["init"] == row.init
     if "image_size" in exp:
         assert c["dataset"]["image_size"] == exp["image_size"]
         assert c["model"]["pool"] == exp["pool"] and c["model"]["pretrained"] is True

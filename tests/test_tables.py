@@ -1,4 +1,4 @@
-"""Tables I–VI from synthetic results files (real structure, known numbers): every paper row, our value
+"""Tables I–VI from synthetic run records (the trainer's RunRecord, known numbers): every paper row, our value
 and the paper's in the right place, "not run" where missing, and the statistics equal to scipy's."""
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ from scipy import stats
 from synthetic_runs import COCO_NAMES, read, write_run
 
 from gsm import paper
-from gsm.grid import Grid, LaunchError, compose, row_key
+from gsm.grid import Grid, compose, row_key
 from gsm.profiles import PROFILES
-from gsm.tables import build_table, main
+from gsm.report import build_table
+from gsm.reproduce import LaunchError, launch, launch_commands, main
 
 
 def grid_for(table: int, runs_dir: Path, profile: str = "full") -> Grid:
@@ -38,19 +39,40 @@ def line(df: pd.DataFrame, method: str) -> pd.Series:
 def test_paper_rows_map_to_existing_experiment_configs():
     root = Path(__file__).resolve().parent.parent / "gsm" / "configs" / "experiment"
     configs = {str(p.relative_to(root))[:-5] for p in root.rglob("*.yaml")}
-    ours = {r.experiment for t in (1, 2, 3, 4) for r in paper.TABLES[t] if r.experiment}
+    ours = {r.experiment for r in paper.rows(table=[1, 2, 3, 4]) if r.experiment}
     assert ours == configs  # every experiment file is a paper row and every paper row has its file
-    assert len([r for r in paper.TABLE1 if r.experiment]) == 24 and len(paper.TABLE2) == 5 + 8
-    assert len(paper.TABLE5) == 10 and len(paper.TABLE6) == 6
-    assert paper.experiments(5) and set(paper.experiments(6)) == set(paper.GSOFTMAX_GRID["coco"] + paper.GSOFTMAX_GRID["nuswide"])
+    assert len(paper.rows(table=1, reference_only=False)) == 24 and len(paper.rows(table=2)) == 5 + 8
+    assert len(paper.rows(table=5)) == 10 and len(paper.rows(table=6)) == 6
+    grid_rows = {r.experiment for r in paper.rows(table=[3, 4], head="gsoftmax", init="constant")}
+    assert len(grid_rows) == 10 and set(paper.experiments(6)) == grid_rows
+    assert set(paper.experiments(5)) == grid_rows | {r.experiment for r in paper.rows(table=[3, 4], head="softmax")}
+    # the registry's setting agrees with the config each row names
+    for r in paper.rows(table=[1, 2, 3, 4]):
+        if r.experiment:
+            cfg = compose(r.experiment)
+            assert (cfg["dataset"]["name"], cfg["head"]["name"]) == (r.dataset, r.head), r.id
+            if r.head == "gsoftmax" and r.init == "constant":
+                assert (cfg["head"]["mu"], cfg["head"]["sigma"]) == (r.mu, r.sigma), r.id
+            assert r.baseline is None or paper.row(r.baseline).head == "softmax"
+
+
+def test_registry_rejects_unknown_keys_and_duplicate_ids(tmp_path):
+    bad = tmp_path / "rows.yaml"
+    bad.write_text("rows:\n  - {id: a, table: 1, label: x, paper: {}, colour: red}\n")
+    with pytest.raises(Exception, match="unknown keys.*colour"):
+        paper.registry(str(bad))
+    bad.write_text("rows:\n  - {id: a, table: 1, label: x, paper: {}}\n  - {id: a, table: 1, label: y, paper: {}}\n")
+    with pytest.raises(Exception, match="appears twice"):
+        paper.registry(str(bad))
 
 
 def test_table6_transcription_consistent_with_five_runs():
     """The printed (ρ, p) pairs are two-sided Pearson tests on n = 5 (the (μ, σ) grid rows)."""
-    for r in paper.TABLE6:
-        rho, n = r.paper["rho"], 5
+    for r in paper.rows(table=6):
+        rho, n = r.printed("rho"), len(paper.correlation_rows(r))
+        assert n == 5
         p = 2 * stats.t.sf(rho * math.sqrt(n - 2) / math.sqrt(1 - rho**2), n - 2)
-        assert abs(p - r.paper["p"]) < 2e-4, r
+        assert abs(p - r.printed("p")) < 2e-4, r
 
 
 def test_profiles_overrides():
@@ -78,39 +100,53 @@ def test_table1_every_row_ours_and_paper_seeds_and_paired_test(tmp_path):
     write_run(runs, "table1/wrn1100_cifar100_lsoftmax", 5, top1_error=0.2, epochs=1100)
     out = build_table(1, grid_for(1, runs))
     df = out.display
-    labels = list(dict.fromkeys(r.label for r in paper.TABLE1))
+    rows = paper.rows(table=1)
+    labels = list(dict.fromkeys(r.label for r in rows))
     assert len(df) == len(labels) == 15
-    for r in paper.TABLE1:  # the paper's value in its column, for every row
-        col = "CIFAR10 paper" if r.dataset == "cifar10" else "CIFAR100 paper"
-        row = line(df, r.label)
-        assert row[col] == f"{r.paper['top1_error']:.2f}"
+    for r in rows:  # the paper's value in its column, for every row
+        col = "CIFAR-10 paper (%)" if r.dataset == "cifar10" else "CIFAR-100 paper (%)"
+        assert line(df, r.label)[col] == f"{r.printed('top1_error'):.2f}"
 
     g = line(df, "WRN G-softmax")
     vals = [100 * gs[s] for s in (0, 1, 2)]
-    assert g["CIFAR10 ours"] == f"{np.mean(vals):.2f} ± {np.std(vals, ddof=1):.2f} (n=3)"
-    assert g["CIFAR10 paper"] == "3.36" and g["CIFAR100 ours"] == "not run" and g["CIFAR100 paper"] == "17.41"
+    assert g["CIFAR-10 ours (%)"] == f"{np.mean(vals):.2f} ± {np.std(vals, ddof=1):.2f}"
+    assert g["CIFAR-10 paper (%)"] == "3.36" and g["CIFAR-100 ours (%)"] == "not run" and g["CIFAR-100 paper (%)"] == "17.41"
     expected = stats.ttest_rel([100 * gs[s] for s in (0, 1, 2)], [100 * soft[s] for s in (0, 1, 2)])
-    assert g["CIFAR10 p vs softmax"] == f"{expected.pvalue:.4f} (n=3)"
-    assert g["seeds"] == "0,1,2" and g["epochs run"] == "300" and g["device"] == "cpu"
-    assert line(df, "WRN")["CIFAR10 p vs softmax"] == "(baseline)"
-    assert line(df, "VGG G-softmax")["CIFAR100 ours"] == "25.12" and line(df, "VGG G-softmax")["CIFAR10 ours"] == "not run"
-    assert line(df, "*WRN L-softmax")["CIFAR100 ours"] == "20.00" and line(df, "*WRN L-softmax")["seeds"] == "5"
-    assert line(df, "DSN")["CIFAR10 ours"] == "not run" and line(df, "DSN")["CIFAR10 paper"] == "3.77"
+    assert g["CIFAR-10 p vs softmax"] == f"{expected.pvalue:.4f} (n = 3)"
+    assert g["seeds"] == "CIFAR-10: n = 3 (seeds 0, 1, 2); CIFAR-100: not run"
+    assert line(df, "WRN")["CIFAR-10 p vs softmax"] == "baseline"
+    assert line(df, "VGG G-softmax")["CIFAR-100 ours (%)"] == "25.12" and line(df, "VGG G-softmax")["CIFAR-10 ours (%)"] == "not run"
+    assert line(df, "*WRN L-softmax")["CIFAR-100 ours (%)"] == "20.00"
+    assert line(df, "*WRN L-softmax")["seeds"] == "CIFAR-10: not run; CIFAR-100: n = 1 (seed 5)"
+    assert line(df, "DSN")["CIFAR-10 ours (%)"] == "not run" and line(df, "DSN")["CIFAR-10 paper (%)"] == "3.77"
     lit = line(df, "DSN [19] (literature)")
-    assert lit["CIFAR10 ours"] == "—" and lit["CIFAR10 paper"] == "3.46" and lit["# Epoch (paper)"] == 300
+    assert lit["CIFAR-10 ours (%)"] == "n/a" and lit["CIFAR-10 paper (%)"] == "3.46" and lit["# Epoch (paper)"] == "300"
+    assert lit["CIFAR-10 p vs softmax"] == "n/a" and lit["seeds"] == "n/a"
 
     data = out.data
     d = data[(data.experiment == "table1/wrn_cifar10_gsoftmax")].iloc[0]
-    assert d.ours_mean == pytest.approx(np.mean(vals)) and d.ours_std == pytest.approx(np.std(vals, ddof=1))
-    assert d.p_vs_softmax == pytest.approx(expected.pvalue) and d.n_seeds == 3 and d.paper == 3.36
+    assert d.ours_mean_pct == pytest.approx(np.mean(vals)) and d.ours_std_pct == pytest.approx(np.std(vals, ddof=1))
+    assert d.p_vs_softmax == pytest.approx(expected.pvalue) and d.n_seeds == 3 and d.paper_pct == 3.36
     assert (data.status == "not run").sum() == 24 - 4 and (data.status == "literature").sum() == 6
 
     paths = out.write(tmp_path / "tables")
     assert [p.name for p in paths] == ["table1.md", "table1.csv", "table1.tex"]
     md = paths[0].read_text()
-    assert "not run" in md and "ttest_rel" in md and "Profile: **full**" in md
+    assert "not run" in md and "ttest_rel" in md and "Profile full" in md
+    assert md.count("*Legend:*") == 1 and "n.r.: not reported by the paper" in md
+    assert "from epoch 501 of 1100" in md  # the *WRN note, computed from eq. 17's schedule
+    header = next(ln for ln in md.splitlines() if ln.startswith("|---"))
+    assert list(df.columns)[-1] == "seeds"
+    assert header == "|---|" + "---:|" * (len(df.columns) - 2) + "---|"  # numeric columns right-aligned
     assert len(pd.read_csv(paths[1])) == 30
-    assert "\\begin{tabular}" in paths[2].read_text()
+    tex = paths[2].read_text()
+    assert "\\begin{tabular}{l" + "r" * (len(df.columns) - 2) + "l}" in tex
+    assert "\\toprule" in tex and "\\midrule" in tex and "\\bottomrule" in tex and "\\usepackage{booktabs}" in tex
+    body = [ln for ln in tex.splitlines() if ln and not ln.startswith("%")]
+    assert "\\resizebox" not in tex and all(ln.isascii() for ln in body)  # booktabs alone: no Unicode, no graphicx
+    assert not any("Profile" in ln for ln in body)  # the conditions are comments
+    (caption,) = [ln for ln in body if ln.startswith("\\caption{")]
+    assert caption.count(". ") == 0 and caption.endswith(".}")  # one sentence
 
 
 def test_paired_test_uses_only_common_seeds(tmp_path):
@@ -122,8 +158,8 @@ def test_paired_test_uses_only_common_seeds(tmp_path):
     write_run(runs, "table1/vgg16_cifar10_lsoftmax", 0, top1_error=0.08)
     df = build_table(1, grid_for(1, runs)).display
     expected = stats.ttest_rel([5.0, 5.5], [6.0, 7.0])
-    assert line(df, "VGG G-softmax")["CIFAR10 p vs softmax"] == f"{expected.pvalue:.4f} (n=2)"
-    assert line(df, "VGG L-softmax")["CIFAR10 p vs softmax"] == "–"  # one seed: no paired test
+    assert line(df, "VGG G-softmax")["CIFAR-10 p vs softmax"] == f"{expected.pvalue:.4f} (n = 2)"
+    assert line(df, "VGG L-softmax")["CIFAR-10 p vs softmax"] == "n/a"  # one seed: no paired test
 
 
 def test_results_of_other_settings_are_not_attached(tmp_path):
@@ -131,6 +167,7 @@ def test_results_of_other_settings_are_not_attached(tmp_path):
     path = write_run(runs, "table1/wrn_cifar10_softmax", 0, top1_error=0.05)
     res = read(path)
     res["config"]["trainer"]["epochs"] = 7  # another recipe: not this row
+    res["schema_version"] = 2
     other = path.parent.parent / "wrn-softmax-other" / "results.json"
     other.parent.mkdir()
     other.write_text(json.dumps(res))
@@ -148,39 +185,53 @@ def test_table2_rows(tmp_path):
     write_run(runs, "table2/resnet101_tiny_imagenet64_softmax", 0, top1_error=0.3)
     write_run(runs, "table2/resnet101_tiny_imagenet_gsoftmax_mu0_sigma2", 0, top1_error=0.17)
     df = build_table(2, grid_for(2, runs)).display
-    assert len(df) == len(paper.TABLE2)
-    for r in paper.TABLE2:
-        assert line(df, r.label)["top-1 error paper"] == f"{r.paper['top1_error']:.2f}"
+    assert len(df) == len(paper.rows(table=2))
+    for r in paper.rows(table=2):
+        assert line(df, r.label)["top-1 error paper (%)"] == f"{r.printed('top1_error'):.2f}"
     r64 = line(df, "ResNet-101 (input 64x64)")
-    assert r64["top-1 error ours"] == "30.00" and r64["image size"] == "64"
+    assert r64["top-1 error ours (%)"] == "30.00" and r64["image size"] == "64" and r64["seeds"] == "n = 1 (seed 0)"
+    assert r64["p vs softmax (224x224)"] == "n/a"
     g = line(df, "ResNet-101 G-Softmax (mu=0, sigma=2)")
-    assert g["top-1 error ours"] == "17.00" and g["image size"] == "224" and g["top-1 error paper"] == "17.29"
-    assert line(df, "ResNet-101 L-Softmax")["top-1 error ours"] == "not run"
+    assert g["top-1 error ours (%)"] == "17.00" and g["image size"] == "224" and g["top-1 error paper (%)"] == "17.29"
+    assert line(df, "ResNet-101 L-Softmax")["top-1 error ours (%)"] == "not run"
 
 
 @pytest.mark.parametrize("number", [3, 4])
 def test_multilabel_tables_every_metric_in_place(tmp_path, number):
     runs = tmp_path / "runs"
-    rows = [r for r in paper.TABLES[number] if r.experiment]
-    measured = rows[:3]
+    rows = paper.rows(table=number)
+    ours = [r for r in rows if r.experiment]
     values = {}
-    for i, r in enumerate(measured):
+    for i, r in enumerate(ours[:3]):
         values[r.label] = {m: 0.5 + 0.01 * i + 0.001 * k for k, m in enumerate(paper.MULTILABEL_METRICS)}
         write_run(runs, r.experiment, 0, **values[r.label])
-    df = build_table(number, grid_for(number, runs)).display
-    assert len(df) == len(paper.TABLES[number])
-    for r in paper.TABLES[number]:
-        got = line(df, r.label)
+    out = build_table(number, grid_for(number, runs))
+    df = out.display
+    assert len(df) == len(rows) + len(ours)  # two lines (ours, paper) per row of ours, one per literature row
+    assert len(df.columns) <= 11  # fits a page
+    it = iter(df.to_dict("records"))
+    for r in rows:
+        first = next(it)
+        if r.reference_only:
+            assert first["Method"] == r.label + " (literature)" and first["values"] == "paper"
+            printed = first
+        else:
+            printed = next(it)
+            assert first["Method"] == r.label and first["values"] == "ours" and printed["values"] == "paper"
+            for m in paper.MULTILABEL_METRICS:
+                want = f"{100 * values[r.label][m]:.1f}" if r.label in values else "not run"
+                assert first[f"{paper.METRIC_LABELS[m]} (%)"] == want
+            assert first["seeds"] == ("n = 1 (seed 0)" if r.label in values else "not run")
         for m in paper.MULTILABEL_METRICS:
-            label = paper.METRIC_LABELS[m]
-            assert got[f"{label} paper"] == ("-" if r.paper[m] is None else f"{r.paper[m]:.1f}")
-            if r.label in values:
-                assert got[f"{label} ours"] == f"{100 * values[r.label][m]:.1f}"
-            elif r.reference_only:
-                assert got[f"{label} ours"] == "—"
-            else:
-                assert got[f"{label} ours"] == "not run"
-    assert df.iloc[len(df) - len(rows)]["p vs softmax (mAP)"] == "(baseline)"
+            v = r.printed(m)
+            assert printed[f"{paper.METRIC_LABELS[m]} (%)"] == ("n.r." if v is None else f"{v:.1f}")
+    base = df[(df["values"] == "ours") & (df["Method"] == ours[0].label)].iloc[0]
+    assert base["p vs softmax (mAP)"] == "baseline"
+    cp, cr, cf1 = (ours[0].printed(k) for k in ("CP", "CR", "CF1"))
+    note = f"2·{cp:.1f}·{cr:.1f}/{cp + cr:.1f} = {2 * cp * cr / (cp + cr):.1f}, printed {cf1:.1f}"
+    assert any(note in n for n in out.notes), out.notes
+    if number == 3:
+        assert "2·81.3·70.2/151.5 = 75.3, printed 74.1" in note
 
 
 # --------------------------------------------------------------------------- Table V
@@ -209,9 +260,9 @@ def test_table5_ttest_rel_of_per_class_aps(tmp_path):
 
     keep = [c for c in range(80) if c not in (3, 7)]
     expected = stats.ttest_rel(soft_ap[keep], g_ap[keep])
-    row = df[(df["dataset"] == "MS COCO") & (df["G-softmax (mu, sigma)"] == "G-softmax(0,0.5)")].iloc[0]
-    assert row["p-val paper"] == "0.0359" and row["classes used"] == 78 and row["classes excluded"] == 2
-    assert row["p-val ours"] == (f"{expected.pvalue:.4f}" if expected.pvalue >= 1e-4 else f"{expected.pvalue:.1e}")
+    row = df[(df["dataset"] == "MS COCO") & (df["G-softmax (μ, σ)"] == "G-softmax(0,0.5)")].iloc[0]
+    assert row["p paper"] == "0.0359" and row["classes used"] == "78" and row["classes excluded"] == "2"
+    assert row["p ours"] == (f"{expected.pvalue:.4f}" if expected.pvalue >= 1e-4 else f"{expected.pvalue:.1e}")
     d = data[data.experiment == g_name].iloc[0]
     assert d.p == pytest.approx(expected.pvalue, rel=1e-12) and d.t == pytest.approx(expected.statistic, rel=1e-12)
 
@@ -221,8 +272,8 @@ def test_table5_ttest_rel_of_per_class_aps(tmp_path):
     assert d2.p == pytest.approx(expected2.pvalue, rel=1e-12) and d2.seeds_gsoftmax == "0,1"
 
     nus = df[df["dataset"] == "NUS-WIDE"]
-    assert len(nus) == 5 and (nus["p-val ours"] == "not run").all()
-    assert list(nus["p-val paper"]) == ["0.0049", "0.0001", "0.0098", "0.6773", "0.0131"]
+    assert len(nus) == 5 and (nus["p ours"] == "not run").all()
+    assert sorted(nus["p paper"]) == sorted(["0.0049", "0.0001", "0.0098", "0.6773", "0.0131"])
 
 
 # --------------------------------------------------------------------------- Table VI
@@ -231,7 +282,7 @@ def test_table5_ttest_rel_of_per_class_aps(tmp_path):
 def test_table6_pearson_of_best_class(tmp_path):
     runs = tmp_path / "runs"
     rng = np.random.default_rng(1)
-    grid_rows = paper.GSOFTMAX_GRID["coco"]
+    grid_rows = [r.experiment for r in paper.rows(table=3, head="gsoftmax", init="constant")]
     comps, seps, aps = [], [], []
     for i, exp in enumerate(grid_rows):
         comp = rng.uniform(1, 3, 80)
@@ -243,7 +294,7 @@ def test_table6_pearson_of_best_class(tmp_path):
         ap[11] = 0.5 + 0.05 * i + rng.normal(0, 0.01)
         empirical = {"compactness": comp.tolist(), "separability": [None if math.isnan(v) else v for v in sep],
                      "ratio": (sep * comp).tolist()}
-        res = write_run(runs, exp, 0, per_class_ap=ap.tolist(), rng=rng)
+        res = write_run(runs, exp, 0, per_class_ap_frac=ap.tolist(), rng=rng)
         data = read(res)
         data["empirical"]["test"].update(empirical)
         res.write_text(json.dumps(data))
@@ -265,20 +316,20 @@ def test_table6_pearson_of_best_class(tmp_path):
     assert d.loc["compactness", "class"] == 11 and d.loc["separability", "class"] == 42
     df = out.display
     row = df[(df["dataset"] == "MS COCO") & (df["correlation"] == "Correlation(compactness, AP)")].iloc[0]
-    assert row["(rho, p-val) paper"] == "(0.9472, 0.0144)" and row["class (best mean)"] == f"{COCO_NAMES[11]} (#11)"
+    assert row["(ρ, p) paper"] == "(0.9472, 0.0144)" and row["class (best mean)"] == f"{COCO_NAMES[11]} (#11)"
     assert row["G-softmax runs used"] == "5 of 5"
     nus = df[df["dataset"] == "NUS-WIDE"]
-    assert (nus["(rho, p-val) ours"] == "not run").all() and len(nus) == 3
+    assert (nus["(ρ, p) ours"] == "not run").all() and len(nus) == 3
     assert out.extra and len(out.extra[0][1]) == 6  # the learned-statistics variant, for reference
 
 
 def test_table6_needs_three_runs(tmp_path):
     runs = tmp_path / "runs"
-    for exp in paper.GSOFTMAX_GRID["nuswide"][:2]:
-        write_run(runs, exp, 0)
+    for r in paper.rows(table=4, head="gsoftmax")[:2]:
+        write_run(runs, r.experiment, 0)
     df = build_table(6, Grid(paper.experiments(6), "full", runs)).display
     nus = df[df["dataset"] == "NUS-WIDE"]
-    assert nus["(rho, p-val) ours"].str.contains("needs >= 3").all()
+    assert nus["(ρ, p) ours"].str.contains("needs >= 3").all()
 
 
 # --------------------------------------------------------------------------- CLI and launching
@@ -299,10 +350,10 @@ def test_cli_no_run_writes_all_files(tmp_path, capsys):
 def test_launch_commands_group_by_model_and_pass_launcher_and_seeds(tmp_path):
     grid = Grid(paper.experiments(1), "smoke", tmp_path / "runs", fixtures_dir=tmp_path / "fx")
     assert grid.missing() == paper.experiments(1)
-    cmds = grid.launch_commands(grid.missing(), "ray", [0, 1])
+    cmds = launch_commands(grid, grid.missing(), "gsm_ray", [0, 1])
     assert len(cmds) == 4  # vgg16, densenet, wrn, wrn1100 (both datasets read the one fixtures folder)
     for cmd in cmds:
-        assert cmd[2] == "-m" and cmd[-2] == "hydra/launcher=ray" and cmd[-1] == "seed=0,1"
+        assert cmd[2] == "-m" and cmd[-2] == "hydra/launcher=gsm_ray" and cmd[-1] == "seed=0,1"
         assert f"output_root={tmp_path.resolve()}" in cmd and "trainer.device=cpu" in cmd
     wrn1100 = next(c for c in cmds if "table1/wrn1100_cifar10_softmax" in c[3])
     assert wrn1100[3] == "experiment=" + ",".join(e for e in paper.experiments(1) if e.startswith("table1/wrn1100_"))
@@ -317,14 +368,14 @@ def test_launch_commands_group_by_model_and_pass_launcher_and_seeds(tmp_path):
         for exp in cmd[3].split("=", 1)[1].split(","):
             assert row_key(compose(exp, overrides)) == grid.rows[exp].key, (exp, overrides)
     full = Grid(paper.experiments(3), "full", tmp_path / "runs")
-    (cmd,) = full.launch_commands(full.missing())
+    (cmd,) = launch_commands(full, full.missing())
     assert cmd[3].count(",") == 6 and not any(c.startswith("hydra/launcher") for c in cmd)
 
 
 def test_launch_failure_is_a_clear_error(tmp_path, monkeypatch, capsys):
     import subprocess
 
-    import gsm.grid
+    import gsm.reproduce
 
     calls = []
 
@@ -332,10 +383,10 @@ def test_launch_failure_is_a_clear_error(tmp_path, monkeypatch, capsys):
         calls.append(cmd)
         return subprocess.CompletedProcess(cmd, 3)
 
-    monkeypatch.setattr(gsm.grid.subprocess, "run", fake_run)
+    monkeypatch.setattr(gsm.reproduce.subprocess, "run", fake_run)
     grid = Grid(paper.experiments(3), "full", tmp_path / "runs")
     with pytest.raises(LaunchError, match="exit 3"):
-        grid.launch(grid.missing())
+        launch(grid, grid.missing())
     code = main(["table3", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "t")])
     assert code == 2 and "the trainer failed (exit 3)" in capsys.readouterr().err
     assert len(calls) == 2 and not (tmp_path / "t").exists()
@@ -358,7 +409,7 @@ def _make_table(table: str, root: Path) -> subprocess.CompletedProcess:
         cmd = ["make", "--no-print-directory", "-o", ".venv/.installed-stamp", table, "PROFILE=smoke",
                f"BIN={Path(sys.executable).parent}", f"TABLE_ARGS={args}"]
     else:
-        cmd = [sys.executable, "-m", "gsm.tables", table, "--profile", "smoke", *args.split()]
+        cmd = [sys.executable, "-m", "gsm.reproduce", table, "--profile", "smoke", *args.split()]
     return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
 
 
@@ -369,23 +420,33 @@ def _md_rows(md: str) -> list[list[str]]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("table, figures_expected", [
-    ("table1", ["fig3_x_vs_p_cifar.png", "fig5_gaussians_cifar.png", "fig6_per_class_cifar10.png", "fig7_per_class_cifar100.png"]),
-    ("table3", ["fig4_coco_classes.png", "fig8_coco_averages.png"]),
+    ("table1", ["fig3_x_vs_p_cifar", "fig5_gaussians_cifar", "fig6_per_class_cifar10", "fig7_per_class_cifar100"]),
+    ("table3", ["fig4_coco_classes", "fig8_coco_averages"]),
 ])
 def test_smoke_profile_end_to_end(smoke_root, table, figures_expected):
     proc = _make_table(table, smoke_root)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    assert "UserWarning" not in proc.stderr and "No artists with labels" not in proc.stderr, proc.stderr[-4000:]
     data = pd.read_csv(smoke_root / "tables" / f"{table}.csv")
     ours = data[~data.reference_only]
+    number = int(table[5:])
     assert len(ours) == (24 if table == "table1" else 7 * 7)
     assert (ours.status == "measured").all(), ours[ours.status != "measured"][["row", "metric"]]
-    assert np.isfinite(ours.ours_mean).all() and (ours.n_seeds == 1).all() and (ours.device == "cpu").all()
+    assert np.isfinite(ours.ours_mean_pct).all() and (ours.n_seeds == 1).all() and (ours.device == "cpu").all()
     md = (smoke_root / "tables" / f"{table}.md").read_text()
-    assert "Profile: **smoke**" in md
+    assert "Profile smoke" in md
     rows = _md_rows(md)
-    assert len(rows) == (len(paper.TABLE1) // 2 if table == "table1" else len(paper.TABLE3))
-    for cells in rows:  # every cell of every row is filled
-        assert all(cells) and "not run" not in cells, cells
+    n_ours = len(paper.rows(table=number, reference_only=False))
+    if table == "table1":
+        assert len(rows) == len(paper.rows(table=1)) // 2
+    else:
+        assert len(rows) == len(paper.rows(table=number)) + n_ours
+    for cells in rows:  # every cell of every row is filled, and no row of ours says "not run"
+        assert all(cells) or cells[1] == "paper", cells
+        assert "not run" not in cells, cells
     assert (smoke_root / "tables" / f"{table}.tex").stat().st_size > 0
     for name in figures_expected:
-        assert (smoke_root / "figures" / name).stat().st_size > 5_000
+        assert (smoke_root / "figures" / f"{name}.png").stat().st_size > 5_000
+        assert (smoke_root / "figures" / f"{name}.pdf").stat().st_size > 2_000
+        caption = (smoke_root / "figures" / f"{name}.txt").read_text()
+        assert caption.startswith("Figure ") and "Not run" not in caption, caption

@@ -197,16 +197,38 @@ CIFAR100_COARSE = ["aquatic_mammals", "fish", "flowers", "food_containers", "fru
                    "vehicles_1", "vehicles_2"]
 
 
-def make_cifar100(root: str | Path, train_per_class: int = 2, test_per_class: int = 1, seed: int = 1) -> dict[str, Any]:
-    """cifar-100-python/{train, test, meta}: 100 fine classes (names fine_000..), 20 coarse."""
+# The official fine label names, in the official (alphabetical) order.
+CIFAR100_FINE = ["apple", "aquarium_fish", "baby", "bear", "beaver", "bed", "bee", "beetle", "bicycle", "bottle",
+                 "bowl", "boy", "bridge", "bus", "butterfly", "camel", "can", "castle", "caterpillar", "cattle",
+                 "chair", "chimpanzee", "clock", "cloud", "cockroach", "couch", "crab", "crocodile", "cup",
+                 "dinosaur", "dolphin", "elephant", "flatfish", "forest", "fox", "girl", "hamster", "house",
+                 "kangaroo", "keyboard", "lamp", "lawn_mower", "leopard", "lion", "lizard", "lobster", "man",
+                 "maple_tree", "motorcycle", "mountain", "mouse", "mushroom", "oak_tree", "orange", "orchid",
+                 "otter", "palm_tree", "pear", "pickup_truck", "pine_tree", "plain", "plate", "poppy",
+                 "porcupine", "possum", "rabbit", "raccoon", "ray", "road", "rocket", "rose", "sea", "seal",
+                 "shark", "shrew", "skunk", "skyscraper", "snail", "snake", "spider", "squirrel", "streetcar",
+                 "sunflower", "sweet_pepper", "table", "tank", "telephone", "television", "tiger", "tractor",
+                 "train", "trout", "tulip", "turtle", "wardrobe", "whale", "willow_tree", "wolf", "woman", "worm"]
+
+
+def make_cifar100(root: str | Path, train_per_class: int = 2, test_per_class: int = 1, seed: int = 1,
+                  classes_with_images: int = 100) -> dict[str, Any]:
+    """cifar-100-python/{train, test, meta}: the 100 official fine class names, 20 coarse.
+
+    ``classes_with_images`` < 100: only the first that many classes get images (the meta still lists
+    all 100), e.g. 10 for the classes the paper's Figs. 3 and 7 plot, in a split small enough that
+    ``dataset.subset`` keeps every image.
+    """
+    if not 1 <= classes_with_images <= 100:
+        raise ValueError(f"classes_with_images must be in 1..100 (got {classes_with_images})")
     rng = np.random.default_rng(seed)
     folder = Path(root) / "cifar-100-python"
     folder.mkdir(parents=True, exist_ok=True)
-    fine_names = [f"fine_{i:03d}" for i in range(100)]
+    fine_names = list(CIFAR100_FINE)
     coarse_of = rng.permutation(np.repeat(np.arange(20), 5))
     out: dict[str, Any] = {"dataset": "cifar100", "root": str(root), "class_names": fine_names}
     for split, per in (("train", train_per_class), ("test", test_per_class)):
-        y = rng.permutation(np.repeat(np.arange(100), per))
+        y = rng.permutation(np.repeat(np.arange(classes_with_images), per))
         x = _cifar_images(rng, len(y))
         write_py2_pickle(folder / split, {
             "filenames": [f"{split}_{i}.png" for i in range(len(y))], "batch_label": f"{split}ing batch 1 of 1",
@@ -294,14 +316,22 @@ COCO_CATEGORIES = [
 ]
 
 
-def make_coco(root: str | Path, train_images: int = 10, val_images: int = 6, seed: int = 3) -> dict[str, Any]:
+def make_coco(root: str | Path, train_images: int = 10, val_images: int = 6, seed: int = 3,
+              ensure_classes: tuple[str, ...] | list[str] = ()) -> dict[str, Any]:
     """annotations/instances_{train,val}2014.json + {train,val}2014/COCO_*_%012d.jpg (80 real categories).
 
     Categories are listed in a shuffled (non-ascending) id order; the last image
     of each split has no annotation; each labelled image has 1-3 categories,
     some with two instances, and one annotation per split is a crowd region.
+    ``ensure_classes`` (category names): each is added to three labelled images of
+    each split (e.g. the categories the paper's Fig. 4 plots).
     """
     rng = np.random.default_rng(seed)
+    id_of = {name: cid for cid, name, _ in COCO_CATEGORIES}
+    unknown = [n for n in ensure_classes if n not in id_of]
+    if unknown:
+        raise ValueError(f"ensure_classes: not COCO categories: {unknown}")
+    ensured = [id_of[n] for n in ensure_classes]
     root = Path(root)
     (root / "annotations").mkdir(parents=True, exist_ok=True)
     cats = [COCO_CATEGORIES[i] for i in rng.permutation(len(COCO_CATEGORIES))]
@@ -324,6 +354,9 @@ def make_coco(root: str | Path, train_images: int = 10, val_images: int = 6, see
                            "height": h, "width": w, "date_captured": "2013-11-14 16:28:13", "id": img_id})
             chosen = [] if k == n - 1 else sorted(int(c) for c in rng.choice([c[0] for c in COCO_CATEGORIES],
                                                                               size=int(rng.integers(1, 4)), replace=False))
+            step = max(1, (n - 1) // 3)  # three images per ensured category, spread over the split
+            extra = {cid for j, cid in enumerate(ensured) if k < n - 1 and k in (j, j + step, j + 2 * step)}
+            chosen = sorted(set(chosen) | extra)
             for j, cid in enumerate(chosen):
                 for _ in range(1 + (j == 0 and k % 2 == 0)):  # some categories with two instances
                     x, y = float(rng.integers(0, w // 2)), float(rng.integers(0, h // 2))

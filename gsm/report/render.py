@@ -1,0 +1,132 @@
+"""Writers of a table: Markdown, CSV and LaTeX (pandas ``Styler.to_latex`` with booktabs).
+
+Every table has the same parts: a title, a one-sentence caption, a legend line for the three kinds
+of empty cell, the table (text columns left-aligned, numeric columns right-aligned), the
+conditions of the runs, and notes. The LaTeX file is a ``table`` float that needs only
+``\\usepackage{booktabs}`` (named in its first line); the conditions and notes are comments.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+NOT_RUN = "not run"  # a row of ours without a run under the profile
+NOT_REPORTED = "n.r."  # the paper prints "-"
+NOT_APPLICABLE = "n/a"  # a literature row (never run here), or no p-value (baseline, fewer than 2 paired seeds)
+LEGEND = (f"{NOT_RUN}: no run of this row was found under the profile; {NOT_REPORTED}: not reported by the paper; "
+          f"{NOT_APPLICABLE}: not applicable (a literature row, never run here, or a p-value without two seeds "
+          f"both rows have).")
+LATEX_PACKAGES = ("booktabs",)
+
+# Unicode the tables use, as LaTeX (after escaping): pdflatex needs no extra package for these.
+_TEX_SYMBOLS = {"μ": r"$\mu$", "σ": r"$\sigma$", "ρ": r"$\rho$", "±": r"$\pm$", "⁺": r"$^{+}$", "—": "---",
+                "–": "--", "·": r"$\cdot$", "≥": r"$\geq$", "×": r"$\times$", "‖": r"$\|$", "−": "-", "λ": r"$\lambda$"}
+
+
+def seeds_text(seeds: list[int]) -> str:
+    """``n = 1 (seed 0)``, ``n = 3 (seeds 0, 1, 2)``; ``not run`` for none."""
+    if not seeds:
+        return NOT_RUN
+    s = sorted(seeds)
+    return f"n = {len(s)} (seed{'s' if len(s) > 1 else ''} {', '.join(str(x) for x in s)})"
+
+
+def paper_text(v: float | None, decimals: int) -> str:
+    return NOT_REPORTED if v is None else f"{v:.{decimals}f}"
+
+
+@dataclass
+class TableOutput:
+    name: str
+    title: str
+    caption: str  # one sentence
+    display: pd.DataFrame  # paper layout, formatted strings (md and tex)
+    data: pd.DataFrame  # tidy numbers (csv)
+    conditions: list[str] = field(default_factory=list)  # profile, runs, revisions, epochs, devices
+    notes: list[str] = field(default_factory=list)
+    text_columns: tuple[str, ...] = ("Method", "seeds")  # left-aligned; every other column is numeric (right-aligned)
+    extra: list[tuple[str, pd.DataFrame]] = field(default_factory=list)  # further sections (md and tex)
+
+    def _aligns(self, df: pd.DataFrame) -> list[str]:
+        return ["l" if c in self.text_columns else "r" for c in df.columns]
+
+    def markdown(self) -> str:
+        lines = [f"# {self.title}", "", self.caption, "", f"*Legend:* {LEGEND}", "",
+                 md_table(self.display, self._aligns(self.display)), ""]
+        for heading, df in self.extra:
+            lines += [f"## {heading}", "", md_table(df, self._aligns(df)), ""]
+        if self.conditions:
+            lines += ["Conditions: " + " ".join(self.conditions), ""]
+        if self.notes:
+            lines += ["Notes:", ""] + [f"- {n}" for n in self.notes]
+        return "\n".join(lines).rstrip() + "\n"
+
+    def latex(self) -> str:
+        """``table`` floats (booktabs); caption one sentence; conditions and notes as comments."""
+        out = [f"% {self.title}. Needs \\usepackage{{{','.join(LATEX_PACKAGES)}}}."]
+        if self.conditions:
+            out += _comment("Conditions: " + " ".join(self.conditions))
+        out += [c for n in self.notes for c in _comment("Note: " + n)] + [""]
+        for i, (heading, df) in enumerate([(None, self.display), *self.extra]):
+            caption = self.caption if heading is None else f"{self.caption.rstrip('.')}: {heading}."
+            out.append(styler_latex(df, self._aligns(df), caption, f"tab:{self.name}" + (f"-{i}" if i else "")))
+        return "\n".join(out)
+
+    def write(self, out_dir: Path) -> list[Path]:
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        paths = [out_dir / f"{self.name}.md", out_dir / f"{self.name}.csv", out_dir / f"{self.name}.tex"]
+        paths[0].write_text(self.markdown())
+        self.data.to_csv(paths[1], index=False)
+        paths[2].write_text(self.latex())
+        return paths
+
+
+def _comment(text: str, width: int = 110) -> list[str]:
+    import textwrap
+
+    return ["% " + line for line in textwrap.wrap(text, width)]
+
+
+def _md_cell(v: Any) -> str:
+    return str(v).replace("|", "\\|").replace("*", "\\*").replace("\n", " ")
+
+
+def md_table(df: pd.DataFrame, aligns: list[str] | None = None) -> str:
+    """A GitHub Markdown table; ``aligns`` per column ``l`` / ``r`` (numeric columns right-aligned)."""
+    cols = list(df.columns)
+    aligns = aligns or ["l"] * len(cols)
+    lines = ["| " + " | ".join(_md_cell(c) for c in cols) + " |",
+             "|" + "|".join("---:" if a == "r" else "---" for a in aligns) + "|"]
+    for _, r in df.iterrows():
+        lines.append("| " + " | ".join(_md_cell(r[c]) for c in cols) + " |")
+    return "\n".join(lines)
+
+
+_TEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
+                "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "*": r"\textasteriskcentered{}"}
+
+
+def tex_text(s: str) -> str:
+    """Plain text as LaTeX: special characters escaped, the tables' Unicode as LaTeX symbols."""
+    s = s.replace("**", "").replace("`", "")  # Markdown emphasis and code spans
+    return _tex_symbols("".join(_TEX_ESCAPES.get(ch, ch) for ch in s))
+
+
+def _tex_symbols(s: str) -> str:
+    for a, b in _TEX_SYMBOLS.items():
+        s = s.replace(a, b)
+    return s
+
+
+def styler_latex(df: pd.DataFrame, aligns: list[str], caption: str, label: str) -> str:
+    """One ``table`` float through pandas' Styler (booktabs rules), cells and headers LaTeX-escaped."""
+    sty = df.style.hide(axis="index").format(escape="latex").format_index(escape="latex", axis=1)
+    body = sty.to_latex(hrules=True, column_format="".join(aligns), position="t", position_float="centering",
+                        caption=tex_text(caption), label=label)
+    body = body.replace("*", "\\textasteriskcentered{}")  # *WRN: a literal asterisk in text mode
+    return _tex_symbols(body)
