@@ -4,8 +4,10 @@
   the data and the layout gsm expects;
 * text files read with universal newlines (CRLF-safe), blank lines checked;
 * :func:`load_rgb`: decode one image file to uint8 RGB (grayscale, palette and
-  CMYK files become 3 channels); a corrupt or truncated file is a DataError
-  naming it;
+  CMYK files become 3 channels); JPEGs through libjpeg-turbo straight into a
+  tensor (``torchvision.io.decode_jpeg``), optionally at a reduced size in the
+  DCT domain (PIL ``draft``) when the pipeline shrinks them by 2x or more
+  anyway; a corrupt or truncated file is a DataError naming it;
 * :class:`ImageFiles`: the torch ``Dataset`` DataLoader workers read;
 * :func:`decode_all`: decode a list of small images into one uint8 tensor
   (threads), with an optional on-disk cache keyed by the file list;
@@ -18,6 +20,7 @@ import hashlib
 import logging
 import os
 import uuid
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -30,9 +33,18 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from gsm.data.types import DatasetSplits, FileSplit
+from gsm.config import boolean, integer
 from gsm.errors import ConfigError, DataError
 
 log = logging.getLogger("gsm.data")
+# torchvision >= 0.29 deprecates its image codecs in favour of TorchCodec; they remain the fastest JPEG decode
+# into a tensor that torchvision ships, and PIL takes over (same pixels) where they are missing or fail.
+warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of TorchVision",
+                        category=DeprecationWarning)
+try:
+    from torchvision.io import ImageReadMode, decode_jpeg
+except ImportError:  # a torchvision without its image codecs
+    decode_jpeg = None
 
 CACHE_VERSION = 1
 
@@ -49,14 +61,8 @@ def choice(cfg: Mapping[str, Any], key: str, default: str, valid: Sequence[str])
 
 
 def image_size(cfg: Mapping[str, Any], default: int, minimum: int = 8) -> int:
-    raw = cfg.get("image_size", default)
-    try:
-        size = int(default if raw is None else raw)
-    except (TypeError, ValueError):
-        raise ConfigError(f"dataset.image_size must be an integer number of pixels (got {raw!r})") from None
-    if size < minimum:
-        raise ConfigError(f"dataset.image_size must be >= {minimum} (got {size})")
-    return size
+    size = integer("dataset.image_size", cfg.get("image_size", default), minimum=minimum, allow_none=True)
+    return default if size is None else size
 
 
 def dataset_root(cfg: Mapping[str, Any], name: str, how_to_get: str, layout: str) -> Path:
@@ -110,16 +116,58 @@ def read_lines(path: Path) -> list[str]:
 # --------------------------------------------------------------------------- images
 
 
-def load_rgb(path: str | os.PathLike) -> Tensor:
-    """Decode an image file fully to uint8 (3, H, W) RGB; DataError naming the file if it is unreadable."""
+JPEG_MAGIC = b"\xff\xd8\xff"
+
+
+def load_rgb(path: str | os.PathLike, min_size: int | None = None) -> Tensor:
+    """Decode an image file fully to uint8 (3, H, W) RGB; DataError naming the file if it is unreadable.
+
+    JPEGs go through ``torchvision.io.decode_jpeg`` (the same libjpeg-turbo decode as PIL, without PIL's
+    image object and the numpy copies: about twice as fast). ``min_size``: the pipeline resizes the image
+    to at least this many pixels per side next, so a JPEG at least twice that size is decoded at 1/2, 1/4
+    or 1/8 scale in the DCT domain (PIL ``draft``), both sides staying >= ``min_size``.
+    """
+    if min_size is not None:
+        reduced = _decode_reduced(path, int(min_size))
+        if reduced is not None:
+            return reduced
+    try:
+        with open(path, "rb") as fh:
+            data = bytearray(fh.read())
+    except FileNotFoundError:
+        raise DataError(f"image file not found: {path}") from None
+    except OSError as exc:
+        raise DataError(f"cannot read image {path}: {exc}") from None
+    if decode_jpeg is not None and data[:3] == JPEG_MAGIC:
+        try:
+            return decode_jpeg(torch.frombuffer(data, dtype=torch.uint8), mode=ImageReadMode.RGB)
+        except RuntimeError:
+            pass  # truncated or unusual JPEG: PIL decodes it or names the file in a DataError
+    return _load_rgb_pil(path)
+
+
+def _load_rgb_pil(path: str | os.PathLike, min_size: int | None = None) -> Tensor:
     try:
         with Image.open(path) as im:
+            if min_size is not None:
+                im.draft("RGB", (min_size, min_size))
             arr = np.array(im.convert("RGB"))  # convert() forces the full decode: truncation shows here
     except FileNotFoundError:
         raise DataError(f"image file not found: {path}") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise DataError(f"cannot decode image {path}: {exc}") from None
     return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
+
+
+def _decode_reduced(path: str | os.PathLike, min_size: int) -> Tensor | None:
+    """The JPEG decoded at a reduced scale if it is at least 2 x ``min_size`` on both sides, else None."""
+    try:
+        with Image.open(path) as im:  # reads the header only
+            if im.format != "JPEG" or min(im.size) < 2 * min_size:
+                return None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        return None  # the full decode path reports it
+    return _load_rgb_pil(path, min_size)
 
 
 def resize_uint8(images: Tensor, size: int) -> Tensor:
@@ -134,21 +182,27 @@ def resize_uint8(images: Tensor, size: int) -> Tensor:
 
 
 class ImageFiles(Dataset):
-    """(transform(decoded image), target) for a list of image files; read by DataLoader workers."""
+    """(transform(decoded image), target) for a list of image files; read by DataLoader workers.
 
-    def __init__(self, paths: Sequence[str | os.PathLike], targets: Tensor, transform: Callable[[Tensor], Tensor]) -> None:
+    ``min_size``: the smallest side the transform resizes to first (see :func:`load_rgb`); None decodes
+    every image at full size (needed when a crop may take a small part of the image, e.g. RandomResizedCrop).
+    """
+
+    def __init__(self, paths: Sequence[str | os.PathLike], targets: Tensor, transform: Callable[[Tensor], Tensor],
+                 min_size: int | None = None) -> None:
         if len(paths) != len(targets):
             raise ValueError(f"{len(paths)} paths but {len(targets)} targets")
         # A numpy array of strings, not a list of str objects: forked workers then share it without copy-on-write.
         self.paths = np.asarray([str(p) for p in paths], dtype=str)
         self.targets = targets
         self.transform = transform
+        self.min_size = min_size
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
-        return self.transform(load_rgb(self.paths[i])), self.targets[i]
+        return self.transform(load_rgb(self.paths[i], self.min_size)), self.targets[i]
 
 
 # --------------------------------------------------------------------------- decode to one tensor (+ cache)
@@ -158,7 +212,7 @@ def _decode_into(out: Tensor, paths: Sequence[Path], size: int, threads: int) ->
     def work(i: int) -> None:
         out[i] = resize_uint8(load_rgb(paths[i]), size)
 
-    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:  # PIL releases the GIL while decoding
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:  # decoding runs outside the GIL
         for _ in pool.map(work, range(len(paths))):  # re-raises the first DataError (it names the file)
             pass
 
@@ -256,15 +310,20 @@ def multilabel_file_splits(
     cfg: Mapping[str, Any], name: str, class_names: list[str],
     train: tuple[Sequence[Path], Tensor], test: tuple[Sequence[Path], Tensor], notes: dict[str, Any],
 ) -> Any:
-    """DatasetSplits of FileSplits with the SPEC §5 multi-label pipelines (COCO, NUS-WIDE)."""
-    from gsm.data.transforms import IMAGENET_MEAN, IMAGENET_STD, TRAIN_CROPS, eval_transform, multilabel_train
+    """DatasetSplits of FileSplits with the multi-label pipelines of docs/datasets.md (COCO, NUS-WIDE)."""
+    from gsm.data.transforms import (
+        IMAGENET_MEAN, IMAGENET_STD, TRAIN_CROPS, eval_transform, multilabel_train, multiscale_side,
+    )
 
     size = image_size(cfg, 448, minimum=16)
     crop = choice(cfg, "train_crop", "multiscale", TRAIN_CROPS)
-    flip = bool(cfg.get("flip", True))
+    flip = boolean("dataset.flip", cfg.get("flip", True))
     train_tf, test_tf = multilabel_train(size, crop, flip), eval_transform(size)
-    train_split = FileSplit(ImageFiles(train[0], train[1], train_tf), train[1], ImageFiles(train[0], train[1], test_tf))
-    test_split = FileSplit(ImageFiles(test[0], test[1], test_tf), test[1])
+    # Reduced-size JPEG decoding where the first step shrinks the whole image anyway (never for random_resized).
+    train_min = multiscale_side(size) if crop == "multiscale" else None
+    train_split = FileSplit(ImageFiles(train[0], train[1], train_tf, train_min), train[1],
+                            ImageFiles(train[0], train[1], test_tf, size))
+    test_split = FileSplit(ImageFiles(test[0], test[1], test_tf, size), test[1])
     return DatasetSplits(
         name=name, num_classes=len(class_names), multilabel=True, class_names=class_names,
         train=train_split, test=test_split, in_channels=3, image_size=size,

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from gsm.errors import GsmError
+from gsm.errors import ConfigError, GsmError
 
 Batch = tuple[Tensor, Tensor, Tensor]
 
@@ -130,6 +130,27 @@ class IndexedDataset(Dataset):
         return image, target, i
 
 
+def available_cpus() -> int:
+    """The CPU cores this process may run on (its affinity mask, e.g. a SLURM or container limit)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def auto_num_workers(local_jobs: int = 1) -> int:
+    """``trainer.num_workers=auto``: DataLoader workers per process for the JPEG sets.
+
+    The cores this process may use, divided among the ``local_jobs`` training processes sharing them
+    (one per local GPU under torchrun, or parallel jobs of a sweep on one machine), minus one core per
+    process for its own main thread (it launches the GPU work and collates the batches). With one core
+    or fewer per process that is 0: the main process decodes, as workers would only compete with it.
+    """
+    if isinstance(local_jobs, bool) or not isinstance(local_jobs, int) or local_jobs < 1:
+        raise ConfigError(f"auto_num_workers: local_jobs must be a positive integer (got {local_jobs!r})")
+    per_job = available_cpus() // local_jobs
+    return max(0, per_job - 1)
+
+
 class FileLoader:
     """DataLoader over a file-backed dataset, moving batches to the device."""
 
@@ -152,7 +173,7 @@ class FileLoader:
         self.sampler = DistributedSampler(
             self.dataset, num_replicas=world_size, rank=rank, shuffle=train, seed=self.seed, drop_last=train
         )
-        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        cpus = available_cpus()
         self.loader = DataLoader(
             self.dataset,
             batch_size=batch_size,

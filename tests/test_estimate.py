@@ -1,0 +1,129 @@
+"""The cost estimate (gsm.estimate): composition and grouping into recipes, the probe on CPU, the report."""
+
+from __future__ import annotations
+
+import math
+import tempfile
+
+import pytest
+import torch
+from torch import nn
+
+from gsm import estimate
+from gsm.errors import ConfigError
+from gsm.heads import build_head
+from gsm.models import Classifier
+
+SMOKE_WRN = ["table1/wrn_cifar10_gsoftmax", "table1/wrn1100_cifar10_gsoftmax"]
+
+
+def _table(text: str, first_header: str) -> list[dict[str, str]]:
+    """The markdown table whose first column is ``first_header``, as dicts."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"| {first_header} |"))
+    header = [c.strip() for c in lines[start].strip("|").split("|")]
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append(dict(zip(header, (c.strip() for c in line.strip("|").split("|")))))
+    return rows
+
+
+def _num(cell: str) -> float:
+    return float(cell.split()[0].replace(",", ""))
+
+
+def test_smoke_estimate_on_cpu_prints_every_row_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # the smoke profile's output root (outputs/smoke) is relative
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    rc = estimate.run_estimate(SMOKE_WRN, "smoke", [], "basic", device="cpu", warmup=1, steps=1)
+    out = capsys.readouterr().out
+    assert rc == 0
+    recipes = _table(out, "recipe")
+    assert len(recipes) == 1  # same model, head, batch and data: one probe serves both rows
+    assert _num(recipes[0]["GFLOP/image"]) > 0
+    rows = {r["experiment"]: r for r in _table(out, "experiment")}
+    assert set(rows) == set(SMOKE_WRN)
+    for row in rows.values():
+        for col in ("images/s", "train s/epoch", "eval s/epoch", "checkpoint s/epoch", "s/epoch", "h/run"):
+            value = _num(row[col])
+            assert math.isfinite(value) and value > 0, (col, row[col])
+        assert row["MFU"] == "n/a" and row["peak memory"] == "n/a"  # a CPU has no known peak
+        parts = _num(row["train s/epoch"]) + _num(row["eval s/epoch"]) + _num(row["checkpoint s/epoch"])
+        assert _num(row["s/epoch"]) == pytest.approx(parts, rel=0.02, abs=0.02)
+    # the 1,100-epoch row runs 2 epochs under the smoke profile, the other 1: same s/epoch, different run cost
+    a, b = rows["table1/wrn_cifar10_gsoftmax"], rows["table1/wrn1100_cifar10_gsoftmax"]
+    assert (a["epochs"], b["epochs"]) == ("1", "2") and a["s/epoch"] == b["s/epoch"]
+    total = float(out.split("total: 2 run(s), one seed each: ")[1].split()[0])
+    assert total == pytest.approx(sum(_num(r["h/run"]) for r in rows.values()), rel=0.01)
+    assert "launcher basic: 1 in parallel" in out
+    assert not (tmp_path / "outputs").exists()  # no run folder
+    assert not list(scratch.glob("gsm-estimate-*"))  # the checkpoint's temporary folder is gone
+
+
+def test_recipes_group_rows_that_train_alike():
+    configs = estimate.compose_experiments(
+        ["table3/resnet101_coco_softmax", "table3/resnet101_coco_gsoftmax_mu0_sigma1",
+         "table3/resnet101_coco_gsoftmax_mu0_sigma5", "table3/resnet101_coco_gsoftmax_empirical"], "full", [])
+    recipes = estimate.group_recipes(configs)
+    by_head = {r.config["head"]["name"]: r.experiments for r in recipes}
+    assert by_head["softmax"] == ["table3/resnet101_coco_softmax"]
+    assert len(by_head["gsoftmax"]) == 3  # μ, σ and the init do not change a step's cost
+    shape = recipes[0].shape()
+    assert (shape["image_size"], shape["num_classes"], shape["multilabel"], shape["files"]) == (448, 80, True, True)
+    assert (shape["train"], shape["test"]) == (82_081, 40_137)
+    assert recipes[0].batch_size == 16
+
+
+def test_smoke_profile_caps_split_sizes_and_shapes():
+    cfg = estimate.compose_experiments(["table2/resnet101_tiny_imagenet_softmax"], "smoke", [])
+    shape = estimate.group_recipes(cfg)[0].shape()
+    # smoke: 32x32 (tensor path, padding 8 at 64 px scaled to 4), at most 48 images per split
+    assert (shape["image_size"], shape["files"], shape["crop_padding"]) == (32, False, 4)
+    assert (shape["train"], shape["test"], shape["num_classes"]) == (48, 48, 200)
+
+
+def test_train_flops_of_a_linear_model_match_the_hand_count():
+    backbone = nn.Sequential(nn.Flatten(), nn.Linear(12, 8))
+    backbone.out_features = 8
+    model = Classifier(backbone, build_head("softmax", 8, 5, False))
+    loader = estimate.SyntheticLoader([(torch.randn(4, 3, 2, 2), torch.randint(0, 5, (4,)), torch.arange(4))])
+    # forward 2·12·8 + 2·8·5; backward: weight grads of both layers, input grad of the second only
+    expected = 2 * 12 * 8 * 2 + 2 * 8 * 5 * 3
+    assert estimate.train_flops_per_image(model, loader, None) == expected
+
+
+def test_run_costs_add_up_from_the_probe():
+    cfg = {"trainer": {"epochs": 10, "checkpoint_every": 2, "analyze_train": True}}
+    m = {"shape": {"train": 1000, "test": 200}, "images_per_second": 100.0, "eval_images_per_second": 400.0,
+         "metrics_seconds": 0.5, "checkpoint_seconds": 3.0, "loader_images_per_second": None}
+    c = estimate.run_costs(cfg, m)
+    assert c["train_s"] == 10.0 and c["eval_s"] == 1.0 and c["ckpt_s"] == 1.5 and c["epoch_s"] == 12.5
+    assert c["hours"] == pytest.approx((10 * 12.5 + 1000 / 400) / 3600)
+    capped = estimate.run_costs(cfg, {**m, "loader_images_per_second": 50.0, "loader_eval_images_per_second": 80.0})
+    assert capped["rate"] == 50.0 and capped["train_s"] == 20.0 and capped["eval_s"] == 200 / 80 + 0.5
+
+
+def test_launcher_parallelism_and_wall_time():
+    assert estimate.parallel_gpus("basic", [], 24)[0] == 1
+    assert estimate.parallel_gpus("gsm_ray:8", [], 24)[0] == 8
+    assert estimate.parallel_gpus("slurm", [], 24)[0] == 24  # submitit's default allows all 24 at once
+    assert estimate.parallel_gpus("slurm", ["hydra.launcher.array_parallelism=4"], 24)[0] == 4
+    with pytest.raises(ConfigError, match="launcher"):
+        estimate.parallel_gpus("nonesuch", [], 3)
+    with pytest.raises(ConfigError, match="positive number"):
+        estimate.parallel_gpus("ray:0", [], 3)
+    assert estimate.makespan([5, 4, 3, 3, 1], 2) == 8  # 5+3 | 4+3+1
+    assert estimate.makespan([5, 4, 3], 1) == 12
+
+
+def test_bad_arguments_are_config_errors():
+    with pytest.raises(ConfigError, match="profile"):
+        estimate.run_estimate(SMOKE_WRN, "nonesuch", [], "basic", device="cpu")
+    with pytest.raises(ConfigError, match="--device"):
+        estimate.run_estimate(SMOKE_WRN, "smoke", [], "basic", device="tpu")
+    with pytest.raises(ConfigError, match="peak-tflops"):
+        estimate.run_estimate(SMOKE_WRN, "smoke", [], "basic", device="cpu", peak_tflops=-1.0)
