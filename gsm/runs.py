@@ -1,30 +1,38 @@
-"""Run directories, checkpoints and results files (SPEC §7).
+"""Run folders, their lock, checkpoints and results files (see docs/runs.md).
 
-A run's directory is ``<output_root>/runs/<dataset>/<model>-<head>-<signature>``
-where the signature hashes every result-affecting setting, so rerunning the
-same command finds the same directory: it resumes from ``checkpoints/last.pt``
-or, when ``results.json`` exists, reports it and does not train again.
+A run's folder is ``<output_root>/runs/<dataset>/<readable name>-<signature>``. The signature
+(10 hex digits) hashes every result-affecting setting and is the run's identity: rerunning the same
+command finds the folder whose name ends in it, whatever the readable part says (so folders named
+``<model>-<head>-<signature>`` by earlier versions are found too). The readable part names the
+settings that differ from the (dataset, model, head) recipe and the seed, e.g.
+``wrn-gsoftmax_mu-0.1_s0-4a93c8b2c1``.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import math
 import os
+import re
+import shutil
+import socket
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from gsm.errors import CheckpointError
+from gsm.errors import CheckpointError, ConfigError, GsmError
 
 # Settings that do not change a run's numbers (where and how fast it runs, how it reports).
 NON_RESULT_KEYS = {
-    "trainer": {"device", "force", "compile", "num_workers", "progress", "eval_batch_size", "checkpoint_every"},
+    "trainer": {"device", "force", "compile", "compile_mode", "num_workers", "progress", "eval_batch_size",
+                "checkpoint_every", "cpu_threads", "wait_for_lock", "log_every_n_steps"},
     "dataset": {"root", "download", "cache", "cache_dir"},
 }
 RESULT_GROUPS = ("dataset", "model", "head", "optimizer", "schedule", "trainer", "seed")
@@ -53,37 +61,184 @@ def signature(cfg: DictConfig | dict, *, include_seed: bool = True) -> str:
     return hashlib.sha1(blob.encode()).hexdigest()[:10]
 
 
-def run_name(cfg: DictConfig) -> str:
-    """``<dataset>/<model>-<head>-<signature>``: readable and unique per result-affecting config."""
-    return f"{cfg.dataset.name}/{cfg.model.name}-{cfg.head.name}-{signature(cfg)}"
+MAX_NAME = 96  # characters of a run folder's name, signature included
+
+
+def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(d, dict):
+        return {prefix: d}
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}.{k}" if prefix else str(k)))
+    return out
+
+
+def _value_text(v: Any) -> str:
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, float):
+        return f"{v:g}"
+    if isinstance(v, (list, tuple)):
+        return ",".join(_value_text(x) for x in v)
+    return re.sub(r"[^A-Za-z0-9.,+-]", "~", str(v))
+
+
+def readable_name(cfg: DictConfig | dict, recipe: DictConfig | dict | None, sig: str) -> str:
+    """``<model>-<head>[_<key><value>…]_s<seed>-<signature>``: the settings that differ from ``recipe`` (the
+    same dataset, model and head with no other overrides), capped at MAX_NAME characters; the signature
+    stays whole, so the name is unique whatever the cap cuts."""
+    ours = _flat(signature_payload(cfg))
+    base = _flat(signature_payload(recipe)) if recipe is not None else ours
+    order = {g: i for i, g in enumerate(("head", "model", "optimizer", "schedule", "trainer", "dataset"))}
+    parts = []
+    for key in sorted(ours, key=lambda k: (order.get(k.split(".")[0], len(order)), k)):
+        if key in ("seed", "dataset.name", "model.name", "head.name") or ours[key] == base.get(key, object()):
+            continue
+        parts.append(f"{key.rsplit('.', 1)[-1]}{_value_text(ours[key])}")
+    model, head = _value_text(ours.get("model.name")), _value_text(ours.get("head.name"))
+    stem = "_".join([f"{model}-{head}", *parts, f"s{_value_text(ours.get('seed'))}"])
+    room = MAX_NAME - len(sig) - 1
+    if len(stem) > room:
+        stem = stem[: room - 1] + "~"
+    return f"{stem}-{sig}"
+
+
+def find_run_dir(dataset_dir: Path, sig: str) -> Path | None:
+    """The existing run folder of signature ``sig`` under ``<output_root>/runs/<dataset>``, if any."""
+    if not dataset_dir.is_dir():
+        return None
+    found = sorted(p for p in dataset_dir.glob(f"*-{sig}") if p.is_dir())
+    if len(found) > 1:  # same identity under two names (e.g. copied by hand): prefer the one with results
+        found.sort(key=lambda p: not (p / "results.json").exists())
+    return found[0] if found else None
 
 
 def register_resolvers() -> None:
-    """``${gsm.run_name:}`` names the Hydra run/sweep dir; ``${gsm.hydra_subdir:}`` keeps .hydra on rank 0 only;
-    ``${gsm.gpus_per_job:}`` is 1 where CUDA is visible, else 0 (Ray launcher)."""
-    if not OmegaConf.has_resolver("gsm.run_name"):
-        OmegaConf.register_new_resolver("gsm.run_name", lambda *, _root_: run_name(_root_), use_cache=False)
+    """``${gsm.gpus_per_job:}`` is 1 where CUDA is visible, else 0 (the Ray launcher's GPUs per job)."""
     if not OmegaConf.has_resolver("gsm.gpus_per_job"):
         OmegaConf.register_new_resolver("gsm.gpus_per_job", lambda: 1 if torch.cuda.is_available() else 0)
-    if not OmegaConf.has_resolver("gsm.hydra_subdir"):
-        OmegaConf.register_new_resolver(
-            "gsm.hydra_subdir", lambda: ".hydra" if int(os.environ.get("RANK", "0")) == 0 else None
-        )
 
+
+# --------------------------------------------------------------------------- one writer per run folder
+
+
+class RunLockedError(GsmError):
+    """Another process holds the run folder's lock."""
+
+
+class RunLock:
+    """An exclusive lock on a run folder for the whole run (``filelock``: fcntl/flock, which the kernel, or
+    the NFS server, releases when the holder dies, so a killed run never blocks the next one). The holder
+    writes who it is into ``.lock.owner`` so that a second process can say whom it waits for."""
+
+    def __init__(self, run_dir: Path) -> None:
+        from filelock import FileLock
+
+        self.run_dir = run_dir
+        self.owner_path = run_dir / ".lock.owner"
+        self._lock = FileLock(str(run_dir / ".lock"))
+
+    def owner(self) -> str:
+        try:
+            info = json.loads(self.owner_path.read_text())
+            return f"process {info['pid']} on {info['host']} (since {info['since']})"
+        except (OSError, ValueError, KeyError, TypeError):
+            return "another process"
+
+    def acquire(self, wait: bool, on_wait=None) -> None:
+        from filelock import Timeout
+
+        waited_notice = False
+        while True:
+            try:
+                self._lock.acquire(timeout=0 if not wait else 30)
+                break
+            except Timeout:
+                if not wait:
+                    raise RunLockedError(
+                        f"run folder {self.run_dir} is in use by {self.owner()}; wait for it to finish, "
+                        f"or rerun with trainer.wait_for_lock=true to wait"
+                    ) from None
+                if on_wait is not None and not waited_notice:
+                    on_wait(self.owner())
+                    waited_notice = True
+        info = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}
+        self.owner_path.write_text(json.dumps(info) + "\n")
+
+    def release(self) -> None:
+        if self._lock.is_locked:
+            self.owner_path.unlink(missing_ok=True)
+            self._lock.release()
+
+
+def remove_debris(run_dir: Path) -> list[Path]:
+    """Delete the temporary files an interrupted atomic write left behind (``.<name>.*.tmp``)."""
+    removed = []
+    for folder in (run_dir, run_dir / "checkpoints"):
+        for tmp in folder.glob(".*.tmp") if folder.is_dir() else []:
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
+# --------------------------------------------------------------------------- files
+
+
+class StorageError(GsmError):
+    """A file could not be written: the disk is full or the folder is not writable."""
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+FILE_MODE = 0o666 & ~_umask()  # what open() would give: teammates sharing a runs folder can read results
 
 def atomic_write_bytes(path: Path, write) -> None:
-    """Write through a temporary file in the same folder, then rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Write through a temporary file in the same folder, then rename: readers never see half a file.
+    The file gets the mode the umask gives (not mkstemp's 0600). A full disk is a StorageError naming the file."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise _storage_error(exc, path) from exc
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, (OSError, RuntimeError)) and _is_storage_fault(exc, path):
+            raise _storage_error(exc, path) from exc
         raise
+
+
+def _is_storage_fault(exc: BaseException, path: Path) -> bool:
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EFBIG):
+        return True
+    # torch.save reports a full disk as RuntimeError("[enforce fail at inline_container.cc] ... unexpected pos")
+    if isinstance(exc, RuntimeError):
+        try:
+            return shutil.disk_usage(path.parent).free < (64 << 20)
+        except OSError:
+            return True
+    return False
+
+
+def _storage_error(exc: BaseException, path: Path) -> StorageError:
+    if isinstance(exc, OSError) and exc.errno in (errno.EROFS, errno.EACCES):
+        return StorageError(f"cannot write {path}: {path.parent} is not writable ({exc.strerror})")
+    try:
+        device = os.stat(path.parent).st_dev if path.parent.exists() else None
+    except OSError:
+        device = None
+    where = f"{path.parent}" + (f" (device {os.major(device)}:{os.minor(device)})" if device is not None else "")
+    return StorageError(f"no space left on {where} while writing {path}")
 
 
 def _json_safe(obj: Any) -> Any:
@@ -117,6 +272,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 
 
 def git_revision() -> str:
+    """The short git revision of the code, with ``-dirty`` when tracked files have uncommitted changes."""
     try:
         out = subprocess.run(
             ["git", "rev-parse", "--short=12", "HEAD"], cwd=Path(__file__).resolve().parent,

@@ -1,23 +1,26 @@
 """The trainer: ``python train.py [group=option ...] [key=value ...]`` (Hydra app, also ``gsm-train``).
 
 One function per stage, in the order a run goes through them:
-set-up (distributed, device, run directory) → data → model → optimiser and
-schedule → resume or empirical μ/σ init → epochs (train, evaluate, log,
-checkpoint) → final analysis and ``results.json``.
+validate the config → set-up (threads, device, distributed) → data (and its fingerprint) →
+the run folder (skip a finished run, lock, resume) → model → optimiser and schedule → resume or
+empirical μ/σ init → epochs (train, evaluate, log, checkpoint in the background) → final analysis
+and ``results.json``. docs/runs.md says when a rerun trains, resumes or skips.
 """
 
 from __future__ import annotations
 
-import contextlib
+import copy
 import csv
 import io
 import json
 import logging
 import math
 import os
+import platform
+import socket
 import sys
+import threading
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,17 +33,15 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
 from gsm import analysis, runs
-from gsm.data import DataBundle, DeviceLoader, build_data
-from gsm.errors import ConfigError, GsmError, TrainingError
-from gsm.heads import GSoftmaxHead, Head, head_loss
+from gsm.data import DataBundle, build_data, fingerprint_differences, load_splits
+from gsm.data.types import DatasetSplits
+from gsm.errors import CheckpointError, ConfigError, DataError, GsmError, TrainingError
+from gsm.heads import Head, head_loss, param_groups
 from gsm.metrics import multilabel_metrics, thresholded_metrics, top1_error, topk_error
 from gsm.models import Classifier, build_classifier
 from gsm.schedules import build_scheduler, epoch_factors
 
 log = logging.getLogger("gsm.train")
-runs.register_resolvers()
-# configs/hydra/launcher/ray.yaml deliberately refines the plugin's `ray` schema of the same name.
-warnings.filterwarnings("ignore", message=".*is validated against ConfigStore schema with the same name")
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}
 
@@ -98,19 +99,13 @@ def amp_dtype(cfg: DictConfig, device: torch.device) -> torch.dtype | None:
 # --------------------------------------------------------------------------- model and optimiser
 
 
-def build_optimizer(model: Classifier, cfg: DictConfig) -> torch.optim.SGD:
-    """SGD; G-softmax μ, σ in their own group (lr × head.dist_lr_mult, no weight decay)."""
-    head = model.head
-    dist_params = [p for p in (getattr(head, "mu_param", None), getattr(head, "sigma_param", None)) if p is not None and p.requires_grad]
-    dist_ids = {id(p) for p in dist_params}
-    others = [p for p in model.parameters() if p.requires_grad and id(p) not in dist_ids]
+def build_optimizer(model: nn.Module, cfg: DictConfig) -> torch.optim.SGD:
+    """SGD over :func:`gsm.heads.param_groups`: the heads' μ, σ in their own group (lr × dist_lr_mult, no decay)."""
     opt = cfg.optimizer
     for key in ("lr", "momentum", "weight_decay"):
         if not math.isfinite(float(opt[key])) or float(opt[key]) < 0:
             raise ConfigError(f"optimizer.{key} must be a finite number >= 0 (got {opt[key]!r})")
-    groups: list[dict[str, Any]] = [{"params": others, "weight_decay": float(opt.weight_decay)}]
-    if dist_params:
-        groups.append({"params": dist_params, "lr": float(opt.lr) * head.dist_lr_mult, "weight_decay": 0.0})
+    groups = param_groups(model, float(opt.lr), float(opt.weight_decay))
     return torch.optim.SGD(groups, lr=float(opt.lr), momentum=float(opt.momentum), nesterov=bool(opt.get("nesterov", False)))
 
 
@@ -143,19 +138,26 @@ def _gather(tensors: list[Tensor], dist: Dist) -> list[Tensor]:
 
 
 @torch.no_grad()
-def evaluate(model: Classifier, loader: Any, dist: Dist, amp: torch.dtype | None) -> EvalOutputs:
-    """Fc outputs x and logits for the whole split, gathered over ranks, in dataset order."""
+def evaluate(model: Classifier, loader: Any, dist: Dist, amp: torch.dtype | None, log_every: int = 0) -> EvalOutputs:
+    """Fc outputs x and logits for the whole split, gathered over ranks, in dataset order. Outputs stay on
+    the device until the split is done (no host sync per batch)."""
     model.eval()
     xs, logits, targets, index = [], [], [], []
-    for images, y, idx in loader:
+    start = time.perf_counter()
+    for step, (images, y, idx) in enumerate(loader, 1):
         with torch.autocast(images.device.type, dtype=amp or torch.float32, enabled=amp is not None):
             features = model.backbone(images)
-        x = model.head.fc_outputs(features.float())
-        xs.append(x.float().cpu())
-        logits.append(model.head.logits_from_x(x).float().cpu())
-        targets.append(y.cpu())
-        index.append(idx.cpu())
-    x_all, l_all, t_all, i_all = _gather([torch.cat(xs), torch.cat(logits), torch.cat(targets), torch.cat(index)], dist)
+        x = model.head.fc_outputs(features.float()).float()
+        xs.append(x)
+        logits.append(model.head.logits_from_x(x).float())
+        targets.append(y)
+        index.append(idx)
+        if log_every and step % log_every == 0:
+            log.info("evaluating: batch %d/%d, %.0f img/s", step, len(loader), step * images.shape[0] / (time.perf_counter() - start))
+    if not xs:
+        raise DataError("the evaluation loader gave no batches")
+    local = [torch.cat(t).cpu() for t in (xs, logits, targets, index)]  # one transfer per split
+    x_all, l_all, t_all, i_all = _gather(local, dist)
     order = i_all.argsort()
     keep = torch.ones_like(order, dtype=torch.bool)
     keep[1:] = i_all[order][1:] != i_all[order][:-1]  # DistributedSampler pads with repeats
@@ -188,15 +190,17 @@ class TrainState:
 
 def train_one_epoch(
     model: nn.Module, head: Head, loader: Any, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
-    amp: torch.dtype | None, epoch: int, progress: bool,
+    amp: torch.dtype | None, epoch: int, progress: bool, *, log_every: int = 0, epochs: int | None = None,
 ) -> dict[str, float]:
+    """One pass over the training split. The loss is read to the host once per epoch (and at log steps)."""
     model.train()
     loader.set_epoch(epoch)
     loss_sum = torch.zeros((), dtype=torch.float64, device=next(model.parameters()).device)
     seen = 0
     start = time.perf_counter()
     bar = _progress(loader, epoch, progress)
-    for images, targets, _ in bar:
+    steps = len(loader)
+    for step, (images, targets, _) in enumerate(bar, 1):
         with torch.autocast(images.device.type, dtype=amp or torch.float32, enabled=amp is not None):
             logits = model(images, targets)
         loss = head_loss(head, logits, targets)
@@ -208,16 +212,35 @@ def train_one_epoch(
         seen += images.shape[0]
         if bar is not loader and seen:
             bar.set_postfix(img_s=f"{seen / (time.perf_counter() - start):.0f}", refresh=False)
+        if log_every and (step % log_every == 0 or step == steps):
+            _log_step(epoch, epochs, step, steps, float(loss.detach()), seen, time.perf_counter() - start)
     if seen == 0:
         raise TrainingError(f"epoch {epoch + 1}: the training loader gave no batches")
     mean_loss = (loss_sum / seen).item()  # one device sync per epoch
     if not math.isfinite(mean_loss):
-        raise TrainingError(
-            f"epoch {epoch + 1}: the training loss is {mean_loss} (diverged). Lower optimizer.lr, "
-            f"or for L-softmax raise head.beta_min; the checkpoint of epoch {epoch} is kept"
-        )
+        raise TrainingError(f"epoch {epoch + 1}: the training loss is {mean_loss} (diverged). {_divergence_hint(epoch)}")
     seconds = time.perf_counter() - start
     return {"train_loss": mean_loss, "train_seconds": seconds, "images_per_second": seen / seconds}
+
+
+def _log_step(epoch: int, epochs: int | None, step: int, steps: int, loss: float, seen: int, elapsed: float) -> None:
+    """One progress line for logs without a terminal (SLURM, Ray): loss, images/s, epoch and run ETA."""
+    per_step = elapsed / step
+    epoch_eta = per_step * (steps - step)
+    run_eta = epoch_eta + per_step * steps * ((epochs or epoch + 1) - epoch - 1)
+    log.info("epoch %d/%s step %d/%d  loss=%.4g  %.0f img/s  epoch ETA %s  run ETA %s", epoch + 1, epochs or "?",
+             step, steps, loss, seen / elapsed, _hms(epoch_eta), _hms(run_eta))
+
+
+def _hms(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def _divergence_hint(epoch: int) -> str:
+    kept = STATUS.checkpoint_text()
+    return (f"Lower optimizer.lr, check the schedule's factors (schedule.*), or for L-softmax raise head.beta_min; "
+            f"{kept}")
 
 
 def _progress(loader: Any, epoch: int, enabled: bool):
@@ -230,9 +253,9 @@ def _progress(loader: Any, epoch: int, enabled: bool):
 
 @torch.no_grad()
 def empirical_init(model: Classifier, loader: Any, batches: int, dist: Dist, amp: torch.dtype | None) -> None:
-    """``head.init=empirical``: μ, σ ← mean, std of x over up to ``batches`` training batches (all ranks)."""
+    """``head.init=empirical``: the head's distribution ← mean, std of x over up to ``batches`` training
+    batches (all ranks), through :meth:`Head.init_from_moments`."""
     head = model.head
-    assert isinstance(head, GSoftmaxHead)
     model.eval()
     loader.set_epoch(0)
     n, s1, s2 = 0.0, 0.0, 0.0
@@ -249,16 +272,35 @@ def empirical_init(model: Classifier, loader: Any, batches: int, dist: Dist, amp
     n, s1, s2 = stats
     mu = s1 / n
     sigma = (s2 / n - mu**2).clamp_min(0).sqrt()
-    head.set_distribution(mu.float(), sigma.float())
+    head.init_from_moments(mu.float(), sigma.float())
     log.info("head.init=empirical: μ mean %.4f, σ mean %.4f over %d images", mu.mean(), sigma.mean(), int(n.flatten()[0]))
 
 
 # --------------------------------------------------------------------------- checkpoints
 
 
-def checkpoint_state(model: Classifier, optimizer, scheduler, scaler, state: TrainState, sig: str) -> dict[str, Any]:
+@dataclass
+class RunStatus:
+    """Where the run in this process stands, for the one-line messages on Ctrl-C and on errors."""
+
+    epoch: int | None = None  # the epoch being trained (1-based)
+    checkpoint_epoch: int | None = None  # the epoch of the checkpoint on disk (complete and renamed)
+
+    def checkpoint_text(self) -> str:
+        if self.checkpoint_epoch is None:
+            return "no checkpoint was written yet, so a rerun starts over"
+        return f"the checkpoint of epoch {self.checkpoint_epoch} is kept"
+
+
+STATUS = RunStatus()
+
+
+def checkpoint_state(model: Classifier, optimizer, scheduler, scaler, state: TrainState, sig: str,
+                     fingerprint: dict[str, Any] | None = None, data_root: str | None = None) -> dict[str, Any]:
     return {
         "signature": sig,
+        "data_fingerprint": fingerprint or {},
+        "data_root": data_root,
         "epoch": state.epoch,
         "history": state.history,
         "train_time": state.train_time,
@@ -271,21 +313,101 @@ def checkpoint_state(model: Classifier, optimizer, scheduler, scaler, state: Tra
     }
 
 
-def restore(path: Path, model: Classifier, optimizer, scheduler, scaler, sig: str) -> TrainState:
+def restore(path: Path, model: Classifier, optimizer, scheduler, scaler, sig: str,
+            fingerprint: dict[str, Any] | None = None, data_root: str | None = None) -> TrainState:
     ckpt = runs.load_checkpoint(path)
-    if ckpt.get("signature") != sig:
-        raise runs.CheckpointError(f"checkpoint {path} belongs to another config (signature {ckpt.get('signature')} != {sig})")
-    model.load_state_dict(ckpt["model"])
-    optimizer.load_state_dict(ckpt["optimizer"])
-    scheduler.load_state_dict(ckpt["scheduler"])
-    scaler.load_state_dict(ckpt["scaler"])
-    torch.set_rng_state(ckpt["rng_cpu"])
-    if ckpt["rng_cuda"] and torch.cuda.is_available() and len(ckpt["rng_cuda"]) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(ckpt["rng_cuda"])
-    return TrainState(ckpt["epoch"], list(ckpt["history"]), float(ckpt["train_time"]))
+    if not isinstance(ckpt, dict) or ckpt.get("signature") != sig:
+        other = ckpt.get("signature") if isinstance(ckpt, dict) else None
+        raise CheckpointError(f"checkpoint {path} belongs to another config (signature {other} != {sig}); "
+                              f"delete it or rerun with trainer.force=true")
+    recorded = ckpt.get("data_fingerprint")
+    if fingerprint and recorded:
+        diff = fingerprint_differences(recorded, fingerprint)
+        if diff:
+            raise DataError(
+                f"cannot resume {path.parent.parent}: its checkpoint was trained on other data "
+                f"(dataset.root {ckpt.get('data_root')!r} then, {data_root!r} now; differs: {'; '.join(diff)}). "
+                f"Point dataset.root at the data it started on, or rerun with trainer.force=true to start over on this data"
+            )
+    try:
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        scaler.load_state_dict(ckpt["scaler"])
+        torch.set_rng_state(ckpt["rng_cpu"])
+        if ckpt["rng_cuda"] and torch.cuda.is_available() and len(ckpt["rng_cuda"]) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(ckpt["rng_cuda"])
+        state = TrainState(int(ckpt["epoch"]), list(ckpt["history"]), float(ckpt["train_time"]))
+    except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+        raise CheckpointError(
+            f"checkpoint {path} has this config's signature but contents this code cannot load "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0][:300]}); delete it or rerun with trainer.force=true"
+        ) from exc
+    STATUS.checkpoint_epoch = state.epoch
+    return state
+
+
+def _snapshot(obj: Any, pin: bool) -> Any:
+    """A deep copy of a state dict with every tensor on the CPU (pinned when ``pin``), so training can go on."""
+    if isinstance(obj, Tensor):
+        if obj.device.type == "cpu":
+            return obj.detach().clone()
+        out = torch.empty(obj.shape, dtype=obj.dtype, device="cpu", pin_memory=pin)
+        return out.copy_(obj.detach(), non_blocking=pin)
+    if isinstance(obj, dict):
+        return {k: _snapshot(v, pin) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_snapshot(v, pin) for v in obj)
+    return copy.deepcopy(obj)
+
+
+class Checkpointer:
+    """Checkpoints written in a background thread: the state is snapshotted to (pinned) CPU memory, then
+    written with the same atomic rename; at most one write is in flight, and :meth:`wait` joins it (before
+    the next snapshot, at the end of the run, and on Ctrl-C)."""
+
+    def __init__(self, path: Path, pin: bool) -> None:
+        self.path, self.pin = path, pin
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def save(self, state: dict[str, Any], epoch: int) -> None:
+        self.wait()
+        snapshot = _snapshot(state, self.pin)
+        if self.pin:
+            torch.cuda.synchronize()
+
+        def write() -> None:
+            try:
+                runs.save_checkpoint(self.path, snapshot)
+                STATUS.checkpoint_epoch = epoch
+            except BaseException as exc:  # re-raised in the main thread by wait()
+                self._error = exc
+
+        self._thread = threading.Thread(target=write, name="gsm-checkpoint", daemon=False)
+        self._thread.start()
+
+    def wait(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            err, self._error = self._error, None
+            raise err
 
 
 # --------------------------------------------------------------------------- reporting
+
+
+def _tag(key: str) -> str:
+    """TensorBoard tag of a history column: train/…, test/…, time/…, lr."""
+    if key.startswith("train_") and not key.endswith("seconds"):
+        return "train/" + key[len("train_"):]
+    if key.startswith("test_"):
+        return "test/" + key[len("test_"):]
+    if key.endswith("seconds") or key == "images_per_second":
+        return "time/" + key
+    return key
 
 
 class Reporter:
@@ -304,12 +426,18 @@ class Reporter:
         step = row["epoch"]
         scalars = {k: v for k, v in row.items() if isinstance(v, (int, float)) and k not in ("epoch", "epochs")}
         for k, v in scalars.items():
-            self.writer.add_scalar(k, v, step)
-        if isinstance(head, GSoftmaxHead):
-            self.writer.add_histogram("head/mu", head.mu.detach().cpu(), step)
-            self.writer.add_histogram("head/sigma", head.sigma.detach().cpu(), step)
+            self.writer.add_scalar(_tag(k), v, step)
+        for name, values in head.histograms().items():
+            self.writer.add_histogram(f"head/{name}", values.detach().float().cpu(), step)
         self.writer.flush()
         log.info("epoch %d/%s  %s", step, row.get("epochs"), "  ".join(f"{k}={v:.4g}" for k, v in scalars.items()))
+
+    def hparams(self, hparams: dict[str, Any], metrics: dict[str, float]) -> None:
+        """The run's settings → its final metrics, for TensorBoard's HParams tab (a (μ, σ) sweep side by side)."""
+        if self.enabled:
+            clean = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in hparams.items() if v is not None}
+            self.writer.add_hparams(clean, {f"hparam/{k}": v for k, v in metrics.items()}, run_name=".")
+            self.writer.flush()
 
     def summary(self, history: list[dict[str, Any]]) -> None:
         """summary.csv: one row per epoch, rewritten whole (atomically) from the run's history."""
@@ -327,49 +455,67 @@ class Reporter:
             self.writer.close()
 
 
-def epoch_row(epoch: int, epochs: int, lr: float, train: dict[str, float], metrics: dict[str, Any]) -> dict[str, Any]:
-    row: dict[str, Any] = {"epoch": epoch, "epochs": epochs, "lr": lr, **train}
-    for k, v in metrics.items():
-        if isinstance(v, float):
-            row[f"test_{k}"] = v
-    return row
+def epoch_row(epoch: int, epochs: int, lr: float, train: dict[str, float], metrics: dict[str, Any],
+              multilabel: bool) -> dict[str, Any]:
+    """One history row: fractions under ``*_frac`` names (gsm.results.record_metrics), seconds under ``*_seconds``."""
+    from gsm.results import record_metrics
+
+    return {"epoch": epoch, "epochs": epochs, "lr": lr, **train, **record_metrics(metrics, multilabel, history=True)}
+
+
+def environment(device: torch.device, dist: Dist, num_workers: int, compiled: bool) -> dict[str, Any]:
+    """How the run ran (recorded in results.json; a rerun that skips says when it differs)."""
+    rev = runs.git_revision()
+    cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
+    return {
+        "device": device.type,
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or platform.machine() or "cpu"),
+        "world_size": dist.world_size,
+        "cpu_threads": torch.get_num_threads(),
+        "num_workers": num_workers,
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "cudnn": cudnn,
+        "deterministic": torch.are_deterministic_algorithms_enabled(),
+        "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
+        "compiled": compiled,
+        "git_rev": rev.removesuffix("-dirty"),
+        "git_dirty": rev.endswith("-dirty"),
+        "python": platform.python_version(),
+        "hostname": socket.gethostname(),
+    }
 
 
 def build_results(
-    cfg: DictConfig, model: Classifier, splits: Any, test: EvalOutputs, train_out: EvalOutputs | None,
-    state: TrainState, wall: float, sig: str, dist: Dist, device: torch.device,
-) -> dict[str, Any]:
+    cfg: DictConfig, model: Classifier, splits: DatasetSplits, test: EvalOutputs, train_out: EvalOutputs | None,
+    state: TrainState, wall: float, sig: str, env: dict[str, Any], run_dir: Path,
+) -> Any:
+    """The run's :class:`gsm.results.RunRecord` (what results.json holds; tables and figures read only it)."""
+    from gsm.results import RunRecord, record_metrics
+
     multilabel = splits.multilabel
     metrics = compute_metrics(test, multilabel)
-    head = model.head
-    res: dict[str, Any] = {
-        "dataset": cfg.dataset.name, "model": cfg.model.name, "head": cfg.head.name,
-        "mu": cfg.head.get("mu"), "sigma": cfg.head.get("sigma"), "lam": cfg.head.get("lam"),
-        "seed": int(cfg.seed), "epochs": int(cfg.trainer.epochs), "multilabel": multilabel,
-        "num_classes": splits.num_classes, "class_names": list(splits.class_names),
-        "train_samples": len(splits.train), "test_samples": len(splits.test),
-        "data_notes": splits.notes,  # e.g. images skipped as missing or unlabelled, concepts dropped
-    }
-    if multilabel:
-        res.update({k: metrics[k] for k in ("mAP", "CP", "CR", "CF1", "OP", "OR", "OF1")})
-        res["per_class_ap"] = metrics["AP"]
-        res["classes_without_positives"] = metrics["classes_without_positives"]
-        res["top3"] = metrics["top3"]
-    else:
-        res["top1_error"] = metrics["top1_error"]
-        res["top5_error"] = metrics["top5_error"]
-    res["test_loss"] = metrics["loss"]
-    res["learned"] = analysis.learned_stats(head.mu, head.sigma) if isinstance(head, GSoftmaxHead) else None
-    res["empirical"] = {"test": analysis.empirical_stats(test.x, test.targets, multilabel)}
+    empirical = {"test": analysis.empirical_stats(test.x, test.targets, multilabel)}
     if train_out is not None:
-        res["empirical"]["train"] = analysis.empirical_stats(train_out.x, train_out.targets, multilabel)
-    res.update({
-        "history": state.history, "train_time_s": state.train_time, "wall_time_s": wall,
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "world_size": dist.world_size, "git_rev": runs.git_revision(), "signature": sig,
-        "torch": torch.__version__, "config": OmegaConf.to_container(cfg, resolve=True),
-    })
-    return res
+        empirical["train"] = analysis.empirical_stats(train_out.x, train_out.targets, multilabel)
+    history = state.history
+    return RunRecord(
+        run_name=run_dir.name, signature=sig,
+        dataset=cfg.dataset.name, model=cfg.model.name, head=cfg.head.name,
+        mu=cfg.head.get("mu"), sigma=cfg.head.get("sigma"), lam=cfg.head.get("lam"),
+        seed=int(cfg.seed), epochs=int(cfg.trainer.epochs), multilabel=multilabel,
+        num_classes=splits.num_classes, class_names=list(splits.class_names),
+        train_samples=len(splits.train), test_samples=len(splits.test), data_notes=splits.notes,
+        data_fingerprint=splits.fingerprint, data_root=_data_root(cfg),
+        **record_metrics(metrics, multilabel),
+        learned=model.head.learned_stats(), empirical=empirical,
+        history=history, train_time_s=state.train_time, wall_time_s=wall,
+        eval_seconds_total=sum(r.get("eval_seconds", 0.0) for r in history),
+        checkpoint_seconds_total=sum(r.get("checkpoint_seconds", 0.0) for r in history),
+        environment=env, device=env["device_name"] if env["device"] == "cuda" else "cpu", world_size=env["world_size"],
+        git_rev=env["git_rev"] + ("-dirty" if env["git_dirty"] else ""), torch=env["torch"],
+        config=OmegaConf.to_container(cfg, resolve=True),
+    )
 
 
 def save_outputs(path: Path, out: EvalOutputs, multilabel: bool) -> None:
@@ -378,16 +524,143 @@ def save_outputs(path: Path, out: EvalOutputs, multilabel: bool) -> None:
     runs.atomic_write_bytes(path, lambda fh: torch.save(blob, fh))
 
 
+# --------------------------------------------------------------------------- the run folder
+
+
+def _data_root(cfg: DictConfig) -> str | None:
+    root = cfg.dataset.get("root")
+    return str(Path(str(root)).expanduser().resolve()) if root not in (None, "") else None
+
+
+def _recipe_config(cfg: DictConfig) -> DictConfig | None:
+    """The same dataset, model and head with no other overrides (what a folder name is relative to)."""
+    try:
+        from hydra import compose
+
+        hc = HydraConfig.get()
+        choices = hc.runtime.choices
+        extra = [o for o in hc.overrides.hydra if o.startswith("hydra.searchpath")]
+        return compose("train", overrides=[f"dataset={choices['dataset']}", f"model={choices['model']}",
+                                           f"head={choices['head']}", *extra])
+    except Exception:  # noqa: BLE001 - only the readable part of the name depends on it
+        return None
+
+
+def locate_run_dir(cfg: DictConfig, sig: str) -> Path:
+    """The run's folder: the existing one of this signature (any name), else a new readable name."""
+    dataset_dir = Path(str(cfg.output_root)) / "runs" / str(cfg.dataset.name)
+    found = runs.find_run_dir(dataset_dir, sig)
+    return found if found is not None else dataset_dir / runs.readable_name(cfg, _recipe_config(cfg), sig)
+
+
+def finished_results(run_dir: Path, splits: DatasetSplits, cfg: DictConfig, env_now: dict[str, Any],
+                     warn: bool = True) -> dict[str, Any] | None:
+    """The results of a finished run that this config may skip to, after checking its data; None when the run
+    must (re)train. Reads only: a skipped run's folder is left exactly as it was."""
+    from gsm.results import ResultsError, read_record
+
+    path = run_dir / "results.json"
+    if cfg.trainer.force or not path.exists():
+        return None
+    try:
+        record = read_record(path)
+    except ResultsError as exc:
+        if warn:
+            log.warning("%s; the run is treated as unfinished and trains again", exc)
+        return None
+    res = record.to_dict()
+    recorded = res.get("data_fingerprint")
+    if recorded:
+        diff = fingerprint_differences(recorded, splits.fingerprint)
+        if diff:
+            raise DataError(
+                f"{run_dir} finished on other data than dataset.root={_data_root(cfg)!r} holds now (it ran on "
+                f"dataset.root={res.get('data_root')!r}; differs: {'; '.join(diff)}). Rerun with trainer.force=true to "
+                f"retrain on this data (the recorded results are replaced), or use another output_root"
+            )
+    else:
+        print(f"gsm: note: {path} predates data fingerprints, so its data cannot be checked", file=sys.stderr)
+    env_then = res.get("environment") or {"git_rev": str(res.get("git_rev", "")).removesuffix("-dirty"), "torch": res.get("torch")}
+    changes = [f"{k} {env_then.get(k)} → {env_now.get(k)}" for k in ("git_rev", "git_dirty", "torch", "device_name", "world_size", "cpu_threads")
+               if k in env_then and env_then.get(k) != env_now.get(k)]
+    if changes:
+        print(f"gsm: note: this run was made in another environment ({', '.join(changes)}); trainer.force=true retrains",
+              file=sys.stderr)
+    print(f"gsm: this run is finished; results: {path} (trainer.force=true retrains)")
+    return res
+
+
+def _attach_log_file(run_dir: Path) -> logging.Handler:
+    handler = logging.FileHandler(run_dir / "train.log")
+    handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
+    logging.getLogger().addHandler(handler)
+    return handler
+
+
+def _record_invocation(run_dir: Path, cfg: DictConfig) -> None:
+    """``.hydra/config.yaml`` and ``overrides.yaml``: the config and command line that this run trains with."""
+    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    runs.atomic_write_bytes(run_dir / ".hydra" / "config.yaml", lambda fh: fh.write(OmegaConf.to_yaml(cfg).encode()))
+    runs.atomic_write_bytes(run_dir / ".hydra" / "overrides.yaml",
+                            lambda fh: fh.write(OmegaConf.to_yaml(OmegaConf.create(overrides)).encode()))
+
+
 # --------------------------------------------------------------------------- the run
+
+
+def _on_main(dist: Dist, check) -> dict[str, Any] | None:
+    """Run ``check`` on rank 0 only; every rank gets whether it found a finished run (its results on rank 0)."""
+    done = check() if dist.is_main else None
+    if dist.enabled:
+        holder = [done is not None]
+        torch_dist.broadcast_object_list(holder, 0)
+        if holder[0] and done is None:
+            return {}
+    return done
+
+
+def _cpu_threads(cfg: DictConfig) -> int:
+    """trainer.cpu_threads, or the cores this process may use shared among the local processes."""
+    want = cfg.trainer.get("cpu_threads")
+    if want is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        want = max(1, cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
+    return int(want)
+
+
+def _num_workers(cfg: DictConfig) -> int:
+    value = cfg.trainer.num_workers
+    if value == "auto":
+        from gsm.data.loaders import auto_num_workers
+
+        return auto_num_workers(int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    return int(value)
+
+
+def _compile(cfg: DictConfig, device: torch.device) -> bool:
+    value = cfg.trainer.get("compile", False)
+    return device.type == "cuda" if value == "auto" else bool(value)
+
+
+def _log_every(cfg: DictConfig, steps: int) -> int:
+    value = cfg.trainer.get("log_every_n_steps")
+    if value is None:  # a progress bar on a terminal; about ten lines per epoch in a log file
+        return 0 if (sys.stderr.isatty() and cfg.trainer.progress) else max(1, steps // 10)
+    return int(value)
 
 
 def run(cfg: DictConfig) -> dict[str, Any] | None:
     """Train and evaluate one config; returns the results dict (None for dry runs)."""
+    from gsm.config import validate_config
+
+    validate_config(cfg)
     wall_start = time.perf_counter()
+    torch.set_num_threads(_cpu_threads(cfg))
     device = resolve_device(str(cfg.trainer.device), int(os.environ.get("LOCAL_RANK", "0")))
     dist = init_distributed(device)
     if not dist.is_main:
         logging.getLogger("gsm").setLevel(logging.WARNING)
+    STATUS.epoch = STATUS.checkpoint_epoch = None
     try:
         return _run(cfg, dist, device, wall_start)
     finally:
@@ -396,44 +669,84 @@ def run(cfg: DictConfig) -> dict[str, Any] | None:
 
 
 def _run(cfg: DictConfig, dist: Dist, device: torch.device, wall_start: float) -> dict[str, Any] | None:
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
-    results_path, ckpt_path = run_dir / "results.json", run_dir / "checkpoints" / "last.pt"
     sig = runs.signature(cfg)
-    if not cfg.dry_run:
-        if results_path.exists() and not cfg.trainer.force:
-            if dist.is_main:
-                print(f"gsm: this run is finished; results: {results_path} (trainer.force=true retrains)")
-            return json.loads(results_path.read_text())
-        if cfg.trainer.force and dist.is_main:
-            for p in (results_path, ckpt_path, run_dir / "summary.csv"):
-                p.unlink(missing_ok=True)
-        dist.barrier()  # every rank now sees the same checkpoint state
-
     amp = amp_dtype(cfg, device)
     batch_size = int(cfg.trainer.batch_size)
     if batch_size < 1 or batch_size % dist.world_size:
         raise ConfigError(f"trainer.batch_size={batch_size} (the global batch) must be a positive multiple of the {dist.world_size} processes")
-    channels_last = bool(cfg.trainer.channels_last) and device.type == "cuda"
-    torch.manual_seed(int(cfg.seed))
-    data: DataBundle = build_data(
-        cfg.dataset, batch_size=batch_size // dist.world_size, device=device, seed=int(cfg.seed), rank=dist.rank,
-        world_size=dist.world_size, num_workers=int(cfg.trainer.num_workers),
-        eval_batch_size=int(cfg.trainer.eval_batch_size), channels_last=channels_last,
-    )
-    splits = data.splits
+    torch.manual_seed(int(cfg.seed))  # before anything random: the data's subset, the model's initial weights
+    splits = load_splits(cfg.dataset)
     model = build_classifier(
         cfg.model, cfg.head, num_classes=splits.num_classes, multilabel=splits.multilabel,
         in_channels=splits.in_channels, image_size=splits.image_size,
     )
-    if cfg.dry_run:
+    if cfg.dry_run:  # nothing is written anywhere
         if dist.is_main:
             print(json.dumps({
                 "params": sum(p.numel() for p in model.parameters()), "train_samples": len(splits.train),
                 "test_samples": len(splits.test), "num_classes": splits.num_classes,
-                "multilabel": splits.multilabel, "input_shape": data.input_shape,
+                "multilabel": splits.multilabel, "input_shape": [splits.in_channels, splits.image_size, splits.image_size],
             }))
         return None
 
+    num_workers, compiled = _num_workers(cfg), _compile(cfg, device)
+    env = environment(device, dist, num_workers, compiled)
+    run_dir = locate_run_dir(cfg, sig) if dist.is_main else None
+    if dist.enabled:
+        holder = [run_dir]
+        torch_dist.broadcast_object_list(holder, 0)
+        run_dir = holder[0]
+    assert run_dir is not None
+    done = _on_main(dist, lambda: finished_results(run_dir, splits, cfg, env))
+    if done is not None:
+        return done
+
+    lock = log_handler = None
+    if dist.is_main:
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise runs.StorageError(f"cannot create the run folder {run_dir} ({exc.strerror})") from exc
+        lock = runs.RunLock(run_dir)
+        wait = cfg.trainer.get("wait_for_lock")
+        if wait is None:  # a sweep that launches the same config twice waits, then finds it finished
+            wait = HydraConfig.initialized() and str(HydraConfig.get().mode) == "RunMode.MULTIRUN"
+        lock.acquire(bool(wait), on_wait=lambda who: print(f"gsm: {run_dir} is in use by {who}; waiting for it", file=sys.stderr))
+    try:
+        done = _on_main(dist, lambda: finished_results(run_dir, splits, cfg, env, warn=False))  # finished while we waited?
+        if done is not None:
+            return done
+        if dist.is_main:
+            for tmp in runs.remove_debris(run_dir):
+                log.info("removed %s (left by an interrupted write)", tmp)
+            if cfg.trainer.force:
+                for p in (run_dir / "results.json", run_dir / "checkpoints" / "last.pt", run_dir / "summary.csv",
+                          run_dir / "test_outputs.pt"):
+                    p.unlink(missing_ok=True)
+            log_handler = _attach_log_file(run_dir)
+            _record_invocation(run_dir, cfg)
+        dist.barrier()  # every rank now sees the same checkpoint state
+        return _train(cfg, dist, device, wall_start, sig, amp, batch_size, splits, model, run_dir, env, num_workers, compiled)
+    finally:
+        if log_handler is not None:
+            logging.getLogger().removeHandler(log_handler)
+            log_handler.close()
+        if lock is not None:
+            lock.release()
+
+
+def _train(cfg: DictConfig, dist: Dist, device: torch.device, wall_start: float, sig: str, amp: torch.dtype | None,
+           batch_size: int, splits: DatasetSplits, model: Classifier, run_dir: Path, env: dict[str, Any],
+           num_workers: int, compiled: bool) -> dict[str, Any]:
+    results_path, ckpt_path = run_dir / "results.json", run_dir / "checkpoints" / "last.pt"
+    channels_last = bool(cfg.trainer.channels_last) and device.type == "cuda"
+    eval_batch = cfg.trainer.get("eval_batch_size")
+    data: DataBundle = build_data(
+        cfg.dataset, batch_size=batch_size // dist.world_size, device=device, seed=int(cfg.seed), rank=dist.rank,
+        world_size=dist.world_size, num_workers=num_workers,
+        eval_batch_size=int(eval_batch) if eval_batch is not None else 4 * batch_size // dist.world_size,
+        channels_last=channels_last, splits=splits,
+    )
     model.to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
@@ -442,60 +755,85 @@ def _run(cfg: DictConfig, dist: Dist, device: torch.device, wall_start: float) -
     schedule = OmegaConf.to_container(cfg.schedule, resolve=True)
     scheduler = build_scheduler(optimizer, epoch_factors(schedule.pop("name"), epochs, **schedule))
     scaler = torch.amp.GradScaler(device.type, enabled=amp is torch.float16)
+    data_root = _data_root(cfg)
 
     if ckpt_path.exists():
-        state = restore(ckpt_path, model, optimizer, scheduler, scaler, sig)
+        state = restore(ckpt_path, model, optimizer, scheduler, scaler, sig, splits.fingerprint, data_root)
         log.info("resuming %s from epoch %d/%d", run_dir, state.epoch, epochs)
     else:
         state = TrainState()
-        if isinstance(model.head, GSoftmaxHead) and model.head.init == "empirical":
+        if model.head.empirical_init:
             empirical_init(model, data.train, model.head.init_batches, dist, amp)
-    log.info("run dir %s | %s on %s x%d | %d train / %d test images", run_dir, cfg.model.name, device, dist.world_size,
-             len(splits.train), len(splits.test))
+    log.info("run dir %s | %s on %s x%d | %d train / %d test images | %d CPU threads", run_dir, cfg.model.name, device,
+             dist.world_size, len(splits.train), len(splits.test), torch.get_num_threads())
 
     train_model: nn.Module = model
     if dist.enabled:
         train_model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    if cfg.trainer.compile:
-        train_model = torch.compile(train_model)
+    if compiled:
+        train_model = torch.compile(train_model, mode=cfg.trainer.get("compile_mode") or None)
 
+    log_every = _log_every(cfg, len(data.train))
+    every = int(cfg.trainer.get("checkpoint_every") or 1)
+    checkpointer = Checkpointer(ckpt_path, pin=device.type == "cuda") if dist.is_main else None
     reporter = Reporter(run_dir, dist.is_main)
     last_eval: EvalOutputs | None = None
     try:
         for epoch in range(state.epoch, epochs):
+            STATUS.epoch = epoch + 1
             lr = optimizer.param_groups[0]["lr"]
             train_stats = train_one_epoch(train_model, model.head, data.train, optimizer, scaler, amp, epoch,
-                                          bool(cfg.trainer.progress) and dist.is_main)
+                                          bool(cfg.trainer.progress) and dist.is_main, log_every=log_every, epochs=epochs)
             scheduler.step()
             sync_buffers(model, dist)
-            last_eval = evaluate(model, data.test, dist, amp)
+            t0 = time.perf_counter()
+            last_eval = evaluate(model, data.test, dist, amp, log_every=log_every)
+            eval_seconds = time.perf_counter() - t0
             if not torch.isfinite(last_eval.logits).all():
-                raise TrainingError(
-                    f"epoch {epoch + 1}: the model's test outputs are not finite (diverged). Lower optimizer.lr; "
-                    f"the checkpoint of epoch {state.epoch} is kept"
-                )
-            row = epoch_row(epoch + 1, epochs, lr, train_stats, compute_metrics(last_eval, splits.multilabel))
-            state.epoch, state.train_time = epoch + 1, state.train_time + train_stats["train_seconds"]
+                raise TrainingError(f"epoch {epoch + 1}: the model's test outputs are not finite (diverged). {_divergence_hint(epoch)}")
+            row = epoch_row(epoch + 1, epochs, lr, train_stats, compute_metrics(last_eval, splits.multilabel), splits.multilabel)
+            row["eval_seconds"] = eval_seconds
+            # the checkpoint holds this row too; its checkpoint_seconds (the time the loop waits for the
+            # snapshot, the write runs behind) is only known after the snapshot, so the saved copy says 0
+            row["checkpoint_seconds"] = 0.0
             state.history.append(row)
+            t0 = time.perf_counter()
+            state.epoch, state.train_time = epoch + 1, state.train_time + train_stats["train_seconds"]
+            if checkpointer is not None and ((epoch + 1) % every == 0 or epoch + 1 == epochs):
+                checkpointer.save(checkpoint_state(model, optimizer, scheduler, scaler, state, sig, splits.fingerprint, data_root), epoch + 1)
+            row["checkpoint_seconds"] = time.perf_counter() - t0
             reporter.epoch(row, model.head)
             reporter.summary(state.history)
-            if dist.is_main:
-                runs.save_checkpoint(ckpt_path, checkpoint_state(model, optimizer, scheduler, scaler, state, sig))
             dist.barrier()
+        if checkpointer is not None:
+            checkpointer.wait()
     finally:
-        reporter.close()
+        if checkpointer is not None:
+            try:
+                checkpointer.wait()
+            except BaseException:  # the error that ends the run is already propagating
+                pass
+        if last_eval is None or state.epoch < epochs:
+            reporter.close()
 
     if last_eval is None:  # resumed after the last epoch's checkpoint
         last_eval = evaluate(model, data.test, dist, amp)
     train_eval = None
     if cfg.trainer.analyze_train and data.train_eval is not None:
         train_eval = evaluate(model, data.train_eval, dist, amp)
-    results = build_results(cfg, model, splits, last_eval, train_eval, state, time.perf_counter() - wall_start, sig, dist, device)
+    record = build_results(cfg, model, splits, last_eval, train_eval, state, time.perf_counter() - wall_start, sig, env, run_dir)
+    results = record.to_dict()
     if dist.is_main:
         save_outputs(run_dir / "test_outputs.pt", last_eval, splits.multilabel)
-        runs.write_json(results_path, results)
-        headline = f"top1_error={results['top1_error']:.4f}" if not splits.multilabel else f"mAP={results['mAP']:.4f}"
-        log.info("finished: %s | results: %s", headline, results_path)
+        record.write(results_path)
+        headline_key = "mAP_frac" if splits.multilabel else "top1_error_frac"
+        if reporter.writer is None:  # resumed after the last epoch: the loop's writer never opened
+            reporter = Reporter(run_dir, True)
+        hp = {"dataset": cfg.dataset.name, "model": cfg.model.name, "head": cfg.head.name, "seed": int(cfg.seed),
+              "lr": float(cfg.optimizer.lr), "epochs": epochs, **model.head.hparams()}
+        reporter.hparams(hp, {headline_key: float(results[headline_key])})
+        log.info("finished: %s=%.4f | results: %s", headline_key, results[headline_key], results_path)
+    reporter.close()
     dist.barrier()
     return results
 
@@ -504,15 +842,39 @@ CONFIG_DIR = str(Path(__file__).resolve().parent / "configs")
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
-def main(cfg: DictConfig) -> float | None:
+def _hydra_main(cfg: DictConfig) -> float | None:
     try:
         results = run(cfg)
+    except KeyboardInterrupt:
+        where = f"in epoch {STATUS.epoch}" if STATUS.epoch else "before training started"
+        print(f"gsm: interrupted {where}; rerun the same command to resume ({STATUS.checkpoint_text()})", file=sys.stderr)
+        sys.exit(130)
+    except runs.StorageError as exc:
+        kept = ""
+        if STATUS.epoch:
+            kept = (f"; the checkpoint of epoch {STATUS.checkpoint_epoch} is intact" if STATUS.checkpoint_epoch
+                    else "; no checkpoint was written yet")
+        print(f"gsm: error: {exc}{kept}", file=sys.stderr)
+        sys.exit(2)
     except GsmError as exc:
         print(f"gsm: error: {exc}", file=sys.stderr)
         sys.exit(2)
     if not results:
         return None
-    return results.get("top1_error", results.get("mAP"))
+    return results.get("top1_error_frac", results.get("mAP_frac"))
+
+
+def main() -> None:
+    """``python train.py …`` and the console script ``gsm-train``: checks the command line, then runs Hydra."""
+    from gsm.config import check_overrides
+
+    runs.register_resolvers()
+    try:
+        check_overrides(sys.argv[1:])
+    except GsmError as exc:
+        print(f"gsm: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    _hydra_main()
 
 
 def cli() -> None:

@@ -16,7 +16,7 @@ import torch
 from conftest import REPO, run_cli
 
 ARGS = ("trainer.epochs=5", "dataset.subset=512", "head=gsoftmax", "trainer.analyze_train=false")
-COMPARED = ("top1_error", "top5_error", "test_loss", "learned", "empirical")
+COMPARED = ("top1_error_frac", "top5_error_frac", "test_loss", "learned", "empirical")
 
 
 def _results(root: Path) -> dict:
@@ -27,6 +27,7 @@ def _results(root: Path) -> dict:
 
 def _metrics_history(res: dict) -> list[dict]:
     return [{k: v for k, v in row.items() if not k.endswith("seconds") and k != "images_per_second"} for row in res["history"]]
+    # (train/eval/checkpoint seconds differ between runs; every metric must not)
 
 
 @pytest.mark.slow
@@ -87,6 +88,19 @@ def test_diverging_loss_is_an_error_not_a_result(cli):
     assert out.returncode == 2, out.stderr
     assert "diverged" in out.stderr and "Traceback" not in out.stderr
     assert not list(cli.root.rglob("results.json"))
+
+
+def test_readable_name_names_what_differs_from_the_recipe_and_is_capped():
+    from gsm.runs import MAX_NAME, readable_name
+
+    recipe = {"dataset": {"name": "cifar100"}, "model": {"name": "wrn"}, "head": {"name": "gsoftmax", "mu": 0.0, "sigma": 1.0},
+              "optimizer": {"lr": 0.1}, "schedule": {"name": "staircase", "milestones": [60, 120]}, "trainer": {"epochs": 300}, "seed": 0}
+    ours = {**recipe, "head": {"name": "gsoftmax", "mu": -0.1, "sigma": 1.0}, "seed": 2}
+    assert readable_name(ours, recipe, "4a93c8b2c1") == "wrn-gsoftmax_mu-0.1_s2-4a93c8b2c1"
+    assert readable_name(recipe, recipe, "0123456789") == "wrn-gsoftmax_s0-0123456789"
+    long = {**ours, "schedule": {"name": "staircase", "milestones": list(range(1, 60))}}
+    name = readable_name(long, recipe, "4a93c8b2c1")
+    assert len(name) == MAX_NAME and name.endswith("~-4a93c8b2c1") and name.startswith("wrn-gsoftmax_mu-0.1_milestones1,2,3")
 
 
 def test_signature_ignores_device_and_changes_with_results():

@@ -1,4 +1,4 @@
-"""Scale (SPEC §9): a 2-process gloo DDP run and a 2-job Ray sweep, both on the CPU."""
+"""Scale (docs/runs.md): a 2-process gloo DDP run and a 2-job Ray sweep, both on the CPU."""
 
 from __future__ import annotations
 
@@ -31,7 +31,8 @@ def test_ddp_gloo_two_processes_write_one_result_over_the_whole_test_set(tmp_pat
     run_dir = results[0].parent
     res = json.loads(results[0].read_text())
     assert res["world_size"] == 2 and res["test_samples"] == 250
-    assert len(list((run_dir / "tensorboard").glob("events.*"))) == 1  # only rank 0 writes
+    writers = {p.name.split(".")[-2] for p in (run_dir / "tensorboard").rglob("events.*")}
+    assert len(writers) == 1  # only rank 0 writes (one process id in the event file names)
     assert len(res["history"]) == 2
 
     # the reported error covers the whole test set (250 = odd split over 2 ranks): re-evaluate the
@@ -44,12 +45,12 @@ def test_ddp_gloo_two_processes_write_one_result_over_the_whole_test_set(tmp_pat
     model.eval()
     with torch.no_grad():
         logits = torch.cat([model(x) for x, _, _ in data.test])
-    assert top1_error(logits, data.splits.test.targets) == pytest.approx(res["top1_error"], abs=1e-12)
+    assert top1_error(logits, data.splits.test.targets) == pytest.approx(res["top1_error_frac"], abs=1e-12)
 
 
 @pytest.mark.slow
 def test_ray_sweep_two_jobs(tmp_path):
-    out = run_cli("-m", "hydra/launcher=ray", f"output_root={tmp_path}", "head.mu=-0.1,0.1", "trainer.epochs=1",
+    out = run_cli("-m", "hydra/launcher=gsm_ray", f"output_root={tmp_path}", "head.mu=-0.1,0.1", "trainer.epochs=1",
                   "dataset.subset=96", "trainer.analyze_train=false", timeout=400,
                   env={"RAY_USAGE_STATS_ENABLED": "0"})
     assert out.returncode == 0, (out.stdout[-2000:], out.stderr[-3000:])

@@ -22,10 +22,10 @@ def test_train_digits_writes_results_and_skips_finished(cli):
     assert len(results) == 1
     run_dir = results[0].parent
     res = json.loads(results[0].read_text())
-    for key in ("dataset", "model", "head", "mu", "sigma", "lam", "seed", "epochs", "top1_error", "learned",
-                "empirical", "wall_time_s", "git_rev", "history"):
+    for key in ("dataset", "model", "head", "mu", "sigma", "lam", "seed", "epochs", "top1_error_frac", "learned",
+                "empirical", "wall_time_s", "git_rev", "history", "schema_version", "data_fingerprint", "environment"):
         assert key in res, key
-    assert res["head"] == "gsoftmax" and res["epochs"] == 2 and 0 <= res["top1_error"] <= 1
+    assert res["head"] == "gsoftmax" and res["epochs"] == 2 and 0 <= res["top1_error_frac"] <= 1
     assert len(res["learned"]["sigma"]) == 10 and all(s > 0 for s in res["learned"]["sigma"])
     assert len(res["empirical"]["test"]["compactness"]) == 10 and "train" in res["empirical"]
     assert (run_dir / "train.log").stat().st_size > 0 and (run_dir / ".hydra" / "config.yaml").exists()
@@ -42,9 +42,9 @@ def test_train_mosaic_multilabel_metrics(cli):
     out = cli("dataset=digits_mosaic", "head=softmax", "trainer.epochs=1", "dataset.subset=200")
     assert out.returncode == 0, out.stderr
     res = json.loads(next(cli.root.rglob("results.json")).read_text())
-    for key in ("mAP", "CP", "CR", "CF1", "OP", "OR", "OF1", "per_class_ap", "top3"):
+    for key in ("mAP_frac", "CP_frac", "CR_frac", "CF1_frac", "OP_frac", "OR_frac", "OF1_frac", "per_class_ap_frac", "top3"):
         assert key in res
-    assert len(res["per_class_ap"]) == 10 and res["learned"] is None
+    assert len(res["per_class_ap_frac"]) == 10 and res["learned"] is None
 
 
 def test_bad_head_config_names_key_without_traceback(cli):
@@ -65,4 +65,4 @@ def test_console_script_and_lsoftmax(cli, tmp_path):
     out = run_cli(f"output_root={tmp_path}", "head=lsoftmax", "trainer.epochs=1", "dataset.subset=128", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     res = json.loads(next(tmp_path.rglob("results.json")).read_text())
-    assert res["head"] == "lsoftmax" and 0 <= res["top1_error"] <= 1
+    assert res["head"] == "lsoftmax" and 0 <= res["top1_error_frac"] <= 1

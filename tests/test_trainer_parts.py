@@ -60,14 +60,16 @@ def test_tensorboard_has_losses_metrics_and_mu_sigma_histograms(cli):
     out = cli("trainer.epochs=2", "dataset.subset=64", "trainer.analyze_train=false")
     assert out.returncode == 0, out.stderr
     events = next(cli.root.rglob("tensorboard"))
-    acc = EventAccumulator(str(events))
+    (event_file,) = [p for p in events.glob("events.*") if p.stat().st_size > 0 and "hparams" not in p.read_bytes().decode("latin1")]
+    acc = EventAccumulator(str(event_file))
     acc.Reload()
     scalars, hists = set(acc.Tags()["scalars"]), set(acc.Tags()["histograms"])
-    assert {"train_loss", "lr", "test_top1_error", "test_loss", "images_per_second"} <= scalars
+    assert {"train/loss", "lr", "test/top1_error_frac", "test/loss", "time/images_per_second", "time/eval_seconds",
+            "time/checkpoint_seconds"} <= scalars
     assert {"head/mu", "head/sigma"} <= hists
-    assert [e.step for e in acc.Scalars("train_loss")] == [1, 2]
+    assert [e.step for e in acc.Scalars("train/loss")] == [1, 2]
     res = json.loads(next(cli.root.rglob("results.json")).read_text())
-    assert [round(e.value, 5) for e in acc.Scalars("test_top1_error")] == [round(r["test_top1_error"], 5) for r in res["history"]]
+    assert [round(e.value, 5) for e in acc.Scalars("test/top1_error_frac")] == [round(r["test_top1_error_frac"], 5) for r in res["history"]]
 
 
 def test_head_runs_in_float32_under_autocast():

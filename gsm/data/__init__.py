@@ -10,6 +10,7 @@ file-backed torch ``Dataset`` (:class:`FileSplit`, read by DataLoader workers).
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -67,17 +68,80 @@ def _subset(split: Split, cap: int, seed: int = 0) -> Split:
 
 
 def load_splits(cfg: Mapping[str, Any]) -> DatasetSplits:
-    """Load the dataset named by ``cfg['name']`` and apply ``dataset.subset``."""
+    """Load the dataset named by ``cfg['name']``, apply ``dataset.subset`` and fingerprint the result."""
     splits = dataset_loader(cfg["name"])(cfg)
     cap = cfg.get("subset")
     if cap is not None:
-        if int(cap) < 1:
+        if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
             raise ConfigError(f"dataset.subset must be a positive number of samples per split or null (got {cap!r})")
-        splits.train, splits.test = _subset(splits.train, int(cap)), _subset(splits.test, int(cap))
+        splits.train, splits.test = _subset(splits.train, cap), _subset(splits.test, cap)
     for split_name in ("train", "test"):
         if len(getattr(splits, split_name)) == 0:
             raise DataError(f"dataset={splits.name}: the {split_name} split is empty (dataset.root={cfg.get('root')!r})")
+    splits.fingerprint = data_fingerprint(splits)
     return splits
+
+
+# Above this many bytes of in-memory images, the fingerprint hashes an evenly spaced sample of images
+# (still every label and every file name): cheap enough to check on every rerun.
+_FULL_HASH_BYTES = 256 << 20
+
+
+def _split_digest(split: Split) -> str:
+    h = hashlib.sha1()
+    h.update(str(split.targets.dtype).encode() + str(tuple(split.targets.shape)).encode())
+    h.update(split.targets.contiguous().numpy().tobytes())
+    if isinstance(split, TensorSplit):
+        images = split.images
+        h.update(str(tuple(images.shape)).encode())
+        if images.numel() > _FULL_HASH_BYTES:
+            step = -(-images.numel() // _FULL_HASH_BYTES)
+            images = images[::step]
+        h.update(images.contiguous().numpy().tobytes())
+    else:
+        for name in _file_names(split.dataset):
+            h.update(name.encode() + b"\0")
+    return h.hexdigest()[:16]
+
+
+def _file_names(dataset: Dataset) -> list[str]:
+    """The image files of a file-backed split, as ``<folder>/<file>`` (independent of dataset.root)."""
+    indices = None
+    while isinstance(dataset, Subset):
+        indices = [dataset.indices[i] for i in indices] if indices is not None else list(dataset.indices)
+        dataset = dataset.dataset
+    paths = getattr(dataset, "paths", None)
+    if paths is None:
+        return []
+    if indices is not None:
+        paths = [paths[i] for i in sorted(indices)]
+    return ["/".join(str(p).replace("\\", "/").split("/")[-2:]) for p in paths]
+
+
+def data_fingerprint(splits: DatasetSplits) -> dict[str, Any]:
+    """What identifies the data a run trained and was tested on, independent of where it lies on disk:
+    sample counts, classes and a hash per split of its labels and pixels (in-memory sets) or file names
+    (JPEG sets; the images themselves are not read)."""
+    return {
+        "dataset": splits.name,
+        "train_samples": len(splits.train),
+        "test_samples": len(splits.test),
+        "num_classes": splits.num_classes,
+        "classes": hashlib.sha1("\n".join(splits.class_names).encode()).hexdigest()[:16],
+        "train": _split_digest(splits.train),
+        "test": _split_digest(splits.test),
+    }
+
+
+def fingerprint_differences(recorded: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    """Human-readable list of what differs between two fingerprints (empty when they agree)."""
+    labels = {"train": "train split contents", "test": "test split contents", "classes": "class names"}
+    out = []
+    for key in sorted(set(recorded) | set(current)):
+        a, b = recorded.get(key), current.get(key)
+        if a != b:
+            out.append(f"{labels.get(key, key)}: {a} recorded, {b} now" if key not in labels else labels[key])
+    return out
 
 
 def build_data(
@@ -91,8 +155,10 @@ def build_data(
     num_workers: int = 4,
     eval_batch_size: int | None = None,
     channels_last: bool = False,
+    splits: DatasetSplits | None = None,
 ) -> DataBundle:
-    splits = load_splits(cfg)
+    """Loaders over ``splits`` (loaded from ``cfg`` when not given)."""
+    splits = splits if splits is not None else load_splits(cfg)
     eval_bs = eval_batch_size or batch_size
 
     def make(split: Split, train: bool, dataset: Dataset | None = None) -> DeviceLoader | FileLoader:

@@ -1,4 +1,4 @@
-"""CIFAR-10 / CIFAR-100 from the official "python version" pickles (SPEC §6).
+"""CIFAR-10 / CIFAR-100 from the official "python version" pickles (docs/datasets.md).
 
 Layout under ``dataset.root`` (or ``dataset.root`` being that folder itself)::
 
@@ -33,6 +33,7 @@ import torch
 
 from gsm.data.types import DatasetSplits, TensorSplit
 from gsm.data.files import image_size, resize_uint8
+from gsm.config import boolean, integer
 from gsm.errors import ConfigError, DataError
 
 # Per-channel mean / std of the 50,000 training images (pixel values in [0, 1]).
@@ -149,7 +150,7 @@ def load_cifar(cfg: Mapping[str, Any], name: str) -> DatasetSplits:
     root = Path(str(raw_root)).expanduser()
     folder = _locate(root, spec) if root.is_dir() else None
     incomplete = folder is None or bool(_missing(folder, spec))
-    if incomplete and bool(cfg.get("download", False)):
+    if incomplete and boolean("dataset.download", cfg.get("download", False)):
         _download(root, spec)
         folder = _locate(root, spec)
     if folder is None:
@@ -179,7 +180,8 @@ def load_cifar(cfg: Mapping[str, Any], name: str) -> DatasetSplits:
     return DatasetSplits(
         name=name, num_classes=spec["num_classes"], multilabel=False, class_names=class_names, train=train, test=test,
         in_channels=3, image_size=size, mean=spec["mean"], std=spec["std"],
-        crop_padding=int(cfg.get("crop_padding", 4)), flip=bool(cfg.get("flip", True)),
+        crop_padding=integer("dataset.crop_padding", cfg.get("crop_padding", 4), minimum=0),
+        flip=boolean("dataset.flip", cfg.get("flip", True)),
         notes={"folder": str(folder)},
     )
 

@@ -1,4 +1,4 @@
-"""MS COCO 2014 as a multi-label set (80 objects), read with pycocotools (SPEC §6).
+"""MS COCO 2014 as a multi-label set (80 objects), read with pycocotools (docs/datasets.md).
 
 Layout under ``dataset.root``::
 
@@ -15,7 +15,7 @@ come from the categories. Images with no annotation are dropped
 (``dataset.drop_unlabeled``, default true: 82,081 / 40,137 images on the real
 files). An annotation whose category id or image id the file does not define
 is a DataError naming the file. File names come from each image's
-``file_name`` field. Images are read by DataLoader workers with the SPEC §5
+``file_name`` field. Images are read by DataLoader workers with the docs/paper-notes.md D19–D21
 multi-label pipelines (:mod:`gsm.data.transforms`).
 """
 
@@ -33,6 +33,7 @@ from gsm.data.types import DatasetSplits
 from gsm.data.files import (
     choice, dataset_root, find_missing, log, multilabel_file_splits, report_missing, require,
 )
+from gsm.config import boolean
 from gsm.errors import DataError
 
 TITLE = "MS COCO 2014"
@@ -87,7 +88,7 @@ def read_split(root: Path, split_dir: str) -> dict[str, Any]:
 
 def load_coco(cfg: Mapping[str, Any]) -> DatasetSplits:
     root = dataset_root(cfg, TITLE, HOW_TO_GET, LAYOUT)
-    drop_unlabeled = bool(cfg.get("drop_unlabeled", True))
+    drop_unlabeled = boolean("dataset.drop_unlabeled", cfg.get("drop_unlabeled", True))
     on_missing = choice(cfg, "on_missing", "error", ("skip", "error"))
     parts = {split: read_split(root, d) for split, d in SPLITS.items()}
     cat_ids = parts["train"]["cat_ids"]

@@ -1,4 +1,4 @@
-"""Embedded offline datasets built from scikit-learn's bundled handwritten digits (SPEC §6).
+"""Embedded offline datasets built from scikit-learn's bundled handwritten digits (docs/datasets.md).
 
 * ``digits``: the 1,797 real 8×8 digits (10 classes), a fixed stratified
   75/25 train/test split (seed 0, 1,347 / 450 images), upsampled to
@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from gsm.config import boolean, integer
 from gsm.data.types import DatasetSplits, TensorSplit
 
 CLASS_NAMES = [str(d) for d in range(10)]
@@ -47,12 +48,8 @@ def _stats(images: Tensor) -> tuple[tuple[float], tuple[float]]:
 
 
 def _image_size(cfg: Mapping[str, Any]) -> int:
-    size = int(cfg.get("image_size") or 32)
-    if size < 8:
-        from gsm.errors import ConfigError
-
-        raise ConfigError(f"dataset.image_size must be >= 8 for digits (got {size})")
-    return size
+    size = integer("dataset.image_size", cfg.get("image_size"), minimum=8, allow_none=True)
+    return 32 if size is None else size
 
 
 def load_digits(cfg: Mapping[str, Any]) -> DatasetSplits:
@@ -64,7 +61,8 @@ def load_digits(cfg: Mapping[str, Any]) -> DatasetSplits:
     return DatasetSplits(
         name="digits", num_classes=10, multilabel=False, class_names=CLASS_NAMES, train=train, test=test,
         in_channels=1, image_size=size, mean=mean, std=std,
-        crop_padding=int(cfg.get("crop_padding", 0)), flip=bool(cfg.get("flip", False)),
+        crop_padding=integer("dataset.crop_padding", cfg.get("crop_padding", 0), minimum=0),
+        flip=boolean("dataset.flip", cfg.get("flip", False)),
     )
 
 
@@ -87,13 +85,14 @@ def load_digits_mosaic(cfg: Mapping[str, Any]) -> DatasetSplits:
     size = _image_size(cfg)
     x_tr, x_te, y_tr, y_te = _digit_split()
     rng = np.random.default_rng(MOSAIC_SEED)
-    m_tr, t_tr = _mosaics(x_tr, y_tr, int(cfg.get("train_size", 2000)), rng)
-    m_te, t_te = _mosaics(x_te, y_te, int(cfg.get("test_size", 600)), rng)
+    m_tr, t_tr = _mosaics(x_tr, y_tr, integer("dataset.train_size", cfg.get("train_size", 2000), minimum=1), rng)
+    m_te, t_te = _mosaics(x_te, y_te, integer("dataset.test_size", cfg.get("test_size", 600), minimum=1), rng)
     train = TensorSplit(_resize(m_tr, size), torch.from_numpy(t_tr))
     test = TensorSplit(_resize(m_te, size), torch.from_numpy(t_te))
     mean, std = _stats(train.images)
     return DatasetSplits(
         name="digits_mosaic", num_classes=10, multilabel=True, class_names=CLASS_NAMES, train=train, test=test,
         in_channels=1, image_size=size, mean=mean, std=std,
-        crop_padding=int(cfg.get("crop_padding", 0)), flip=bool(cfg.get("flip", False)),
+        crop_padding=integer("dataset.crop_padding", cfg.get("crop_padding", 0), minimum=0),
+        flip=boolean("dataset.flip", cfg.get("flip", False)),
     )

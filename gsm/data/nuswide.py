@@ -1,4 +1,4 @@
-"""NUS-WIDE (81 concepts) from the official image lists and per-concept label files (SPEC §6).
+"""NUS-WIDE (81 concepts) from the official image lists and per-concept label files (docs/datasets.md).
 
 Layout under ``dataset.root``::
 
@@ -40,6 +40,7 @@ from gsm.data.types import DatasetSplits
 from gsm.data.files import (
     choice, dataset_root, find_missing, log, multilabel_file_splits, read_lines, report_missing, require,
 )
+from gsm.config import boolean, text
 from gsm.errors import DataError
 
 TITLE = "NUS-WIDE"
@@ -78,9 +79,10 @@ def _labels(path: Path, list_path: Path, n: int) -> np.ndarray:
 
 def load_nuswide(cfg: Mapping[str, Any]) -> DatasetSplits:
     root = dataset_root(cfg, TITLE, HOW_TO_GET, LAYOUT)
-    drop_unlabeled = bool(cfg.get("drop_unlabeled", True))
+    drop_unlabeled = boolean("dataset.drop_unlabeled", cfg.get("drop_unlabeled", True))
     on_missing = choice(cfg, "on_missing", "skip", ("skip", "error"))
-    image_dir = require(root / str(cfg.get("image_dir") or "Flickr"), root, TITLE, HOW_TO_GET, LAYOUT, is_dir=True)
+    image_dir = text("dataset.image_dir", cfg.get("image_dir"), allow_none=True) or "Flickr"
+    image_dir = require(root / image_dir, root, TITLE, HOW_TO_GET, LAYOUT, is_dir=True)
     concepts_path = require(root / "ConceptsList" / "Concepts81.txt", root, TITLE, HOW_TO_GET, LAYOUT)
     concepts = read_lines(concepts_path)
     if not concepts or len(set(concepts)) != len(concepts):

@@ -1,4 +1,4 @@
-"""Tiny ImageNet from its official folder (SPEC §6); the labelled ``val`` split is the test split.
+"""Tiny ImageNet from its official folder (docs/datasets.md); the labelled ``val`` split is the test split.
 
 Layout under ``dataset.root`` (or ``dataset.root`` being ``tiny-imagenet-200`` itself)::
 
@@ -40,6 +40,7 @@ from gsm.data.files import (
     read_lines, report_missing, require, resize_uint8,
 )
 from gsm.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform, pad_crop_train
+from gsm.config import boolean, integer, text
 from gsm.errors import DataError
 
 TITLE = "Tiny ImageNet"
@@ -135,18 +136,18 @@ def index(cfg: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _cache_dir(cfg: Mapping[str, Any], folder: Path) -> Path | None:
-    if not bool(cfg.get("cache", True)):
+    if not boolean("dataset.cache", cfg.get("cache", True)):
         return None
-    raw = cfg.get("cache_dir")
+    raw = text("dataset.cache_dir", cfg.get("cache_dir"), allow_none=True)
     return Path(str(raw)).expanduser() if raw not in (None, "") else folder / ".gsm-cache"
 
 
 def load_tiny_imagenet(cfg: Mapping[str, Any]) -> DatasetSplits:
     idx = index(cfg)
     size = image_size(cfg, NATIVE)
-    pad64 = int(cfg.get("crop_padding", 8))
+    pad64 = integer("dataset.crop_padding", cfg.get("crop_padding", 8), minimum=0)
     padding = round(pad64 * size / NATIVE)
-    flip = bool(cfg.get("flip", True))
+    flip = boolean("dataset.flip", cfg.get("flip", True))
     notes = {"folder": str(idx["folder"]), "missing_skipped": idx["missing"]}
     common = dict(name="tiny_imagenet", num_classes=len(idx["wnids"]), multilabel=False,
                   class_names=idx["class_names"], in_channels=3, image_size=size,

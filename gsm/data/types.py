@@ -47,3 +47,4 @@ class DatasetSplits:
     crop_padding: int = 0
     flip: bool = False
     notes: dict[str, Any] = field(default_factory=dict)
+    fingerprint: dict[str, Any] = field(default_factory=dict)  # set by gsm.data.load_splits
