@@ -23,7 +23,7 @@ demo: $(STAMP)
 	$(BIN)/python -m gsm.reproduce demo --runs outputs/demo/runs --out outputs/tables
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2
 
 clean-demo:
 	rm -rf outputs/demo outputs/tables/demo.md
