@@ -13,16 +13,15 @@ config (``train.yaml``) and the options of the groups whose ``name`` picks code 
 preset is one new YAML file. Files with a global package (``experiment/*``, ``dataset_model/*``) are
 presets: they set keys defined elsewhere and define none of their own, so a typo in them is caught too.
 
-The value helpers (:func:`integer`, :func:`number`, :func:`boolean`, :func:`one_of`, :func:`text`)
-are shared with the models, schedules and datasets, so a value is judged the same way everywhere.
+The value helpers (:func:`integer`, :func:`number`, :func:`boolean`, :func:`one_of`, :func:`text`) live
+in :mod:`gsm.values`, shared with the models, schedules and datasets (which import them from there, so
+the dependency runs one way).
 This module imports no torch at import time.
 """
 
 from __future__ import annotations
 
 import difflib
-import math
-import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
@@ -30,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gsm.errors import ConfigError
+from gsm.values import _as_int, _is_int, boolean, integer, number, one_of, text  # noqa: F401 (re-exported)
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -39,98 +39,6 @@ PRIMARY = "train"
 # Groups whose option selects code through its ``name``; their keys are checked per chosen option.
 CODE_GROUPS = ("dataset", "model", "head", "schedule")
 _ABSENT = object()
-
-# --------------------------------------------------------------------------- value helpers
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _as_int(value: Any) -> int | None:
-    if _is_int(value):
-        return int(value)
-    if isinstance(value, str):
-        try:
-            return int(value.strip())
-        except ValueError:
-            return None
-    return None
-
-
-def _range_text(minimum: float | None, maximum: float | None, below: float | None) -> str:
-    parts = []
-    if minimum is not None:
-        parts.append(f">= {minimum:g}")
-    if maximum is not None:
-        parts.append(f"<= {maximum:g}")
-    if below is not None:
-        parts.append(f"< {below:g}")
-    return " and ".join(parts)
-
-
-def integer(key: str, value: Any, *, minimum: int | None = None, maximum: int | None = None,
-            allow_none: bool = False) -> int | None:
-    """``value`` as an int (an int, or a string of one; not a bool or a float), within the bounds."""
-    if value is None and allow_none:
-        return None
-    what = "an integer" + (f" {_range_text(minimum, maximum, None)}" if minimum is not None or maximum is not None else "")
-    what += " or null" if allow_none else ""
-    v = _as_int(value)
-    if v is None or (minimum is not None and v < minimum) or (maximum is not None and v > maximum):
-        raise ConfigError(f"{key} must be {what} (got {value!r})")
-    return v
-
-
-def number(key: str, value: Any, *, minimum: float | None = None, maximum: float | None = None,
-           below: float | None = None, above: float | None = None, allow_none: bool = False) -> float | None:
-    """``value`` as a finite float (a number, or a string of one; not a bool), within the bounds."""
-    if value is None and allow_none:
-        return None
-    bounds = _range_text(minimum, maximum, below)
-    if above is not None:
-        bounds = " and ".join(b for b in (f"> {above:g}", bounds) if b)
-    what = "a finite number" + (f" {bounds}" if bounds else "") + (" or null" if allow_none else "")
-    v: float | None = None
-    if not isinstance(value, bool) and isinstance(value, (int, float, str)):
-        try:
-            v = float(value)
-        except (ValueError, OverflowError):
-            v = None
-    if (v is None or not math.isfinite(v) or (minimum is not None and v < minimum)
-            or (maximum is not None and v > maximum) or (below is not None and v >= below)
-            or (above is not None and v <= above)):
-        raise ConfigError(f"{key} must be {what} (got {value!r})")
-    return v
-
-
-def boolean(key: str, value: Any) -> bool:
-    """``value`` if it is true or false (a string such as "false" is not: ``bool("false")`` is True)."""
-    if not isinstance(value, bool):
-        raise ConfigError(f"{key} must be true or false (got {value!r})")
-    return value
-
-
-def one_of(key: str, value: Any, valid: Sequence[Any], *, allow_none: bool = False) -> Any:
-    """``value`` if it is one of ``valid`` (compared as given; bools never match strings)."""
-    if value is None and allow_none:
-        return None
-    if any(value == v and type(value) is type(v) for v in valid):
-        return value
-    shown = ", ".join(str(v).lower() if isinstance(v, bool) else str(v) for v in valid)
-    raise ConfigError(f"{key} must be one of {shown}{' or null' if allow_none else ''} (got {value!r})")
-
-
-def text(key: str, value: Any, *, allow_none: bool = False) -> str | None:
-    """A non-empty string (a path, a folder name); with ``allow_none``, null or "" give None."""
-    if value in (None, "") and allow_none:
-        return None
-    if isinstance(value, os.PathLike):
-        value = os.fspath(value)
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"{key} must be a non-empty string{' or null' if allow_none else ''} (got {value!r})")
-    return value
-
 
 # --------------------------------------------------------------------------- the known keys
 

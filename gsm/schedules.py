@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from gsm.config import integer, number
+from gsm.values import integer, number
 from gsm.errors import ConfigError
 
 SCHEDULES = ("constant", "staircase", "linspace", "logspace", "malleable")

@@ -33,7 +33,7 @@ import torch
 
 from gsm.data.types import DatasetSplits, TensorSplit
 from gsm.data.files import image_size, resize_uint8
-from gsm.config import boolean, integer
+from gsm.values import boolean, integer
 from gsm.errors import ConfigError, DataError
 
 # Per-channel mean / std of the 50,000 training images (pixel values in [0, 1]).

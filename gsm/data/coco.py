@@ -33,7 +33,7 @@ from gsm.data.types import DatasetSplits
 from gsm.data.files import (
     choice, dataset_root, find_missing, log, multilabel_file_splits, report_missing, require,
 )
-from gsm.config import boolean
+from gsm.values import boolean
 from gsm.errors import DataError
 
 TITLE = "MS COCO 2014"

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from gsm.config import boolean, integer
+from gsm.values import boolean, integer
 from gsm.data.types import DatasetSplits, TensorSplit
 
 CLASS_NAMES = [str(d) for d in range(10)]

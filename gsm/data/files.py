@@ -33,7 +33,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from gsm.data.types import DatasetSplits, FileSplit
-from gsm.config import boolean, integer
+from gsm.values import boolean, integer
 from gsm.errors import ConfigError, DataError
 
 log = logging.getLogger("gsm.data")

@@ -40,7 +40,7 @@ from gsm.data.types import DatasetSplits
 from gsm.data.files import (
     choice, dataset_root, find_missing, log, multilabel_file_splits, read_lines, report_missing, require,
 )
-from gsm.config import boolean, text
+from gsm.values import boolean, text
 from gsm.errors import DataError
 
 TITLE = "NUS-WIDE"

@@ -40,7 +40,7 @@ from gsm.data.files import (
     read_lines, report_missing, require, resize_uint8,
 )
 from gsm.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform, pad_crop_train
-from gsm.config import boolean, integer, text
+from gsm.values import boolean, integer, text
 from gsm.errors import DataError
 
 TITLE = "Tiny ImageNet"

@@ -6,7 +6,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from gsm.config import integer
+from gsm.values import integer
 from gsm.models.init import kaiming_fan_out_
 
 

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from gsm.config import boolean, integer, number
+from gsm.values import boolean, integer, number
 from gsm.errors import ConfigError
 from gsm.models.init import kaiming_fan_out_
 

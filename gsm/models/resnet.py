@@ -28,7 +28,7 @@ import torchvision
 from torch import Tensor, nn
 from torchvision.models import ResNet101_Weights
 
-from gsm.config import boolean, one_of, text
+from gsm.values import boolean, one_of, text
 from gsm.errors import ConfigError
 
 POOLS = ("gap", "gmp")

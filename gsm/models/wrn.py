@@ -13,7 +13,7 @@ from typing import Any
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from gsm.config import integer, number
+from gsm.values import integer, number
 from gsm.errors import ConfigError
 from gsm.models.init import kaiming_fan_out_
 
