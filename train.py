@@ -1,6 +1,6 @@
 """Entry point from the repository root: ``python train.py dataset=cifar100 model=wrn head=gsoftmax``."""
 
-from gsm.train import main
+from gsm.cli import train
 
 if __name__ == "__main__":
-    main()
+    train()

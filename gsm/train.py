@@ -218,7 +218,7 @@ def train_one_epoch(
         raise TrainingError(f"epoch {epoch + 1}: the training loader gave no batches")
     mean_loss = (loss_sum / seen).item()  # one device sync per epoch
     if not math.isfinite(mean_loss):
-        raise TrainingError(f"epoch {epoch + 1}: the training loss is {mean_loss} (diverged). {_divergence_hint(epoch)}")
+        raise TrainingError(f"epoch {epoch + 1}: the training loss is {mean_loss} (diverged). {_divergence_hint()}")
     seconds = time.perf_counter() - start
     return {"train_loss": mean_loss, "train_seconds": seconds, "images_per_second": seen / seconds}
 
@@ -237,10 +237,9 @@ def _hms(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
-def _divergence_hint(epoch: int) -> str:
-    kept = STATUS.checkpoint_text()
-    return (f"Lower optimizer.lr, check the schedule's factors (schedule.*), or for L-softmax raise head.beta_min; "
-            f"{kept}")
+def _divergence_hint() -> str:
+    """What to do after a NaN/inf, and which checkpoint is really on disk (never one that is not)."""
+    return f"Lower optimizer.lr, or for L-softmax raise head.beta_min; {STATUS.checkpoint_text()}"
 
 
 def _progress(loader: Any, epoch: int, enabled: bool):
@@ -285,11 +284,13 @@ class RunStatus:
 
     epoch: int | None = None  # the epoch being trained (1-based)
     checkpoint_epoch: int | None = None  # the epoch of the checkpoint on disk (complete and renamed)
+    writing_epoch: int | None = None  # a checkpoint being written in the background (the run waits for it)
 
     def checkpoint_text(self) -> str:
-        if self.checkpoint_epoch is None:
+        epoch = self.writing_epoch or self.checkpoint_epoch
+        if epoch is None:
             return "no checkpoint was written yet, so a rerun starts over"
-        return f"the checkpoint of epoch {self.checkpoint_epoch} is kept"
+        return f"the checkpoint of epoch {epoch} is kept"
 
 
 STATUS = RunStatus()
@@ -383,6 +384,10 @@ class Checkpointer:
                 STATUS.checkpoint_epoch = epoch
             except BaseException as exc:  # re-raised in the main thread by wait()
                 self._error = exc
+            finally:
+                STATUS.writing_epoch = None
+
+        STATUS.writing_epoch = epoch
 
         self._thread = threading.Thread(target=write, name="gsm-checkpoint", daemon=False)
         self._thread.start()
@@ -489,12 +494,13 @@ def environment(device: torch.device, dist: Dist, num_workers: int, compiled: bo
 def build_results(
     cfg: DictConfig, model: Classifier, splits: DatasetSplits, test: EvalOutputs, train_out: EvalOutputs | None,
     state: TrainState, wall: float, sig: str, env: dict[str, Any], run_dir: Path,
+    metrics: dict[str, Any] | None = None,
 ) -> Any:
     """The run's :class:`gsm.results.RunRecord` (what results.json holds; tables and figures read only it)."""
     from gsm.results import RunRecord, record_metrics
 
     multilabel = splits.multilabel
-    metrics = compute_metrics(test, multilabel)
+    metrics = metrics if metrics is not None else compute_metrics(test, multilabel)  # the last epoch's, when known
     empirical = {"test": analysis.empirical_stats(test.x, test.targets, multilabel)}
     if train_out is not None:
         empirical["train"] = analysis.empirical_stats(train_out.x, train_out.targets, multilabel)
@@ -660,7 +666,7 @@ def run(cfg: DictConfig) -> dict[str, Any] | None:
     dist = init_distributed(device)
     if not dist.is_main:
         logging.getLogger("gsm").setLevel(logging.WARNING)
-    STATUS.epoch = STATUS.checkpoint_epoch = None
+    STATUS.epoch = STATUS.checkpoint_epoch = STATUS.writing_epoch = None
     try:
         return _run(cfg, dist, device, wall_start)
     finally:
@@ -738,7 +744,7 @@ def _run(cfg: DictConfig, dist: Dist, device: torch.device, wall_start: float) -
 def _train(cfg: DictConfig, dist: Dist, device: torch.device, wall_start: float, sig: str, amp: torch.dtype | None,
            batch_size: int, splits: DatasetSplits, model: Classifier, run_dir: Path, env: dict[str, Any],
            num_workers: int, compiled: bool) -> dict[str, Any]:
-    results_path, ckpt_path = run_dir / "results.json", run_dir / "checkpoints" / "last.pt"
+    ckpt_path = run_dir / "checkpoints" / "last.pt"
     channels_last = bool(cfg.trainer.channels_last) and device.type == "cuda"
     eval_batch = cfg.trainer.get("eval_batch_size")
     data: DataBundle = build_data(
@@ -773,11 +779,24 @@ def _train(cfg: DictConfig, dist: Dist, device: torch.device, wall_start: float,
     if compiled:
         train_model = torch.compile(train_model, mode=cfg.trainer.get("compile_mode") or None)
 
-    log_every = _log_every(cfg, len(data.train))
-    every = int(cfg.trainer.get("checkpoint_every") or 1)
     checkpointer = Checkpointer(ckpt_path, pin=device.type == "cuda") if dist.is_main else None
     reporter = Reporter(run_dir, dist.is_main)
+    try:
+        return _epochs_and_results(cfg, dist, amp, splits, model, train_model, data, optimizer, scheduler, scaler,
+                                   state, checkpointer, reporter, sig, env, run_dir, wall_start)
+    finally:
+        reporter.close()
+
+
+def _epochs_and_results(cfg: DictConfig, dist: Dist, amp: torch.dtype | None, splits: DatasetSplits, model: Classifier,
+                        train_model: nn.Module, data: DataBundle, optimizer, scheduler, scaler, state: TrainState,
+                        checkpointer: Checkpointer | None, reporter: Reporter, sig: str, env: dict[str, Any],
+                        run_dir: Path, wall_start: float) -> dict[str, Any]:
+    epochs, data_root = int(cfg.trainer.epochs), _data_root(cfg)
+    log_every = _log_every(cfg, len(data.train))
+    every = int(cfg.trainer.get("checkpoint_every") or 1)
     last_eval: EvalOutputs | None = None
+    last_metrics: dict[str, Any] | None = None
     try:
         for epoch in range(state.epoch, epochs):
             STATUS.epoch = epoch + 1
@@ -790,8 +809,9 @@ def _train(cfg: DictConfig, dist: Dist, device: torch.device, wall_start: float,
             last_eval = evaluate(model, data.test, dist, amp, log_every=log_every)
             eval_seconds = time.perf_counter() - t0
             if not torch.isfinite(last_eval.logits).all():
-                raise TrainingError(f"epoch {epoch + 1}: the model's test outputs are not finite (diverged). {_divergence_hint(epoch)}")
-            row = epoch_row(epoch + 1, epochs, lr, train_stats, compute_metrics(last_eval, splits.multilabel), splits.multilabel)
+                raise TrainingError(f"epoch {epoch + 1}: the model's test outputs are not finite (diverged). {_divergence_hint()}")
+            last_metrics = compute_metrics(last_eval, splits.multilabel)
+            row = epoch_row(epoch + 1, epochs, lr, train_stats, last_metrics, splits.multilabel)
             row["eval_seconds"] = eval_seconds
             # the checkpoint holds this row too; its checkpoint_seconds (the time the loop waits for the
             # snapshot, the write runs behind) is only known after the snapshot, so the saved copy says 0
@@ -806,34 +826,30 @@ def _train(cfg: DictConfig, dist: Dist, device: torch.device, wall_start: float,
             reporter.summary(state.history)
             dist.barrier()
         if checkpointer is not None:
-            checkpointer.wait()
+            checkpointer.wait()  # a write error surfaces here, before any result is recorded
     finally:
         if checkpointer is not None:
             try:
                 checkpointer.wait()
             except BaseException:  # the error that ends the run is already propagating
                 pass
-        if last_eval is None or state.epoch < epochs:
-            reporter.close()
 
     if last_eval is None:  # resumed after the last epoch's checkpoint
         last_eval = evaluate(model, data.test, dist, amp)
     train_eval = None
     if cfg.trainer.analyze_train and data.train_eval is not None:
         train_eval = evaluate(model, data.train_eval, dist, amp)
-    record = build_results(cfg, model, splits, last_eval, train_eval, state, time.perf_counter() - wall_start, sig, env, run_dir)
+    record = build_results(cfg, model, splits, last_eval, train_eval, state, time.perf_counter() - wall_start, sig, env,
+                           run_dir, metrics=last_metrics)
     results = record.to_dict()
     if dist.is_main:
         save_outputs(run_dir / "test_outputs.pt", last_eval, splits.multilabel)
-        record.write(results_path)
+        record.write(run_dir / "results.json")
         headline_key = "mAP_frac" if splits.multilabel else "top1_error_frac"
-        if reporter.writer is None:  # resumed after the last epoch: the loop's writer never opened
-            reporter = Reporter(run_dir, True)
         hp = {"dataset": cfg.dataset.name, "model": cfg.model.name, "head": cfg.head.name, "seed": int(cfg.seed),
               "lr": float(cfg.optimizer.lr), "epochs": epochs, **model.head.hparams()}
         reporter.hparams(hp, {headline_key: float(results[headline_key])})
-        log.info("finished: %s=%.4f | results: %s", headline_key, results[headline_key], results_path)
-    reporter.close()
+        log.info("finished: %s=%.4f | results: %s", headline_key, results[headline_key], run_dir / "results.json")
     dist.barrier()
     return results
 
@@ -846,8 +862,11 @@ def _hydra_main(cfg: DictConfig) -> float | None:
     try:
         results = run(cfg)
     except KeyboardInterrupt:
-        where = f"in epoch {STATUS.epoch}" if STATUS.epoch else "before training started"
-        print(f"gsm: interrupted {where}; rerun the same command to resume ({STATUS.checkpoint_text()})", file=sys.stderr)
+        if STATUS.epoch:
+            print(f"gsm: interrupted in epoch {STATUS.epoch}; rerun the same command to resume ({STATUS.checkpoint_text()})",
+                  file=sys.stderr)
+        else:
+            print("gsm: interrupted before training started; no result was recorded", file=sys.stderr)
         sys.exit(130)
     except runs.StorageError as exc:
         kept = ""

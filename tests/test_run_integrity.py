@@ -297,3 +297,15 @@ def test_progress_lines_without_a_terminal(cli):
     steps = [ln for ln in log.splitlines() if " step " in ln]
     assert len(steps) >= 4 and all("img/s" in ln and "epoch ETA" in ln and "run ETA" in ln and "loss=" in ln for ln in steps)
     assert "evaluating:" in log
+
+
+def test_ctrl_c_while_starting_up_is_one_line(cli):
+    proc = subprocess.Popen([sys.executable, str(REPO / "train.py"), f"output_root={cli.root}", *TINY], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.0)  # torch and the trainer are still being imported
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert "Traceback" not in err and "terminate called" not in err
+    assert err.strip().splitlines()[-1].startswith("gsm: interrupted before training started")
+    assert not list(cli.root.rglob("results.json"))
