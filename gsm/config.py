@@ -393,6 +393,7 @@ RULES: dict[str, Callable[[str, Any], Any]] = {
     "trainer.wait_for_lock": _choice(True, False, None),
     "trainer.log_every_n_steps": _int(0, allow_none=True),
     "trainer.checkpoint_every": _int(1),
+    "trainer.eval_every": _int(1),
     "optimizer.lr": _num(minimum=0),
     "optimizer.weight_decay": _num(minimum=0),
     "optimizer.momentum": _num(minimum=0, below=1),

@@ -450,6 +450,12 @@ def probe(recipe: Recipe, device: torch.device, *, warmup: int, steps: int, eval
 # --------------------------------------------------------------------------- costs and report
 
 
+def _times(epochs: int, every: Any) -> int:
+    """How many of ``epochs`` epochs evaluate / checkpoint when it happens every ``every`` epochs and at the last."""
+    k = max(1, int(every or 1))
+    return epochs // k + (1 if epochs % k else 0)
+
+
 def run_costs(cfg: dict[str, Any], m: dict[str, Any]) -> dict[str, float]:
     """Seconds per epoch (train + eval + checkpoint) and hours per run of one experiment from its recipe's probe."""
     shape = m["shape"]
@@ -458,12 +464,12 @@ def run_costs(cfg: dict[str, Any], m: dict[str, Any]) -> dict[str, float]:
     if m.get("loader_images_per_second"):
         rate = min(rate, m["loader_images_per_second"])  # the JPEG workers cap the pace
         eval_rate = min(eval_rate, m["loader_eval_images_per_second"])
-    train_s = shape["train"] / rate
-    eval_s = shape["test"] / eval_rate + m["metrics_seconds"]
-    every = max(1, int(cfg["trainer"].get("checkpoint_every", 1) or 1))
-    ckpt_s = m["checkpoint_seconds"] / every
-    epoch_s = train_s + eval_s + ckpt_s
     epochs = int(cfg["trainer"]["epochs"])
+    train_s = shape["train"] / rate
+    # evaluation and checkpoint cost per epoch, averaged over the run: every k epochs and the last
+    eval_s = (shape["test"] / eval_rate + m["metrics_seconds"]) * _times(epochs, cfg["trainer"].get("eval_every")) / epochs
+    ckpt_s = m["checkpoint_seconds"] * _times(epochs, cfg["trainer"].get("checkpoint_every")) / epochs
+    epoch_s = train_s + eval_s + ckpt_s
     extra = shape["train"] / eval_rate if cfg["trainer"].get("analyze_train") else 0.0  # final train-set pass
     return {"rate": rate, "train_s": train_s, "eval_s": eval_s, "ckpt_s": ckpt_s, "epoch_s": epoch_s,
             "epochs": epochs, "hours": (epochs * epoch_s + extra) / 3600}
@@ -546,5 +552,6 @@ def run_estimate(experiments: list[str], profile: str, overrides: list[str], lau
     print(f"\ntotal: {len(hours)} run(s), one seed each: {total:,.4g} {unit}")
     print(f"launcher {launcher}: {slots} in parallel ({why}); wall time {makespan(hours, slots):,.4g} h")
     print("Seconds per epoch = training images / min(step rate, JPEG loader rate) + test evaluation and metrics + "
-          "checkpoint (the time the training loop waits for it).")
+          "checkpoint (the time the training loop waits for it); evaluation and checkpoints count once every "
+          "trainer.eval_every / checkpoint_every epochs and at the last, averaged over the run's epochs.")
     return 0

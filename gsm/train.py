@@ -449,8 +449,10 @@ class Reporter:
         if not self.enabled or not history:
             return
         buf = io.StringIO()
-        fields = [k for k in history[-1] if isinstance(history[-1][k], (int, float))]
-        writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
+        fields: dict[str, None] = {}  # every numeric column in first-seen order (epochs without evaluation lack test_*)
+        for row in history:
+            fields.update((k, None) for k, v in row.items() if isinstance(v, (int, float)))
+        writer = csv.DictWriter(buf, fieldnames=list(fields), restval="", extrasaction="ignore")
         writer.writeheader()
         writer.writerows(history)
         runs.atomic_write_bytes(self.run_dir / "summary.csv", lambda fh: fh.write(buf.getvalue().encode()))
@@ -462,10 +464,12 @@ class Reporter:
 
 def epoch_row(epoch: int, epochs: int, lr: float, train: dict[str, float], metrics: dict[str, Any],
               multilabel: bool) -> dict[str, Any]:
-    """One history row: fractions under ``*_frac`` names (gsm.results.record_metrics), seconds under ``*_seconds``."""
+    """One history row: fractions under ``*_frac`` names (gsm.results.record_metrics), seconds under ``*_seconds``;
+    no ``test_*`` columns for an epoch that was not evaluated (``metrics`` empty, ``trainer.eval_every``)."""
     from gsm.results import record_metrics
 
-    return {"epoch": epoch, "epochs": epochs, "lr": lr, **train, **record_metrics(metrics, multilabel, history=True)}
+    test = record_metrics(metrics, multilabel, history=True) if metrics else {}
+    return {"epoch": epoch, "epochs": epochs, "lr": lr, **train, **test}
 
 
 def environment(device: torch.device, dist: Dist, num_workers: int, compiled: bool) -> dict[str, Any]:
@@ -795,6 +799,7 @@ def _epochs_and_results(cfg: DictConfig, dist: Dist, amp: torch.dtype | None, sp
     epochs, data_root = int(cfg.trainer.epochs), _data_root(cfg)
     log_every = _log_every(cfg, len(data.train))
     every = int(cfg.trainer.get("checkpoint_every") or 1)
+    eval_every = int(cfg.trainer.get("eval_every") or 1)
     last_eval: EvalOutputs | None = None
     last_metrics: dict[str, Any] | None = None
     try:
@@ -805,13 +810,15 @@ def _epochs_and_results(cfg: DictConfig, dist: Dist, amp: torch.dtype | None, sp
                                           bool(cfg.trainer.progress) and dist.is_main, log_every=log_every, epochs=epochs)
             scheduler.step()
             sync_buffers(model, dist)
-            t0 = time.perf_counter()
-            last_eval = evaluate(model, data.test, dist, amp, log_every=log_every)
-            eval_seconds = time.perf_counter() - t0
-            if not torch.isfinite(last_eval.logits).all():
-                raise TrainingError(f"epoch {epoch + 1}: the model's test outputs are not finite (diverged). {_divergence_hint()}")
-            last_metrics = compute_metrics(last_eval, splits.multilabel)
-            row = epoch_row(epoch + 1, epochs, lr, train_stats, last_metrics, splits.multilabel)
+            eval_seconds, metrics = 0.0, {}
+            if (epoch + 1) % eval_every == 0 or epoch + 1 == epochs:  # evaluation changes no state or RNG stream
+                t0 = time.perf_counter()
+                last_eval = evaluate(model, data.test, dist, amp, log_every=log_every)
+                eval_seconds = time.perf_counter() - t0
+                if not torch.isfinite(last_eval.logits).all():
+                    raise TrainingError(f"epoch {epoch + 1}: the model's test outputs are not finite (diverged). {_divergence_hint()}")
+                metrics = last_metrics = compute_metrics(last_eval, splits.multilabel)
+            row = epoch_row(epoch + 1, epochs, lr, train_stats, metrics, splits.multilabel)
             row["eval_seconds"] = eval_seconds
             # the checkpoint holds this row too; its checkpoint_seconds (the time the loop waits for the
             # snapshot, the write runs behind) is only known after the snapshot, so the saved copy says 0

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Every GPU check of gsm as one command, printing one summary table (well under 8 minutes on one H100):
 #   a. CPU vs GPU agreement of every head's loss and gradients (deep copies; L-softmax at margin 4)
-#   b. the cost estimate (gsm.estimate) of Tables I, II and III on this GPU
+#   d. each head's cost in a real training step vs softmax (heads alternating on one backbone), head alone vs nn.Linear
 #   c. a 2-epoch full-size WRN-40-14 CIFAR-100 run: train vs eval_seconds / checkpoint_seconds per epoch
-#   d. each head's share of a real training step, and head-alone fwd+bwd vs nn.Linear + its loss
-#   e. the COCO JPEG pipeline's images/s per DataLoader worker (before / after) and a real DataLoader
+#   g. eager vs torch.compile / CUDA graphs on the WRN-40-14, DenseNet-100-24 and ResNet-101 448² recipes
 #   f. the real CLI end to end on the digits sets (bf16 AMP, compile=auto; multi-label + empirical init)
-#   g. (if time is left) the estimate with trainer.compile=true for WRN-40-14 and DenseNet-100-24
-# Each section runs in its own process with a time limit; one failing does not stop the others.
+#   b. the cost estimate (gsm.estimate) of Tables III, I and II on this GPU
+#   e. the COCO JPEG pipeline's images/s per DataLoader worker (before / after) and a real DataLoader
+# Sections run in this order, each in its own process with a time limit, while enough of --budget (default
+# 450 s) is left; one failing does not stop the others.
 #
 #   scripts/gpu_check.sh                 # on a CUDA machine; summary also in $OUT (default /tmp/gsm-gpu-check)
 #   scripts/gpu_check.sh --cpu-smoke     # every section with tiny sizes on the CPU (tests this script)

@@ -54,9 +54,11 @@ def test_smoke_estimate_on_cpu_prints_every_row_and_writes_nothing(tmp_path, mon
         assert row["MFU"] == "n/a" and row["peak memory"] == "n/a"  # a CPU has no known peak
         parts = _num(row["train s/epoch"]) + _num(row["eval s/epoch"]) + _num(row["checkpoint s/epoch"])
         assert _num(row["s/epoch"]) == pytest.approx(parts, rel=0.02, abs=0.02)
-    # the 1,100-epoch row runs 2 epochs under the smoke profile, the other 1: same s/epoch, different run cost
+    # the 1,100-epoch row runs 2 epochs under the smoke profile, the other 1: the same training time per epoch;
+    # the recipe evaluates every 5 epochs and at the last, so both runs evaluate once
     a, b = rows["table1/wrn_cifar10_gsoftmax"], rows["table1/wrn1100_cifar10_gsoftmax"]
-    assert (a["epochs"], b["epochs"]) == ("1", "2") and a["s/epoch"] == b["s/epoch"]
+    assert (a["epochs"], b["epochs"]) == ("1", "2") and a["train s/epoch"] == b["train s/epoch"]
+    assert _num(b["eval s/epoch"]) == pytest.approx(_num(a["eval s/epoch"]) / 2, rel=0.05, abs=0.01)
     total = float(out.split("total: 2 run(s), one seed each: ")[1].split()[0])
     assert total == pytest.approx(sum(_num(r["h/run"]) for r in rows.values()), rel=0.01)
     assert "launcher basic: 1 in parallel" in out
@@ -105,6 +107,10 @@ def test_run_costs_add_up_from_the_probe():
     assert c["hours"] == pytest.approx((10 * 12.5 + 1000 / 400) / 3600)
     capped = estimate.run_costs(cfg, {**m, "loader_images_per_second": 50.0, "loader_eval_images_per_second": 80.0})
     assert capped["rate"] == 50.0 and capped["train_s"] == 20.0 and capped["eval_s"] == 200 / 80 + 0.5
+    # evaluated at epochs 3, 6, 9 and the last (10); checkpointed at 4, 8 and 10: averaged over the 10 epochs
+    sparse = estimate.run_costs({"trainer": {"epochs": 10, "eval_every": 3, "checkpoint_every": 4}}, m)
+    assert sparse["eval_s"] == pytest.approx(4 * 1.0 / 10) and sparse["ckpt_s"] == pytest.approx(3 * 3.0 / 10)
+    assert sparse["hours"] == pytest.approx(10 * (10.0 + 0.4 + 0.9) / 3600)
 
 
 def test_launcher_parallelism_and_wall_time():

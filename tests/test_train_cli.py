@@ -66,3 +66,28 @@ def test_console_script_and_lsoftmax(cli, tmp_path):
     assert out.returncode == 0, out.stderr
     res = json.loads(next(tmp_path.rglob("results.json")).read_text())
     assert res["head"] == "lsoftmax" and 0 <= res["top1_error_frac"] <= 1
+
+
+def test_eval_every_skips_test_passes_without_changing_training_or_the_result(tmp_path):
+    """trainer.eval_every=2 over 3 epochs evaluates epochs 2 and 3 (the last, always); training, the final
+    result and the run's identity equal those of evaluating every epoch."""
+    import csv
+
+    args = ("trainer.epochs=3", "dataset.subset=128", "head=gsoftmax", "trainer.analyze_train=false")
+    runs = {}
+    for every in (1, 2):
+        out = run_cli(f"output_root={tmp_path / str(every)}", *args, f"trainer.eval_every={every}")
+        assert out.returncode == 0, out.stderr[-3000:]
+        found = list((tmp_path / str(every)).rglob("results.json"))
+        assert len(found) == 1
+        runs[every] = (found[0].parent, json.loads(found[0].read_text()))
+    (dir1, every1), (dir2, every2) = runs[1], runs[2]
+    assert dir1.name == dir2.name  # eval_every is not part of the run's identity
+    assert every2["top1_error_frac"] == every1["top1_error_frac"] and every2["learned"] == every1["learned"]
+    assert [r["train_loss"] for r in every2["history"]] == [r["train_loss"] for r in every1["history"]]
+    evaluated = ["test_top1_error_frac" in r for r in every2["history"]]
+    assert evaluated == [False, True, True] and all("test_top1_error_frac" in r for r in every1["history"])
+    assert every2["history"][0]["eval_seconds"] == 0.0 and every2["history"][1]["eval_seconds"] > 0
+    assert every2["history"][1]["test_top1_error_frac"] == every1["history"][1]["test_top1_error_frac"]
+    rows = list(csv.DictReader((dir2 / "summary.csv").open()))
+    assert [r["test_top1_error_frac"] == "" for r in rows] == [True, False, False]
