@@ -3,7 +3,8 @@
 #   a. CPU vs GPU agreement of every head's loss and gradients (deep copies; L-softmax at margin 4)
 #   d. each head's cost in a real training step vs softmax (heads alternating on one backbone), head alone vs nn.Linear
 #   c. a 2-epoch full-size WRN-40-14 CIFAR-100 run: train vs eval_seconds / checkpoint_seconds per epoch
-#   g. eager vs torch.compile / CUDA graphs on the WRN-40-14, DenseNet-100-24 and ResNet-101 448² recipes
+#   g. eager vs torch.compile on the WRN-40-14 and ResNet-101 448² recipes (DenseNet-100-24 with CUDA graphs:
+#      --only compile_densenet, about 5 minutes alone)
 #   f. the real CLI end to end on the digits sets (bf16 AMP, compile=auto; multi-label + empirical init)
 #   b. the cost estimate (gsm.estimate) of Tables III, I and II on this GPU
 #   e. the COCO JPEG pipeline's images/s per DataLoader worker (before / after) and a real DataLoader
