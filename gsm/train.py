@@ -892,8 +892,11 @@ def _hydra_main(cfg: DictConfig) -> float | None:
 
 def main() -> None:
     """``python train.py …`` and the console script ``gsm-train``: checks the command line, then runs Hydra."""
+    from gsm.cli import HELP_FLAGS, help_and_exit
     from gsm.config import check_overrides
 
+    if any(arg in HELP_FLAGS for arg in sys.argv[1:]):  # python -m gsm.train --help: the same help as train.py
+        help_and_exit(sys.argv[1:])
     runs.register_resolvers()
     try:
         check_overrides(sys.argv[1:])

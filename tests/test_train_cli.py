@@ -91,3 +91,23 @@ def test_eval_every_skips_test_passes_without_changing_training_or_the_result(tm
     assert every2["history"][1]["test_top1_error_frac"] == every1["history"][1]["test_top1_error_frac"]
     rows = list(csv.DictReader((dir2 / "summary.csv").open()))
     assert [r["test_top1_error_frac"] == "" for r in rows] == [True, False, False]
+
+
+def test_help_does_not_import_torch_and_a_bad_key_is_one_line():
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    code = ("import sys; sys.argv = ['train.py', '--help', 'head=softmax']\n"
+            "from gsm.cli import train\n"
+            "try:\n    train()\nexcept SystemExit as e:\n    print('EXIT', e.code, 'torch' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.stdout.startswith("gsm: G-softmax") and "head: gsoftmax, lsoftmax, msml, softmax" in out.stdout
+    assert out.stdout.strip().endswith("EXIT 0 False"), out.stdout[-500:] + out.stderr[-2000:]
+    for bad, says in (("trainer.epoch=3", "did you mean trainer.epochs?"), ("dataset=cifar1000", "cifar100")):
+        for entry in (["train.py"], ["-m", "gsm.train"]):
+            proc = run_cli("--help", bad) if entry == ["train.py"] else subprocess.run(
+                [sys.executable, *entry, "--help", bad], cwd=REPO, capture_output=True, text=True, timeout=120)
+            assert proc.returncode == 2 and proc.stderr.startswith("gsm: error:") and says in proc.stderr, proc.stderr
+            assert "Traceback" not in proc.stderr
