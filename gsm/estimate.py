@@ -16,7 +16,8 @@ recipe's shapes builds the real model, head and optimiser on the chosen device a
   dataset's usual size: the loader caps the training rate at ``workers x`` that rate.
 
 Per experiment it prints images/s, MFU, peak memory, seconds per epoch (training images / rate +
-evaluation + checkpoint), hours per run, and the total device-hours; with the launcher, how many
+evaluation + checkpoint), hours per run (with the start-up the warm-up steps show: torch.compile,
+autotuning), and the total device-hours; with the launcher, how many
 runs go in parallel and the wall time. Nothing is trained and no run folder is written.
 
 Launchers: ``basic`` runs one job at a time; ``gsm_ray``/``ray`` one job per GPU of this machine;
@@ -414,10 +415,15 @@ def probe(recipe: Recipe, device: torch.device, *, warmup: int, steps: int, eval
     bs, ebs = recipe.batch_size, recipe.eval_batch_size
     warm = make_loader(shape, bs, warmup, True, device, channels_last, seed=1)
     timed = make_loader(shape, bs, steps, True, device, channels_last, seed=2)
+    start = time.perf_counter()
     train.train_one_epoch(train_model, model.head, warm, optimizer, scaler, amp, 0, False)
     _sync(device)
+    warm_seconds = time.perf_counter() - start
     stats = train.train_one_epoch(train_model, model.head, timed, optimizer, scaler, amp, 1, False)
     rate = float(stats["images_per_second"])
+    # what the first steps took beyond the steady pace: torch.compile, cuDNN autotuning, allocator growth;
+    # paid once per run (again when a run resumes)
+    startup = max(0.0, warm_seconds - warmup * bs / rate)
 
     eval_loader = make_loader(shape, ebs, eval_batches, False, device, channels_last, seed=3)
     train.evaluate(model, make_loader(shape, ebs, 1, False, device, channels_last, seed=4), train.Dist(), amp)
@@ -434,6 +440,7 @@ def probe(recipe: Recipe, device: torch.device, *, warmup: int, steps: int, eval
     out = {"images_per_second": rate, "eval_images_per_second": eval_rate, "flops_per_image": flops,
            "peak_memory": peak_mem, "checkpoint_seconds": ckpt_wait, "checkpoint_write_seconds": ckpt_total,
            "checkpoint_bytes": ckpt_bytes, "metrics_seconds": metrics_s, "compiled": compiled, "shape": shape,
+           "startup_seconds": startup,
            "loader_images_per_second": None, "workers": None}
     if shape["files"] and shape["source"] is not None:
         per_worker_train, per_worker_eval = loader_rate_per_worker(recipe, shape)
@@ -471,6 +478,7 @@ def run_costs(cfg: dict[str, Any], m: dict[str, Any]) -> dict[str, float]:
     ckpt_s = m["checkpoint_seconds"] * _times(epochs, cfg["trainer"].get("checkpoint_every")) / epochs
     epoch_s = train_s + eval_s + ckpt_s
     extra = shape["train"] / eval_rate if cfg["trainer"].get("analyze_train") else 0.0  # final train-set pass
+    extra += m.get("startup_seconds", 0.0)  # once per run: compiling, autotuning
     return {"rate": rate, "train_s": train_s, "eval_s": eval_s, "ckpt_s": ckpt_s, "epoch_s": epoch_s,
             "epochs": epochs, "hours": (epochs * epoch_s + extra) / 3600}
 
@@ -518,8 +526,8 @@ def run_estimate(experiments: list[str], profile: str, overrides: list[str], lau
 
     measured: dict[str, dict[str, Any]] = {}
     print("| recipe | what | train images/s | GFLOP/image | MFU | peak memory | eval images/s | checkpoint s | "
-          "loader images/s |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+          "loader images/s | start-up s |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for recipe in recipes:
         m = probe(recipe, dev, warmup=warmup, steps=steps, eval_batches=eval_batches)
         measured[recipe.name] = m
@@ -531,7 +539,7 @@ def run_estimate(experiments: list[str], profile: str, overrides: list[str], lau
               f"{m['images_per_second']:,.1f} | {m['flops_per_image'] / 1e9:,.3f} | {_fmt(mfu, '.1%')} | "
               f"{_fmt(m['peak_memory'] / 2**30 if m['peak_memory'] else None, '.2f')}{' GiB' if m['peak_memory'] else ''} | "
               f"{m['eval_images_per_second']:,.1f} | {m['checkpoint_seconds']:.3f} "
-              f"({m['checkpoint_bytes'] / 2**20:,.1f} MiB) | {loader} |", flush=True)
+              f"({m['checkpoint_bytes'] / 2**20:,.1f} MiB) | {loader} | {m['startup_seconds']:,.1f} |", flush=True)
 
     print("\n| experiment | recipe | images/s | MFU | peak memory | train s/epoch | eval s/epoch | "
           "checkpoint s/epoch | s/epoch | epochs | h/run |")
@@ -553,5 +561,7 @@ def run_estimate(experiments: list[str], profile: str, overrides: list[str], lau
     print(f"launcher {launcher}: {slots} in parallel ({why}); wall time {makespan(hours, slots):,.4g} h")
     print("Seconds per epoch = training images / min(step rate, JPEG loader rate) + test evaluation and metrics + "
           "checkpoint (the time the training loop waits for it); evaluation and checkpoints count once every "
-          "trainer.eval_every / checkpoint_every epochs and at the last, averaged over the run's epochs.")
+          "trainer.eval_every / checkpoint_every epochs and at the last, averaged over the run's epochs. "
+          "Hours per run add, once, the start-up: what the first training steps took beyond the steady pace "
+          "(torch.compile, cuDNN autotuning).")
     return 0

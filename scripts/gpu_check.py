@@ -136,7 +136,7 @@ def _estimate_rows(tables: dict[str, list[str]], overrides: list[str], smoke: bo
                 break
             c = [x.strip() for x in line.strip("|").split("|")]
             rows.append((f"{table}{tag} {c[0]}: {c[1]}", f"{c[2]} img/s, MFU {c[4]}, peak {c[5]}, "
-                         f"eval {c[6]} img/s, ckpt {c[7]}, loader {c[8]}", "info"))
+                         f"eval {c[6]} img/s, ckpt {c[7]}, loader {c[8]}, start-up {c[9]} s", "info"))
         total = next(line for line in lines if line.startswith("total:"))
         rows.append((f"{table}{tag} total", f"{total.split(': ', 2)[-1]} (probe {time.perf_counter() - start:.0f} s)",
                      "ok" if rc == 0 else "FAIL"))
@@ -207,7 +207,7 @@ def sec_compile(smoke: bool, densenet: bool = False):
             mfu = m["flops_per_image"] * rate / peak if peak else None
             eager_rate = rate if name == "eager" else eager_rate
             text = (f"{rate:,.1f} img/s, MFU {'n/a' if mfu is None else f'{mfu:.1%}'}, eval {m['eval_images_per_second']:,.0f} "
-                    f"img/s, probe {took:.0f} s (compile included)")
+                    f"img/s, start-up {m['startup_seconds']:.0f} s, probe {took:.0f} s")
             status = "info"
             if name != "eager" and eager_rate:
                 text += f", {rate / eager_rate:.2f}x eager"

@@ -111,6 +111,8 @@ def test_run_costs_add_up_from_the_probe():
     sparse = estimate.run_costs({"trainer": {"epochs": 10, "eval_every": 3, "checkpoint_every": 4}}, m)
     assert sparse["eval_s"] == pytest.approx(4 * 1.0 / 10) and sparse["ckpt_s"] == pytest.approx(3 * 3.0 / 10)
     assert sparse["hours"] == pytest.approx(10 * (10.0 + 0.4 + 0.9) / 3600)
+    compiled = estimate.run_costs({"trainer": {"epochs": 10}}, {**m, "startup_seconds": 90.0})
+    assert compiled["epoch_s"] == c["epoch_s"] - 1.5 + 3.0 and compiled["hours"] == pytest.approx((10 * 14.0 + 90) / 3600)
 
 
 def test_launcher_parallelism_and_wall_time():
