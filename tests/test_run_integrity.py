@@ -252,6 +252,14 @@ def test_finished_run_on_read_only_storage_is_reported(cli, tmp_path):
     assert _snapshot(cli.root) == before
 
 
+def _ctrl_c_as_in_a_terminal() -> None:
+    """preexec_fn: Ctrl-C (SIGINT) at its default, unblocked, as a shell starts a foreground command. A child
+    inherits an ignored or blocked SIGINT from its parent (Python then installs no KeyboardInterrupt handler),
+    and the test worker's state depends on what ran before in it: the suite once had SIGINT ignored there."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 def _wait_for(predicate, proc: subprocess.Popen, timeout: float = 120) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline and proc.poll() is None:
@@ -271,7 +279,7 @@ def test_second_process_on_the_same_run_is_refused_or_waits_and_ctrl_c_is_one_li
     err_path = cli.root.parent / "first.err"
     with open(err_path, "w") as err_file:  # PYTHONFAULTHANDLER: a process that will not stop is aborted with its stacks
         first = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=err_file, text=True,
-                                 env={**os.environ, "PYTHONFAULTHANDLER": "1"})
+                                 env={**os.environ, "PYTHONFAULTHANDLER": "1"}, preexec_fn=_ctrl_c_as_in_a_terminal)
     try:
         _wait_for(lambda: any(cli.root.rglob(".lock.owner")) and any(cli.root.rglob("checkpoints/last.pt")), first)
         second = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=120)
@@ -310,7 +318,7 @@ def test_progress_lines_without_a_terminal(cli):
 
 def test_ctrl_c_while_starting_up_is_one_line(cli):
     proc = subprocess.Popen([sys.executable, str(REPO / "train.py"), f"output_root={cli.root}", *TINY], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_ctrl_c_as_in_a_terminal)
     time.sleep(1.0)  # torch and the trainer are still being imported
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
