@@ -253,9 +253,9 @@ def test_finished_run_on_read_only_storage_is_reported(cli, tmp_path):
 
 
 def _ctrl_c_as_in_a_terminal() -> None:
-    """preexec_fn: Ctrl-C (SIGINT) at its default, unblocked, as a shell starts a foreground command. A child
-    inherits an ignored or blocked SIGINT from its parent (Python then installs no KeyboardInterrupt handler),
-    and the test worker's state depends on what ran before in it: the suite once had SIGINT ignored there."""
+    """preexec_fn: Ctrl-C (SIGINT) at its default, unblocked, as a shell starts a foreground command. A suite
+    started as a background job (``make test &``) has SIGINT ignored, every child inherits that, and Python then
+    installs no KeyboardInterrupt handler: the trainer would rightly never see the Ctrl-C this test sends."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
