@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gsm.errors import ConfigError
+from gsm.values import DIST_UPDATES, LOSS_REDUCTIONS
 from gsm.values import _as_int, _is_int, boolean, integer, number, one_of, text  # noqa: F401 (re-exported)
 
 if TYPE_CHECKING:
@@ -376,6 +377,8 @@ RULES: dict[str, Callable[[str, Any], Any]] = {
     "recipe.lam": _num(),
     "recipe.dist_lr_mult": _num(minimum=0),
     "recipe.lsoftmax_gamma": _num(minimum=0),
+    "recipe.loss_reduction": _choice(*LOSS_REDUCTIONS),
+    "recipe.dist_update": _choice(*DIST_UPDATES),
     "trainer.epochs": _int(1),
     "trainer.batch_size": _int(1),
     "trainer.eval_batch_size": _int(1, allow_none=True),
@@ -420,7 +423,9 @@ RULES: dict[str, Callable[[str, Any], Any]] = {
     "head.learn_dist": _bool,
     "head.dist_lr_mult": _num(minimum=0),
     "head.init": _choice("constant", "empirical"),
-    "head.init_batches": _int(1),
+    "head.init_batches": _int(1, allow_none=True),
+    "head.dist_update": _choice(*DIST_UPDATES),
+    "head.loss_reduction": _choice(*LOSS_REDUCTIONS),
     "head.margin": lambda k, v: integer(k, v, minimum=1, maximum=4),
     "head.base": _num(minimum=0),
     "head.gamma": _num(minimum=0),

@@ -31,6 +31,7 @@ from torch import Tensor, nn
 
 from gsm import analysis
 from gsm.errors import CheckpointError, ConfigError, TrainingError
+from gsm.values import DIST_UPDATES, LOSS_REDUCTIONS
 
 SIGMA_FLOOR = 1e-3
 """σ used in the forward pass is max(σ_param, SIGMA_FLOOR) (decision D1, docs/paper-notes.md)."""
@@ -93,6 +94,12 @@ def _integer(key: str, value: Any, allowed: tuple[int, ...] | None = None, minim
     return int(value)
 
 
+def _choice(key: str, value: Any, valid: tuple[str, ...]) -> str:
+    if value not in valid:
+        raise ConfigError(f"head.{key} must be one of {', '.join(valid)} (got {value!r})")
+    return str(value)
+
+
 def _sizes(in_features: Any, num_classes: Any) -> tuple[int, int]:
     sizes = []
     for key, v in (("in_features", in_features), ("num_classes", num_classes)):
@@ -123,11 +130,13 @@ class Head(nn.Module):
     paired: bool = False  # 2m outputs viewed as (B, m, 2): [..., 0] = x⁺, [..., 1] = x⁻
     dist_lr_mult: float = 1.0  # lr multiplier of distribution_parameters()
     empirical_init: bool = False  # True: the trainer calls init_from_moments before training
-    init_batches: int = 0  # training batches the empirical init averages over
+    init_batches: int | None = 0  # training batches the empirical init averages over (None: the whole loader)
+    loss_reduction: str = "mean"  # head_loss: mean (default) | sum over batch (and classes), see head_loss
 
-    def __init__(self, num_classes: int) -> None:
+    def __init__(self, num_classes: int, loss_reduction: str = "mean") -> None:
         super().__init__()
         self.num_classes = num_classes
+        self.loss_reduction = _choice("loss_reduction", loss_reduction, LOSS_REDUCTIONS)
 
     def fc_outputs(self, features: Tensor) -> Tensor:
         """x: (B, m) single-label / MSML, (B, m, 2) for 2m-output multi-label heads."""
@@ -148,6 +157,15 @@ class Head(nn.Module):
         """The learnable μ, σ (own optimiser group: lr × dist_lr_mult, no weight decay); [] if none."""
         return []
 
+    def distribution_group_options(self) -> dict[str, Any]:
+        """Optimiser settings of the μ, σ group beyond lr and weight decay ({}: the optimiser's defaults)."""
+        return {}
+
+    def finish_distribution_gradients(self, global_batch: int) -> None:
+        """Called after ``backward`` (gradients unscaled) and before the optimiser step; a no-op by default.
+        :class:`GSoftmaxHead` with ``dist_update="release"`` turns the autograd gradients of μ, σ into the
+        authors' released update rule here."""
+
     def init_from_moments(self, mean: Tensor, std: Tensor) -> None:
         """Set the distribution from the mean/std of x (``head.init=empirical``)."""
         raise ConfigError(
@@ -164,7 +182,7 @@ class Head(nn.Module):
 
     def hparams(self) -> dict[str, float | int | str]:
         """The head's settings, for TensorBoard's ``add_hparams``."""
-        return {"head": self.name}
+        return {"head": self.name, "loss_reduction": self.loss_reduction}
 
     def extra_repr(self) -> str:
         return f"num_classes={self.num_classes}, multilabel={self.multilabel}"
@@ -174,10 +192,11 @@ class SoftmaxHead(Head):
     """Plain softmax (eq. 2). Multi-label: 2m outputs, P(i) = sigmoid(x⁺ − x⁻) (eq. 15, E3)."""
 
     name = "softmax"
+    config_keys = ("loss_reduction",)
 
-    def __init__(self, in_features: int, num_classes: int, multilabel: bool = False) -> None:
+    def __init__(self, in_features: int, num_classes: int, multilabel: bool = False, loss_reduction: str = "mean") -> None:
         in_features, num_classes = _sizes(in_features, num_classes)
-        super().__init__(num_classes)
+        super().__init__(num_classes, loss_reduction)
         self.multilabel = self.paired = bool(multilabel)
         self.fc = nn.Linear(in_features, 2 * num_classes if multilabel else num_classes)
 
@@ -190,14 +209,15 @@ class MSMLHead(Head):
 
     name = "msml"
     multilabel = True
+    config_keys = ("loss_reduction",)
 
-    def __init__(self, in_features: int, num_classes: int, *, multilabel: bool = True) -> None:
+    def __init__(self, in_features: int, num_classes: int, *, multilabel: bool = True, loss_reduction: str = "mean") -> None:
         if not multilabel:
             raise ConfigError(
                 "head=msml is the multi-label soft margin loss (eq. 14); use head=softmax on a single-label dataset"
             )
         in_features, num_classes = _sizes(in_features, num_classes)
-        super().__init__(num_classes)
+        super().__init__(num_classes, loss_reduction)
         self.fc = nn.Linear(in_features, num_classes)
 
     def logits_from_x(self, x: Tensor) -> Tensor:
@@ -212,10 +232,29 @@ class GSoftmaxHead(Head):
     state dict (loading a state dict of another λ raises CheckpointError);
     λ = 0 gives exactly :class:`SoftmaxHead`. ``dist_lr_mult``, ``init`` and
     ``init_batches`` are read through the :class:`Head` hooks.
+
+    Args:
+        in_features: width of the backbone features f.
+        num_classes: m, the number of classes.
+        multilabel: 2m outputs viewed as (x⁺, x⁻) pairs, P(i) = sigmoid(z⁺ − z⁻) (E3).
+        lam: λ of eq. 3 (fixed).
+        mu, sigma: initial μ, σ of every class (σ > 0).
+        learn_dist: False freezes μ, σ.
+        dist_lr_mult: lr multiplier of the μ, σ optimiser group (no weight decay on μ, σ).
+        init: ``constant`` (mu, sigma) or ``empirical`` (mean / std of x before training).
+        init_batches: training batches the empirical init reads; None reads the whole training loader.
+        dist_update: how μ, σ move. ``autograd`` (default): eqs. 9–10 as the paper intends, by autograd,
+            with the optimiser's momentum. ``release``: the authors' released Torch7 code
+            (docs/paper-notes.md E2): single-label μ, σ are never updated (``train.lua`` never calls
+            ``updateParameters``); multi-label μ, σ take a plain step of lr × dist_lr_mult along the
+            batch mean of the per-image gradient, no momentum, no weight decay, with μ moved in the
+            ascent direction (``src/MltGaussianSoftMaxCriterion.lua``, ``updateParameters``).
+        loss_reduction: see :func:`head_loss`.
     """
 
     name = "gsoftmax"
-    config_keys = ("lam", "mu", "sigma", "learn_dist", "dist_lr_mult", "init", "init_batches")
+    config_keys = ("lam", "mu", "sigma", "learn_dist", "dist_lr_mult", "init", "init_batches", "dist_update",
+                   "loss_reduction")
 
     def __init__(
         self,
@@ -228,10 +267,12 @@ class GSoftmaxHead(Head):
         learn_dist: bool = True,
         dist_lr_mult: float = 1.0,
         init: str = "constant",
-        init_batches: int = 50,
+        init_batches: int | None = 50,
+        dist_update: str = "autograd",
+        loss_reduction: str = "mean",
     ) -> None:
         in_features, num_classes = _sizes(in_features, num_classes)
-        super().__init__(num_classes)
+        super().__init__(num_classes, loss_reduction)
         self.lam = _number("lam", lam)
         self.mu_init = _number("mu", mu)
         self.sigma_init = _number("sigma", sigma, positive=True)
@@ -242,12 +283,15 @@ class GSoftmaxHead(Head):
             raise ConfigError(f"head.learn_dist must be true or false (got {learn_dist!r})")
         self.init = init
         self.empirical_init = init == "empirical"
-        self.init_batches = _integer("init_batches", init_batches, minimum=1)
+        self.init_batches = None if init_batches is None else _integer("init_batches", init_batches, minimum=1)
+        self.dist_update = _choice("dist_update", dist_update, DIST_UPDATES)
         self.multilabel = self.paired = bool(multilabel)
         self.fc = nn.Linear(in_features, 2 * num_classes if multilabel else num_classes)
         shape = (num_classes, 2) if multilabel else (num_classes,)
-        self.mu_param = nn.Parameter(torch.full(shape, self.mu_init), requires_grad=learn_dist)
-        self.sigma_param = nn.Parameter(torch.full(shape, self.sigma_init), requires_grad=learn_dist)
+        # the release never updates single-label μ, σ: they stay at their initial (or empirical) values
+        learn = learn_dist and not (self.dist_update == "release" and not self.multilabel)
+        self.mu_param = nn.Parameter(torch.full(shape, self.mu_init), requires_grad=learn)
+        self.sigma_param = nn.Parameter(torch.full(shape, self.sigma_init), requires_grad=learn)
 
     @property
     def mu(self) -> Tensor:
@@ -280,6 +324,31 @@ class GSoftmaxHead(Head):
     def distribution_parameters(self) -> list[nn.Parameter]:
         return [p for p in (self.mu_param, self.sigma_param) if p.requires_grad]
 
+    def distribution_group_options(self) -> dict[str, Any]:
+        """``dist_update="release"``: a plain step (no momentum, no Nesterov); weight decay is 0 either way."""
+        return {"momentum": 0.0, "dampening": 0.0, "nesterov": False} if self.dist_update == "release" else {}
+
+    @torch.no_grad()
+    def finish_distribution_gradients(self, global_batch: int) -> None:
+        """``dist_update="release"``, multi-label: the autograd gradients of μ, σ become the release's step.
+
+        ``MltGaussianSoftMaxCriterion:updateParameters`` in the release moves
+        ``μ ← μ − lr·mean_b(λφ(t)/σ · g)`` and ``σ ← σ − lr·mean_b(λφ(t)(μ − x)/σ² · g)`` with
+        ``g = p − t`` the per-image gradient of the summed loss. ``∂L/∂μ = −λφ(t)/σ · g`` and
+        ``∂L/∂σ = λφ(t)(μ − x)/σ² · g``, so the release's μ step is the gradient *ascent* step
+        (erratum E2) and its σ step is descent, both on the batch mean of the summed loss. Autograd gave
+        the gradient of the trainer's loss, ``L_sum`` (``loss_reduction="sum"``) or
+        ``L_sum / (B·m)`` (``"mean"``); dividing by ``B`` resp. multiplying by ``m`` gives the batch mean,
+        and the μ group's plain SGD step (:meth:`distribution_group_options`) finishes the rule.
+        """
+        if self.dist_update != "release" or not self.mu_param.requires_grad:
+            return
+        per_image = 1.0 / global_batch if self.loss_reduction == "sum" else float(self.num_classes)
+        if self.mu_param.grad is not None:
+            self.mu_param.grad.mul_(-per_image)
+        if self.sigma_param.grad is not None:
+            self.sigma_param.grad.mul_(per_image)
+
     @torch.no_grad()
     def init_from_moments(self, mean: Tensor, std: Tensor) -> None:
         """μ ← mean, σ ← max(std, floor) of x (``head.init=empirical``); shapes (m,) or (m, 2)."""
@@ -305,7 +374,8 @@ class GSoftmaxHead(Head):
         return {
             "head": self.name, "lam": self.lam, "mu": self.mu_init, "sigma": self.sigma_init,
             "learn_dist": int(self.mu_param.requires_grad), "dist_lr_mult": self.dist_lr_mult,
-            "init": self.init, "init_batches": self.init_batches,
+            "init": self.init, "init_batches": -1 if self.init_batches is None else self.init_batches,
+            "dist_update": self.dist_update, "loss_reduction": self.loss_reduction,
         }
 
     def extra_repr(self) -> str:
@@ -325,7 +395,7 @@ class LSoftmaxHead(Head):
     """
 
     name = "lsoftmax"
-    config_keys = ("margin", "base", "gamma", "power", "beta_min")
+    config_keys = ("margin", "base", "gamma", "power", "beta_min", "loss_reduction")
 
     def __init__(
         self,
@@ -338,6 +408,7 @@ class LSoftmaxHead(Head):
         beta_min: float = 0.0,
         *,
         multilabel: bool = False,
+        loss_reduction: str = "mean",
     ) -> None:
         if multilabel:
             raise ConfigError(
@@ -345,7 +416,7 @@ class LSoftmaxHead(Head):
                 "(paper §III-B); use head=softmax, gsoftmax or msml on a multi-label dataset"
             )
         in_features, num_classes = _sizes(in_features, num_classes)
-        super().__init__(num_classes)
+        super().__init__(num_classes, loss_reduction)
         self.margin = _integer("margin", margin, allowed=(1, 2, 3, 4))
         self.base = _number("base", base, minimum=0.0)
         self.gamma = _number("gamma", gamma, minimum=0.0)
@@ -420,7 +491,7 @@ class LSoftmaxHead(Head):
 
     def hparams(self) -> dict[str, float | int | str]:
         return {"head": self.name, "margin": self.margin, "base": self.base, "gamma": self.gamma,
-                "power": self.power, "beta_min": self.beta_min}
+                "power": self.power, "beta_min": self.beta_min, "loss_reduction": self.loss_reduction}
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", margin={self.margin}"
@@ -482,10 +553,25 @@ def build_head(name: str, in_features: int, num_classes: int, multilabel: bool =
 
 
 def head_loss(head: Head, logits: Tensor, target: Tensor) -> Tensor:
-    """CE for single-label heads, BCE-with-logits (mean over batch and classes) for multi-label."""
+    """The loss the optimiser follows: CE (single-label) or BCE-with-logits (multi-label), reduced by
+    ``head.loss_reduction``.
+
+    ``mean`` (the default): over the batch, and for multi-label over batch and classes. ``sum``: summed
+    over batch and classes — the gradient the authors' release trains the multi-label tables on
+    (``MultiCrossEntropyCriterion.lua``: its backward is ``p − t`` with no 1/B, erratum E5), which their
+    lr 1e-5 assumes. :func:`logged_loss` gives the per-image value that logs and curves show either way.
+    """
     if head.multilabel:
-        return nn.functional.binary_cross_entropy_with_logits(logits, target.to(logits.dtype))
-    return nn.functional.cross_entropy(logits, target)
+        return nn.functional.binary_cross_entropy_with_logits(logits, target.to(logits.dtype), reduction=head.loss_reduction)
+    return nn.functional.cross_entropy(logits, target, reduction=head.loss_reduction)
+
+
+def logged_loss(head: Head, loss: Tensor, logits: Tensor) -> Tensor:
+    """The value of :func:`head_loss` with ``mean`` reduction, whatever ``head.loss_reduction`` is: the train
+    loss logs, summary.csv and TensorBoard show (comparable with the test loss and across recipes)."""
+    if head.loss_reduction == "mean":
+        return loss
+    return loss / (logits.numel() if head.multilabel else logits.shape[0])
 
 
 def param_groups(model: nn.Module, lr: float, weight_decay: float) -> list[dict[str, Any]]:
@@ -493,8 +579,10 @@ def param_groups(model: nn.Module, lr: float, weight_decay: float) -> list[dict[
 
     Every trainable parameter appears once. The distribution parameters (μ, σ) of
     each :class:`Head` in ``model`` get a group of their own with weight decay 0
-    and lr × that head's ``dist_lr_mult``; all others share one group with
-    ``lr`` and ``weight_decay`` (listed first).
+    and lr × that head's ``dist_lr_mult`` (plus :meth:`Head.distribution_group_options`); all others
+    share one group with ``lr`` and ``weight_decay`` (listed first) — every other parameter decays,
+    BatchNorm's included, as in the authors' release and the WRN / DenseNet releases (``optim.sgd``
+    over ``model:getParameters()``).
     """
     lr = _optim_number("lr", lr)
     weight_decay = _optim_number("weight_decay", weight_decay)
@@ -506,7 +594,8 @@ def param_groups(model: nn.Module, lr: float, weight_decay: float) -> list[dict[
         params = [p for p in module.distribution_parameters() if p.requires_grad and id(p) not in seen]
         seen.update(id(p) for p in params)
         if params:
-            dist_groups.append({"params": params, "lr": lr * module.dist_lr_mult, "weight_decay": 0.0})
+            dist_groups.append({"params": params, "lr": lr * module.dist_lr_mult, "weight_decay": 0.0,
+                                **module.distribution_group_options()})
     rest: list[nn.Parameter] = []
     for p in model.parameters():
         if p.requires_grad and id(p) not in seen:

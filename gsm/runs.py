@@ -36,6 +36,14 @@ NON_RESULT_KEYS = {
     "dataset": {"root", "download", "cache", "cache_dir"},
 }
 RESULT_GROUPS = ("dataset", "model", "head", "optimizer", "schedule", "trainer", "seed")
+# Keys added after runs were first recorded, with the value that reproduces what runs did before them. A key at
+# that value is left out of the signature, so a run made before the key existed keeps its identity (and is
+# found, skipped or resumed as before); any other value makes a new run.
+IDENTITY_DEFAULTS = {
+    "head": {"loss_reduction": "mean", "dist_update": "autograd"},
+    "dataset": {"pad_mode": "zeros", "color_jitter": 0.0, "lighting": 0.0, "interpolation": "bilinear",
+                "train_crop": "pad"},  # train_crop: new for tiny_imagenet (coco and nuswide never had "pad")
+}
 
 
 def signature_payload(cfg: DictConfig | dict) -> dict[str, Any]:
@@ -46,7 +54,8 @@ def signature_payload(cfg: DictConfig | dict) -> dict[str, Any]:
         if isinstance(value, DictConfig):  # resolve only these nodes (the root also holds hydra.*)
             value = OmegaConf.to_container(value, resolve=True)
         if isinstance(value, dict):
-            value = {k: v for k, v in value.items() if k not in NON_RESULT_KEYS.get(key, set())}
+            skip, defaults = NON_RESULT_KEYS.get(key, set()), IDENTITY_DEFAULTS.get(key, {})
+            value = {k: v for k, v in value.items() if k not in skip and not (k in defaults and v == defaults[k])}
         payload[key] = value
     return payload
 

@@ -36,7 +36,7 @@ from gsm import analysis, runs
 from gsm.data import DataBundle, build_data, fingerprint_differences, load_splits
 from gsm.data.types import DatasetSplits
 from gsm.errors import CheckpointError, ConfigError, DataError, GsmError, TrainingError
-from gsm.heads import Head, head_loss, param_groups
+from gsm.heads import Head, head_loss, logged_loss, param_groups
 from gsm.metrics import multilabel_metrics, thresholded_metrics, top1_error, topk_error
 from gsm.models import Classifier, build_classifier
 from gsm.schedules import build_scheduler, epoch_factors
@@ -191,8 +191,15 @@ class TrainState:
 def train_one_epoch(
     model: nn.Module, head: Head, loader: Any, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
     amp: torch.dtype | None, epoch: int, progress: bool, *, log_every: int = 0, epochs: int | None = None,
+    world_size: int = 1,
 ) -> dict[str, float]:
-    """One pass over the training split. The loss is read to the host once per epoch (and at log steps)."""
+    """One pass over the training split. The loss is read to the host once per epoch (and at log steps).
+
+    The optimiser follows :func:`gsm.heads.head_loss` (``head.loss_reduction``); with ``sum`` under DDP the
+    loss is multiplied by the number of processes, because DDP averages gradients and the sum is over the
+    global batch. Logs show :func:`gsm.heads.logged_loss` (the mean per image) either way. The head's
+    :meth:`~gsm.heads.Head.finish_distribution_gradients` runs between backward and the step.
+    """
     model.train()
     loader.set_epoch(epoch)
     loss_sum = torch.zeros((), dtype=torch.float64, device=next(model.parameters()).device)
@@ -200,20 +207,24 @@ def train_one_epoch(
     start = time.perf_counter()
     bar = _progress(loader, epoch, progress)
     steps = len(loader)
+    ddp_sum = world_size if head.loss_reduction == "sum" else 1
     for step, (images, targets, _) in enumerate(bar, 1):
         with torch.autocast(images.device.type, dtype=amp or torch.float32, enabled=amp is not None):
             logits = model(images, targets)
         loss = head_loss(head, logits, targets)
         optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
+        scaler.scale(loss * ddp_sum if ddp_sum != 1 else loss).backward()
+        scaler.unscale_(optimizer)  # a no-op without fp16's scaler; the head's hook sees true gradients
+        head.finish_distribution_gradients(images.shape[0] * world_size)
         scaler.step(optimizer)
         scaler.update()
-        loss_sum += loss.detach() * images.shape[0]
+        per_image = logged_loss(head, loss.detach(), logits)
+        loss_sum += per_image * images.shape[0]
         seen += images.shape[0]
         if bar is not loader and seen:
             bar.set_postfix(img_s=f"{seen / (time.perf_counter() - start):.0f}", refresh=False)
         if log_every and (step % log_every == 0 or step == steps):
-            _log_step(epoch, epochs, step, steps, float(loss.detach()), seen, time.perf_counter() - start)
+            _log_step(epoch, epochs, step, steps, float(per_image), seen, time.perf_counter() - start)
     if seen == 0:
         raise TrainingError(f"epoch {epoch + 1}: the training loader gave no batches")
     mean_loss = (loss_sum / seen).item()  # one device sync per epoch
@@ -251,15 +262,16 @@ def _progress(loader: Any, epoch: int, enabled: bool):
 
 
 @torch.no_grad()
-def empirical_init(model: Classifier, loader: Any, batches: int, dist: Dist, amp: torch.dtype | None) -> None:
-    """``head.init=empirical``: the head's distribution ← mean, std of x over up to ``batches`` training
-    batches (all ranks), through :meth:`Head.init_from_moments`."""
+def empirical_init(model: Classifier, loader: Any, batches: int | None, dist: Dist, amp: torch.dtype | None) -> None:
+    """``head.init=empirical``: the head's distribution ← mean, (population) std of x over up to ``batches``
+    training batches (``None``: the whole loader, as the release's ``Trainer:computeMuSigma``), all ranks,
+    in eval mode, through :meth:`Head.init_from_moments`."""
     head = model.head
     model.eval()
     loader.set_epoch(0)
     n, s1, s2 = 0.0, 0.0, 0.0
     for i, (images, _, _) in enumerate(loader):
-        if i >= batches:
+        if batches is not None and i >= batches:
             break
         with torch.autocast(images.device.type, dtype=amp or torch.float32, enabled=amp is not None):
             features = model.backbone(images)
@@ -807,7 +819,8 @@ def _epochs_and_results(cfg: DictConfig, dist: Dist, amp: torch.dtype | None, sp
             STATUS.epoch = epoch + 1
             lr = optimizer.param_groups[0]["lr"]
             train_stats = train_one_epoch(train_model, model.head, data.train, optimizer, scaler, amp, epoch,
-                                          bool(cfg.trainer.progress) and dist.is_main, log_every=log_every, epochs=epochs)
+                                          bool(cfg.trainer.progress) and dist.is_main, log_every=log_every, epochs=epochs,
+                                          world_size=dist.world_size)
             scheduler.step()
             sync_buffers(model, dist)
             eval_seconds, metrics = 0.0, {}

@@ -11,6 +11,11 @@ from typing import Any
 
 from gsm.errors import ConfigError
 
+LOSS_REDUCTIONS = ("mean", "sum")
+"""``head.loss_reduction`` / ``recipe.loss_reduction``: how :func:`gsm.heads.head_loss` reduces the loss."""
+DIST_UPDATES = ("autograd", "release")
+"""``head.dist_update`` / ``recipe.dist_update``: how G-softmax's μ, σ move (docs/paper-notes.md E2)."""
+
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)

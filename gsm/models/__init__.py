@@ -40,8 +40,8 @@ class Classifier(nn.Module):
 
     def forward(self, images: Tensor, target: Tensor | None = None) -> Tensor:
         features = self.backbone(images)
-        with torch.autocast(features.device.type, enabled=False):  # the head runs in float32 (D2)
-            return self.head(features.float(), target)
+        with torch.autocast(features.device.type, enabled=False):  # the head runs in float32 or wider (D2)
+            return self.head(features.float() if features.dtype in (torch.float16, torch.bfloat16) else features, target)
 
 
 def check_model_config(cfg: Mapping[str, Any]) -> tuple[type[nn.Module], dict[str, Any]]:
