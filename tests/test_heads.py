@@ -550,7 +550,7 @@ def test_distribution_hooks_of_gsoftmax_and_the_defaults():
     assert set(hist) == {"mu", "sigma"} and torch.equal(hist["sigma"], g.sigma.detach().float())
     hp = g.hparams()
     assert hp == {"head": "gsoftmax", "lam": 0.5, "mu": 0.2, "sigma": 0.9, "learn_dist": 1, "dist_lr_mult": 3.0,
-                  "init": "empirical", "init_batches": 7}
+                  "init": "empirical", "init_batches": 7, "dist_update": "autograd", "loss_reduction": "mean"}
     assert all(isinstance(v, (int, float, str)) for v in hp.values())
     for other in (build_head("softmax", 5, 3), build_head("msml", 5, 3, True), build_head("lsoftmax", 5, 3)):
         assert other.distribution_parameters() == [] and not other.empirical_init and other.dist_lr_mult == 1.0
