@@ -115,3 +115,29 @@ def test_signature_ignores_device_and_changes_with_results():
     other_mu = OmegaConf.merge(base, {"head": {"mu": 0.1}})
     assert signature(base) == signature(other_device)
     assert signature(base) != signature(other_mu)
+
+
+# Signatures of configs whose recipes did not change, computed by gsm 0.2.0 (before the fidelity keys existed):
+# a key added later at its default value must leave them as they were, so runs made before are still found.
+SIGNATURES_BEFORE_FIDELITY_KEYS = {
+    ("dataset=digits", "head=gsoftmax"): "6af0751227",
+    ("dataset=digits", "head=softmax"): "b90b78e122",
+    ("dataset=digits", "head=lsoftmax"): "46f6dd13e8",
+    ("dataset=digits_mosaic", "head=gsoftmax"): "15b4db8f9f",
+    ("dataset=cifar100", "model=convnet", "head=gsoftmax"): "cfc2a49e5f",
+    ("dataset=coco", "model=convnet", "head=softmax"): "6201dd8778",
+    ("dataset=tiny_imagenet", "model=convnet", "head=gsoftmax"): "d422abe895",
+}
+
+
+@pytest.mark.parametrize("overrides", sorted(SIGNATURES_BEFORE_FIDELITY_KEYS))
+def test_new_keys_at_their_defaults_keep_a_run_identity(overrides):
+    from hydra import compose, initialize_config_dir
+
+    from gsm import runs
+
+    with initialize_config_dir(config_dir=str(REPO / "gsm" / "configs"), version_base="1.3"):
+        cfg = compose("train", overrides=list(overrides))
+        changed = compose("train", overrides=[*overrides, "head.loss_reduction=sum"])
+    assert runs.signature(cfg) == SIGNATURES_BEFORE_FIDELITY_KEYS[overrides]
+    assert runs.signature(changed) != runs.signature(cfg)  # any other value is another run
