@@ -408,7 +408,11 @@ RULES: dict[str, Callable[[str, Any], Any]] = {
     "dataset.image_size": _int(8, allow_none=True),
     "dataset.crop_padding": _int(0),
     "dataset.flip": _bool,
-    "dataset.train_crop": _choice("multiscale", "random_resized"),
+    "dataset.train_crop": _choice("multiscale", "random_resized", "resize", "pad", "inception"),  # per dataset: its loader
+    "dataset.color_jitter": _num(minimum=0),
+    "dataset.lighting": _num(minimum=0),
+    "dataset.interpolation": _choice("bilinear", "bicubic"),
+    "dataset.pad_mode": _choice("zeros", "reflect"),
     "dataset.drop_unlabeled": _bool,
     "dataset.on_missing": _choice("error", "skip"),
     "dataset.image_dir": text,

@@ -495,6 +495,117 @@ def test_subset_caps_file_splits(made):
     assert len(s.train) == len(s.train.dataset) == len(s.train.eval_dataset) == 4 and len(s.test) == 4
 
 
+# --------------------------------------------------------------------------- the release's augmentation keys
+
+RELEASE = {  # the authors' pipelines (datasets/coco.lua:84-95, nuswideclean.lua:94-104, tinyimagenet.lua:86-95)
+    "coco": {"image_size": 32, "train_crop": "resize", "color_jitter": 0.4, "lighting": 0.1, "interpolation": "bicubic"},
+    "nuswide": {"image_size": 32, "train_crop": "resize", "color_jitter": 0.4, "lighting": 0.1,
+                "interpolation": "bicubic"},
+    "tiny_imagenet": {"image_size": 80, "train_crop": "inception", "color_jitter": 0.4, "lighting": 0.1,
+                      "interpolation": "bicubic"},
+    "cifar10": {"pad_mode": "reflect"},
+}
+
+
+def _epoch(data, epoch: int) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    data.train.set_epoch(epoch)
+    return [(x.clone(), y.clone(), i.clone()) for x, y, i in data.train]
+
+
+@pytest.mark.parametrize("name", list(RELEASE))
+def test_release_keys_give_reproducible_normalised_batches(made, name):
+    """The whole loader with the release's keys: finite normalised batches of the right shape, the same on two
+    builds with the same seed (worker RNGs seeded from (seed, epoch, rank)), other batches in another epoch."""
+    cfg = {"name": name, "root": str(root_of(made, name)), **RELEASE[name]}
+    size = cfg.get("image_size", 32)
+
+    def build():
+        return build_data(cfg, batch_size=4, device=torch.device("cpu"), seed=11, num_workers=2)
+
+    first, second = build(), build()
+    a, b = _epoch(first, 0), _epoch(second, 0)
+    assert len(a) == len(first.train) >= 2
+    for (xa, ya, ia), (xb, yb, ib) in zip(a, b):
+        assert xa.shape[1:] == (3, size, size) and xa.dtype == torch.float32 and torch.isfinite(xa).all()
+        assert xa.abs().max() < 6  # normalised: a few standard deviations around 0
+        assert torch.equal(xa, xb) and torch.equal(ya, yb) and torch.equal(ia, ib)
+    if name == "cifar10":
+        assert first.train.pad_mode == "reflect"
+    else:
+        assert all(xa.std() > 0 for xa, _, _ in a)
+    later = _epoch(first, 1)
+    assert any(not torch.equal(x, y) for (x, _, _), (y, _, _) in zip(a, later))
+
+
+def test_default_keys_keep_todays_training_tensors(made):
+    """The dataset configs as shipped (every new key at its default) build today's pipelines: the same training
+    tensors for the same worker seed as the pipeline gsm had before the keys existed."""
+    from torchvision.transforms import v2
+
+    from gsm.data.files import load_rgb
+    from gsm.data.transforms import IMAGENET_STD, ScaleNormalize
+
+    norm = ScaleNormalize(IMAGENET_MEAN, IMAGENET_STD)
+    cases = {
+        "coco": ({"image_size": 32, "train_crop": "multiscale", "color_jitter": 0.0, "lighting": 0.0,
+                  "interpolation": "bilinear"},
+                 v2.Compose([v2.Resize((37, 37), antialias=True), MultiScaleCrop(32), v2.RandomHorizontalFlip(), norm]),
+                 37),
+        "tiny_imagenet": ({"image_size": 80, "train_crop": "pad", "pad_mode": "zeros", "color_jitter": 0.0,
+                           "lighting": 0.0, "interpolation": "bilinear"},
+                          v2.Compose([v2.Resize((80, 80), antialias=True), v2.RandomCrop(80, padding=10),
+                                      v2.RandomHorizontalFlip(), norm]), None),
+    }
+    for name, (keys, today, min_size) in cases.items():
+        for cfg in ({"name": name, "root": str(root_of(made, name)), **keys},
+                    {"name": name, "root": str(root_of(made, name)), "image_size": keys["image_size"]}):
+            ds = load_splits(cfg).train.dataset
+            assert ds.min_size == min_size
+            for i in range(3):
+                torch.manual_seed(i)
+                got = ds[i][0]
+                torch.manual_seed(i)
+                assert torch.equal(got, today(load_rgb(ds.paths[i], min_size))), (name, i)
+
+
+@pytest.mark.parametrize(("name", "keys", "message"), [
+    ("coco", {"train_crop": "inception"}, "dataset.train_crop must be one of multiscale, random_resized, resize for dataset=coco"),
+    ("nuswide", {"train_crop": "pad"}, "dataset.train_crop must be one of multiscale, random_resized, resize for dataset=nuswide"),
+    ("tiny_imagenet", {"train_crop": "resize", "image_size": 80}, "dataset.train_crop must be one of pad, inception"),
+    ("tiny_imagenet", {"train_crop": "inception", "image_size": 64}, "dataset.train_crop=inception needs the JPEG path.*the valid value is pad"),
+    ("tiny_imagenet", {"color_jitter": 0.4, "image_size": 64}, "dataset.color_jitter=0.4 needs the JPEG path"),
+    ("tiny_imagenet", {"lighting": 0.1, "image_size": 32}, "dataset.lighting=0.1 needs the JPEG path"),
+    ("tiny_imagenet", {"interpolation": "bicubic", "image_size": 64}, "dataset.interpolation=bicubic needs the JPEG path"),
+    ("tiny_imagenet", {"train_crop": "inception", "pad_mode": "reflect", "image_size": 80}, "dataset.pad_mode=reflect applies to dataset.train_crop=pad"),
+    ("coco", {"color_jitter": -0.1}, "dataset.color_jitter must be a finite number >= 0"),
+    ("nuswide", {"lighting": "strong"}, "dataset.lighting must be a finite number >= 0"),
+    ("coco", {"interpolation": "nearest"}, "dataset.interpolation must be one of bilinear, bicubic"),
+    ("cifar10", {"pad_mode": "edge"}, "dataset.pad_mode must be one of zeros, reflect for dataset=cifar10"),
+    ("cifar100", {"pad_mode": "reflect", "crop_padding": 32}, "dataset.pad_mode=reflect needs dataset.crop_padding < dataset.image_size"),
+])
+def test_bad_augmentation_value_is_one_config_error(made, name, keys, message):
+    with pytest.raises(ConfigError, match=message) as info:
+        load_splits({"name": name, "root": str(root_of(made, name)), **keys})
+    assert str(info.value).startswith(message.split()[0].split("=")[0])  # the message opens with the key
+
+
+def test_pad_mode_of_a_dataset_without_padding_keys(made):
+    with pytest.raises(ConfigError, match="dataset.pad_mode must be one of zeros for dataset=coco"):
+        build_data({"name": "coco", "root": str(root_of(made, "coco")), "image_size": 32, "pad_mode": "reflect"},
+                   batch_size=2, device=torch.device("cpu"), num_workers=0)
+
+
+def test_config_rules_of_the_new_keys():
+    from gsm.config import RULES
+
+    for key, good, bad in (("dataset.train_crop", "inception", "center"), ("dataset.color_jitter", 0.4, -1),
+                           ("dataset.lighting", 0.0, "x"), ("dataset.interpolation", "bicubic", "lanczos"),
+                           ("dataset.pad_mode", "reflect", "edge")):
+        RULES[key](key, good)
+        with pytest.raises(ConfigError, match=f"^{key} must"):
+            RULES[key](key, bad)
+
+
 # --------------------------------------------------------------------------- the real CLI
 
 

@@ -144,6 +144,21 @@ def fingerprint_differences(recorded: Mapping[str, Any], current: Mapping[str, A
     return out
 
 
+# Datasets whose random crop reads dataset.pad_mode (gsm/configs/dataset/<name>.yaml defines it).
+PAD_MODE_DATASETS = ("cifar10", "cifar100", "tiny_imagenet")
+
+
+def _pad_mode(cfg: Mapping[str, Any], splits: DatasetSplits) -> str:
+    """``dataset.pad_mode`` for the device loaders (the dataset modules check it against their images)."""
+    from gsm.data.files import setting
+    from gsm.data.transforms import PAD_MODES
+
+    if splits.name in PAD_MODE_DATASETS:
+        return setting(cfg, "pad_mode", "zeros", PAD_MODES, f"for dataset={splits.name}")
+    return setting(cfg, "pad_mode", "zeros", ("zeros",),
+                   f"for dataset={splits.name} (reflect is for {', '.join(PAD_MODE_DATASETS)})")
+
+
 def build_data(
     cfg: Mapping[str, Any],
     *,
@@ -160,6 +175,7 @@ def build_data(
     """Loaders over ``splits`` (loaded from ``cfg`` when not given)."""
     splits = splits if splits is not None else load_splits(cfg)
     eval_bs = eval_batch_size or batch_size
+    pad_mode = _pad_mode(cfg, splits)
 
     def make(split: Split, train: bool, dataset: Dataset | None = None) -> DeviceLoader | FileLoader:
         common = dict(train=train, device=device, seed=seed, rank=rank, world_size=world_size, channels_last=channels_last)
@@ -167,7 +183,7 @@ def build_data(
         if isinstance(split, TensorSplit):
             return DeviceLoader(
                 split.images, split.targets, bs, mean=splits.mean, std=splits.std,
-                crop_padding=splits.crop_padding, flip=splits.flip, **common,
+                crop_padding=splits.crop_padding, flip=splits.flip, pad_mode=pad_mode, **common,
             )
         return FileLoader(dataset or split.dataset, bs, num_workers=num_workers, **common)
 

@@ -18,6 +18,9 @@ official archive through torchvision's download code (URL and MD5 from
 Returns uint8 (N, 3, 32, 32) tensors (augmented on the device by
 :class:`~gsm.data.loaders.DeviceLoader`: 4-pixel zero padding + random 32 crop,
 horizontal flip, per-channel normalisation with the standard CIFAR statistics).
+``dataset.pad_mode: reflect`` pads by reflection instead, as the Wide ResNet
+release trains CIFAR (szagoruyko/wide-residual-networks scripts/train_cifar.sh:9,
+``randomcrop_type=reflection``; augmentation.lua:11-12).
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ import torch
 
 from gsm.data.types import DatasetSplits, TensorSplit
 from gsm.data.files import image_size, resize_uint8
+from gsm.data.files import setting
+from gsm.data.transforms import PAD_MODES
 from gsm.values import boolean, integer
 from gsm.errors import ConfigError, DataError
 
@@ -176,11 +181,15 @@ def load_cifar(cfg: Mapping[str, Any], name: str) -> DatasetSplits:
         return TensorSplit(resize_uint8(images, size), torch.from_numpy(labels.astype(np.int64)))
 
     size = image_size(cfg, 32)
+    padding = integer("dataset.crop_padding", cfg.get("crop_padding", 4), minimum=0)
+    if setting(cfg, "pad_mode", "zeros", PAD_MODES, f"for dataset={name}") == "reflect" and padding >= size:
+        raise ConfigError(f"dataset.pad_mode=reflect needs dataset.crop_padding < dataset.image_size "
+                          f"(got crop_padding={padding}, image_size={size})")
     train, test = split(spec["train"]), split(spec["test"])
     return DatasetSplits(
         name=name, num_classes=spec["num_classes"], multilabel=False, class_names=class_names, train=train, test=test,
         in_channels=3, image_size=size, mean=spec["mean"], std=spec["std"],
-        crop_padding=integer("dataset.crop_padding", cfg.get("crop_padding", 4), minimum=0),
+        crop_padding=padding,
         flip=boolean("dataset.flip", cfg.get("flip", True)),
         notes={"folder": str(folder)},
     )

@@ -16,7 +16,9 @@ come from the categories. Images with no annotation are dropped
 files). An annotation whose category id or image id the file does not define
 is a DataError naming the file. File names come from each image's
 ``file_name`` field. Images are read by DataLoader workers with the docs/paper-notes.md D19–D21
-multi-label pipelines (:mod:`gsm.data.transforms`).
+multi-label pipelines (:mod:`gsm.data.transforms`); ``dataset.train_crop: resize``,
+``color_jitter: 0.4``, ``lighting: 0.1`` and ``interpolation: bicubic`` give the
+authors' release pipeline (datasets/coco.lua:82-102).
 """
 
 from __future__ import annotations
@@ -29,9 +31,10 @@ from typing import Any
 
 import torch
 
+from gsm.data.files import multilabel_file_splits
 from gsm.data.types import DatasetSplits
 from gsm.data.files import (
-    choice, dataset_root, find_missing, log, multilabel_file_splits, report_missing, require,
+    setting, dataset_root, find_missing, log, report_missing, require,
 )
 from gsm.values import boolean
 from gsm.errors import DataError
@@ -89,7 +92,7 @@ def read_split(root: Path, split_dir: str) -> dict[str, Any]:
 def load_coco(cfg: Mapping[str, Any]) -> DatasetSplits:
     root = dataset_root(cfg, TITLE, HOW_TO_GET, LAYOUT)
     drop_unlabeled = boolean("dataset.drop_unlabeled", cfg.get("drop_unlabeled", True))
-    on_missing = choice(cfg, "on_missing", "error", ("skip", "error"))
+    on_missing = setting(cfg, "on_missing", "error", ("skip", "error"))
     parts = {split: read_split(root, d) for split, d in SPLITS.items()}
     cat_ids = parts["train"]["cat_ids"]
     if parts["test"]["cat_ids"] != cat_ids:

@@ -52,12 +52,15 @@ CACHE_VERSION = 1
 # --------------------------------------------------------------------------- config values
 
 
-def choice(cfg: Mapping[str, Any], key: str, default: str, valid: Sequence[str]) -> str:
-    value = cfg.get(key, default)
-    value = default if value is None else str(value)
+def setting(cfg: Mapping[str, Any], key: str, default: str, valid: Sequence[str], where: str = "") -> str:
+    """``dataset.<key>`` (default when absent or null) if it is one of ``valid``, else one ConfigError naming the
+    key, the values valid ``where`` (e.g. "for dataset=coco") and the value given."""
+    value = cfg.get(key)
+    value = default if value is None else value
     if value not in valid:
-        raise ConfigError(f"dataset.{key} must be one of {', '.join(valid)} (got {value!r})")
-    return value
+        at = f" {where}" if where else ""
+        raise ConfigError(f"dataset.{key} must be one of {', '.join(valid)}{at} (got {value!r})")
+    return str(value)
 
 
 def image_size(cfg: Mapping[str, Any], default: int, minimum: int = 8) -> int:
@@ -306,21 +309,22 @@ def report_missing(name: str, missing: Mapping[str, tuple[list[Path], int]], on_
 # --------------------------------------------------------------------------- multi-label JPEG sets
 
 
-def multilabel_file_splits(
-    cfg: Mapping[str, Any], name: str, class_names: list[str],
-    train: tuple[Sequence[Path], Tensor], test: tuple[Sequence[Path], Tensor], notes: dict[str, Any],
-) -> Any:
+def multilabel_file_splits(cfg: Mapping[str, Any], name: str, class_names: list[str],
+                           train: tuple[Sequence[Path], Tensor], test: tuple[Sequence[Path], Tensor],
+                           notes: dict[str, Any]) -> Any:
     """DatasetSplits of FileSplits with the multi-label pipelines of docs/datasets.md (COCO, NUS-WIDE)."""
     from gsm.data.transforms import (
-        IMAGENET_MEAN, IMAGENET_STD, TRAIN_CROPS, eval_transform, multilabel_train, multiscale_side,
+        IMAGENET_MEAN, IMAGENET_STD, TRAIN_CROPS, augment_options, eval_transform, multilabel_train, multiscale_side,
     )
 
     size = image_size(cfg, 448, minimum=16)
-    crop = choice(cfg, "train_crop", "multiscale", TRAIN_CROPS)
+    crop = setting(cfg, "train_crop", "multiscale", TRAIN_CROPS, f"for dataset={name}")
     flip = boolean("dataset.flip", cfg.get("flip", True))
-    train_tf, test_tf = multilabel_train(size, crop, flip), eval_transform(size)
+    opts = augment_options(cfg)
+    train_tf = multilabel_train(size, crop, flip, **opts)
+    test_tf = eval_transform(size, interpolation=opts["interpolation"])
     # Reduced-size JPEG decoding where the first step shrinks the whole image anyway (never for random_resized).
-    train_min = multiscale_side(size) if crop == "multiscale" else None
+    train_min = {"multiscale": multiscale_side(size), "resize": size}.get(crop)
     train_split = FileSplit(ImageFiles(train[0], train[1], train_tf, train_min), train[1],
                             ImageFiles(train[0], train[1], test_tf, size))
     test_split = FileSplit(ImageFiles(test[0], test[1], test_tf, size), test[1])

@@ -2,8 +2,9 @@
 
 * :class:`DeviceLoader` — small-image sets (digits, CIFAR, Tiny ImageNet at 64²):
   the whole split lives on the training device as uint8 (N, C, H, W); random
-  crop with zero padding, horizontal flip and normalisation run batched on the
-  device (airbench style), with no per-sample Python or PIL work.
+  crop with zero (or reflect, ``dataset.pad_mode``) padding, horizontal flip and
+  normalisation run batched on the device (airbench style), with no per-sample
+  Python or PIL work.
 * :class:`FileLoader` — JPEG sets (COCO, NUS-WIDE, Tiny ImageNet at 224²):
   a torch DataLoader with workers and torchvision transforms.
 
@@ -33,12 +34,28 @@ def epoch_generator(seed: int, epoch: int, rank: int, device: torch.device | str
     return g
 
 
-def random_crop_flip(images: Tensor, padding: int, flip: bool, generator: torch.Generator) -> Tensor:
-    """Per-sample random crop (zero padding, as torchvision RandomCrop) and horizontal flip, batched."""
+def random_crop_flip(images: Tensor, padding: int, flip: bool, generator: torch.Generator,
+                     pad_mode: str = "zeros") -> Tensor:
+    """Per-sample random crop and horizontal flip, batched.
+
+    ``pad_mode``: ``zeros`` (as torchvision RandomCrop) or ``reflect`` (mirror without repeating the edge,
+    numpy.pad's ``reflect``: the Wide ResNet release's ``randomcrop_type=reflection``, its
+    augmentation.lua:11-12 ``nn.SpatialReflectionPadding``). Reflection commutes with the per-channel
+    normalisation that follows, so padding the uint8 images equals the release's padding of normalised ones.
+    The release draws one crop offset per batch and flips exactly half of it (augmentation.lua:26-27, 48);
+    gsm draws per image, as for zero padding.
+    """
     b, c, h, w = images.shape
     out = images
     if padding > 0:
-        padded = torch.nn.functional.pad(images, (padding, padding, padding, padding))
+        if pad_mode == "zeros":
+            padded = torch.nn.functional.pad(images, (padding, padding, padding, padding))
+        elif pad_mode == "reflect":
+            if padding >= min(h, w):
+                raise ValueError(f"reflect padding of {padding} px needs images larger than that (got {h}x{w})")
+            padded = torch.nn.functional.pad(images, (padding, padding, padding, padding), mode="reflect")
+        else:
+            raise ValueError(f"unknown pad_mode {pad_mode!r}; valid: zeros, reflect")
         dy = torch.randint(0, 2 * padding + 1, (b,), device=images.device, generator=generator)
         dx = torch.randint(0, 2 * padding + 1, (b,), device=images.device, generator=generator)
         rows = (dy[:, None] + torch.arange(h, device=images.device))[:, None, :, None]
@@ -67,6 +84,7 @@ class DeviceLoader:
         device: torch.device,
         crop_padding: int = 0,
         flip: bool = False,
+        pad_mode: str = "zeros",
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
@@ -78,6 +96,7 @@ class DeviceLoader:
         self.targets = targets.to(device)
         self.batch_size, self.train, self.device = int(batch_size), train, device
         self.crop_padding, self.flip, self.seed = int(crop_padding), bool(flip), int(seed)
+        self.pad_mode = pad_mode
         self.rank, self.world_size, self.epoch = rank, world_size, 0
         self.channels_last = channels_last
         self.mean = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1) * 255.0
@@ -109,7 +128,7 @@ class DeviceLoader:
             idx = idx_all[start : start + self.batch_size]
             x = self.images[idx]
             if self.train and (self.crop_padding or self.flip):
-                x = random_crop_flip(x, self.crop_padding, self.flip, gen)
+                x = random_crop_flip(x, self.crop_padding, self.flip, gen, self.pad_mode)
             x = (x.float() - self.mean) / self.std
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)

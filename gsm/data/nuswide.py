@@ -25,6 +25,10 @@ Decisions (docs/datasets.md):
   results with fewer than 81 classes are not comparable to the paper's;
 * a label file whose line count differs from its image list, or a value other
   than 0/1, is a DataError naming the files.
+
+Pipelines as COCO (:mod:`gsm.data.transforms`); ``dataset.train_crop: resize``,
+``color_jitter: 0.4``, ``lighting: 0.1`` and ``interpolation: bicubic`` give the
+authors' release pipeline (datasets/nuswideclean.lua:92-110).
 """
 
 from __future__ import annotations
@@ -36,9 +40,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from gsm.data.files import multilabel_file_splits
 from gsm.data.types import DatasetSplits
 from gsm.data.files import (
-    choice, dataset_root, find_missing, log, multilabel_file_splits, read_lines, report_missing, require,
+    setting, dataset_root, find_missing, log, read_lines, report_missing, require,
 )
 from gsm.values import boolean, text
 from gsm.errors import DataError
@@ -80,7 +85,7 @@ def _labels(path: Path, list_path: Path, n: int) -> np.ndarray:
 def load_nuswide(cfg: Mapping[str, Any]) -> DatasetSplits:
     root = dataset_root(cfg, TITLE, HOW_TO_GET, LAYOUT)
     drop_unlabeled = boolean("dataset.drop_unlabeled", cfg.get("drop_unlabeled", True))
-    on_missing = choice(cfg, "on_missing", "skip", ("skip", "error"))
+    on_missing = setting(cfg, "on_missing", "skip", ("skip", "error"))
     image_dir = text("dataset.image_dir", cfg.get("image_dir"), allow_none=True) or "Flickr"
     image_dir = require(root / image_dir, root, TITLE, HOW_TO_GET, LAYOUT, is_dir=True)
     concepts_path = require(root / "ConceptsList" / "Concepts81.txt", root, TITLE, HOW_TO_GET, LAYOUT)

@@ -20,10 +20,17 @@ Grayscale JPEGs (a few hundred in the real set) are converted to 3 channels.
   their sizes and modification times.
 * above 64 (Table II uses 224): a :class:`~gsm.data.FileSplit` read by
   DataLoader workers: resize to ``image_size``, random crop with zero padding
-  and flip for training, resize only for testing.
+  and flip for training (``dataset.train_crop: pad``), resize only for testing.
+  ``train_crop: inception``, ``color_jitter: 0.4``, ``lighting: 0.1`` and
+  ``interpolation: bicubic`` give the authors' release pipeline
+  (datasets/tinyimagenet.lua:84-108; its test ``t.Scale`` + ``t.CenterCrop``
+  is the plain resize on these square 64x64 images).
 
 Both use the ImageNet mean/std (the backbone is ImageNet-pretrained).
-``crop_padding`` is in pixels at 64x64 and scales with ``image_size``.
+``crop_padding`` is in pixels at 64x64 and scales with ``image_size``;
+``pad_mode: reflect`` pads by reflection instead of zeros (both paths).
+The JPEG-only keys (``train_crop: inception``, ``color_jitter``, ``lighting``,
+``interpolation: bicubic``) are a ConfigError at ``image_size <= 64``.
 """
 
 from __future__ import annotations
@@ -36,12 +43,15 @@ import torch
 
 from gsm.data.types import DatasetSplits, FileSplit, TensorSplit
 from gsm.data.files import (
-    ImageFiles, choice, dataset_root, decode_all, file_list_key, find_missing, image_size, log, missing_message,
+    ImageFiles, setting, dataset_root, decode_all, file_list_key, find_missing, image_size, log, missing_message,
     read_lines, report_missing, require, resize_uint8,
 )
-from gsm.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform, pad_crop_train
+from gsm.data.transforms import (
+    IMAGENET_MEAN, IMAGENET_STD, PAD_MODES, TINY_CROPS, augment_options, eval_transform, inception_train,
+    pad_crop_train,
+)
 from gsm.values import boolean, integer, text
-from gsm.errors import DataError
+from gsm.errors import ConfigError, DataError
 
 TITLE = "Tiny ImageNet"
 FOLDER = "tiny-imagenet-200"
@@ -121,7 +131,7 @@ def index(cfg: Mapping[str, Any]) -> dict[str, Any]:
         val_paths.append(val_dir / name)
         val_labels.append(label_of[wnid])
 
-    on_missing = choice(cfg, "on_missing", "error", ("skip", "error"))
+    on_missing = setting(cfg, "on_missing", "error", ("skip", "error"))
     absent = find_missing(val_paths)
     report_missing(TITLE, {"val": ([p for p, a in zip(val_paths, absent) if a], len(val_paths))}, on_missing, val_dir)
     if any(absent):
@@ -142,12 +152,35 @@ def _cache_dir(cfg: Mapping[str, Any], folder: Path) -> Path | None:
     return Path(str(raw)).expanduser() if raw not in (None, "") else folder / ".gsm-cache"
 
 
+def _check_options(size: int, crop: str, pad_mode: str, padding: int, opts: Mapping[str, Any]) -> None:
+    """The keys that only the JPEG path (image_size > 64) implements, and pad_mode's limits."""
+    if size <= NATIVE:
+        defaults = {"train_crop": ("pad", crop), "color_jitter": (0.0, opts["color_jitter"]),
+                    "lighting": (0.0, opts["lighting"]), "interpolation": ("bilinear", opts["interpolation"])}
+        for key, (default, value) in defaults.items():
+            if value != default:
+                raise ConfigError(f"dataset.{key}={value} needs the JPEG path of dataset=tiny_imagenet "
+                                  f"(dataset.image_size > {NATIVE}; got image_size={size}); at image_size <= {NATIVE} "
+                                  f"the valid value is {default} (images are decoded once and augmented on the device "
+                                  "by random crop and flip only)")
+    if crop == "inception" and pad_mode != "zeros":
+        raise ConfigError("dataset.pad_mode=reflect applies to dataset.train_crop=pad; with train_crop=inception "
+                          "there is no padding (valid: pad_mode=zeros)")
+    if pad_mode == "reflect" and padding >= size:
+        raise ConfigError(f"dataset.pad_mode=reflect needs a padding smaller than the image: dataset.crop_padding "
+                          f"gives {padding} px at image_size={size}")
+
+
 def load_tiny_imagenet(cfg: Mapping[str, Any]) -> DatasetSplits:
     idx = index(cfg)
     size = image_size(cfg, NATIVE)
     pad64 = integer("dataset.crop_padding", cfg.get("crop_padding", 8), minimum=0)
     padding = round(pad64 * size / NATIVE)
     flip = boolean("dataset.flip", cfg.get("flip", True))
+    crop = setting(cfg, "train_crop", "pad", TINY_CROPS, "for dataset=tiny_imagenet")
+    pad_mode = setting(cfg, "pad_mode", "zeros", PAD_MODES, "for dataset=tiny_imagenet")
+    opts = augment_options(cfg)
+    _check_options(size, crop, pad_mode, padding, opts)
     notes = {"folder": str(idx["folder"]), "missing_skipped": idx["missing"]}
     common = dict(name="tiny_imagenet", num_classes=len(idx["wnids"]), multilabel=False,
                   class_names=idx["class_names"], in_channels=3, image_size=size,
@@ -169,7 +202,11 @@ def load_tiny_imagenet(cfg: Mapping[str, Any]) -> DatasetSplits:
 
     train_paths, train_y = idx["train"]
     test_paths, test_y = idx["test"]
-    train_tf, test_tf = pad_crop_train(size, padding, flip), eval_transform(size)
+    if crop == "inception":
+        train_tf = inception_train(size, flip, **opts)
+    else:
+        train_tf = pad_crop_train(size, padding, flip, pad_mode=pad_mode, **opts)
+    test_tf = eval_transform(size, interpolation=opts["interpolation"])
     train = FileSplit(ImageFiles(train_paths, train_y, train_tf), train_y, ImageFiles(train_paths, train_y, test_tf))
     test = FileSplit(ImageFiles(test_paths, test_y, test_tf), test_y)
     return DatasetSplits(train=train, test=test, **common)
