@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 import torch
-from sklearn.metrics import average_precision_score, precision_score, recall_score
+from sklearn.metrics import average_precision_score, f1_score, precision_score, recall_score
 
-from gsm.metrics import average_precision, multilabel_metrics, top1_error
+from gsm.metrics import average_precision, multilabel_metrics, thresholded_metrics, top1_error, voc_average_precision
 
 
 def _ref(scores, targets, thr=0.5):
@@ -125,3 +125,176 @@ def test_integer_and_bool_inputs_and_bad_scores():
             s[1, 1] = bad
             with pytest.raises(ValueError, match="finite"):
                 average_precision(s, targets)
+
+
+# --- the authors' definitions (luoyan407/gsoftmax eval/evaluate.m; PASCAL VOC2012 devkit) ---
+
+
+def _voc_ap_ref(score, gt):
+    """VOCevalcls.m + VOCap.m, transcribed line by line (labels 0/1, no 'difficult'); None without a positive."""
+    npos = int(np.sum(gt > 0))
+    if npos == 0:
+        return None
+    si = np.argsort(-score, kind="stable")  # [~,si] = sort(-confidence): MATLAB's sort is stable
+    tp = np.cumsum(gt[si] > 0)
+    fp = np.cumsum(gt[si] == 0)
+    rec = tp / npos
+    prec = tp / (fp + tp)
+    mrec = np.concatenate([[0.0], rec, [1.0]])
+    mpre = np.concatenate([[0.0], prec, [0.0]])
+    for i in range(len(mpre) - 2, -1, -1):
+        mpre[i] = max(mpre[i], mpre[i + 1])
+    i = np.nonzero(mrec[1:] != mrec[:-1])[0] + 1
+    return float(np.sum((mrec[i] - mrec[i - 1]) * mpre[i]))
+
+
+def _cf1_mean_ref(labels, pred):
+    """evaluate.m:21 and :24: per-class P, R, F1 of the 0/1 predictions, then mean(F1_C) over all classes."""
+    f1 = []
+    for c in range(labels.shape[1]):
+        tp = sum(1 for i in range(labels.shape[0]) if labels[i, c] and pred[i, c])
+        n_pred, n_gt = int(pred[:, c].sum()), int(labels[:, c].sum())
+        p = tp / n_pred if n_pred else 0.0
+        r = tp / n_gt if n_gt else 0.0
+        f1.append(2 * p * r / (p + r) if p + r else 0.0)
+    return sum(f1) / len(f1)
+
+
+def _tied_problem(seed, decimals, dtype, n=1500, m=20):
+    rng = np.random.default_rng(seed)
+    targets = (rng.random((n, m)) < rng.uniform(0.02, 0.5, size=m)).astype(np.int64)
+    scores = np.round(1 / (1 + np.exp(-(rng.normal(size=(n, m)) + targets * rng.uniform(0, 2, size=m)))), decimals)
+    targets[:, 4] = 0  # no positive: NaN / None, excluded from mAP_voc
+    targets[:, 9] = 1  # every image positive
+    scores[:, 6] = 0.7  # one tie over the whole class
+    scores[:, 11] = np.round(scores[:, 11] * 0.4, decimals)  # no prediction (all < 0.5)
+    scores[: n // 3, 13] = -0.0  # −0.0 ties with 0.0
+    scores[n // 3:, 13] = 0.0
+    return scores.astype(dtype), targets
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("decimals", [1, 2])
+def test_voc_ap_and_cf1_mean_match_the_release_transcription(dtype, decimals):
+    """Scores rounded to 1-2 decimals (many ties, whose input order decides the VOC AP), float32 (packed
+    sort keys) and float64 (not float32-exact: the stable-argsort path)."""
+    scores, targets = _tied_problem(decimals, decimals, dtype)
+    want = [_voc_ap_ref(scores[:, c], targets[:, c]) for c in range(targets.shape[1])]
+    got = voc_average_precision(torch.from_numpy(scores), torch.from_numpy(targets))
+    assert got.dtype == torch.float64 and got.shape == (targets.shape[1],)
+    for c, w in enumerate(want):
+        if w is None:
+            assert np.isnan(got[c].item())
+        else:
+            assert got[c].item() == pytest.approx(w, abs=1e-12), c
+    assert want[9] == pytest.approx(1.0, abs=1e-12)
+    out = multilabel_metrics(torch.from_numpy(scores), torch.from_numpy(targets))
+    assert out["AP_voc"] == pytest.approx(want, abs=1e-12) and out["AP_voc"][4] is None
+    assert out["mAP_voc"] == pytest.approx(np.mean([w for w in want if w is not None]), abs=1e-12)
+    assert out["classes_without_positives"] == [4]  # the same classes as mAP's
+    pred = (scores >= 0.5).astype(np.int64)
+    assert pred[:, 11].sum() == 0
+    assert out["CF1_mean"] == pytest.approx(_cf1_mean_ref(targets, pred), abs=1e-12)
+    assert out["CF1_mean"] == pytest.approx(f1_score(targets, pred, average="macro", zero_division=0), abs=1e-12)
+    # the existing eq. 21 / eq. 22 values are untouched by the additions
+    mAP, cp, cr, op, orr = _ref(scores, targets)
+    assert out["mAP"] == pytest.approx(mAP, abs=1e-12)
+    assert out["CF1"] == pytest.approx(2 * cp * cr / (cp + cr), abs=1e-12)
+
+
+def test_voc_ap_float64_ties_finer_than_float32():
+    """float64 scores closer than float32 resolves are ranked as float64 (not merged into float32 ties)."""
+    rng = np.random.default_rng(3)
+    n, m = 400, 5
+    targets = (rng.random((n, m)) < 0.3).astype(np.int64)
+    scores = 0.2 + 1e-12 * rng.integers(0, 20, size=(n, m)) + 1e-13 * targets
+    got = voc_average_precision(torch.from_numpy(scores), torch.from_numpy(targets)).tolist()
+    assert got == pytest.approx([_voc_ap_ref(scores[:, c], targets[:, c]) for c in range(m)], abs=1e-12)
+
+
+def test_voc_ap_hand_computed_and_tie_order():
+    """Scores 0.9, 0.8, 0.8, 0.7, 0.6 with three positives, the tied pair in both input orders.
+
+    Negative first within the tie: ranks 1..5 are 1,0,1,0,1 -> precision 1, 1/2, 2/3, 1/2, 3/5; made
+    non-increasing from the right: 1, 2/3, 2/3, 3/5, 3/5; each positive adds recall 1/3:
+    AP = (1 + 2/3 + 3/5) / 3 = 34/45. Positive first: 1,1,0,0,1 -> AP = (1 + 1 + 3/5) / 3 = 13/15.
+    Eq. 21 (sklearn) pools the tie, so it gives 34/45 for both orders.
+    """
+    scores = torch.tensor([[0.9], [0.8], [0.8], [0.7], [0.6]])
+    negative_first = torch.tensor([[1], [0], [1], [0], [1]])
+    positive_first = torch.tensor([[1], [1], [0], [0], [1]])
+    assert voc_average_precision(scores, negative_first).item() == pytest.approx(34 / 45, abs=1e-15)
+    assert voc_average_precision(scores, positive_first).item() == pytest.approx(13 / 15, abs=1e-15)
+    for t in (negative_first, positive_first):
+        assert average_precision(scores, t).item() == pytest.approx(34 / 45, abs=1e-12)
+    # the same pairs with the rows shuffled: only the input order within the tie matters
+    rows = [4, 2, 0, 3, 1]  # the tied pair swapped: positive first
+    assert voc_average_precision(scores[rows], negative_first[rows]).item() == pytest.approx(13 / 15, abs=1e-15)
+    rows = [4, 1, 0, 3, 2]  # the tied pair in its order: negative first
+    assert voc_average_precision(scores[rows], negative_first[rows]).item() == pytest.approx(34 / 45, abs=1e-15)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_voc_ap_follows_the_input_order_of_ties(dtype):
+    """Permuting the images changes the VOC AP exactly as the stable order dictates; eq. 21 does not move."""
+    rng = np.random.default_rng(5)
+    n, m = 300, 8
+    targets = (rng.random((n, m)) < 0.3).astype(np.int64)
+    scores = np.round(rng.random((n, m)) + 0.3 * targets, 1)  # ~14 distinct values per class
+    scores[:, 2] = 0.5  # all tied: the VOC AP depends only on the order of the labels
+    seen = set()
+    for k in range(6):
+        perm = rng.permutation(n)
+        s, t = scores[perm], targets[perm]
+        got = voc_average_precision(torch.from_numpy(s).to(dtype), torch.from_numpy(t)).tolist()
+        assert got == pytest.approx([_voc_ap_ref(s[:, c].astype(np.float64), t[:, c]) for c in range(m)], abs=1e-12)
+        eq21 = average_precision(torch.from_numpy(s), torch.from_numpy(t)).tolist()
+        assert eq21 == pytest.approx(_sk_ap(scores, targets), abs=1e-12)
+        seen.add(round(got[2], 12))
+    assert len(seen) > 1  # the definition depends on the tie order
+
+
+def test_cf1_mean_hand_computed_and_top3():
+    """Class 0: P = R = 1 (F1 = 1). Class 1: 1 of 2 predictions right, 1 of 4 positives found (P = 1/2,
+    R = 1/4, F1 = 1/3). CF1_mean = 2/3; eq. 22's CF1 = F1(mean P = 3/4, mean R = 5/8) = 15/22."""
+    targets = torch.zeros(8, 2, dtype=torch.int64)
+    targets[:2, 0] = 1
+    targets[:4, 1] = 1
+    scores = torch.full((8, 2), 0.1)
+    scores[:2, 0] = 0.9
+    scores[[0, 4], 1] = 0.7
+    got = thresholded_metrics(scores, targets)
+    assert got["CF1_mean"] == pytest.approx(2 / 3, abs=1e-15) and got["CF1"] == pytest.approx(15 / 22, abs=1e-15)
+    rng = np.random.default_rng(9)
+    targets = (rng.random((200, 10)) < 0.3).astype(np.int64)
+    scores = rng.random((200, 10))
+    pred = np.zeros_like(targets)
+    for i in range(200):  # the 3 highest scores of each image, each still >= 0.5
+        for c in np.argsort(-scores[i], kind="stable")[:3]:
+            pred[i, c] = scores[i, c] >= 0.5
+    top3 = thresholded_metrics(torch.from_numpy(scores), torch.from_numpy(targets), top_k=3)
+    assert top3["CF1_mean"] == pytest.approx(_cf1_mean_ref(targets, pred), abs=1e-12)
+
+
+def test_voc_ap_rejects_non_finite_scores():
+    targets = torch.tensor([[1, 0], [0, 1], [1, 1], [0, 0]])
+    for bad in (float("nan"), float("inf"), float("-inf")):
+        for dtype in (torch.float16, torch.float32, torch.float64):
+            s = torch.rand(4, 2, dtype=torch.float64).to(dtype)
+            s[2, 0] = bad
+            with pytest.raises(ValueError, match="voc_average_precision: scores must be finite"):
+                voc_average_precision(s, targets)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_voc_ap_and_cf1_mean_on_cuda_match_cpu():
+    for dtype in (np.float32, np.float64):
+        scores, targets = _tied_problem(1, 1, dtype)
+        cpu = multilabel_metrics(torch.from_numpy(scores), torch.from_numpy(targets))
+        gpu = multilabel_metrics(torch.from_numpy(scores).cuda(), torch.from_numpy(targets).cuda())
+        assert gpu["AP_voc"] == pytest.approx(cpu["AP_voc"], abs=1e-12) and gpu["AP_voc"][4] is None
+        assert gpu["mAP_voc"] == pytest.approx(cpu["mAP_voc"], abs=1e-12)
+        assert gpu["CF1_mean"] == pytest.approx(cpu["CF1_mean"], abs=1e-12)
+        with pytest.raises(ValueError, match="finite"):
+            voc_average_precision(torch.tensor([[float("nan")], [0.5]], device="cuda"),
+                                  torch.tensor([[1], [0]], device="cuda"))
