@@ -31,6 +31,10 @@ clean-demo:
 # The paper's tables: run what is missing of the table's grid (Hydra launcher LAUNCHER), then write
 # outputs/tables/tableN.{md,csv,tex} (table1 and table3 also draw Figures 3-8 into outputs/figures).
 # PROFILE=smoke: the same pipeline on CPU in minutes (fixtures, tiny models), under outputs/smoke/.
+# TABLE_ARGS: further gsm-tables options, e.g. TABLE_ARGS=--no-run (only read the runs there) or, for
+# table2/3/4, TABLE_ARGS=--as-written: also train each G-softmax row with head.dist_update=autograd (the
+# method as the paper describes it; the default recipes update mu, sigma as the authors' released code)
+# and write outputs/tables/tableN_as_written.{md,csv,tex} (paper / ours as released / ours as written).
 PROFILE ?= full
 LAUNCHER ?= basic
 TABLE_ARGS ?=

@@ -7,6 +7,11 @@ one signature function of runs and rows). So the table shows exactly the runs th
 skip as finished, one per seed. Results are read as :class:`gsm.results.RunRecord`; unreadable
 files are kept aside in ``Grid.unreadable`` (reported by the caller, never fatal). Launching the
 missing runs is ``gsm.reproduce``'s job.
+
+A grid row may be a variant of an experiment, ``<experiment>@as_written`` (gsm.profiles.VARIANTS):
+the same experiment composed with the variant's overrides, a row (and runs) of its own. A grid has
+such rows only when its caller lists them (``gsm-tables tableN --as-written``,
+:func:`as_written_experiments`).
 """
 
 from __future__ import annotations
@@ -16,9 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from gsm import runs
+from gsm import paper, runs
 from gsm.errors import ConfigError
-from gsm.profiles import PROFILES, Profile
+from gsm.profiles import PROFILES, Profile, split_variant, variant_name, variant_overrides
 from gsm.results import RunRecord, load_records
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
@@ -28,8 +33,17 @@ def row_key(config: dict[str, Any]) -> str:
     """A paper row's identity: the signature of a config's result-affecting settings without the seed."""
     return runs.signature(config, include_seed=False)
 
+
+def as_written_experiments(table: int) -> list[str]:
+    """The ``@as_written`` variants of a table's G-softmax rows (``head.dist_update=autograd``: the paper's
+    method as written, beside the default recipe that follows the authors' release)."""
+    return list(dict.fromkeys(variant_name(r.experiment, "as_written")
+                              for r in paper.rows(table=table, head="gsoftmax") if r.experiment))
+
+
 def compose(experiment: str, overrides: Iterable[str] = ()) -> dict[str, Any]:
-    """The trainer's resolved config of ``experiment=<experiment> <overrides>`` (Hydra compose API)."""
+    """The trainer's resolved config of ``experiment=<experiment> <overrides>`` (Hydra compose API);
+    ``<experiment>@<variant>`` adds the variant's overrides (gsm.profiles.VARIANTS) unless already given."""
     return compose_many([(experiment, list(overrides))])[0]
 
 
@@ -50,8 +64,12 @@ def _compose(jobs: list[tuple[str, list[str]]]) -> list[tuple[dict[str, Any], di
     if todo:
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3", job_name="train"):
             for experiment, overrides in dict.fromkeys(todo):
+                base, _ = split_variant(experiment)
+                given = {ov.split("=", 1)[0] for ov in overrides}
+                extra = [ov for ov in variant_overrides(experiment) if ov.split("=", 1)[0] not in given]
                 try:
-                    cfg = hydra_compose("train", overrides=[f"experiment={experiment}", *overrides], return_hydra_config=True)
+                    cfg = hydra_compose("train", overrides=[f"experiment={base}", *overrides, *extra],
+                                        return_hydra_config=True)
                     choices = {k: v for k, v in OmegaConf.to_container(cfg.hydra.runtime.choices).items()
                                if not k.startswith("hydra/") and v is not None}
                     plain = {k: OmegaConf.to_container(cfg[k], resolve=True) if OmegaConf.is_config(cfg[k]) else cfg[k]
@@ -91,6 +109,15 @@ class Row:
     config: dict[str, Any]
     choices: dict[str, str] = field(default_factory=dict)  # config-group choices (dataset, model, schedule, ...)
     runs: dict[int, RunRecord] = field(default_factory=dict)
+
+    @property
+    def base_experiment(self) -> str:
+        """The experiment config of the row (without its ``@variant``)."""
+        return split_variant(self.experiment)[0]
+
+    @property
+    def variant(self) -> str | None:
+        return split_variant(self.experiment)[1]
 
     @property
     def seeds(self) -> list[int]:

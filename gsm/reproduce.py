@@ -16,7 +16,7 @@ from pathlib import Path
 
 from gsm import paper
 from gsm.errors import ConfigError, GsmError
-from gsm.grid import Grid
+from gsm.grid import Grid, as_written_experiments
 from gsm.profiles import PROFILES
 from gsm.results import load_records, warn_unreadable
 
@@ -34,6 +34,13 @@ Commands:
   sweep              one table of every run under --runs: the settings that differ, headline metrics,
                      seeds collapsed to mean +- std with n (written as sweep.md and sweep.csv).
 
+--as-written (table2, table3, table4): the paper rows' G-softmax recipes update mu, sigma as the
+authors' released code does (head.dist_update=release). With --as-written the grid also holds, for
+every G-softmax row, the same run with head.dist_update=autograd (the method as the paper describes
+it, eqs. 9-10), trains it if missing, and writes <out>/tableN_as_written.md, .csv and .tex: the
+paper's number, ours as released and ours as written for every row (softmax and L-softmax rows have
+no mu, sigma: the same run fills both). Works with --profile, --no-run, --seeds and --estimate.
+
 Tables and figures read only results.json and test_outputs.pt of the runs.
 
 Examples:
@@ -41,6 +48,7 @@ Examples:
   gsm-tables table3 --no-run                  only read the runs that exist
   gsm-tables table1 --seeds 0,1,2             every row with three seeds (mean +- std, paired tests)
   gsm-tables table2 --estimate                what the missing runs would cost, without training
+  gsm-tables table3 --as-written              also the paper's method as written (make table3 TABLE_ARGS=--as-written)
   gsm-tables sweep --runs outputs/runs        read a sweep
 """
 
@@ -77,7 +85,10 @@ def launch_commands(grid: Grid, experiments: list[str], launcher: str = "basic",
     entry = [sys.executable, str(REPO / "train.py")] if (REPO / "train.py").exists() else [sys.executable, "-m", "gsm.train"]
     cmds = []
     for overrides, exps in groups.items():
-        cmd = [*entry, "-m", "experiment=" + ",".join(exps), *overrides, f"output_root={grid.output_root()}"]
+        # a variant row (x@as_written) is its experiment config plus the variant's overrides, which its
+        # launch overrides hold (gsm.profiles.Profile.overrides), so it groups apart from the plain rows
+        names = ",".join(dict.fromkeys(grid.rows[e].base_experiment for e in exps))
+        cmd = [*entry, "-m", "experiment=" + names, *overrides, f"output_root={grid.output_root()}"]
         if launcher and launcher != "basic":
             cmd.append(f"hydra/launcher={launcher}")
         if seeds:
@@ -137,6 +148,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="comma-separated seeds every row should have, e.g. 0,1,2 (default: one run per row, seed from config)")
     p.add_argument("--override", "-o", action="append", default=[], metavar="KEY=VALUE",
                    help="extra Hydra override for every run of the grid (repeatable), e.g. -o trainer.amp=none")
+    p.add_argument("--as-written", action="store_true",
+                   help="table2/3/4 only: also train every G-softmax row with head.dist_update=autograd (the paper's "
+                        "method as written) and write tableN_as_written.{md,csv,tex}: the paper's number, ours as "
+                        "released (the default recipe) and ours as written, per row")
     p.add_argument("--estimate", action="store_true",
                    help="tableN only: print what the table's runs would cost (time, memory) instead of running them")
     p.add_argument("--peak-tflops", type=float, default=None, metavar="X",
@@ -151,6 +166,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.estimate and not args.table.startswith("table"):
             raise ConfigError(f"--estimate applies to table1 ... table6, not to {args.table}")
+        if args.as_written:
+            from gsm.report import AS_WRITTEN_TABLES
+
+            if args.table not in [f"table{n}" for n in AS_WRITTEN_TABLES]:
+                raise ConfigError(f"--as-written applies to {', '.join(f'table{n}' for n in AS_WRITTEN_TABLES)} (their "
+                                  f"G-softmax recipes follow the released code), not to {args.table}")
         if args.table == "demo":
             return _demo(args)
         if args.table == "sweep":
@@ -211,21 +232,24 @@ def _sweep(args: argparse.Namespace) -> int:
 def _estimate(args: argparse.Namespace) -> int:
     from gsm.estimate import run_estimate
 
-    return run_estimate(paper.experiments(int(args.table[5:])), args.profile, list(args.override), args.launcher,
-                        device=args.device, peak_tflops=args.peak_tflops)
+    return run_estimate(_experiments_for(args.table, args.as_written), args.profile, list(args.override),
+                        args.launcher, device=args.device, peak_tflops=args.peak_tflops)
 
 
-def _experiments_for(command: str) -> list[str]:
+def _experiments_for(command: str, as_written: bool = False) -> list[str]:
+    """The grid of a command: a table's experiments, plus (``as_written``) the ``@as_written`` variants of its
+    G-softmax rows."""
     if command == "figures":
         from gsm.figures import FIGURES
 
         return list(dict.fromkeys(r.experiment for f in FIGURES for r in paper.figure_rows(f)))
-    return paper.experiments(int(command[5:]))
+    number = int(command[5:])
+    return paper.experiments(number) + (as_written_experiments(number) if as_written else [])
 
 
 def _run_table(args: argparse.Namespace) -> int:
     from gsm import figures
-    from gsm.report import build_table, table_figures
+    from gsm.report import as_written_table, build_table, table_figures
 
     profile = PROFILES[args.profile]
     root = Path(profile.output_root)
@@ -235,7 +259,7 @@ def _run_table(args: argparse.Namespace) -> int:
     fixtures_dir = (runs_dir.parent if runs_dir.name == "runs" else root) / "fixtures"
     seeds = _parse_seeds(args.seeds)
     launch_missing = not args.no_run and args.table != "figures"
-    grid = Grid(_experiments_for(args.table), profile, runs_dir, args.override,
+    grid = Grid(_experiments_for(args.table, args.as_written), profile, runs_dir, args.override,
                 fixtures_dir.resolve() if profile.fixtures else None)
     if launch_missing:
         missing = grid.missing(seeds)
@@ -260,6 +284,10 @@ def _run_table(args: argparse.Namespace) -> int:
         table = build_table(number, grid)
         written += table.write(out)
         print(table.markdown())
+        if args.as_written:
+            both = as_written_table(number, grid)
+            written += both.write(out)
+            print(both.markdown())
         if table_figures(number):
             written += figures.make_figures(grid, fig_out, table_figures(number))
     for path in written:

@@ -7,11 +7,23 @@ Units rule: every fraction is stored as a fraction in [0, 1] and its key ends in
 (``top1_error_frac``, ``mAP_frac``, ``per_class_ap_frac``, the ``top3`` dict's keys, the history's
 ``test_top1_error_frac`` ...). Tables show percent and say "(%)" in their headers.
 
-Schema versions: ``schema_version`` 2 is this record. A results.json without ``schema_version`` is
-the schema written before it (version 1: the same content with unit-less metric keys such as
-``top1_error``); it is upgraded on read, with no warning, because its numbers are the same
-fractions under other names. Any other version, or a file that is empty, truncated, not a JSON
-object or missing required keys, raises :class:`ResultsError` naming the file.
+Two definitions of the multi-label summary numbers are stored side by side: gsm's standard ones
+(``mAP_frac`` / ``per_class_ap_frac``: non-interpolated AP, eq. 21, = scikit-learn's
+average_precision_score; ``CF1_frac``: eq. 22, the harmonic mean of C-P and C-R) and the authors'
+(``mAP_voc_frac`` / ``per_class_ap_voc_frac``: VOC2012 interpolated AP, what the release's
+eval/evaluate.m prints as mAP; ``CF1_mean_frac``: the mean of the per-class F1, evaluate.m's
+``mean(F1_C)``, the paper's C-F1). Single-label runs also store ``best_top1_error_frac`` and
+``best_epoch``: the lowest test top-1 error over the evaluated epochs and its epoch, the number the
+release's main_single.lua:65-91 reports (selected on the evaluation split, which is the test split).
+
+Schema versions: ``schema_version`` 3 is this record. Version 2 is the same record without
+``mAP_voc_frac``, ``CF1_mean_frac``, ``per_class_ap_voc_frac``, ``best_top1_error_frac`` and
+``best_epoch``; it is upgraded on read with those fields None (shown as "—" in the tables), with no
+warning. A results.json without ``schema_version`` is version 1 (version 2's content with
+unit-less metric keys such as ``top1_error``); it is upgraded the same way, with no warning,
+because its numbers are the same fractions under other names. Any other version, or a file that
+is empty, truncated, not a JSON object or missing required keys, raises :class:`ResultsError`
+naming the file.
 """
 
 from __future__ import annotations
@@ -27,12 +39,15 @@ from typing import Any, Iterable
 
 from gsm.errors import DataError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 
 # compute_metrics keys (gsm.train) -> record keys; all are fractions.
 SINGLE_LABEL_FRACTIONS = ("top1_error", "top5_error")
 MULTILABEL_FRACTIONS = ("mAP", "CP", "CR", "CF1", "OP", "OR", "OF1")
-TOP3_FRACTIONS = ("CP", "CR", "CF1", "OP", "OR", "OF1")
+# the authors' definitions (gsm.metrics.multilabel_metrics since schema 3): None when a caller's metrics lack them
+MULTILABEL_OPTIONAL_FRACTIONS = ("mAP_voc", "CF1_mean")
+TOP3_FRACTIONS = ("CP", "CR", "CF1", "OP", "OR", "OF1", "CF1_mean")
 
 
 class ResultsError(DataError):
@@ -48,9 +63,12 @@ def record_metrics(metrics: dict[str, Any], multilabel: bool, *, history: bool =
     """Map ``gsm.train.compute_metrics`` output to the record's key names (fractions end in ``_frac``).
 
     ``history=False``: the fields of a :class:`RunRecord` (``top1_error_frac``, ``top5_error_frac`` or
-    ``mAP_frac`` ... ``OF1_frac``, ``per_class_ap_frac`` (eq. 21 per class), ``classes_without_positives``,
-    ``top3`` and ``test_loss``). ``history=True``: the scalar columns of a history row / summary.csv /
-    TensorBoard (``test_top1_error_frac``, ``test_mAP_frac``, ..., ``test_loss``).
+    ``mAP_frac`` ... ``OF1_frac``, ``mAP_voc_frac``, ``CF1_mean_frac``, ``per_class_ap_frac`` (eq. 21 per
+    class), ``per_class_ap_voc_frac`` (VOC AP per class), ``classes_without_positives``, ``top3`` and
+    ``test_loss``). ``history=True``: the scalar columns of a history row / summary.csv / TensorBoard
+    (``test_top1_error_frac``, ``test_mAP_frac``, ..., ``test_mAP_voc_frac``, ``test_CF1_mean_frac``,
+    ``test_loss``). The authors' definitions (``mAP_voc``, ``CF1_mean``, ``AP_voc``) are optional: a
+    metrics dict without them (an older caller) gives None there.
     """
     names = MULTILABEL_FRACTIONS if multilabel else SINGLE_LABEL_FRACTIONS
     prefix = "test_" if history else ""
@@ -59,9 +77,14 @@ def record_metrics(metrics: dict[str, Any], multilabel: bool, *, history: bool =
         if name not in metrics:
             raise KeyError(f"compute_metrics gave no {name!r} (keys: {sorted(metrics)})")
         out[prefix + frac_key(name)] = _float_or_none(metrics[name])
+    if multilabel:
+        for name in MULTILABEL_OPTIONAL_FRACTIONS:
+            out[prefix + frac_key(name)] = _float_or_none(metrics.get(name))
     out["test_loss"] = _float_or_none(metrics.get("loss"))
     if multilabel and not history:
         out["per_class_ap_frac"] = [_float_or_none(v) for v in metrics.get("AP") or []]
+        voc = metrics.get("AP_voc")
+        out["per_class_ap_voc_frac"] = None if voc is None else [_float_or_none(v) for v in voc]
         out["classes_without_positives"] = [int(c) for c in metrics.get("classes_without_positives") or []]
         top3 = metrics.get("top3")
         out["top3"] = None if top3 is None else {frac_key(k): _float_or_none(v) for k, v in top3.items()}
@@ -75,9 +98,25 @@ def _float_or_none(v: Any) -> float | None:
     return v if math.isfinite(v) else None
 
 
+def best_epoch(history: Iterable[dict[str, Any]]) -> tuple[float | None, int | None]:
+    """(lowest ``test_top1_error_frac``, its epoch) over the evaluated epochs of a run's history.
+
+    How the release's main_single.lua picks the number it reports (lines 65-91: ``if test_top1 <
+    bestErr`` after every epoch's test pass, so the first epoch wins a tie); the selection is made on
+    the evaluation split, which is the test split. Epochs without a test pass (``trainer.eval_every``)
+    or with a non-finite value are skipped; (None, None) when no epoch was evaluated.
+    """
+    best: tuple[float | None, int | None] = (None, None)
+    for row in history:
+        err = _float_or_none(row.get("test_top1_error_frac"))
+        if err is not None and (best[0] is None or err < best[0]):
+            best = (err, int(row["epoch"]))
+    return best
+
+
 @dataclass
 class RunRecord:
-    """``results.json`` of one finished run (schema version 2). Fractions end in ``_frac``."""
+    """``results.json`` of one finished run (schema version 3). Fractions end in ``_frac``."""
 
     # identity and data
     dataset: str
@@ -101,16 +140,21 @@ class RunRecord:
     data_fingerprint: dict[str, Any] = field(default_factory=dict)
     data_root: str | None = None
     # metrics on the test split (fractions)
-    top1_error_frac: float | None = None
+    top1_error_frac: float | None = None  # the last epoch's
     top5_error_frac: float | None = None
-    mAP_frac: float | None = None
+    best_top1_error_frac: float | None = None  # the lowest over the evaluated epochs (best_epoch); None before schema 3
+    best_epoch: int | None = None
+    mAP_frac: float | None = None  # eq. 21 (non-interpolated AP), classes with a positive
     CP_frac: float | None = None
     CR_frac: float | None = None
     CF1_frac: float | None = None
     OP_frac: float | None = None
     OR_frac: float | None = None
     OF1_frac: float | None = None
+    mAP_voc_frac: float | None = None  # the authors' VOC2012 interpolated mAP (eval/evaluate.m); None before schema 3
+    CF1_mean_frac: float | None = None  # the authors' C-F1: mean of per-class F1; None before schema 3
     per_class_ap_frac: list[float | None] | None = None
+    per_class_ap_voc_frac: list[float | None] | None = None  # VOC AP per class (None where no positive)
     classes_without_positives: list[int] | None = None
     top3: dict[str, float | None] | None = None
     test_loss: float | None = None
@@ -140,7 +184,7 @@ class RunRecord:
 
     @classmethod
     def from_dict(cls, data: Any, path: Path | str | None = None) -> RunRecord:
-        """Validate and build a record from a parsed results.json (version 1 is upgraded)."""
+        """Validate and build a record from a parsed results.json (versions 1 and 2 are upgraded)."""
         where = str(path) if path is not None else "results.json"
         if not isinstance(data, dict):
             raise ResultsError(f"{where}: expected a JSON object (a run record), found {type(data).__name__}"
@@ -148,11 +192,14 @@ class RunRecord:
         if not data:
             raise ResultsError(f"{where}: an empty JSON object, not a run record")
         version = data.get("schema_version", 1)
+        if version not in READABLE_VERSIONS or isinstance(version, bool):
+            raise ResultsError(f"{where}: schema_version {version!r}; this gsm reads versions "
+                               f"{', '.join(map(str, READABLE_VERSIONS))}. "
+                               f"Use the gsm revision that wrote it, or rerun the run with trainer.force=true")
         if version == 1:
             data = upgrade_v1(data, path)
-        elif version != SCHEMA_VERSION:
-            raise ResultsError(f"{where}: schema_version {version!r}; this gsm reads versions 1 and {SCHEMA_VERSION}. "
-                               f"Use the gsm revision that wrote it, or rerun the run with trainer.force=true")
+        if version in (1, 2):
+            data = {**data, "schema_version": SCHEMA_VERSION}  # the fields schema 3 added keep their None defaults
         names = {f.name for f in fields(cls) if f.metadata.get("stored", True)}
         unknown = sorted(set(data) - names)
         if unknown:
@@ -263,21 +310,22 @@ def _type_name(tp: Any) -> str:
     return tp.__name__ if isinstance(tp, type) else str(tp).replace("typing.", "")
 
 
-# --------------------------------------------------------------------------- schema version 1
+# --------------------------------------------------------------------------- schema versions 1 and 2
 
 
 _V1_RENAMES = {**{k: frac_key(k) for k in SINGLE_LABEL_FRACTIONS + MULTILABEL_FRACTIONS}, "per_class_ap": "per_class_ap_frac"}
 
 
 def upgrade_v1(data: dict[str, Any], path: Path | str | None = None) -> dict[str, Any]:
-    """A results.json written before schema_version existed, renamed to version 2 (same values)."""
+    """A results.json written before schema_version existed, renamed to version 2 (same values); from_dict
+    then adds what version 3 added (None)."""
     out = {_V1_RENAMES.get(k, k): v for k, v in data.items()}
     if isinstance(out.get("top3"), dict):
         out["top3"] = {frac_key(k): v for k, v in out["top3"].items()}
     hist = out.get("history")
     if isinstance(hist, list):
         out["history"] = [{_history_key(k): v for k, v in row.items()} if isinstance(row, dict) else row for row in hist]
-    out["schema_version"] = SCHEMA_VERSION
+    out["schema_version"] = 2
     if path is not None and out.get("run_name") is None:
         out["run_name"] = Path(path).parent.name
     if not out.get("environment"):

@@ -513,7 +513,7 @@ def build_results(
     metrics: dict[str, Any] | None = None,
 ) -> Any:
     """The run's :class:`gsm.results.RunRecord` (what results.json holds; tables and figures read only it)."""
-    from gsm.results import RunRecord, record_metrics
+    from gsm.results import RunRecord, best_epoch, record_metrics
 
     multilabel = splits.multilabel
     metrics = metrics if metrics is not None else compute_metrics(test, multilabel)  # the last epoch's, when known
@@ -530,6 +530,7 @@ def build_results(
         train_samples=len(splits.train), test_samples=len(splits.test), data_notes=splits.notes,
         data_fingerprint=splits.fingerprint, data_root=_data_root(cfg),
         **record_metrics(metrics, multilabel),
+        **({} if multilabel else dict(zip(("best_top1_error_frac", "best_epoch"), best_epoch(state.history)))),
         learned=model.head.learned_stats(), empirical=empirical,
         history=history, train_time_s=state.train_time, wall_time_s=wall,
         eval_seconds_total=sum(r.get("eval_seconds", 0.0) for r in history),

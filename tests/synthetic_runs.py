@@ -18,7 +18,10 @@ import torch
 from gsm import runs
 from gsm.grid import compose_many
 from gsm.profiles import PROFILES
-from gsm.results import RunRecord, frac_key, read_record
+from gsm.results import RunRecord, best_epoch, frac_key, read_record
+
+# what schema 3 added to the record: absent from a version-2 file (write_run(..., schema_version=2))
+V3_FIELDS = ("mAP_voc_frac", "CF1_mean_frac", "per_class_ap_voc_frac", "best_top1_error_frac", "best_epoch")
 
 COCO_NAMES = ["person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat", "traffic light",
               "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog", "horse", "sheep", "cow",
@@ -32,8 +35,8 @@ COCO_NAMES = ["person", "bicycle", "car", "motorcycle", "airplane", "bus", "trai
 CIFAR10_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 
-def config_of(experiment: str, profile: str = "full", seed: int = 0) -> dict[str, Any]:
-    cfg = compose_many([(experiment, PROFILES[profile].overrides(experiment))])[0]
+def config_of(experiment: str, profile: str = "full", seed: int = 0, overrides: tuple[str, ...] = ()) -> dict[str, Any]:
+    cfg = compose_many([(experiment, PROFILES[profile].overrides(experiment) + list(overrides))])[0]
     cfg["seed"] = seed
     return cfg
 
@@ -52,13 +55,18 @@ def empirical_block(m: int, rng: np.random.Generator, **given: list[float]) -> d
 
 
 def write_run(runs_dir: Path, experiment: str, seed: int = 0, profile: str = "full", *, outputs: bool = False,
-              rng: np.random.Generator | None = None, n_test: int = 60, **fields: Any) -> Path:
+              rng: np.random.Generator | None = None, n_test: int = 60, schema_version: int = 3,
+              overrides: tuple[str, ...] = (), **fields: Any) -> Path:
     """One finished run of ``experiment`` under ``runs_dir``; returns its results.json.
 
     ``fields`` override record fields; a metric may be given by name (``top1_error=0.05``, a fraction),
-    which sets its record key (``top1_error_frac``)."""
+    which sets its record key (``top1_error_frac``). ``experiment`` may be a grid variant
+    (``table3/x@as_written``); ``overrides`` are further Hydra overrides of its config. A single-label run gets
+    a history of test errors per epoch whose last is ``top1_error`` and whose best gives ``best_top1_error`` and
+    ``best_epoch`` (gsm.results.best_epoch), unless given. ``schema_version=2`` writes the file an older gsm
+    wrote: without the fields schema 3 added."""
     rng = rng or np.random.default_rng(seed)
-    cfg = config_of(experiment, profile, seed)
+    cfg = config_of(experiment, profile, seed, overrides)
     ds, model, head = cfg["dataset"]["name"], cfg["model"]["name"], cfg["head"]["name"]
     multilabel = ds in ("coco", "nuswide")
     m = {"cifar10": 10, "cifar100": 100, "tiny_imagenet": 200, "coco": 80, "nuswide": 81}[ds]
@@ -69,10 +77,12 @@ def write_run(runs_dir: Path, experiment: str, seed: int = 0, profile: str = "fu
         "num_classes": m, "class_names": names, "train_samples": 1000, "test_samples": n_test,
     }
     if multilabel:
-        res.update({frac_key(k): float(rng.uniform(0.5, 0.9)) for k in ("mAP", "CP", "CR", "CF1", "OP", "OR", "OF1")})
+        res.update({frac_key(k): float(rng.uniform(0.5, 0.9))
+                    for k in ("mAP", "CP", "CR", "CF1", "OP", "OR", "OF1", "mAP_voc", "CF1_mean")})
         res["per_class_ap_frac"] = rng.uniform(0.2, 1, m).tolist()
+        res["per_class_ap_voc_frac"] = rng.uniform(0.2, 1, m).tolist()
         res["classes_without_positives"] = []
-        res["top3"] = {frac_key(k): 0.5 for k in ("CP", "CR", "CF1", "OP", "OR", "OF1")}
+        res["top3"] = {frac_key(k): 0.5 for k in ("CP", "CR", "CF1", "OP", "OR", "OF1", "CF1_mean")}
     else:
         res.update({"top1_error_frac": float(rng.uniform(0.02, 0.3)), "top5_error_frac": 0.01})
     res["test_loss"] = 0.5
@@ -85,14 +95,44 @@ def write_run(runs_dir: Path, experiment: str, seed: int = 0, profile: str = "fu
                 "environment": {"device": "cpu", "world_size": 1, "torch": torch.__version__}})
     known = {k for k in RunRecord.__dataclass_fields__}
     res.update({(k if k in known else frac_key(k)): v for k, v in fields.items()})
+    if not multilabel and "history" not in fields and res["top1_error_frac"] is not None:
+        res["history"] = synthetic_history(res["top1_error_frac"], res["epochs"], rng)
+    if not multilabel:  # as the trainer's record builder fills them, unless given
+        given = {k if k in known else frac_key(k) for k in fields}
+        best, epoch = best_epoch(res["history"])
+        if "best_top1_error_frac" not in given:
+            res["best_top1_error_frac"] = best
+        if "best_epoch" not in given:
+            res["best_epoch"] = epoch
     res["signature"] = runs.signature(cfg)
     run_name = f"{model}-{head}-{res['signature']}"
     res["run_name"] = run_name
     path = runs_dir / ds / run_name / "results.json"
     RunRecord(**res).write(path)
+    if schema_version == 2:  # what gsm wrote before schema 3
+        data = json.loads(path.read_text())
+        for key in V3_FIELDS:
+            data.pop(key, None)
+        if isinstance(data.get("top3"), dict):
+            data["top3"].pop("CF1_mean_frac", None)
+        path.write_text(json.dumps({**data, "schema_version": 2}))
+    elif schema_version != 3:
+        raise ValueError(f"schema_version {schema_version}: write_run writes 2 or 3")
     if outputs:
         write_outputs(path.parent / "test_outputs.pt", m, multilabel, n_test, rng)
     return path
+
+
+def synthetic_history(last: float, epochs: int, rng: np.random.Generator) -> list[dict[str, Any]]:
+    """Per-epoch history rows (the trainer's columns) whose test error ends at ``last``; at most 40 epochs are
+    listed (the last ones), one of them, when there are several, below ``last``."""
+    first = max(1, epochs - 39)
+    errs = {e: min(1.0, last + float(rng.uniform(0.001, 0.1))) for e in range(first, epochs)}
+    if errs:
+        errs[int(rng.integers(first, epochs))] = last * 0.9
+    errs[epochs] = last
+    return [{"epoch": e, "epochs": epochs, "lr": 0.1, "train_loss": 1.0, "test_top1_error_frac": v, "test_loss": 0.5}
+            for e, v in sorted(errs.items())]
 
 
 def write_outputs(path: Path, m: int, multilabel: bool, n: int, rng: np.random.Generator) -> None:

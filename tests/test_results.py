@@ -3,22 +3,24 @@
 from __future__ import annotations
 
 import json
+import math
+import warnings
 
 import pytest
 import torch
-from synthetic_runs import write_run
+from synthetic_runs import V3_FIELDS, write_run
 
 from gsm.grid import Grid
 from gsm.paper import experiments
 from gsm.reproduce import main
-from gsm.results import SCHEMA_VERSION, ResultsError, RunRecord, read_record, record_metrics
+from gsm.results import SCHEMA_VERSION, ResultsError, RunRecord, best_epoch, read_record, record_metrics
 from gsm.train import EvalOutputs, compute_metrics
 
 
 def test_synthetic_run_round_trips_through_the_record(tmp_path):
     path = write_run(tmp_path / "runs", "table1/wrn_cifar10_gsoftmax", 3, top1_error=0.25)
     rec = read_record(path)
-    assert rec.schema_version == SCHEMA_VERSION == 2 and rec.seed == 3 and rec.top1_error_frac == 0.25
+    assert rec.schema_version == SCHEMA_VERSION == 3 and rec.seed == 3 and rec.top1_error_frac == 0.25
     assert rec.path == path and rec.run_name == path.parent.name and rec.headline == 0.25
     assert RunRecord.from_dict(rec.to_dict(), path) == rec
     assert "path" not in json.loads(path.read_text())
@@ -48,7 +50,7 @@ def test_wrong_types_other_versions_percent_and_unknown_keys(tmp_path):
     good = json.loads(write_run(tmp_path / "runs", "table1/vgg16_cifar10_softmax", 0).read_text())
     path = tmp_path / "bad.json"
     for change, why in (({"seed": "0"}, "seed = '0' is not int"), ({"class_names": "abc"}, "class_names"),
-                        ({"schema_version": 3}, "schema_version 3"), ({"top1_error_frac": 12.5}, "percent"),
+                        ({"schema_version": 4}, "schema_version 4"), ({"schema_version": "3"}, "schema_version '3'"), ({"top1_error_frac": 12.5}, "percent"),
                         ({"top_1_error": 0.1}, "keys this gsm does not know: top_1_error")):
         path.write_text(json.dumps({**good, **change}))
         with pytest.raises(ResultsError, match=why) as exc:
@@ -60,7 +62,10 @@ def test_schema_v1_is_upgraded_on_read(tmp_path):
     """What the trainer wrote before schema_version (unit-less keys) reads as version 2, same values."""
     v2 = json.loads(write_run(tmp_path / "runs", "table3/resnet101_coco_softmax", 0).read_text())
     v1 = {k: v for k, v in v2.items() if k not in ("schema_version", "run_name", "data_fingerprint", "data_root",
-                                                     "environment", "eval_seconds_total", "checkpoint_seconds_total")}
+                                                     "environment", "eval_seconds_total", "checkpoint_seconds_total",
+                                                     *V3_FIELDS)}
+    v1["top3"] = {k: v for k, v in v1["top3"].items() if k != "CF1_mean_frac"}
+    v2["top3"] = dict(v1["top3"])
     for k in ("mAP", "CP", "CR", "CF1", "OP", "OR", "OF1"):
         v1[k] = v1.pop(f"{k}_frac")
     v1["per_class_ap"] = v1.pop("per_class_ap_frac")
@@ -70,9 +75,84 @@ def test_schema_v1_is_upgraded_on_read(tmp_path):
     path.parent.mkdir()
     path.write_text(json.dumps(v1))
     rec = read_record(path)
-    assert rec.schema_version == 2 and rec.mAP_frac == v2["mAP_frac"] and rec.per_class_ap_frac == v2["per_class_ap_frac"]
+    assert rec.schema_version == 3 and rec.mAP_frac == v2["mAP_frac"] and rec.per_class_ap_frac == v2["per_class_ap_frac"]
     assert rec.top3 == v2["top3"] and rec.history == [{"epoch": 1, "test_mAP_frac": 0.4, "test_loss": 0.7, "train_loss": 0.9}]
     assert rec.run_name == "old-run" and rec.environment["device"] == "cpu"
+    assert all(getattr(rec, k) is None for k in V3_FIELDS)
+
+
+@pytest.mark.parametrize("experiment", ["table3/resnet101_coco_softmax", "table2/resnet101_tiny_imagenet_softmax"])
+def test_schema_v2_is_upgraded_on_read_without_warning(tmp_path, experiment):
+    """A version-2 results.json (no VOC mAP, per-class mean C-F1 or best epoch) reads as version 3 with those None."""
+    path = write_run(tmp_path / "runs", experiment, 0, schema_version=2)
+    stored = json.loads(path.read_text())
+    assert stored["schema_version"] == 2 and not set(V3_FIELDS) & set(stored)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        rec = read_record(path)
+    assert rec.schema_version == 3 and all(getattr(rec, k) is None for k in V3_FIELDS)
+    assert rec.to_dict() == {**stored, "schema_version": 3, **{k: None for k in V3_FIELDS}}
+    new = read_record(write_run(tmp_path / "new", experiment, 0))  # the same run, as schema 3 writes it
+    assert (new.mAP_voc_frac is not None) == new.multilabel and (new.best_top1_error_frac is not None) != new.multilabel
+
+
+def release_best(history):
+    """main_single.lua:65-91 of the authors' release, transcribed: bestErr = 100 (percent), then after each
+    epoch's test pass ``if test_top1 < bestErr then bestErr = test_top1; bestEp = epoch``."""
+    best_err, best_ep = 100.0, -1
+    for row in history:
+        top1 = row.get("test_top1_error_frac")
+        if top1 is None or math.isnan(top1):
+            continue  # an epoch without a test pass (trainer.eval_every)
+        if 100 * top1 < best_err:
+            best_err, best_ep = 100 * top1, row["epoch"]
+    return (None, None) if best_ep < 0 else (best_err / 100, best_ep)
+
+
+@pytest.mark.parametrize("errors", [
+    [0.5, 0.4, 0.45, 0.3, 0.35],
+    [0.3, 0.4, 0.3, 0.5],  # a tie: the first epoch wins (strict <)
+    [None, 0.6, None, 0.2, None, 0.25],  # eval_every = 2: only evaluated epochs count
+    [0.9],
+    [None, None],
+    [],
+    [float("nan"), 0.7, 0.8],
+])
+def test_best_epoch_is_the_release_selection(errors):
+    history = [{"epoch": i + 1, "train_loss": 1.0, **({} if e is None else {"test_top1_error_frac": e})}
+               for i, e in enumerate(errors)]
+    got = best_epoch(history)
+    want = release_best(history)
+    assert got == (pytest.approx(want[0]) if want[0] is not None else None, want[1])
+    if errors and any(e is not None and not math.isnan(e) for e in errors):
+        finite = [e for e in errors if e is not None and not math.isnan(e)]
+        assert got[0] == min(finite) and got[1] == errors.index(min(finite)) + 1
+
+
+def test_record_metrics_maps_the_authors_definitions_and_tolerates_old_callers():
+    """mAP_voc, CF1_mean, AP_voc (gsm.metrics since schema 3) land in their record and history keys; a metrics dict
+    without them (an older caller) gives None there."""
+    base = {"mAP": 0.6, "CP": 0.7, "CR": 0.5, "CF1": 0.58, "OP": 0.8, "OR": 0.6, "OF1": 0.69, "loss": 0.3,
+            "AP": [0.5, None, 0.7], "classes_without_positives": [1],
+            "top3": {"CP": 0.6, "CR": 0.4, "CF1": 0.48, "OP": 0.7, "OR": 0.5, "OF1": 0.58}}
+    new = {**base, "mAP_voc": 0.62, "CF1_mean": 0.55, "AP_voc": [0.52, None, 0.72],
+           "top3": {**base["top3"], "CF1_mean": 0.45}}
+    rec = record_metrics(new, True)
+    assert rec["mAP_voc_frac"] == 0.62 and rec["CF1_mean_frac"] == 0.55 and rec["per_class_ap_voc_frac"] == [0.52, None, 0.72]
+    assert rec["mAP_frac"] == 0.6 and rec["CF1_frac"] == 0.58 and rec["per_class_ap_frac"] == [0.5, None, 0.7]
+    assert rec["top3"]["CF1_mean_frac"] == 0.45 and rec["top3"]["CF1_frac"] == 0.48
+    hist = record_metrics(new, True, history=True)
+    assert hist["test_mAP_voc_frac"] == 0.62 and hist["test_CF1_mean_frac"] == 0.55 and hist["test_mAP_frac"] == 0.6
+    old = record_metrics(base, True)
+    assert old["mAP_voc_frac"] is None and old["CF1_mean_frac"] is None and old["per_class_ap_voc_frac"] is None
+    old_hist = record_metrics(base, True, history=True)
+    assert old_hist["test_mAP_voc_frac"] is None and old_hist["test_CF1_mean_frac"] is None
+    for fields in (rec, old):
+        made = RunRecord(dataset="d", model="m", head="h", seed=0, epochs=1, multilabel=True, num_classes=3,
+                         class_names=list("abc"), signature="s", config={}, **fields)
+        assert RunRecord.from_dict(made.to_dict()) == made
+    single = record_metrics({"top1_error": 0.2, "top5_error": 0.05, "loss": 1.0}, False)
+    assert set(single) == {"top1_error_frac", "top5_error_frac", "test_loss"}  # best_* come from best_epoch(history)
 
 
 def test_record_metrics_maps_compute_metrics_for_results_and_history():
@@ -91,7 +171,8 @@ def test_record_metrics_maps_compute_metrics_for_results_and_history():
     assert rec["mAP_frac"] == m["mAP"] and rec["CF1_frac"] == m["CF1"] and rec["per_class_ap_frac"] == m["AP"]
     assert rec["classes_without_positives"] == [5] and rec["top3"] == {f"{k}_frac": v for k, v in m["top3"].items()}
     hist = record_metrics(m, True, history=True)
-    assert set(hist) == {f"test_{k}_frac" for k in ("mAP", "CP", "CR", "CF1", "OP", "OR", "OF1")} | {"test_loss"}
+    assert set(hist) == {f"test_{k}_frac" for k in ("mAP", "CP", "CR", "CF1", "OP", "OR", "OF1", "mAP_voc", "CF1_mean")} | {"test_loss"}
+    assert rec["mAP_voc_frac"] == m.get("mAP_voc") and rec["CF1_mean_frac"] == m.get("CF1_mean")
     RunRecord(dataset="d", model="m", head="h", seed=0, epochs=1, multilabel=True, num_classes=6,
               class_names=list("abcdef"), signature="s", config={}, **rec)  # the record accepts them as they are
 

@@ -186,7 +186,9 @@ def test_corrupt_results_retrain_with_one_warning(cli):
         assert "this run is finished" not in out.stdout
         assert str(results) in out.stderr and "trains again" in out.stderr
         _no_traceback(out)
-        assert json.loads(results.read_text())["schema_version"] == 2
+        from gsm.results import SCHEMA_VERSION
+
+        assert json.loads(results.read_text())["schema_version"] == SCHEMA_VERSION
 
 
 def test_checkpoint_with_wrong_contents_and_debris(cli):

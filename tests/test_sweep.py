@@ -76,3 +76,23 @@ def test_help_is_plain_text(capsys):
         assert exc.code == 0
     out = capsys.readouterr().out
     assert "``" not in out and ":mod:" not in out and "sweep" in out and "--estimate" in out
+
+
+def test_sweep_shows_both_definitions_and_the_best_epoch_when_records_have_them(tmp_path):
+    """Schema-3 records: VOC mAP and per-class-mean C-F1 beside eq. 21 / eq. 22, best-epoch error beside the last;
+    only schema-2 records: those columns are left out, as for any metric no run has."""
+    new, old = tmp_path / "new" / "runs", tmp_path / "old" / "runs"
+    exp = "table4/resnet101_nuswide_gsoftmax_mu0_sigma1"
+    write_run(new, exp, 0, mAP=0.5, mAP_voc=0.52, CF1=0.41, CF1_mean=0.39)
+    write_run(new, "table1/vgg16_cifar10_softmax", 0, top1_error=0.1, best_top1_error=0.08, best_epoch=3)
+    write_run(old, exp, 0, mAP=0.5, schema_version=2)
+    assert main(["sweep", "--runs", str(new)]) == 0
+    csv = pd.read_csv(tmp_path / "new" / "tables" / "sweep.csv")
+    ml = csv[csv.mAP_mean_pct.notna()].iloc[0]
+    assert (ml.mAP_mean_pct, ml.mAP_voc_mean_pct, ml.CF1_mean_pct, ml.CF1_mean_mean_pct) == (50.0, 52.0, 41.0, 39.0)
+    assert csv[csv.top1_error_mean_pct.notna()].iloc[0].best_top1_error_mean_pct == 8.0
+    md = (tmp_path / "new" / "tables" / "sweep.md").read_text()
+    assert "mAP VOC (%)" in md and "mAP eq. 21 (%)" in md and "C-F1 per-class mean (%)" in md
+    assert main(["sweep", "--runs", str(old)]) == 0
+    md = (tmp_path / "old" / "tables" / "sweep.md").read_text()
+    assert "mAP eq. 21 (%)" in md and "VOC" not in md and "best-epoch" not in md

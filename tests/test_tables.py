@@ -180,20 +180,64 @@ def test_results_of_other_settings_are_not_attached(tmp_path):
 # --------------------------------------------------------------------------- Tables II, III, IV
 
 
+BEST = "top-1 error ours, best epoch (%), selected on the evaluation split"
+
+
 def test_table2_rows(tmp_path):
     runs = tmp_path / "runs"
     write_run(runs, "table2/resnet101_tiny_imagenet64_softmax", 0, top1_error=0.3)
     write_run(runs, "table2/resnet101_tiny_imagenet_gsoftmax_mu0_sigma2", 0, top1_error=0.17)
-    df = build_table(2, grid_for(2, runs)).display
+    out = build_table(2, grid_for(2, runs))
+    df = out.display
     assert len(df) == len(paper.rows(table=2))
+    assert list(df.columns)[1:3] == ["top-1 error ours, last epoch (%)", "top-1 error paper (%)"]  # last epoch: primary
     for r in paper.rows(table=2):
         assert line(df, r.label)["top-1 error paper (%)"] == f"{r.printed('top1_error'):.2f}"
     r64 = line(df, "ResNet-101 (input 64x64)")
-    assert r64["top-1 error ours (%)"] == "30.00" and r64["image size"] == "64" and r64["seeds"] == "n = 1 (seed 0)"
+    assert r64["top-1 error ours, last epoch (%)"] == "30.00" and r64["image size"] == "64" and r64["seeds"] == "n = 1 (seed 0)"
     assert r64["p vs softmax (224x224)"] == "n/a"
     g = line(df, "ResNet-101 G-Softmax (mu=0, sigma=2)")
-    assert g["top-1 error ours (%)"] == "17.00" and g["image size"] == "224" and g["top-1 error paper (%)"] == "17.29"
-    assert line(df, "ResNet-101 L-Softmax")["top-1 error ours (%)"] == "not run"
+    assert g["top-1 error ours, last epoch (%)"] == "17.00" and g["image size"] == "224" and g["top-1 error paper (%)"] == "17.29"
+    assert line(df, "ResNet-101 L-Softmax")["top-1 error ours, last epoch (%)"] == "not run"
+    assert line(df, "ResNet-101 L-Softmax")[BEST] == "not run" and line(df, "ResNet-101 L-Softmax")["best epoch"] == "not run"
+    assert "selected on the evaluation split" in " ".join(out.notes) and "main_single.lua" in " ".join(out.notes)
+
+
+def test_table2_best_epoch_column(tmp_path):
+    """The best epoch's error is the lowest test error of the history (as the release's main_single.lua picks it),
+    next to the last epoch's; an older record (schema 2) shows "—" there and keeps its last-epoch value."""
+    runs = tmp_path / "runs"
+    exp = "table2/resnet101_tiny_imagenet_gsoftmax_mu0_sigma1"
+    hist = {0: [0.30, 0.18, 0.19, 0.20], 1: [0.25, 0.21, 0.17, 0.22]}
+    for seed, errs in hist.items():
+        rows = [{"epoch": i + 1, "test_top1_error_frac": e} for i, e in enumerate(errs)]
+        write_run(runs, exp, seed, top1_error=errs[-1], history=rows)
+    write_run(runs, "table2/resnet101_tiny_imagenet_softmax", 0, top1_error=0.19, schema_version=2)
+    write_run(runs, "table2/resnet101_tiny_imagenet_lsoftmax", 0, top1_error=0.2, best_top1_error=0.15, best_epoch=7)
+    out = build_table(2, grid_for(2, runs))
+    df = out.display
+    g = line(df, "ResNet-101 G-Softmax (mu=0, sigma=1)")
+    last, best = [100 * h[-1] for h in hist.values()], [100 * min(h) for h in hist.values()]
+    assert g["top-1 error ours, last epoch (%)"] == f"{np.mean(last):.2f} ± {np.std(last, ddof=1):.2f}"
+    assert g[BEST] == f"{np.mean(best):.2f} ± {np.std(best, ddof=1):.2f}" and g["best epoch"] == "2, 3"
+    soft = line(df, "ResNet-101 (input 224x224)")
+    assert soft["top-1 error ours, last epoch (%)"] == "19.00" and soft[BEST] == "—" and soft["best epoch"] == "—"
+    ls = line(df, "ResNet-101 L-Softmax")
+    assert ls[BEST] == "15.00" and ls["best epoch"] == "7"
+    assert line(df, "PyramidNet ShakeDrop [57]")[BEST] == "n/a"
+    data = out.data
+    d = data[(data.experiment == exp) & (data.metric == "best_top1_error")].iloc[0]
+    assert d.ours_mean_pct == pytest.approx(np.mean(best)) and d.best_epochs == "0:2;1:3" and d.paper_pct == 17.04
+    assert "selected on the test split" in d.definition
+    d = data[(data.experiment == "table2/resnet101_tiny_imagenet_softmax") & (data.metric == "best_top1_error")].iloc[0]
+    assert d.status == "not recorded" and np.isnan(d.ours_mean_pct)
+    assert "—: the row's runs were recorded by an older gsm" in out.markdown()
+
+
+# Tables III/IV: (record metric, header, the paper's printed quantity it is compared with)
+ML_COLUMNS = [("CP", "C-P (%)", "CP"), ("CR", "C-R (%)", "CR"), ("CF1_mean", "C-F1 per-class mean (%)", "CF1"),
+              ("OP", "O-P (%)", "OP"), ("OR", "O-R (%)", "OR"), ("OF1", "O-F1 (%)", "OF1"),
+              ("mAP_voc", "mAP VOC (%)", "mAP"), ("mAP", "mAP eq. 21 (%)", None), ("CF1", "C-F1 eq. 22 (%)", None)]
 
 
 @pytest.mark.parametrize("number", [3, 4])
@@ -203,12 +247,12 @@ def test_multilabel_tables_every_metric_in_place(tmp_path, number):
     ours = [r for r in rows if r.experiment]
     values = {}
     for i, r in enumerate(ours[:3]):
-        values[r.label] = {m: 0.5 + 0.01 * i + 0.001 * k for k, m in enumerate(paper.MULTILABEL_METRICS)}
+        values[r.label] = {m: 0.5 + 0.01 * i + 0.001 * k for k, (m, _, _) in enumerate(ML_COLUMNS)}
         write_run(runs, r.experiment, 0, **values[r.label])
     out = build_table(number, grid_for(number, runs))
     df = out.display
     assert len(df) == len(rows) + len(ours)  # two lines (ours, paper) per row of ours, one per literature row
-    assert len(df.columns) <= 11  # fits a page
+    assert list(df.columns) == ["Method", "values", *(h for _, h, _ in ML_COLUMNS), "p vs softmax (mAP VOC)", "seeds"]
     it = iter(df.to_dict("records"))
     for r in rows:
         first = next(it)
@@ -218,15 +262,23 @@ def test_multilabel_tables_every_metric_in_place(tmp_path, number):
         else:
             printed = next(it)
             assert first["Method"] == r.label and first["values"] == "ours" and printed["values"] == "paper"
-            for m in paper.MULTILABEL_METRICS:
+            for m, header, _ in ML_COLUMNS:
                 want = f"{100 * values[r.label][m]:.1f}" if r.label in values else "not run"
-                assert first[f"{paper.METRIC_LABELS[m]} (%)"] == want
+                assert first[header] == want, (r.label, header)
             assert first["seeds"] == ("n = 1 (seed 0)" if r.label in values else "not run")
-        for m in paper.MULTILABEL_METRICS:
-            v = r.printed(m)
-            assert printed[f"{paper.METRIC_LABELS[m]} (%)"] == ("n.r." if v is None else f"{v:.1f}")
+        for _, header, printed_key in ML_COLUMNS:  # the paper's number under the column of its definition
+            v = r.printed(printed_key) if printed_key else None
+            assert printed[header] == ("n.r." if v is None else f"{v:.1f}")
     base = df[(df["values"] == "ours") & (df["Method"] == ours[0].label)].iloc[0]
-    assert base["p vs softmax (mAP)"] == "baseline"
+    assert base["p vs softmax (mAP VOC)"] == "baseline"
+    data = out.data
+    d = data[(data.experiment == ours[1].experiment) & (data.metric == "mAP_voc")].iloc[0]
+    assert d.ours_mean_pct == pytest.approx(100 * values[ours[1].label]["mAP_voc"]) and d.paper_pct == ours[1].printed("mAP")
+    assert "VOC2012" in d.definition
+    d = data[(data.experiment == ours[1].experiment) & (data.metric == "mAP")].iloc[0]
+    assert np.isnan(d.paper_pct) and "eq. 21" in d.definition  # the paper prints no eq. 21 mAP
+    md = out.markdown()
+    assert "evaluate.m" in md and "mean(F1_C)" in md and "scikit-learn" in md
     cp, cr, cf1 = (ours[0].printed(k) for k in ("CP", "CR", "CF1"))
     note = f"2·{cp:.1f}·{cr:.1f}/{cp + cr:.1f} = {2 * cp * cr / (cp + cr):.1f}, printed {cf1:.1f}"
     assert any(note in n for n in out.notes), out.notes
@@ -238,22 +290,32 @@ def test_multilabel_tables_every_metric_in_place(tmp_path, number):
 
 
 def test_table5_ttest_rel_of_per_class_aps(tmp_path):
+    """Table V tests the authors' per-class VOC AP (the AP their numbers came from); gsm's eq. 21 AP has its own column."""
     runs = tmp_path / "runs"
     rng = np.random.default_rng(0)
     soft_ap = rng.uniform(0.3, 0.9, 80)
+    soft_eq21 = soft_ap - rng.uniform(0, 0.05, 80)  # another definition, other numbers
     soft_list: list = soft_ap.tolist()
     soft_list[3] = None  # a class without positives in the softmax run
-    write_run(runs, "table3/resnet101_coco_softmax", 0, per_class_ap=soft_list, classes_without_positives=[3])
+    soft_eq21_list: list = soft_eq21.tolist()
+    soft_eq21_list[3] = None
+    write_run(runs, "table3/resnet101_coco_softmax", 0, per_class_ap_voc=soft_list, per_class_ap=soft_eq21_list,
+              classes_without_positives=[3])
     g_name = "table3/resnet101_coco_gsoftmax_mu0_sigma0p5"
     g_ap = soft_ap + rng.normal(0.01, 0.02, 80)
+    g_eq21 = soft_eq21 + rng.normal(-0.01, 0.03, 80)
     g_list: list = g_ap.tolist()
     g_list[7] = None
-    write_run(runs, g_name, 0, per_class_ap=g_list, classes_without_positives=[7])
+    g_eq21_list: list = g_eq21.tolist()
+    g_eq21_list[7] = None
+    write_run(runs, g_name, 0, per_class_ap_voc=g_list, per_class_ap=g_eq21_list, classes_without_positives=[7])
     # a second G-softmax row with two seeds: per-class APs averaged over its seeds
     g2 = "table3/resnet101_coco_gsoftmax_mu0_sigma1"
     a1, a2 = soft_ap + rng.normal(0, 0.03, 80), soft_ap + rng.normal(0, 0.03, 80)
-    write_run(runs, g2, 0, per_class_ap=a1.tolist())
-    write_run(runs, g2, 1, per_class_ap=a2.tolist())
+    write_run(runs, g2, 0, per_class_ap_voc=a1.tolist())
+    write_run(runs, g2, 1, per_class_ap_voc=a2.tolist())
+    # a row whose record predates the VOC AP (schema 2): "—", not a test of another definition
+    write_run(runs, "table3/resnet101_coco_gsoftmax_mu0_sigma5", 0, schema_version=2)
     out = build_table(5, Grid(paper.experiments(5), "full", runs))
     df, data = out.display, out.data
     assert len(df) == 10
@@ -262,18 +324,27 @@ def test_table5_ttest_rel_of_per_class_aps(tmp_path):
     expected = stats.ttest_rel(soft_ap[keep], g_ap[keep])
     row = df[(df["dataset"] == "MS COCO") & (df["G-softmax (μ, σ)"] == "G-softmax(0,0.5)")].iloc[0]
     assert row["p paper"] == "0.0359" and row["classes used"] == "78" and row["classes excluded"] == "2"
-    assert row["p ours"] == (f"{expected.pvalue:.4f}" if expected.pvalue >= 1e-4 else f"{expected.pvalue:.1e}")
+    assert row["p ours (VOC AP)"] == (f"{expected.pvalue:.4f}" if expected.pvalue >= 1e-4 else f"{expected.pvalue:.1e}")
     d = data[data.experiment == g_name].iloc[0]
     assert d.p == pytest.approx(expected.pvalue, rel=1e-12) and d.t == pytest.approx(expected.statistic, rel=1e-12)
+    assert d.ap == "voc"
+    expected_eq21 = stats.ttest_rel(soft_eq21[keep], g_eq21[keep])
+    assert d.p_ap_eq21 == pytest.approx(expected_eq21.pvalue, rel=1e-12) and abs(d.p_ap_eq21 - d.p) > 1e-6
+    assert row["p ours (AP eq. 21)"] == (f"{expected_eq21.pvalue:.4f}" if expected_eq21.pvalue >= 1e-4
+                                         else f"{expected_eq21.pvalue:.1e}")
 
     keep2 = [c for c in range(80) if c != 3]
     expected2 = stats.ttest_rel(soft_ap[keep2], ((a1 + a2) / 2)[keep2])
     d2 = data[data.experiment == g2].iloc[0]
     assert d2.p == pytest.approx(expected2.pvalue, rel=1e-12) and d2.seeds_gsoftmax == "0,1"
 
+    old = df[(df["dataset"] == "MS COCO") & (df["G-softmax (μ, σ)"] == "G-softmax(0,5)")].iloc[0]
+    assert old["p ours (VOC AP)"] == "—" and old["classes used"] == "—" and old["p ours (AP eq. 21)"] != "—"
+    assert data[data.experiment == "table3/resnet101_coco_gsoftmax_mu0_sigma5"].iloc[0].status == "not recorded"
     nus = df[df["dataset"] == "NUS-WIDE"]
-    assert len(nus) == 5 and (nus["p ours"] == "not run").all()
+    assert len(nus) == 5 and (nus["p ours (VOC AP)"] == "not run").all()
     assert sorted(nus["p paper"]) == sorted(["0.0049", "0.0001", "0.0098", "0.6773", "0.0131"])
+    assert "VOC2012 interpolated AP" in out.notes[0]
 
 
 # --------------------------------------------------------------------------- Table VI
@@ -294,7 +365,7 @@ def test_table6_pearson_of_best_class(tmp_path):
         ap[11] = 0.5 + 0.05 * i + rng.normal(0, 0.01)
         empirical = {"compactness": comp.tolist(), "separability": [None if math.isnan(v) else v for v in sep],
                      "ratio": (sep * comp).tolist()}
-        res = write_run(runs, exp, 0, per_class_ap_frac=ap.tolist(), rng=rng)
+        res = write_run(runs, exp, 0, per_class_ap_voc_frac=ap.tolist(), rng=rng)
         data = read(res)
         data["empirical"]["test"].update(empirical)
         res.write_text(json.dumps(data))
@@ -430,7 +501,7 @@ def test_smoke_profile_end_to_end(smoke_root, table, figures_expected):
     data = pd.read_csv(smoke_root / "tables" / f"{table}.csv")
     ours = data[~data.reference_only]
     number = int(table[5:])
-    assert len(ours) == (24 if table == "table1" else 7 * 7)
+    assert len(ours) == (24 if table == "table1" else 7 * len(ML_COLUMNS))  # table3: 7 rows x 9 metrics
     assert (ours.status == "measured").all(), ours[ours.status != "measured"][["row", "metric"]]
     assert np.isfinite(ours.ours_mean_pct).all() and (ours.n_seeds == 1).all() and (ours.device == "cpu").all()
     md = (smoke_root / "tables" / f"{table}.md").read_text()
@@ -450,3 +521,200 @@ def test_smoke_profile_end_to_end(smoke_root, table, figures_expected):
         assert (smoke_root / "figures" / f"{name}.pdf").stat().st_size > 2_000
         caption = (smoke_root / "figures" / f"{name}.txt").read_text()
         assert caption.startswith("Figure ") and "Not run" not in caption, caption
+
+
+# --------------------------------------------------------------------------- the authors' definitions, older records
+
+
+def test_multilabel_older_records_show_a_dash_in_the_authors_columns(tmp_path):
+    """A schema-2 record has no VOC mAP or per-class-mean C-F1: "—" there (and in the p column), its eq. 21 / eq. 22
+    values still shown; a row whose seeds only partly have the value says how many do."""
+    runs = tmp_path / "runs"
+    write_run(runs, "table3/resnet101_coco_softmax", 0, mAP=0.61, CF1=0.55, schema_version=2)
+    g = "table3/resnet101_coco_gsoftmax_mu0_sigma1"
+    write_run(runs, g, 0, mAP_voc=0.70, CF1_mean=0.50)
+    write_run(runs, g, 1, schema_version=2)
+    df = build_table(3, grid_for(3, runs)).display
+    ours = df[df["values"] == "ours"].set_index("Method")
+    soft = ours.loc[paper.row("table3/resnet101_coco_softmax").label]
+    assert soft["mAP VOC (%)"] == "—" and soft["C-F1 per-class mean (%)"] == "—"
+    assert soft["mAP eq. 21 (%)"] == "61.0" and soft["C-F1 eq. 22 (%)"] == "55.0"
+    gs = ours.loc[paper.row(g).label]
+    assert gs["mAP VOC (%)"] == "70.0 (n = 1 of 2)" and gs["C-F1 per-class mean (%)"] == "50.0 (n = 1 of 2)"
+    assert gs["seeds"] == "n = 2 (seeds 0, 1)"
+    assert ours.loc[paper.row("table3/resnet101_coco_gsoftmax_mu0_sigma0p5").label]["mAP VOC (%)"] == "not run"
+
+
+# --------------------------------------------------------------------------- as released / as written
+
+
+def write_both(runs: Path, number: int, value, profile: str = "full") -> dict[str, tuple]:
+    """A run of every row of ours of a table and, for G-softmax rows, of its @as_written variant; returns the values."""
+    from gsm.grid import as_written_experiments
+
+    got = {}
+    for i, r in enumerate(r for r in paper.rows(table=number) if r.experiment):
+        names = [r.experiment] + ([f"{r.experiment}@as_written"] if r.head == "gsoftmax" else [])
+        assert set(names[1:]) <= set(as_written_experiments(number))
+        for k, name in enumerate(names):
+            v = value(i, k)
+            write_run(runs, name, 0, profile, **v)
+            got[name] = v
+    return got
+
+
+def test_as_written_rows_are_in_the_grid_only_when_asked(tmp_path):
+    from gsm.grid import as_written_experiments
+
+    names = as_written_experiments(3)
+    assert names == [f"{r.experiment}@as_written" for r in paper.rows(table=3, head="gsoftmax")] and len(names) == 6
+    assert as_written_experiments(2) and all(n.endswith("@as_written") for n in as_written_experiments(4))
+    plain = Grid(paper.experiments(3), "full", tmp_path / "runs")
+    assert not any("@" in e for e in plain.rows)
+    both = Grid(paper.experiments(3) + names, "full", tmp_path / "runs")
+    assert len(both.rows) == len(plain.rows) + 6
+    for name in names:
+        w, rel = both.rows[name], both.rows[name.split("@")[0]]
+        assert w.config["head"]["dist_update"] == "autograd" and rel.config["head"]["dist_update"] == "release"
+        assert w.key != rel.key and w.base_experiment == rel.experiment and w.variant == "as_written"
+        assert {k: v for k, v in w.config.items() if k != "head"} == {k: v for k, v in rel.config.items() if k != "head"}
+        assert {**w.config["head"], "dist_update": "release"} == rel.config["head"]  # nothing else differs
+    with pytest.raises(Exception, match="unknown variant 'as_read'"):
+        Grid(["table3/resnet101_coco_softmax@as_read"], "full", tmp_path / "runs")
+
+
+def test_as_written_table3_values_in_place(tmp_path):
+    from gsm.report import as_written_table
+
+    runs = tmp_path / "runs"
+    cols = [(m, h) for m, h, _ in ML_COLUMNS]
+    vals = write_both(runs, 3, lambda i, k: {m: 0.5 + 0.02 * i + 0.01 * k + 0.001 * j for j, (m, _) in enumerate(cols)})
+    out = as_written_table(3, Grid(paper.experiments(3) + [n for n in vals if "@" in n], "full", runs))
+    df = out.display
+    ours = [r for r in paper.rows(table=3) if r.experiment]
+    assert len(df) == 3 * len(ours) and out.name == "table3_as_written"
+    assert list(df.columns) == ["Method", "values", *(h for _, h in cols), "seeds"]
+    it = iter(df.to_dict("records"))
+    for r in ours:
+        rel, wri, pap = next(it), next(it), next(it)
+        assert (rel["Method"], wri["Method"], pap["Method"]) == (r.label, "", "")
+        assert rel["values"] == "ours as released" and pap["values"] == "paper"
+        written = vals.get(f"{r.experiment}@as_written", vals[r.experiment])
+        assert wri["values"] == ("ours as written" if r.head == "gsoftmax" else "ours as written (same run)")
+        for m, h in cols:
+            assert rel[h] == f"{100 * vals[r.experiment][m]:.1f}" and wri[h] == f"{100 * written[m]:.1f}", (r.label, h)
+        for _, h, printed_key in ML_COLUMNS:
+            v = r.printed(printed_key) if printed_key else None
+            assert pap[h] == ("n.r." if v is None else f"{v:.1f}")
+        assert rel["seeds"] == "n = 1 (seed 0)"
+        assert wri["seeds"] == ("n = 1 (seed 0)" if r.head == "gsoftmax" else "same run (no μ, σ)")
+    data = out.data
+    g = "table3/resnet101_coco_gsoftmax_mu0p1_sigma1"
+    d = data[(data.experiment == g) & (data.metric == "mAP_voc")].set_index("variant")
+    assert d.loc["as_written", "ours_mean_pct"] == pytest.approx(100 * vals[g + "@as_written"]["mAP_voc"])
+    assert d.loc["as_released", "ours_mean_pct"] == pytest.approx(100 * vals[g]["mAP_voc"])
+    assert d.loc["as_written", "grid_row"] == g + "@as_written" and d.loc["as_written", "paper_pct"] == paper.row(g).printed("mAP")
+    soft = data[(data.experiment == "table3/resnet101_coco_softmax") & (data.variant == "as_written")]
+    assert soft.same_run_as_released.all() and (soft.grid_row == "table3/resnet101_coco_softmax").all()
+    md = out.markdown()
+    assert "head.dist_update=autograd" in md and "head.dist_update=release" in md and "same run" in md
+
+
+def test_as_written_table2_and_missing_variants(tmp_path):
+    from gsm.report import as_written_table
+
+    runs = tmp_path / "runs"
+    g = "table2/resnet101_tiny_imagenet_gsoftmax_mu0_sigma2"
+    released = read(write_run(runs, g, 0, top1_error=0.17))
+    write_run(runs, g + "@as_written", 0, top1_error=0.19, best_top1_error=0.185, best_epoch=27)
+    write_run(runs, "table2/resnet101_tiny_imagenet_softmax", 0, top1_error=0.2)
+    from gsm.grid import as_written_experiments
+
+    out = as_written_table(2, Grid(paper.experiments(2) + as_written_experiments(2), "full", runs))
+    df = out.display
+    assert len(df) == len([r for r in paper.rows(table=2) if r.experiment])  # no literature rows
+    row = line(df, paper.row(g).label)
+    assert row["top-1 error paper (%)"] == "17.29" and row["ours as released, last epoch (%)"] == "17.00"
+    assert row["ours as written, last epoch (%)"] == "19.00" and row["ours as written, best epoch (%)"] == "18.50"
+    assert row["ours as released, best epoch (%)"] == f"{100 * released['best_top1_error_frac']:.2f}"
+    assert row["seeds as released"] == row["seeds as written"] == "n = 1 (seed 0)"
+    soft = line(df, "ResNet-101 (input 224x224)")
+    assert soft["ours as released, last epoch (%)"] == soft["ours as written, last epoch (%)"] == "20.00"
+    assert soft["seeds as written"] == "same run (no μ, σ)"
+    other = line(df, "ResNet-101 G-Softmax (mu=0, sigma=3)")
+    assert other["ours as released, last epoch (%)"] == other["ours as written, last epoch (%)"] == "not run"
+    assert other["seeds as written"] == "not run"
+    assert any("selected on the evaluation split" in n for n in out.notes)
+    with pytest.raises(Exception, match="--as-written applies to tables 2, 3, 4"):
+        as_written_table(5, Grid(paper.experiments(5), "full", runs))
+
+
+@pytest.mark.parametrize("command", ["table1", "table5", "table6", "figures", "sweep", "demo"])
+def test_as_written_is_rejected_outside_tables_2_to_4(tmp_path, capsys, command):
+    assert main([command, "--as-written", "--no-run", "--runs", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("gsm-tables: error: --as-written applies to table2, table3, table4")
+    assert command in err
+
+
+def test_as_written_cli_no_run_writes_both_tables(tmp_path, capsys):
+    runs, out = tmp_path / "runs", tmp_path / "tables"
+    vals = write_both(runs, 4, lambda i, k: {"mAP_voc": 0.6 + 0.01 * i + 0.1 * k})
+    assert main(["table4", "--as-written", "--no-run", "--runs", str(runs), "--out", str(out)]) == 0
+    for ext in ("md", "csv", "tex"):
+        assert (out / f"table4_as_written.{ext}").stat().st_size > 0 and (out / f"table4.{ext}").stat().st_size > 0
+    csv = pd.read_csv(out / "table4_as_written.csv")
+    g = "table4/resnet101_nuswide_gsoftmax_mu0_sigma1"
+    d = csv[(csv.experiment == g) & (csv.metric == "mAP_voc")].set_index("variant")
+    assert d.loc["as_written", "ours_mean_pct"] == pytest.approx(100 * vals[g + "@as_written"]["mAP_voc"])
+    assert d.loc["as_released", "ours_mean_pct"] == pytest.approx(100 * vals[g]["mAP_voc"])
+    assert not any("not run" in cells for cells in _md_rows((out / "table4_as_written.md").read_text()))
+    # the plain table4 is unchanged by the variant runs (they belong to no row of it)
+    plain = pd.read_csv(out / "table4.csv")
+    assert plain[(plain.experiment == g) & (plain.metric == "mAP_voc")].ours_mean_pct.iloc[0] == pytest.approx(100 * vals[g]["mAP_voc"])
+    assert "table4_as_written.md" in capsys.readouterr().out
+
+
+def test_as_written_smoke_no_run_and_help(tmp_path, capsys):
+    runs = tmp_path / "smoke" / "runs"
+    g = "table3/resnet101_coco_gsoftmax_mu0_sigma1"
+    write_run(runs, g + "@as_written", 0, "smoke", mAP_voc=0.42)
+    assert main(["table3", "--profile", "smoke", "--as-written", "--no-run", "--runs", str(runs),
+                 "--out", str(tmp_path / "t"), "--figures-out", str(tmp_path / "f")]) == 0
+    df = pd.read_csv(tmp_path / "t" / "table3_as_written.csv")
+    d = df[(df.experiment == g) & (df.metric == "mAP_voc")].set_index("variant")
+    assert d.loc["as_written", "ours_mean_pct"] == pytest.approx(42.0) and d.loc["as_released", "status"] == "not run"
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    help_text = capsys.readouterr().out
+    assert "--as-written" in help_text and "TABLE_ARGS=--as-written" in help_text and "tableN_as_written" in help_text
+    makefile = (REPO / "Makefile").read_text()
+    assert "TABLE_ARGS=--as-written" in makefile
+
+
+def test_as_written_launch_commands_and_estimate(tmp_path, monkeypatch):
+    import gsm.estimate
+    from gsm.grid import as_written_experiments
+
+    names = as_written_experiments(3)
+    grid = Grid(paper.experiments(3) + names, "smoke", tmp_path / "runs", fixtures_dir=tmp_path / "fx")
+    cmds = launch_commands(grid, grid.missing())
+    assert len(cmds) == 2  # the release recipes, then the same G-softmax rows with head.dist_update=autograd
+    plain, written = cmds
+    assert not any("dist_update" in c for c in plain) and plain[3].count(",") == 6
+    assert "head.dist_update=autograd" in written and "@" not in " ".join(written)
+    assert written[3] == "experiment=" + ",".join(n.split("@")[0] for n in names)
+    for cmd in cmds:  # each launched job's config is its grid row's
+        overrides = [c for c in cmd[4:] if not c.startswith("output_root=")]
+        for exp in cmd[3].split("=", 1)[1].split(","):
+            name = exp + "@as_written" if cmd is written else exp
+            assert row_key(compose(exp, overrides)) == grid.rows[name].key, name
+    seen = []
+    monkeypatch.setattr(gsm.estimate, "run_estimate", lambda exps, *a, **k: seen.append(list(exps)) or 0)
+    assert main(["table3", "--estimate", "--profile", "smoke"]) == 0
+    assert main(["table3", "--estimate", "--profile", "smoke", "--as-written"]) == 0
+    assert seen == [paper.experiments(3), paper.experiments(3) + names]
+    configs = gsm.estimate.compose_experiments(seen[1], "smoke", [])
+    assert all(configs[n]["head"]["dist_update"] == "autograd" for n in names)
+    assert configs[paper.experiments(3)[1]]["head"]["dist_update"] == "release"

@@ -17,9 +17,11 @@ import pandas as pd
 NOT_RUN = "not run"  # a row of ours without a run under the profile
 NOT_REPORTED = "n.r."  # the paper prints "-"
 NOT_APPLICABLE = "n/a"  # a literature row (never run here), or no p-value (baseline, fewer than 2 paired seeds)
+NOT_RECORDED = "—"  # the row's runs exist but their records predate the value (schema < 3: no VOC mAP, best epoch)
 LEGEND = (f"{NOT_RUN}: no run of this row was found under the profile; {NOT_REPORTED}: not reported by the paper; "
           f"{NOT_APPLICABLE}: not applicable (a literature row, never run here, or a p-value without two seeds "
-          f"both rows have).")
+          f"both rows have); {NOT_RECORDED}: the row's runs were recorded by an older gsm that did not store this "
+          f"value (rerun with trainer.force=true to fill it).")
 LATEX_PACKAGES = ("booktabs",)
 
 # Unicode the tables use, as LaTeX (after escaping): pdflatex needs no extra package for these.

@@ -11,6 +11,7 @@ import numpy as np
 from scipy import stats
 
 from gsm.grid import Row
+from gsm.report.render import NOT_RECORDED
 from gsm.results import RunRecord
 
 
@@ -71,12 +72,24 @@ def fmt_p(p: float | None) -> str:
     return f"{p:.4f}" if p >= 1e-4 else f"{p:.1e}"
 
 
-def per_class_ap(row: Row | None) -> list[float] | None:
-    """Per-class AP (fraction) averaged over the row's seeds (NaN where a class has no positive in some run)."""
+# the per-class AP Tables V and VI use: the authors' VOC2012 interpolated AP (eval/evaluate.m's AP_VOC), the AP
+# their printed p and rho came from; "per_class_ap_frac" is gsm's eq. 21 AP
+AP_KEY = "per_class_ap_voc_frac"
+
+
+def class_aps(rec: RunRecord, key: str = AP_KEY) -> list[float] | None:
+    """A run's per-class AP (fractions, NaN where a class has no positive); None when the record lacks it."""
+    values = getattr(rec, key)
+    return None if not values else [math.nan if v is None else float(v) for v in values]
+
+
+def per_class_ap(row: Row | None, key: str = AP_KEY) -> list[float] | None:
+    """Per-class AP (fraction) averaged over the row's seeds (NaN where a class has no positive in some run);
+    None when the row has no run, or a run whose record lacks ``key`` (an older record: no VOC AP)."""
     if row is None or not row.runs:
         return None
-    aps = [[math.nan if v is None else float(v) for v in rec.per_class_ap_frac or []] for rec in row.results()]
-    if not aps or not aps[0] or any(len(a) != len(aps[0]) for a in aps):
+    aps = [class_aps(rec, key) for rec in row.results()]
+    if any(a is None for a in aps) or any(len(a) != len(aps[0]) for a in aps):
         return None
     return list(np.mean(np.array(aps, dtype=float), axis=0))
 
@@ -101,9 +114,10 @@ def class_stat(rec: RunRecord, stat: str, source: str) -> list[float]:
     return [math.nan if v is None else float(v) for v in block.get(stat, [])]
 
 
-def correlation(rows: list[Row], stat: str, source: str = "empirical") -> dict[str, Any]:
+def correlation(rows: list[Row], stat: str, source: str = "empirical", ap_key: str = AP_KEY) -> dict[str, Any]:
     """Table VI for one statistic: the class with the best (highest) mean ``stat`` across the runs, then
-    scipy.stats.pearsonr of that class's ``stat`` with its AP across the runs (each run = its seeds' mean)."""
+    scipy.stats.pearsonr of that class's ``stat`` with its AP (``ap_key``) across the runs (each run = its
+    seeds' mean)."""
     used = [r for r in rows if r.runs]
     out: dict[str, Any] = {"n_runs": len(used), "experiments": [r.experiment for r in used], "rho": math.nan, "p": math.nan,
                            "class": None, "class_name": None, "values": [], "aps": []}
@@ -113,7 +127,10 @@ def correlation(rows: list[Row], stat: str, source: str = "empirical") -> dict[s
     vals, aps = [], []
     for r in used:
         v = [class_stat(rec, stat, source) for rec in r.results()]
-        a = [[math.nan if x is None else float(x) for x in rec.per_class_ap_frac or []] for rec in r.results()]
+        a = [class_aps(rec, ap_key) for rec in r.results()]
+        if any(x is None for x in a):
+            out["reason"] = f"{NOT_RECORDED} ({r.experiment}: a record without {ap_key}, written by an older gsm)"
+            return out
         if not v or any(len(x) != len(v[0]) or not x for x in v) or any(len(x) != len(v[0]) for x in a):
             out["reason"] = f"{r.experiment}: no per-class {source} {stat} or AP in results.json"
             return out

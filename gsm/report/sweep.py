@@ -1,7 +1,8 @@
 """``gsm-tables sweep --runs DIR``: one table of every run under a folder, for reading a sweep.
 
 Columns: the result-affecting config keys whose values differ across the runs (dotted names, e.g.
-``head.mu``), then the headline metrics in percent. Runs with the same settings and different
+``head.mu``), then the headline metrics in percent (a metric no run has is left out: the authors'
+definitions and the best epoch exist in records of schema 3 on). Runs with the same settings and different
 seeds collapse into one row: mean ± sample standard deviation (ddof = 1) and n.
 """
 
@@ -18,8 +19,9 @@ from gsm.report.render import md_table, seeds_text
 from gsm.results import RunRecord
 
 # (record key, column label) of the headline metrics, in percent
-METRICS = (("top1_error_frac", "top-1 error (%)"), ("top5_error_frac", "top-5 error (%)"), ("mAP_frac", "mAP (%)"),
-           ("CF1_frac", "C-F1 (%)"), ("OF1_frac", "O-F1 (%)"))
+METRICS = (("top1_error_frac", "top-1 error (%)"), ("best_top1_error_frac", "best-epoch top-1 error (%)"),
+           ("top5_error_frac", "top-5 error (%)"), ("mAP_frac", "mAP eq. 21 (%)"), ("mAP_voc_frac", "mAP VOC (%)"),
+           ("CF1_frac", "C-F1 eq. 22 (%)"), ("CF1_mean_frac", "C-F1 per-class mean (%)"), ("OF1_frac", "O-F1 (%)"))
 
 
 def flatten(d: Any, prefix: str = "") -> dict[str, Any]:
