@@ -208,21 +208,25 @@ class _Context:
     overrides: list[str]
 
 
+def _hydra_node(cfg: Any) -> Any:
+    """``cfg.hydra`` (``compose(return_hydra_config=True)``), the running app's HydraConfig, or None."""
+    if "hydra" in cfg:
+        return cfg.hydra
+    from hydra.core.hydra_config import HydraConfig
+
+    return HydraConfig.get() if HydraConfig.initialized() else None
+
+
 def _hydra_context(cfg: Any) -> _Context:
     """Search path, group choices and overrides of the composed config, from ``cfg.hydra``
     (``compose(return_hydra_config=True)``) or from the running app's HydraConfig."""
     from omegaconf import OmegaConf
 
-    node = None
-    if "hydra" in cfg:
-        node = cfg.hydra
-    else:
-        from hydra.core.hydra_config import HydraConfig
-
-        if HydraConfig.initialized():
-            node = HydraConfig.get()
+    node = _hydra_node(cfg)
     if node is None:
         return _plain_context(cfg)
+    if _true(node.job.get("chdir")):  # set by a config file (the command line is checked by check_overrides)
+        raise ConfigError(chdir_message("hydra.job.chdir=true"))
     sources = tuple((str(s.provider), f"{s.schema}://{s.path}") for s in node.runtime.config_sources)
     choices = {k: str(v) for k, v in OmegaConf.to_container(node.runtime.choices).items()
                if v is not None and not k.startswith("hydra/")}
@@ -392,6 +396,7 @@ RULES: dict[str, Callable[[str, Any], Any]] = {
     "trainer.progress": _bool,
     "trainer.analyze_train": _bool,
     "trainer.force": _bool,
+    "trainer.resume_anyway": _bool,
     "trainer.cpu_threads": _int(1, allow_none=True),
     "trainer.wait_for_lock": _choice(True, False, None),
     "trainer.log_every_n_steps": _int(0, allow_none=True),
@@ -518,6 +523,28 @@ def validate_config(cfg: DictConfig | Mapping[str, Any]) -> None:
 # --------------------------------------------------------------------------- command-line overrides
 
 
+def chdir_message(where: str) -> str:
+    """Why ``hydra.job.chdir=true`` is refused: with it a sweep's runs land under ``sweeps/<time>/<output_root>``,
+    the logged run folder does not exist and a second sweep retrains instead of skipping finished runs."""
+    return (f"{where}: gsm does not run in another directory (hydra.job.chdir=true): it resolves dataset.root, "
+            "output_root and every other path itself, from the folder it is started in, and output_root chooses "
+            "where runs go (e.g. output_root=/scratch/me/gsm); drop hydra.job.chdir")
+
+
+def _true(value: Any) -> bool:
+    return str(value).strip().lower() in ("true", "yes", "on", "y", "1")
+
+
+def _changes_directory(key: str, ov: Any) -> bool:
+    """``hydra.job.chdir`` set to true (or swept over true), also as part of ``hydra.job={chdir: true}``."""
+    if key not in ("hydra.job.chdir", "hydra.job"):
+        return False
+    values = list(ov.sweep_string_iterator()) if ov.is_sweep_override() else [ov.value()]
+    if key == "hydra.job":
+        values = [v.get("chdir") for v in values if isinstance(v, Mapping)]
+    return any(_true(v) for v in values)
+
+
 def _search_sources(args: Any, overrides: list[Any], primary_dir: Path) -> tuple[tuple[str, str], ...] | None:
     sources = [("main", primary_dir.as_uri())]
     if args.config_dir:
@@ -550,12 +577,15 @@ def check_overrides(argv: Sequence[str], config_dir: Path | str = CONFIG_DIR, co
         return  # Hydra prints its own usage error
     if args.help or args.hydra_help or args.shell_completion or args.info or args.experimental_rerun:
         return
-    if args.config_path or (args.config_name and args.config_name != config_name):
-        return  # another primary config: its keys are unknown here
     try:
         overrides = OverridesParser.create().parse_overrides(args.overrides)
     except HydraException:
         return
+    for ov in overrides:
+        if ov.type != OverrideType.DEL and _changes_directory(ov.key_or_group, ov):
+            raise ConfigError(chdir_message(ov.input_line))
+    if args.config_path or (args.config_name and args.config_name != config_name):
+        return  # another primary config: its keys are unknown here
     sources = _search_sources(args, overrides, Path(config_dir))
     if sources is None:
         return

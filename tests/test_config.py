@@ -4,6 +4,9 @@ suggestion, every value type- and range-checked with the key in the message, no 
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,7 +14,7 @@ import yaml
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf, open_dict
 
-from conftest import REPO
+from conftest import REPO, run_cli
 from gsm import config as gc
 from gsm.config import catalog, check_overrides, suggest, validate_config
 from gsm.errors import ConfigError
@@ -188,6 +191,7 @@ BAD = [
     ("default", "trainer.compile_mode", "fastest"),
     ("default", "trainer.channels_last", "yes"), ("default", "trainer.progress", 1),
     ("default", "trainer.analyze_train", "true"), ("default", "trainer.force", "false"),   # bool("false") is True
+    ("default", "trainer.resume_anyway", "yes"), ("default", "trainer.resume_anyway", 1),
     ("default", "trainer.num_workers", "many"), ("default", "trainer.num_workers", 1.5),
     ("default", "trainer.cpu_threads", 0), ("default", "trainer.wait_for_lock", "yes"),
     ("default", "trainer.log_every_n_steps", -1), ("default", "trainer.checkpoint_every", 0),
@@ -234,6 +238,7 @@ def test_bad_value_names_the_key(hydra_compose, base, key, value):
     ("trainer.wait_for_lock", True), ("trainer.amp", "none"), ("trainer.amp", None), ("trainer.eval_batch_size", None),
     ("dataset.subset", None), ("dataset.image_size", None), ("optimizer.lr", 0), ("schedule.end", 0.0),
     ("optimizer.nesterov", True),  # with the default momentum 0.9
+    ("trainer.resume_anyway", True), ("trainer.resume_anyway", False),
 ])
 def test_valid_edge_values_pass(hydra_compose, key, value):
     validate_config(_with(hydra_compose(), key, value))
@@ -290,7 +295,7 @@ def test_validation_without_hydra_node(hydra_compose):
 @pytest.mark.parametrize("argv", [
     [], ["dataset=cifar10", "model=wrn", "head=lsoftmax"], ["experiment=table1/wrn_cifar10_gsoftmax"],
     ["-m", "head.mu=-0.1,0.1", "seed=0,1"], ["--multirun", "hydra/launcher=gsm_ray", "trainer.epochs=1"],
-    ["--help"], ["--hydra-help"], ["--cfg", "job", "--resolve"], ["hydra.run.dir=x", "hydra.job.chdir=true"],
+    ["--help"], ["--hydra-help"], ["--cfg", "job", "--resolve"], ["hydra.run.dir=x", "hydra.job.chdir=false"], ["~hydra.job.chdir"],
     ["+trainer.epoch=3"], ["++trainer.epochs=3"], ["~trainer.force"], ["schedule.pieces=[[1,0,-8],[2,-8,-9]]"],
     ["dataset_model=cifar10_wrn"], ["head.mu=0.1"], ["trainer.epochs=range(1,3)"], ["recipe.lam=0.5"],
     ["dataset.root=/data/x"], ["trainer.cpu_threads=2"],
@@ -328,3 +333,60 @@ def test_check_overrides_reads_the_users_search_path(tmp_path):
     check_overrides(["--config-dir", str(tmp_path), "dataset=mydata", "dataset.my_key=2"])
     with pytest.raises(ConfigError, match="dataset.my_key"):
         check_overrides(["dataset.my_key=2"])
+
+
+# --------------------------------------------------------------------------- hydra.job.chdir (issue 18)
+
+CHDIR_HINT = ("gsm does not run in another directory (hydra.job.chdir=true): it resolves dataset.root, output_root "
+              "and every other path itself")
+
+
+@pytest.mark.parametrize(("argv", "line"), [
+    (["hydra.job.chdir=true"], "hydra.job.chdir=true"),
+    (["+hydra.job.chdir=True"], "+hydra.job.chdir=True"),
+    (["-m", "head.mu=0,1", "hydra.job.chdir=false,true"], "hydra.job.chdir=false,true"),  # swept over true
+    (["hydra.job={chdir:true}"], "hydra.job={chdir:true}"),
+    (["--config-name", "other", "hydra.job.chdir=yes"], "hydra.job.chdir=yes"),  # whatever the primary config
+])
+def test_check_overrides_rejects_chdir(argv, line):
+    with pytest.raises(ConfigError) as err:
+        check_overrides(argv)
+    msg = str(err.value)
+    assert msg.startswith(f"{line}: {CHDIR_HINT}") and "output_root chooses where runs go" in msg and "\n" not in msg
+
+
+def test_chdir_from_a_config_file_is_rejected_when_validated(hydra_compose, tmp_path):
+    """A preset that sets hydra.job.chdir (the command line never names it) is caught on the composed config."""
+    (tmp_path / "experiment").mkdir()
+    (tmp_path / "experiment" / "cd.yaml").write_text("# @package _global_\nhydra:\n  job:\n    chdir: true\n")
+    cfg = hydra_compose("experiment=cd", search_dir=tmp_path)
+    assert cfg.hydra.job.chdir is True
+    msg = _error(cfg)
+    assert msg.startswith(f"hydra.job.chdir=true: {CHDIR_HINT}"), msg
+    validate_config(hydra_compose())  # the shipped configs keep chdir false
+
+
+def _files(folder: Path) -> list[str]:
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["train.py", "gsm-train", "train.py -m"])
+def test_cli_rejects_chdir_in_one_line_and_writes_nothing(tmp_path, how):
+    """The issue's case: with chdir a sweep's runs land under sweeps/<time>/<output_root>/runs and a second sweep
+    retrains. gsm refuses it before Hydra starts: exit 2, one line, no folder anywhere."""
+    cwd, out = tmp_path / "cwd", tmp_path / "out"
+    cwd.mkdir()
+    args = [f"output_root={out}", "trainer.epochs=1", "hydra.job.chdir=true"]
+    if how == "gsm-train":
+        script = Path(sys.executable).with_name("gsm-train")
+        assert script.is_file(), script
+        proc = subprocess.run([str(script), *args], cwd=cwd, capture_output=True, text=True, timeout=300,
+                              env={**os.environ, "HYDRA_FULL_ERROR": "0"})
+    else:
+        proc = run_cli(*(["-m", "head.mu=-0.1,0.1"] if how.endswith("-m") else []), *args, cwd=cwd)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"gsm: error: hydra.job.chdir=true: {CHDIR_HINT}"), proc.stderr
+    assert "output_root chooses where runs go" in lines[0] and proc.stdout == ""
+    assert _files(tmp_path) == ["cwd"]  # no output_root, no sweep folder, nothing in the working directory

@@ -10,6 +10,7 @@ show that its label travelled with it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import pickle
@@ -705,3 +706,123 @@ def test_cli_resnet101_multilabel_one_epoch(made, tmp_path, name):
     for key in ("mAP_frac", "CP_frac", "CR_frac", "CF1_frac", "OP_frac", "OR_frac", "OF1_frac"):
         assert 0.0 <= res[key] <= 1.0, key
     assert len(res["per_class_ap_frac"]) == m and len(res["learned"]["mu"]) == m
+
+
+# --------------------------------------------------------------------------- issue 18: a root that is a file, a dry run
+
+
+def _tree(folder: Path) -> dict[str, tuple]:
+    """Every entry under ``folder`` (and the folder itself) with its size, mtime and, for files, a hash of the
+    bytes: adding, removing, rewriting or touching anything changes it."""
+    out = {}
+    for p in [folder, *sorted(folder.rglob("*"))]:
+        st = p.stat()
+        body = hashlib.sha1(p.read_bytes()).hexdigest() if p.is_file() else "folder"
+        out[p.relative_to(folder).as_posix()] = (st.st_size if p.is_file() else None, st.st_mtime_ns, body)
+    return out
+
+
+ROOT_HOLDS = {  # what the one-line error says the folder must hold
+    "cifar10": "cifar-10-batches-py/ (data_batch_1..5, test_batch, batches.meta), or the folder cifar-10-batches-py "
+               "itself (extract cifar-10-python.tar.gz first)",
+    "cifar100": "cifar-100-python/ (train, test, meta), or the folder cifar-100-python itself "
+                "(extract cifar-100-python.tar.gz first)",
+    "tiny_imagenet": "tiny-imagenet-200/ (wnids.txt, words.txt, train/, val/), or the folder tiny-imagenet-200 "
+                     "itself (unzip tiny-imagenet-200.zip first)",
+    "coco": "annotations/instances_train2014.json, annotations/instances_val2014.json, train2014/ and val2014/",
+    "nuswide": "ImageList/, ConceptsList/Concepts81.txt, Groundtruth/TrainTestLabels/ and the images "
+               "(Flickr/ or dataset.image_dir)",
+}
+TITLES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "tiny_imagenet": "Tiny ImageNet", "coco": "MS COCO 2014",
+          "nuswide": "NUS-WIDE"}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_root_that_is_a_file_is_one_line_naming_it(tmp_path, monkeypatch, name):
+    """The issue's case: dataset.root pointing at the downloaded archive said "folder ... not found"."""
+    import torchvision.datasets.utils as tvu
+
+    monkeypatch.setattr(tvu, "download_and_extract_archive", lambda *a, **k: pytest.fail("downloaded"))
+    archive = tmp_path / f"{name}.zip"
+    archive.write_bytes(b"PK\x03\x04 not a folder")
+    before = _tree(tmp_path)
+    cfg = {"name": name, "root": str(archive), **({"download": True} if name.startswith("cifar") else {})}
+    with pytest.raises(ConfigError) as err:
+        load_splits(cfg)
+    assert str(err.value) == (f"dataset.root={archive} is a file, not a folder: {TITLES[name]} reads the folder that "
+                              f"holds {ROOT_HOLDS[name]}")
+    assert _tree(tmp_path) == before  # nothing written, nothing downloaded
+
+
+def test_a_file_where_a_folder_belongs_is_named_as_such(made, tmp_path):
+    root = _copy(made, "nuswide", tmp_path)
+    shutil.rmtree(root / "Groundtruth" / "TrainTestLabels")
+    (root / "Groundtruth" / "TrainTestLabels").write_text("not a folder")
+    with pytest.raises(DataError) as err:
+        load_splits({"name": "nuswide", "root": str(root)})
+    assert str(err.value) == (f"NUS-WIDE: {root / 'Groundtruth' / 'TrainTestLabels'} is a file, not a folder "
+                              f"(dataset.root={root})")
+
+
+def test_load_splits_write_false_reads_the_cache_and_writes_nothing(made, tmp_path, caplog):
+    root = _copy(made, "tiny_imagenet", tmp_path)
+    cfg = {"name": "tiny_imagenet", "root": str(root), "image_size": 32}
+    before = _tree(tmp_path)
+    dry = load_splits(cfg, write=False)
+    assert _tree(tmp_path) == before and not (root / "tiny-imagenet-200" / ".gsm-cache").exists()
+    outside = tmp_path / "elsewhere" / "cache"
+    load_splits({**cfg, "cache_dir": str(outside)}, write=False)
+    assert _tree(tmp_path) == before  # not even the cache_dir's folder
+    used = load_splits(cfg)  # a training run writes it (the check above can fail)
+    assert len(list((root / "tiny-imagenet-200" / ".gsm-cache").glob("*.pt"))) == 2 and _tree(tmp_path) != before
+    cached = _tree(tmp_path)
+    with caplog.at_level(logging.INFO, logger="gsm.data"):
+        again = load_splits(cfg, write=False)
+    assert "from cache" in caplog.text and _tree(tmp_path) == cached
+    for s in (used, again):
+        assert torch.equal(s.train.images, dry.train.images) and torch.equal(s.test.images, dry.test.images)
+
+
+def test_load_splits_write_false_never_downloads(tmp_path, monkeypatch):
+    import torchvision.datasets.utils as tvu
+
+    monkeypatch.setattr(tvu, "download_and_extract_archive", lambda *a, **k: pytest.fail("downloaded"))
+    with pytest.raises(DataError) as err:
+        load_splits({"name": "cifar10", "root": str(tmp_path / "new"), "download": True}, write=False)
+    assert str(err.value).startswith(f"CIFAR-10: not (completely) in {tmp_path / 'new'}, and a dry run downloads "
+                                     "nothing; run without dry_run=true to download https://")
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.slow
+def test_cli_dry_run_on_tiny_imagenet_writes_nothing(tmp_path):
+    """The issue's case: dry_run=true wrote .gsm-cache/*.pt into the dataset folder. Now the fixture folder, the
+    output root and the working directory are byte-identical (names, sizes, mtimes, contents) after a dry run."""
+    gt = fx.make_tiny_imagenet(tmp_path / "data")
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    before = _tree(tmp_path)
+    out = run_cli("dataset=tiny_imagenet", f"dataset.root={gt['root']}", "model=convnet", "dry_run=true",
+                  f"output_root={tmp_path / 'out'}", cwd=cwd)
+    assert out.returncode == 0, out.stderr[-3000:]
+    info = _json_lines(out.stdout)[-1]
+    assert (info["train_samples"], info["test_samples"], info["input_shape"]) == (len(gt["train"]), len(gt["val"]),
+                                                                                 [3, 64, 64])
+    assert _tree(tmp_path) == before, sorted(set(_tree(tmp_path)) ^ set(before))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["tiny_imagenet", "cifar10"])
+def test_cli_root_that_is_a_file(tmp_path, name):
+    archive = tmp_path / "download.tar.gz"
+    archive.write_bytes(b"\x1f\x8b not a folder")
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    before = _tree(tmp_path)
+    extra = ["dataset.download=true"] if name == "cifar10" else []
+    out = run_cli(f"dataset={name}", f"dataset.root={archive}", "model=convnet", "trainer.epochs=1", *extra,
+                  f"output_root={tmp_path / 'out'}", cwd=cwd)
+    assert out.returncode == 2, out.stderr[-3000:]
+    assert out.stderr.strip().splitlines() == [f"gsm: error: dataset.root={archive} is a file, not a folder: "
+                                               f"{TITLES[name]} reads the folder that holds {ROOT_HOLDS[name]}"]
+    assert _tree(tmp_path) == before  # no run folder, no download, nothing in the working directory

@@ -37,7 +37,8 @@ class DataBundle:
         return [self.splits.in_channels, self.splits.image_size, self.splits.image_size]
 
 
-# name -> "module:function"; a function takes the dataset config (a dict) and returns DatasetSplits.
+# name -> "module:function"; a function takes the dataset config (a dict) and ``write`` (keyword: False reads
+# only, for a dry run: no decoded-image cache, no download) and returns DatasetSplits.
 DATASETS: dict[str, str] = {
     "digits": "gsm.data.digits:load_digits",
     "digits_mosaic": "gsm.data.digits:load_digits_mosaic",
@@ -49,7 +50,7 @@ DATASETS: dict[str, str] = {
 }
 
 
-def dataset_loader(name: str) -> Callable[[Mapping[str, Any]], DatasetSplits]:
+def dataset_loader(name: str) -> Callable[..., DatasetSplits]:
     if name not in DATASETS:
         raise ConfigError(f"dataset={name!r} is not a dataset; valid: {', '.join(DATASETS)}")
     module, func = DATASETS[name].split(":")
@@ -67,9 +68,14 @@ def _subset(split: Split, cap: int, seed: int = 0) -> Split:
     return FileSplit(Subset(split.dataset, keep_list), split.targets[keep], eval_ds)
 
 
-def load_splits(cfg: Mapping[str, Any]) -> DatasetSplits:
-    """Load the dataset named by ``cfg['name']``, apply ``dataset.subset`` and fingerprint the result."""
-    splits = dataset_loader(cfg["name"])(cfg)
+def load_splits(cfg: Mapping[str, Any], *, write: bool = True) -> DatasetSplits:
+    """Load the dataset named by ``cfg['name']``, apply ``dataset.subset`` and fingerprint the result.
+
+    ``write=False`` (the trainer's dry run, which "writes nothing"): nothing is written anywhere, neither
+    Tiny ImageNet's decoded-image cache (a valid one is still read) nor a CIFAR download (missing files are
+    a DataError instead).
+    """
+    splits = dataset_loader(cfg["name"])(cfg, write=write)
     cap = cfg.get("subset")
     if cap is not None:
         if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from gsm.data.types import DatasetSplits, TensorSplit
-from gsm.data.files import image_size, resize_uint8
+from gsm.data.files import check_not_file, image_size, resize_uint8
 from gsm.data.files import setting
 from gsm.data.transforms import PAD_MODES
 from gsm.values import boolean, integer
@@ -50,11 +50,13 @@ SPECS: dict[str, dict[str, Any]] = {
         title="CIFAR-10", folder="cifar-10-batches-py", num_classes=10,
         train=[f"data_batch_{i}" for i in range(1, 6)], test=["test_batch"], meta="batches.meta",
         label_key="labels", names_key="label_names", mean=CIFAR10_MEAN, std=CIFAR10_STD, tv="CIFAR10",
+        holds="data_batch_1..5, test_batch, batches.meta",
     ),
     "cifar100": dict(
         title="CIFAR-100", folder="cifar-100-python", num_classes=100,
         train=["train"], test=["test"], meta="meta",
         label_key="fine_labels", names_key="fine_label_names", mean=CIFAR100_MEAN, std=CIFAR100_STD, tv="CIFAR100",
+        holds="train, test, meta",
     ),
 }
 
@@ -147,15 +149,29 @@ def _how_to_get(spec: Mapping[str, Any]) -> str:
             f"expected {spec['folder']}/{{{files}}} under dataset.root.")
 
 
-def load_cifar(cfg: Mapping[str, Any], name: str) -> DatasetSplits:
+def _holds(spec: Mapping[str, Any]) -> str:
+    import torchvision.datasets as tvd
+
+    return (f"{spec['folder']}/ ({spec['holds']}), or the folder {spec['folder']} itself "
+            f"(extract {getattr(tvd, spec['tv']).filename} first)")
+
+
+def load_cifar(cfg: Mapping[str, Any], name: str, *, write: bool = True) -> DatasetSplits:
+    """``write=False`` (a dry run): missing files are an error even with ``dataset.download=true``."""
     spec = SPECS[name]
     raw_root = cfg.get("root")
     if raw_root in (None, ""):
         raise ConfigError(f"dataset.root is not set. {_how_to_get(spec)}")
     root = Path(str(raw_root)).expanduser()
+    check_not_file(root, spec["title"], _holds(spec))
     folder = _locate(root, spec) if root.is_dir() else None
     incomplete = folder is None or bool(_missing(folder, spec))
     if incomplete and boolean("dataset.download", cfg.get("download", False)):
+        if not write:
+            import torchvision.datasets as tvd
+
+            raise DataError(f"{spec['title']}: not (completely) in {root}, and a dry run downloads nothing; run "
+                            f"without dry_run=true to download {getattr(tvd, spec['tv']).url} (dataset.download=true)")
         _download(root, spec)
         folder = _locate(root, spec)
     if folder is None:
@@ -195,9 +211,9 @@ def load_cifar(cfg: Mapping[str, Any], name: str) -> DatasetSplits:
     )
 
 
-def load_cifar10(cfg: Mapping[str, Any]) -> DatasetSplits:
-    return load_cifar(cfg, "cifar10")
+def load_cifar10(cfg: Mapping[str, Any], *, write: bool = True) -> DatasetSplits:
+    return load_cifar(cfg, "cifar10", write=write)
 
 
-def load_cifar100(cfg: Mapping[str, Any]) -> DatasetSplits:
-    return load_cifar(cfg, "cifar100")
+def load_cifar100(cfg: Mapping[str, Any], *, write: bool = True) -> DatasetSplits:
+    return load_cifar(cfg, "cifar100", write=write)

@@ -49,6 +49,7 @@ LAYOUT = """  annotations/instances_train2014.json
   annotations/instances_val2014.json
   train2014/COCO_train2014_<12-digit id>.jpg
   val2014/COCO_val2014_<12-digit id>.jpg"""
+HOLDS = "annotations/instances_train2014.json, annotations/instances_val2014.json, train2014/ and val2014/"
 
 
 def _read(ann_path: Path) -> Any:
@@ -89,8 +90,8 @@ def read_split(root: Path, split_dir: str) -> dict[str, Any]:
             "labels": labels, "paths": paths}
 
 
-def load_coco(cfg: Mapping[str, Any]) -> DatasetSplits:
-    root = dataset_root(cfg, TITLE, HOW_TO_GET, LAYOUT)
+def load_coco(cfg: Mapping[str, Any], *, write: bool = True) -> DatasetSplits:
+    root = dataset_root(cfg, TITLE, HOW_TO_GET, LAYOUT, HOLDS)
     drop_unlabeled = boolean("dataset.drop_unlabeled", cfg.get("drop_unlabeled", True))
     on_missing = setting(cfg, "on_missing", "error", ("skip", "error"))
     parts = {split: read_split(root, d) for split, d in SPLITS.items()}

@@ -52,7 +52,7 @@ def _image_size(cfg: Mapping[str, Any]) -> int:
     return 32 if size is None else size
 
 
-def load_digits(cfg: Mapping[str, Any]) -> DatasetSplits:
+def load_digits(cfg: Mapping[str, Any], *, write: bool = True) -> DatasetSplits:
     size = _image_size(cfg)
     x_tr, x_te, y_tr, y_te = _digit_split()
     train = TensorSplit(_resize(x_tr, size), torch.as_tensor(y_tr, dtype=torch.long))
@@ -81,7 +81,7 @@ def _mosaics(digits: np.ndarray, labels: np.ndarray, count: int, rng: np.random.
     return out, targets
 
 
-def load_digits_mosaic(cfg: Mapping[str, Any]) -> DatasetSplits:
+def load_digits_mosaic(cfg: Mapping[str, Any], *, write: bool = True) -> DatasetSplits:
     size = _image_size(cfg)
     x_tr, x_te, y_tr, y_te = _digit_split()
     rng = np.random.default_rng(MOSAIC_SEED)

@@ -68,15 +68,23 @@ def image_size(cfg: Mapping[str, Any], default: int, minimum: int = 8) -> int:
     return default if size is None else size
 
 
-def dataset_root(cfg: Mapping[str, Any], name: str, how_to_get: str, layout: str) -> Path:
-    """``dataset.root`` as an existing folder, or a DataError saying where to get the data."""
+def dataset_root(cfg: Mapping[str, Any], name: str, how_to_get: str, layout: str, holds: str) -> Path:
+    """``dataset.root`` as an existing folder, or an error saying where to get the data. ``holds``: what the
+    folder must hold, in a few words (the one-line error for a root that is a file)."""
     raw = cfg.get("root")
     if raw in (None, ""):
         raise ConfigError(f"dataset.root is not set: point it at the folder holding {name}.\n{how_to_get}\n{layout}")
     root = Path(str(raw)).expanduser()
+    check_not_file(root, name, holds)
     if not root.is_dir():
         raise DataError(missing_message(name, root, root, how_to_get, layout))
     return root
+
+
+def check_not_file(root: Path, name: str, holds: str) -> None:
+    """One ConfigError line when ``dataset.root`` is a file (an archive, a list file): gsm reads a folder."""
+    if root.is_file():
+        raise ConfigError(f"dataset.root={root} is a file, not a folder: {name} reads the folder that holds {holds}")
 
 
 def missing_message(name: str, root: Path, path: Path, how_to_get: str, layout: str) -> str:
@@ -87,6 +95,9 @@ def missing_message(name: str, root: Path, path: Path, how_to_get: str, layout: 
 
 def require(path: Path, root: Path, name: str, how_to_get: str, layout: str, *, is_dir: bool = False) -> Path:
     ok = path.is_dir() if is_dir else path.is_file()
+    if not ok and path.exists():  # there, but of the wrong kind: "not found" would mislead
+        got = "a file" if path.is_file() else "a folder" if path.is_dir() else "a special file"
+        raise DataError(f"{name}: {path} is {got}, not {'a folder' if is_dir else 'a file'} (dataset.root={root})")
     if not ok:
         raise DataError(missing_message(name, root, path, how_to_get, layout))
     return path
@@ -234,6 +245,7 @@ def file_list_key(paths: Sequence[Path], base: Path, extra: str = "") -> str:
 
 def decode_all(
     paths: Sequence[Path], size: int, *, cache_file: Path | None = None, key: str = "", threads: int | None = None,
+    write: bool = True,
 ) -> Tensor:
     """Decode every file to uint8 (N, 3, size, size). With ``cache_file``, reuse/write a decoded copy.
 
@@ -242,6 +254,7 @@ def decode_all(
     and renamed, so an interrupted run or a concurrent process never leaves a
     half-written cache behind. An unreadable or stale cache is rebuilt; a
     cache folder we cannot write to only costs the decode next time (warning).
+    ``write=False`` (a dry run) reads a valid cache but writes nothing, not even its folder.
     """
     n = len(paths)
     if cache_file is not None and cache_file.is_file():
@@ -254,6 +267,8 @@ def decode_all(
             log.info("cache %s is stale (the image files changed); decoding again", cache_file)
         except Exception as exc:  # noqa: BLE001 - any unreadable cache is rebuilt, never trusted
             log.warning("ignoring unreadable cache %s (%s: %s); decoding again", cache_file, type(exc).__name__, exc)
+    if not write:
+        cache_file = None
     if n > 1000:
         log.info("decoding %d images%s", n, f" (cached afterwards in {cache_file})" if cache_file else "")
     images = torch.empty((n, 3, size, size), dtype=torch.uint8)

@@ -58,6 +58,7 @@ LAYOUT = """  ImageList/TrainImagelist.txt, ImageList/TestImagelist.txt   (lines
   Flickr/<subdir>/<name>.jpg
   ConceptsList/Concepts81.txt
   Groundtruth/TrainTestLabels/Labels_<concept>_Train.txt, ..._Test.txt   (one 0/1 per image-list line)"""
+HOLDS = "ImageList/, ConceptsList/Concepts81.txt, Groundtruth/TrainTestLabels/ and the images (Flickr/ or dataset.image_dir)"
 
 
 def _relative(entry: str) -> str:
@@ -82,8 +83,8 @@ def _labels(path: Path, list_path: Path, n: int) -> np.ndarray:
     return values
 
 
-def load_nuswide(cfg: Mapping[str, Any]) -> DatasetSplits:
-    root = dataset_root(cfg, TITLE, HOW_TO_GET, LAYOUT)
+def load_nuswide(cfg: Mapping[str, Any], *, write: bool = True) -> DatasetSplits:
+    root = dataset_root(cfg, TITLE, HOW_TO_GET, LAYOUT, HOLDS)
     drop_unlabeled = boolean("dataset.drop_unlabeled", cfg.get("drop_unlabeled", True))
     on_missing = setting(cfg, "on_missing", "skip", ("skip", "error"))
     image_dir = text("dataset.image_dir", cfg.get("image_dir"), allow_none=True) or "Flickr"

@@ -17,7 +17,7 @@ Grayscale JPEGs (a few hundred in the real set) are converted to 3 channels.
   the device (random crop with ``crop_padding`` zero padding, flip). The
   decoded tensors are cached (``dataset.cache``) in ``dataset.cache_dir``
   (default ``<tiny-imagenet-200>/.gsm-cache``), keyed by the list of files with
-  their sizes and modification times.
+  their sizes and modification times. A dry run reads a valid cache and writes none.
 * above 64 (Table II uses 224): a :class:`~gsm.data.FileSplit` read by
   DataLoader workers: resize to ``image_size``, random crop with zero padding
   and flip for training (``dataset.train_crop: pad``), resize only for testing.
@@ -64,10 +64,11 @@ LAYOUT = f"""  {FOLDER}/wnids.txt
   {FOLDER}/train/<wnid>/images/<wnid>_<k>.JPEG
   {FOLDER}/val/images/val_<k>.JPEG
   {FOLDER}/val/val_annotations.txt   (file<TAB>wnid<TAB>x<TAB>y<TAB>w<TAB>h)"""
+HOLDS = f"{FOLDER}/ (wnids.txt, words.txt, train/, val/), or the folder {FOLDER} itself (unzip tiny-imagenet-200.zip first)"
 
 
 def _locate(cfg: Mapping[str, Any]) -> tuple[Path, Path]:
-    root = dataset_root(cfg, TITLE, HOW_TO_GET, LAYOUT)
+    root = dataset_root(cfg, TITLE, HOW_TO_GET, LAYOUT, HOLDS)
     for folder in (root / FOLDER, root):
         if (folder / "wnids.txt").is_file():
             return root, folder
@@ -171,7 +172,8 @@ def _check_options(size: int, crop: str, pad_mode: str, padding: int, opts: Mapp
                           f"gives {padding} px at image_size={size}")
 
 
-def load_tiny_imagenet(cfg: Mapping[str, Any]) -> DatasetSplits:
+def load_tiny_imagenet(cfg: Mapping[str, Any], *, write: bool = True) -> DatasetSplits:
+    """``write=False`` (a dry run): a valid cache is read, none is written (gsm.data.load_splits)."""
     idx = index(cfg)
     size = image_size(cfg, NATIVE)
     pad64 = integer("dataset.crop_padding", cfg.get("crop_padding", 8), minimum=0)
@@ -195,7 +197,7 @@ def load_tiny_imagenet(cfg: Mapping[str, Any]) -> DatasetSplits:
             if cache_dir is not None:
                 key = file_list_key(paths, idx["folder"], extra=f"tiny_imagenet|{NATIVE}")
                 cache_file = cache_dir / f"tiny_imagenet-{split}-{NATIVE}px-{key[:16]}.pt"
-            images = decode_all(paths, NATIVE, cache_file=cache_file, key=key or "")
+            images = decode_all(paths, NATIVE, cache_file=cache_file, key=key or "", write=write)
             return TensorSplit(resize_uint8(images, size), targets)
 
         return DatasetSplits(train=tensor_split("train"), test=tensor_split("test"), crop_padding=padding, **common)
