@@ -17,5 +17,9 @@ class CheckpointError(GsmError, RuntimeError):
     """A checkpoint cannot be read (truncated, corrupt, or from another config)."""
 
 
+class ResumeError(CheckpointError):
+    """A checkpoint of this config was written in another environment (world size, device, code, ...)."""
+
+
 class TrainingError(GsmError, RuntimeError):
     """Training cannot continue (e.g. the loss became NaN)."""

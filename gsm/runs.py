@@ -32,7 +32,8 @@ from gsm.errors import CheckpointError, ConfigError, GsmError
 # Settings that do not change a run's numbers (where and how fast it runs, how it reports).
 NON_RESULT_KEYS = {
     "trainer": {"device", "force", "compile", "compile_mode", "num_workers", "progress", "eval_batch_size",
-                "checkpoint_every", "eval_every", "cpu_threads", "wait_for_lock", "log_every_n_steps"},
+                "checkpoint_every", "eval_every", "cpu_threads", "wait_for_lock", "log_every_n_steps",
+                "resume_anyway"},
     "dataset": {"root", "download", "cache", "cache_dir"},
 }
 RESULT_GROUPS = ("dataset", "model", "head", "optimizer", "schedule", "trainer", "seed")
@@ -194,7 +195,12 @@ def remove_debris(run_dir: Path) -> list[Path]:
 
 
 class StorageError(GsmError):
-    """A file could not be written: the disk is full or the folder is not writable."""
+    """A file could not be written: the disk is full, the folder is not writable or was removed."""
+
+
+def storage_fault(exc: BaseException, path: Path) -> StorageError | None:
+    """The :class:`StorageError` (naming ``path`` and the cause) of a failed write, or None if ``exc`` is not one."""
+    return _storage_error(exc, path) if isinstance(exc, (OSError, RuntimeError)) and _is_storage_fault(exc, path) else None
 
 
 def _umask() -> int:
@@ -228,7 +234,8 @@ def atomic_write_bytes(path: Path, write) -> None:
 
 
 def _is_storage_fault(exc: BaseException, path: Path) -> bool:
-    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EFBIG):
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EFBIG,
+                                                  errno.EPERM, errno.ENOENT, errno.ENOTDIR):
         return True
     # torch.save reports a full disk as RuntimeError("[enforce fail at inline_container.cc] ... unexpected pos")
     if isinstance(exc, RuntimeError):
@@ -240,8 +247,10 @@ def _is_storage_fault(exc: BaseException, path: Path) -> bool:
 
 
 def _storage_error(exc: BaseException, path: Path) -> StorageError:
-    if isinstance(exc, OSError) and exc.errno in (errno.EROFS, errno.EACCES):
+    if isinstance(exc, OSError) and exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
         return StorageError(f"cannot write {path}: {path.parent} is not writable ({exc.strerror})")
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOENT, errno.ENOTDIR):
+        return StorageError(f"cannot write {path}: the folder {path.parent} was removed while the run was writing to it")
     try:
         device = os.stat(path.parent).st_dev if path.parent.exists() else None
     except OSError:

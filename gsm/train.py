@@ -9,6 +9,7 @@ and ``results.json``. docs/runs.md says when a rerun trains, resumes or skips.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
 import io
@@ -16,8 +17,7 @@ import json
 import logging
 import math
 import os
-import platform
-import socket
+import signal
 import sys
 import threading
 import time
@@ -33,9 +33,10 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
 from gsm import analysis, runs
+from gsm.environment import environment, resume_differences, segments
 from gsm.data import DataBundle, build_data, fingerprint_differences, load_splits
 from gsm.data.types import DatasetSplits
-from gsm.errors import CheckpointError, ConfigError, DataError, GsmError, TrainingError
+from gsm.errors import CheckpointError, ConfigError, DataError, GsmError, ResumeError, TrainingError
 from gsm.heads import Head, head_loss, logged_loss, param_groups
 from gsm.metrics import multilabel_metrics, thresholded_metrics, top1_error, topk_error
 from gsm.models import Classifier, build_classifier
@@ -186,6 +187,9 @@ class TrainState:
     epoch: int = 0  # epochs completed
     history: list[dict[str, Any]] = field(default_factory=list)
     train_time: float = 0.0
+    # the environments the epochs ran in: [{"first_epoch": 1, world_size, device, ...}, ...]; more than one only
+    # after a resume with trainer.resume_anyway=true (gsm.environment)
+    environments: list[dict[str, Any]] = field(default_factory=list)
 
 
 def train_one_epoch(
@@ -297,6 +301,8 @@ class RunStatus:
     epoch: int | None = None  # the epoch being trained (1-based)
     checkpoint_epoch: int | None = None  # the epoch of the checkpoint on disk (complete and renamed)
     writing_epoch: int | None = None  # a checkpoint being written in the background (the run waits for it)
+    defer_sigterm: bool = False  # between the end of an epoch's training and its checkpoint
+    sigterm: bool = False  # a SIGTERM arrived while deferred: stop after this epoch's checkpoint
 
     def checkpoint_text(self) -> str:
         epoch = self.writing_epoch or self.checkpoint_epoch
@@ -309,11 +315,14 @@ STATUS = RunStatus()
 
 
 def checkpoint_state(model: Classifier, optimizer, scheduler, scaler, state: TrainState, sig: str,
-                     fingerprint: dict[str, Any] | None = None, data_root: str | None = None) -> dict[str, Any]:
+                     fingerprint: dict[str, Any] | None = None, data_root: str | None = None,
+                     env: dict[str, Any] | None = None) -> dict[str, Any]:
     return {
         "signature": sig,
         "data_fingerprint": fingerprint or {},
         "data_root": data_root,
+        "environment": env or {},
+        "environments": state.environments,
         "epoch": state.epoch,
         "history": state.history,
         "train_time": state.train_time,
@@ -327,7 +336,11 @@ def checkpoint_state(model: Classifier, optimizer, scheduler, scaler, state: Tra
 
 
 def restore(path: Path, model: Classifier, optimizer, scheduler, scaler, sig: str,
-            fingerprint: dict[str, Any] | None = None, data_root: str | None = None) -> TrainState:
+            fingerprint: dict[str, Any] | None = None, data_root: str | None = None,
+            env: dict[str, Any] | None = None, resume_anyway: bool = False) -> TrainState:
+    """Load a checkpoint of this config. Refuses other data (fingerprint) and, unless ``resume_anyway``, another
+    environment (:func:`gsm.environment.resume_differences`: world size, device type, torch, code revision, CPU
+    threads on the CPU), since the resumed run's numbers would be those of neither environment."""
     ckpt = runs.load_checkpoint(path)
     if not isinstance(ckpt, dict) or ckpt.get("signature") != sig:
         other = ckpt.get("signature") if isinstance(ckpt, dict) else None
@@ -350,12 +363,29 @@ def restore(path: Path, model: Classifier, optimizer, scheduler, scaler, sig: st
         torch.set_rng_state(ckpt["rng_cpu"])
         if ckpt["rng_cuda"] and torch.cuda.is_available() and len(ckpt["rng_cuda"]) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all(ckpt["rng_cuda"])
-        state = TrainState(int(ckpt["epoch"]), list(ckpt["history"]), float(ckpt["train_time"]))
+        state = TrainState(int(ckpt["epoch"]), list(ckpt["history"]), float(ckpt["train_time"]),
+                           list(ckpt.get("environments") or []))
     except (KeyError, RuntimeError, ValueError, TypeError) as exc:
         raise CheckpointError(
             f"checkpoint {path} has this config's signature but contents this code cannot load "
             f"({type(exc).__name__}: {str(exc).splitlines()[0][:300]}); delete it or rerun with trainer.force=true"
         ) from exc
+    then = ckpt.get("environment")
+    if env is not None and then:
+        diff = resume_differences(then, env)
+        if diff and not resume_anyway:
+            raise ResumeError(
+                f"cannot resume {path.parent.parent}: its checkpoint (epoch {state.epoch}) was written in another "
+                f"environment ({', '.join(diff)}), so resuming here would give the numbers of neither. Rerun where it "
+                f"ran, or add trainer.resume_anyway=true to continue here (results.json then lists which epochs ran where)"
+            )
+        if diff:
+            log.warning("resuming in another environment (%s): trainer.resume_anyway=true; results.json lists "
+                        "which epochs ran where", ", ".join(diff))
+            state.environments = segments(state.environments or segments([], then, 1), env, state.epoch + 1)
+    elif env is not None:
+        print(f"gsm: note: {path} predates environment records, so this resume cannot check that it runs in the "
+              f"environment the run started in", file=sys.stderr)
     STATUS.checkpoint_epoch = state.epoch
     return state
 
@@ -427,38 +457,80 @@ def _tag(key: str) -> str:
     return key
 
 
+def warn(message: str) -> None:
+    """One ``gsm: warning:`` line on stderr (and in train.log)."""
+    print(f"gsm: warning: {message}", file=sys.stderr)
+    log.debug(message)
+
+
 class Reporter:
-    """train.log (via logging), TensorBoard events and summary.csv — rank 0 only."""
+    """train.log (via logging), TensorBoard events and summary.csv — rank 0 only.
+
+    All three are telemetry: a write that fails (no space, no permission, the folder removed) is one
+    warning naming the path and the cause, and the run goes on without that output; its results are
+    not affected. (Results and checkpoints are not telemetry: their writes stop the run, StorageError.)
+    """
 
     def __init__(self, run_dir: Path, enabled: bool) -> None:
         self.run_dir, self.enabled, self.writer = run_dir, enabled, None
+        self._summary_ok = True
         if enabled:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+            _quiet_event_writer_threads()
+
+            self._guard(lambda: setattr(self, "writer", SummaryWriter(log_dir=str(run_dir / "tensorboard"))))
+
+    def _guard(self, write) -> None:
+        """Run one TensorBoard write; on failure warn once and stop writing events."""
+        try:
+            write()
+        except Exception as exc:  # noqa: BLE001 - telemetry: any failure of the event writer (OSError, its thread's)
+            writer, self.writer = self.writer, None
+            warn(f"cannot write TensorBoard events to {self.run_dir / 'tensorboard'} ({_cause(exc)}); "
+                 "the run goes on without them (its results are not affected)")
+            if writer is not None:
+                try:
+                    writer.close()
+                except Exception:  # noqa: BLE001 - already reported
+                    pass
 
     def epoch(self, row: dict[str, Any], head: Head) -> None:
         if not self.enabled:
             return
         step = row["epoch"]
         scalars = {k: v for k, v in row.items() if isinstance(v, (int, float)) and k not in ("epoch", "epochs")}
-        for k, v in scalars.items():
-            self.writer.add_scalar(_tag(k), v, step)
-        for name, values in head.histograms().items():
-            self.writer.add_histogram(f"head/{name}", values.detach().float().cpu(), step)
-        self.writer.flush()
         log.info("epoch %d/%s  %s", step, row.get("epochs"), "  ".join(f"{k}={v:.4g}" for k, v in scalars.items()))
+        if self.writer is None:
+            return
 
-    def hparams(self, hparams: dict[str, Any], metrics: dict[str, float]) -> None:
-        """The run's settings → its final metrics, for TensorBoard's HParams tab (a (μ, σ) sweep side by side)."""
-        if self.enabled:
-            clean = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in hparams.items() if v is not None}
-            self.writer.add_hparams(clean, {f"hparam/{k}": v for k, v in metrics.items()}, run_name=".")
+        def write() -> None:
+            for k, v in scalars.items():
+                self.writer.add_scalar(_tag(k), v, step)
+            for name, values in head.histograms().items():
+                self.writer.add_histogram(f"head/{name}", values.detach().float().cpu(), step)
             self.writer.flush()
+
+        self._guard(write)
+
+    def hparams(self, hparams: dict[str, Any], metrics: dict[str, Any]) -> None:
+        """The run's settings → its final metrics, for TensorBoard's HParams tab (a (μ, σ) sweep side by side).
+        A metric without a finite value (e.g. mAP of a test split without positives) is left out."""
+        if self.writer is None:
+            return
+        clean = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in hparams.items() if v is not None}
+        finite = {f"hparam/{k}": float(v) for k, v in metrics.items()
+                  if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
+
+        def write() -> None:
+            self.writer.add_hparams(clean, finite, run_name=".")
+            self.writer.flush()
+
+        self._guard(write)
 
     def summary(self, history: list[dict[str, Any]]) -> None:
         """summary.csv: one row per epoch, rewritten whole (atomically) from the run's history."""
-        if not self.enabled or not history:
+        if not self.enabled or not history or not self._summary_ok:
             return
         buf = io.StringIO()
         fields: dict[str, None] = {}  # every numeric column in first-seen order (epochs without evaluation lack test_*)
@@ -467,11 +539,41 @@ class Reporter:
         writer = csv.DictWriter(buf, fieldnames=list(fields), restval="", extrasaction="ignore")
         writer.writeheader()
         writer.writerows(history)
-        runs.atomic_write_bytes(self.run_dir / "summary.csv", lambda fh: fh.write(buf.getvalue().encode()))
+        try:
+            runs.atomic_write_bytes(self.run_dir / "summary.csv", lambda fh: fh.write(buf.getvalue().encode()))
+        except runs.StorageError as exc:
+            self._summary_ok = False
+            warn(f"{exc}; summary.csv is not updated any more (results.json will hold the whole history)")
 
     def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
+        self._guard(lambda: self.writer.close() if self.writer is not None else None)
+        self.writer = None
+
+
+def _quiet_event_writer_threads() -> None:
+    """TensorBoard writes events in a thread of its own; a write that fails there is stored and raised again by
+    the writer's next call (where :meth:`Reporter._guard` turns it into one warning), but the thread also prints
+    it as a traceback on its way out. This hook (installed once per process) drops that duplicate."""
+    previous = threading.excepthook
+    if getattr(previous, "_gsm_quiet", False):
+        return
+
+    def hook(args: Any) -> None:
+        if type(args.thread).__name__ == "_AsyncWriterThread" and isinstance(args.exc_value, Exception):
+            return
+        previous(args)
+
+    hook._gsm_quiet = True  # type: ignore[attr-defined]
+    threading.excepthook = hook
+
+
+def _cause(exc: BaseException) -> str:
+    """The reason of a failed write in a few words ("No space left on device", "Permission denied" ...)."""
+    while exc.__cause__ is not None and not isinstance(exc, OSError):
+        exc = exc.__cause__
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return (str(exc).splitlines() or [type(exc).__name__])[0][:200]
 
 
 def epoch_row(epoch: int, epochs: int, lr: float, train: dict[str, float], metrics: dict[str, Any],
@@ -482,29 +584,6 @@ def epoch_row(epoch: int, epochs: int, lr: float, train: dict[str, float], metri
 
     test = record_metrics(metrics, multilabel, history=True) if metrics else {}
     return {"epoch": epoch, "epochs": epochs, "lr": lr, **train, **test}
-
-
-def environment(device: torch.device, dist: Dist, num_workers: int, compiled: bool) -> dict[str, Any]:
-    """How the run ran (recorded in results.json; a rerun that skips says when it differs)."""
-    rev = runs.git_revision()
-    cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
-    return {
-        "device": device.type,
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or platform.machine() or "cpu"),
-        "world_size": dist.world_size,
-        "cpu_threads": torch.get_num_threads(),
-        "num_workers": num_workers,
-        "torch": torch.__version__,
-        "cuda": torch.version.cuda,
-        "cudnn": cudnn,
-        "deterministic": torch.are_deterministic_algorithms_enabled(),
-        "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
-        "compiled": compiled,
-        "git_rev": rev.removesuffix("-dirty"),
-        "git_dirty": rev.endswith("-dirty"),
-        "python": platform.python_version(),
-        "hostname": socket.gethostname(),
-    }
 
 
 def build_results(
@@ -535,7 +614,8 @@ def build_results(
         history=history, train_time_s=state.train_time, wall_time_s=wall,
         eval_seconds_total=sum(r.get("eval_seconds", 0.0) for r in history),
         checkpoint_seconds_total=sum(r.get("checkpoint_seconds", 0.0) for r in history),
-        environment=env, device=env["device_name"] if env["device"] == "cuda" else "cpu", world_size=env["world_size"],
+        environment={**env, "segments": state.environments} if len(state.environments) > 1 else env,
+        device=env["device_name"] if env["device"] == "cuda" else "cpu", world_size=env["world_size"],
         git_rev=env["git_rev"] + ("-dirty" if env["git_dirty"] else ""), torch=env["torch"],
         config=OmegaConf.to_container(cfg, resolve=True),
     )
@@ -613,8 +693,22 @@ def finished_results(run_dir: Path, splits: DatasetSplits, cfg: DictConfig, env_
     return res
 
 
-def _attach_log_file(run_dir: Path) -> logging.Handler:
-    handler = logging.FileHandler(run_dir / "train.log")
+class _LogFile(logging.FileHandler):
+    """train.log; a record that cannot be written is one warning, then the log file is given up (telemetry)."""
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+        exc = sys.exc_info()[1]
+        logging.getLogger().removeHandler(self)
+        warn(f"cannot write {self.baseFilename} ({_cause(exc) if exc else 'write failed'}); "
+             "the log goes on on stderr only (the run's results are not affected)")
+
+
+def _attach_log_file(run_dir: Path) -> logging.Handler | None:
+    try:
+        handler = _LogFile(run_dir / "train.log")
+    except OSError as exc:
+        warn(f"cannot write {run_dir / 'train.log'} ({_cause(exc)}); the log goes on on stderr only")
+        return None
     handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
     logging.getLogger().addHandler(handler)
     return handler
@@ -672,6 +766,46 @@ def _log_every(cfg: DictConfig, steps: int) -> int:
     return int(value)
 
 
+class Terminated(BaseException):
+    """SIGTERM (``kill``, ``scancel``, a preempted SLURM job): the run stops like on Ctrl-C (one line, exit 143)."""
+
+
+@contextlib.contextmanager
+def _stop_on_sigterm():
+    """While a run trains, SIGTERM raises :class:`Terminated` — at once during an epoch's training, or after the
+    epoch's checkpoint when the epoch is already trained (so a finished epoch is never lost). The previous handler
+    is restored afterwards. Only the main thread can take signals (a run in another thread keeps the default)."""
+    def handler(signum: int, frame: Any) -> None:
+        if STATUS.defer_sigterm:
+            STATUS.sigterm = True
+        else:
+            raise Terminated()
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _check_finite(metrics: dict[str, Any], epoch: int) -> None:
+    """A non-finite test loss or metric is divergence, like a non-finite train loss (nothing is recorded). A
+    metric that has no value (mAP of a test split without positives: None) is not."""
+    bad = [k for k, v in metrics.items()  # NaN is "no value" (a mean over no class) except for the loss
+           if isinstance(v, float) and (math.isinf(v) or (k == "loss" and math.isnan(v)))]
+    if bad:
+        raise TrainingError(f"epoch {epoch}: the test {', '.join(f'{k} is {metrics[k]}' for k in bad)} (diverged). "
+                            f"{_divergence_hint()}")
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
 def run(cfg: DictConfig) -> dict[str, Any] | None:
     """Train and evaluate one config; returns the results dict (None for dry runs)."""
     from gsm.config import validate_config
@@ -684,8 +818,10 @@ def run(cfg: DictConfig) -> dict[str, Any] | None:
     if not dist.is_main:
         logging.getLogger("gsm").setLevel(logging.WARNING)
     STATUS.epoch = STATUS.checkpoint_epoch = STATUS.writing_epoch = None
+    STATUS.defer_sigterm = STATUS.sigterm = False
     try:
-        return _run(cfg, dist, device, wall_start)
+        with _stop_on_sigterm():
+            return _run(cfg, dist, device, wall_start)
     finally:
         if dist.enabled and torch_dist.is_initialized():
             torch_dist.destroy_process_group()
@@ -698,7 +834,7 @@ def _run(cfg: DictConfig, dist: Dist, device: torch.device, wall_start: float) -
     if batch_size < 1 or batch_size % dist.world_size:
         raise ConfigError(f"trainer.batch_size={batch_size} (the global batch) must be a positive multiple of the {dist.world_size} processes")
     torch.manual_seed(int(cfg.seed))  # before anything random: the data's subset, the model's initial weights
-    splits = load_splits(cfg.dataset)
+    splits = load_splits(cfg.dataset, write=not cfg.dry_run)  # a dry run writes nothing (no cache, no download)
     model = build_classifier(
         cfg.model, cfg.head, num_classes=splits.num_classes, multilabel=splits.multilabel,
         in_channels=splits.in_channels, image_size=splits.image_size,
@@ -713,7 +849,7 @@ def _run(cfg: DictConfig, dist: Dist, device: torch.device, wall_start: float) -
         return None
 
     num_workers, compiled = _num_workers(cfg), _compile(cfg, device)
-    env = environment(device, dist, num_workers, compiled)
+    env = environment(device, dist.world_size, num_workers, compiled)
     run_dir = locate_run_dir(cfg, sig) if dist.is_main else None
     if dist.enabled:
         holder = [run_dir]
@@ -733,7 +869,7 @@ def _run(cfg: DictConfig, dist: Dist, device: torch.device, wall_start: float) -
         lock = runs.RunLock(run_dir)
         wait = cfg.trainer.get("wait_for_lock")
         if wait is None:  # a sweep that launches the same config twice waits, then finds it finished
-            wait = HydraConfig.initialized() and str(HydraConfig.get().mode) == "RunMode.MULTIRUN"
+            wait = _in_sweep()
         lock.acquire(bool(wait), on_wait=lambda who: print(f"gsm: {run_dir} is in use by {who}; waiting for it", file=sys.stderr))
     try:
         done = _on_main(dist, lambda: finished_results(run_dir, splits, cfg, env, warn=False))  # finished while we waited?
@@ -781,10 +917,11 @@ def _train(cfg: DictConfig, dist: Dist, device: torch.device, wall_start: float,
     data_root = _data_root(cfg)
 
     if ckpt_path.exists():
-        state = restore(ckpt_path, model, optimizer, scheduler, scaler, sig, splits.fingerprint, data_root)
+        state = restore(ckpt_path, model, optimizer, scheduler, scaler, sig, splits.fingerprint, data_root, env,
+                        bool(cfg.trainer.get("resume_anyway", False)))
         log.info("resuming %s from epoch %d/%d", run_dir, state.epoch, epochs)
     else:
-        state = TrainState()
+        state = TrainState(environments=segments([], env, 1))
         if model.head.empirical_init:
             empirical_init(model, data.train, model.head.init_batches, dist, amp)
     log.info("run dir %s | %s on %s x%d | %d train / %d test images | %d CPU threads", run_dir, cfg.model.name, device,
@@ -822,6 +959,7 @@ def _epochs_and_results(cfg: DictConfig, dist: Dist, amp: torch.dtype | None, sp
             train_stats = train_one_epoch(train_model, model.head, data.train, optimizer, scaler, amp, epoch,
                                           bool(cfg.trainer.progress) and dist.is_main, log_every=log_every, epochs=epochs,
                                           world_size=dist.world_size)
+            STATUS.defer_sigterm = True  # the epoch is trained: a SIGTERM from here waits for its checkpoint
             scheduler.step()
             sync_buffers(model, dist)
             eval_seconds, metrics = 0.0, {}
@@ -832,6 +970,7 @@ def _epochs_and_results(cfg: DictConfig, dist: Dist, amp: torch.dtype | None, sp
                 if not torch.isfinite(last_eval.logits).all():
                     raise TrainingError(f"epoch {epoch + 1}: the model's test outputs are not finite (diverged). {_divergence_hint()}")
                 metrics = last_metrics = compute_metrics(last_eval, splits.multilabel)
+                _check_finite(metrics, epoch + 1)
             row = epoch_row(epoch + 1, epochs, lr, train_stats, metrics, splits.multilabel)
             row["eval_seconds"] = eval_seconds
             # the checkpoint holds this row too; its checkpoint_seconds (the time the loop waits for the
@@ -840,11 +979,16 @@ def _epochs_and_results(cfg: DictConfig, dist: Dist, amp: torch.dtype | None, sp
             state.history.append(row)
             t0 = time.perf_counter()
             state.epoch, state.train_time = epoch + 1, state.train_time + train_stats["train_seconds"]
-            if checkpointer is not None and ((epoch + 1) % every == 0 or epoch + 1 == epochs):
-                checkpointer.save(checkpoint_state(model, optimizer, scheduler, scaler, state, sig, splits.fingerprint, data_root), epoch + 1)
+            due = (epoch + 1) % every == 0 or epoch + 1 == epochs or STATUS.sigterm  # a SIGTERM: keep this epoch
+            if checkpointer is not None and due:
+                checkpointer.save(checkpoint_state(model, optimizer, scheduler, scaler, state, sig, splits.fingerprint,
+                                                   data_root, env), epoch + 1)
             row["checkpoint_seconds"] = time.perf_counter() - t0
             reporter.epoch(row, model.head)
             reporter.summary(state.history)
+            STATUS.defer_sigterm = False
+            if STATUS.sigterm:
+                raise Terminated()
             dist.barrier()
         if checkpointer is not None:
             checkpointer.wait()  # a write error surfaces here, before any result is recorded
@@ -863,19 +1007,23 @@ def _epochs_and_results(cfg: DictConfig, dist: Dist, amp: torch.dtype | None, sp
     record = build_results(cfg, model, splits, last_eval, train_eval, state, time.perf_counter() - wall_start, sig, env,
                            run_dir, metrics=last_metrics)
     results = record.to_dict()
-    if dist.is_main:
-        save_outputs(run_dir / "test_outputs.pt", last_eval, splits.multilabel)
-        record.write(run_dir / "results.json")
+    if dist.is_main:  # results.json last: a run is finished exactly when its record exists
         headline_key = "mAP_frac" if splits.multilabel else "top1_error_frac"
         hp = {"dataset": cfg.dataset.name, "model": cfg.model.name, "head": cfg.head.name, "seed": int(cfg.seed),
               "lr": float(cfg.optimizer.lr), "epochs": epochs, **model.head.hparams()}
-        reporter.hparams(hp, {headline_key: float(results[headline_key])})
-        log.info("finished: %s=%.4f | results: %s", headline_key, results[headline_key], run_dir / "results.json")
+        reporter.hparams(hp, {headline_key: results[headline_key]})
+        save_outputs(run_dir / "test_outputs.pt", last_eval, splits.multilabel)
+        record.write(run_dir / "results.json")
+        log.info("finished: %s=%s | results: %s", headline_key, _fmt(results[headline_key]), run_dir / "results.json")
     dist.barrier()
     return results
 
 
 CONFIG_DIR = str(Path(__file__).resolve().parent / "configs")
+
+
+def _in_sweep() -> bool:
+    return HydraConfig.initialized() and str(HydraConfig.get().mode) == "RunMode.MULTIRUN"
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
@@ -889,15 +1037,26 @@ def _hydra_main(cfg: DictConfig) -> float | None:
         else:
             print("gsm: interrupted before training started; no result was recorded", file=sys.stderr)
         sys.exit(130)
+    except Terminated:
+        where = f"in epoch {STATUS.epoch}" if STATUS.epoch else "before training started"
+        print(f"gsm: terminated (SIGTERM) {where}; rerun the same command to resume ({STATUS.checkpoint_text()})",
+              file=sys.stderr)
+        sys.exit(143)
     except runs.StorageError as exc:
         kept = ""
         if STATUS.epoch:
             kept = (f"; the checkpoint of epoch {STATUS.checkpoint_epoch} is intact" if STATUS.checkpoint_epoch
                     else "; no checkpoint was written yet")
         print(f"gsm: error: {exc}{kept}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(2)  # a full or vanished disk: the next jobs of a sweep would fail the same way
     except GsmError as exc:
         print(f"gsm: error: {exc}", file=sys.stderr)
+        if _in_sweep():  # the other jobs go on; gsm.sweeps.SweepReport lists this one at the end
+            hc = HydraConfig.get()
+            from gsm.sweeps import record_failure
+
+            record_failure(hc.sweep.dir, int(hc.job.num), list(hc.overrides.task), str(exc))
+            return None
         sys.exit(2)
     if not results:
         return None

@@ -1,0 +1,78 @@
+"""Faults outside the checkpoint: telemetry that cannot be written is a warning, never a lost run; a sweep's
+failed job does not stop the others (real CLI, tiny digits runs)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli
+
+TINY = ("trainer.epochs=1", "dataset.subset=64", "trainer.analyze_train=false", "trainer.cpu_threads=1")
+
+
+def test_a_failed_sweep_job_does_not_stop_the_others(tmp_path):
+    out = run_cli("-m", f"output_root={tmp_path}", "head.sigma=1.5,-1,2.5", *TINY)
+    assert out.returncode == 2, out.stderr[-2000:]
+    lines = [ln for ln in out.stderr.splitlines() if ln.startswith("gsm:")]
+    assert "gsm: error: head.sigma must be a finite number > 0 (got -1)" in lines
+    assert any(ln.startswith("gsm: 1 job(s) of this sweep failed") for ln in lines)
+    assert any(ln.startswith("gsm:   job 1 (") and "head.sigma=-1" in ln for ln in lines)
+    finished = sorted(p.parent.name.split("_")[1] for p in tmp_path.rglob("results.json"))
+    assert finished == ["sigma1.5", "sigma2.5"]  # the job after the bad one ran too
+    assert "Traceback" not in out.stderr
+    again = run_cli("-m", f"output_root={tmp_path}", "head.sigma=1.5,2.5", *TINY)  # fixed: nothing left to train
+    assert again.returncode == 0 and again.stdout.count("this run is finished") == 2
+
+
+def test_unwritable_tensorboard_is_a_warning_and_the_run_is_recorded(tmp_path):
+    assert run_cli(f"output_root={tmp_path}", *TINY).returncode == 0
+    run_dir = next(tmp_path.rglob("results.json")).parent
+    shutil.rmtree(run_dir / "tensorboard")
+    (run_dir / "tensorboard").write_text("a file where the event folder should be")
+    out = run_cli(f"output_root={tmp_path}", *TINY, "trainer.force=true")
+    assert out.returncode == 0, out.stderr[-2000:]
+    warning = [ln for ln in out.stderr.splitlines() if ln.startswith("gsm: warning:")]
+    assert len(warning) == 1 and str(run_dir / "tensorboard") in warning[0] and "results are not affected" in warning[0]
+    assert "Traceback" not in out.stderr
+    record = json.loads((run_dir / "results.json").read_text())
+    assert record["top1_error_frac"] is not None and (run_dir / "test_outputs.pt").exists()
+
+
+def test_telemetry_into_a_removed_folder_warns_and_a_metric_without_value_is_skipped(tmp_path, capsys):
+    from gsm.heads import SoftmaxHead
+    from gsm.train import Reporter
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    reporter = Reporter(run_dir, enabled=True)
+    reporter.hparams({"head": "softmax"}, {"mAP_frac": None})  # a test split without positives: no mAP
+    shutil.rmtree(run_dir)
+    (tmp_path / "run").write_text("")  # not even a folder any more: every write fails
+    row = {"epoch": 1, "epochs": 2, "lr": 0.1, "train_loss": 1.0}
+    reporter.epoch(row, SoftmaxHead(4, 3))
+    reporter.summary([row])
+    reporter.summary([row, dict(row, epoch=2)])
+    reporter.close()
+    err = capsys.readouterr().err
+    warnings = [ln for ln in err.splitlines() if ln.startswith("gsm: warning:")]
+    assert len(warnings) == 2, err  # once for the events, once for summary.csv: not once per write
+    assert any("summary.csv" in w for w in warnings) and any("tensorboard" in w for w in warnings)
+
+
+@pytest.mark.parametrize("errno_name", ["ENOENT", "EACCES"])
+def test_a_result_file_that_cannot_be_written_is_one_storage_error(tmp_path, errno_name):
+    import errno
+
+    from gsm import runs
+
+    def fail(fh):
+        raise OSError(getattr(errno, errno_name), "simulated")
+
+    with pytest.raises(runs.StorageError) as info:
+        runs.atomic_write_bytes(tmp_path / "results.json", fail)
+    assert str(tmp_path / "results.json") in str(info.value)
+    assert not list(Path(tmp_path).glob(".results.json.*"))  # no debris
