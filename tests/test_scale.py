@@ -47,6 +47,14 @@ def test_ddp_gloo_two_processes_write_one_result_over_the_whole_test_set(tmp_pat
         logits = torch.cat([model(x) for x, _, _ in data.test])
     assert top1_error(logits, data.splits.test.targets) == pytest.approx(res["top1_error_frac"], abs=1e-12)
 
+    # a requeue without torchrun (world size 2 -> 1) must not resume the 2-process checkpoint silently
+    (run_dir / "results.json").unlink()
+    single = run_cli(f"output_root={tmp_path}", "trainer.epochs=2", "dataset.subset=250", "trainer.analyze_train=false")
+    assert single.returncode == 2, single.stderr[-2000:]
+    line = single.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"gsm: error: cannot resume {run_dir}") and "world_size 2 → 1" in line
+    assert not (run_dir / "results.json").exists()
+
 
 @pytest.mark.slow
 def test_ray_sweep_two_jobs(tmp_path):
