@@ -195,7 +195,7 @@ class TrainState:
 def train_one_epoch(
     model: nn.Module, head: Head, loader: Any, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
     amp: torch.dtype | None, epoch: int, progress: bool, *, log_every: int = 0, epochs: int | None = None,
-    world_size: int = 1,
+    world_size: int = 1, on_step: Any = None, step_every: int = 0,
 ) -> dict[str, float]:
     """One pass over the training split. The loss is read to the host once per epoch (and at log steps).
 
@@ -203,6 +203,8 @@ def train_one_epoch(
     loss is multiplied by the number of processes, because DDP averages gradients and the sum is over the
     global batch. Logs show :func:`gsm.heads.logged_loss` (the mean per image) either way. The head's
     :meth:`~gsm.heads.Head.finish_distribution_gradients` runs between backward and the step.
+    ``on_step(step, loss, images_per_second)`` is called every ``step_every`` steps and at the last (the per-step
+    TensorBoard curves); the loss is read from the device only at those steps and at ``log_every`` steps.
     """
     model.train()
     loader.set_epoch(epoch)
@@ -227,8 +229,14 @@ def train_one_epoch(
         seen += images.shape[0]
         if bar is not loader and seen:
             bar.set_postfix(img_s=f"{seen / (time.perf_counter() - start):.0f}", refresh=False)
-        if log_every and (step % log_every == 0 or step == steps):
-            _log_step(epoch, epochs, step, steps, float(per_image), seen, time.perf_counter() - start)
+        logs = bool(log_every) and (step % log_every == 0 or step == steps)
+        reports = on_step is not None and (step % step_every == 0 or step == steps)
+        if logs or reports:
+            value, elapsed = float(per_image), time.perf_counter() - start
+            if logs:
+                _log_step(epoch, epochs, step, steps, value, seen, elapsed)
+            if reports:
+                on_step(epoch * steps + step, value, seen / elapsed)
     if seen == 0:
         raise TrainingError(f"epoch {epoch + 1}: the training loader gave no batches")
     mean_loss = (loss_sum / seen).item()  # one device sync per epoch
@@ -510,6 +518,18 @@ class Reporter:
             for name, values in head.histograms().items():
                 self.writer.add_histogram(f"head/{name}", values.detach().float().cpu(), step)
             self.writer.flush()
+
+        self._guard(write)
+
+    def step(self, global_step: int, loss: float, images_per_second: float) -> None:
+        """Per-step curves (``trainer.log_every_n_steps``, by default ~10 points per epoch): ``train/loss_step``
+        and ``time/images_per_second_step`` against the global step."""
+        if self.writer is None:
+            return
+
+        def write() -> None:
+            self.writer.add_scalar("train/loss_step", loss, global_step)
+            self.writer.add_scalar("time/images_per_second_step", images_per_second, global_step)
 
         self._guard(write)
 
@@ -958,7 +978,8 @@ def _epochs_and_results(cfg: DictConfig, dist: Dist, amp: torch.dtype | None, sp
             lr = optimizer.param_groups[0]["lr"]
             train_stats = train_one_epoch(train_model, model.head, data.train, optimizer, scaler, amp, epoch,
                                           bool(cfg.trainer.progress) and dist.is_main, log_every=log_every, epochs=epochs,
-                                          world_size=dist.world_size)
+                                          world_size=dist.world_size, on_step=reporter.step if reporter.writer else None,
+                                          step_every=log_every or max(1, len(data.train) // 10))
             STATUS.defer_sigterm = True  # the epoch is trained: a SIGTERM from here waits for its checkpoint
             scheduler.step()
             sync_buffers(model, dist)
