@@ -30,6 +30,13 @@ def test_train_digits_writes_results_and_skips_finished(cli):
     assert len(res["empirical"]["test"]["compactness"]) == 10 and "train" in res["empirical"]
     assert (run_dir / "train.log").stat().st_size > 0 and (run_dir / ".hydra" / "config.yaml").exists()
     assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir / "tensorboard"))
+    events.Reload()
+    steps = [e.step for e in events.Scalars("train/loss_step")]  # per-step curves: ~10 points per epoch
+    per_epoch = -(-256 // 64)  # 4 batches: every step and the last one
+    assert steps == list(range(1, 2 * per_epoch + 1)) and len(events.Scalars("time/images_per_second_step")) == len(steps)
     assert len((run_dir / "summary.csv").read_text().strip().splitlines()) == 3  # header + 2 epochs
     assert (run_dir / "checkpoints" / "last.pt").exists() and (run_dir / "test_outputs.pt").exists()
     mtime = results[0].stat().st_mtime
