@@ -30,16 +30,34 @@ def help_and_exit(argv: list[str]) -> None:
     try:
         check_overrides([arg for arg in argv if arg not in HELP_FLAGS])  # the help of a config that exists
         app()
-    except (GsmError, HydraException) as exc:  # e.g. dataset=cifar1000 (Hydra lists the valid options)
+    except (GsmError, HydraException) as exc:  # a config check_overrides passes but Hydra cannot compose
         print(f"gsm: error: {exc}", file=sys.stderr)
         sys.exit(2)
     sys.exit(0)
+
+
+def check_command_line(argv: list[str]) -> None:
+    """A mistyped config group or option (``head=gsofmax``), an unknown key or ``hydra.job.chdir=true``: one
+    ``gsm: error:`` line and exit 2 in about a second, before torch is imported (:func:`gsm.config.check_overrides`;
+    :func:`gsm.train.main` checks again, for ``python -m gsm.train``)."""
+    from gsm.config import check_overrides
+    from gsm.errors import GsmError
+
+    try:
+        check_overrides(argv)
+    except GsmError as exc:
+        print(f"gsm: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print(INTERRUPTED, file=sys.stderr)
+        sys.exit(130)
 
 
 def train() -> None:
     """``gsm-train`` and ``python train.py``: the trainer (:func:`gsm.train.main`)."""
     if any(arg in HELP_FLAGS for arg in sys.argv[1:]):
         help_and_exit(sys.argv[1:])
+    check_command_line(sys.argv[1:])
     pressed: list[int] = []
     previous = signal.signal(signal.SIGINT, lambda *_: pressed.append(1))  # held while torch imports
     try:

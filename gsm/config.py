@@ -2,7 +2,9 @@
 
 * :func:`check_overrides` runs on the command line before Hydra composes anything: a plain
   ``key=value`` whose key no config file defines is an error with a "did you mean" suggestion
-  (Hydra's own "Key 'epoch' is not in struct" gives none).
+  (Hydra's own "Key 'epoch' is not in struct" gives none); before that, a config-group choice the group
+  does not have (``head=gsofmax``, each option of a sweep) or a group that does not exist is one line with
+  the valid options and the closest one (:func:`check_group_choices`, also for ``gsm-tables -o``).
 * :func:`validate_config` runs on the composed config: a key that no part of gsm reads
   (``+trainer.epoch=3``) is an error naming the closest valid key, and every value gsm reads is
   type- and range-checked, with a :class:`~gsm.errors.ConfigError` naming the key and what is valid.
@@ -545,10 +547,13 @@ def _changes_directory(key: str, ov: Any) -> bool:
     return any(_true(v) for v in values)
 
 
-def _search_sources(args: Any, overrides: list[Any], primary_dir: Path) -> tuple[tuple[str, str], ...] | None:
+def _search_sources(config_dir: str | None, overrides: list[Any],
+                    primary_dir: Path) -> tuple[tuple[str, str], ...] | None:
+    """gsm's search path for this command line: ``--config-dir``, the primary folder and ``hydra.searchpath``
+    (None when that is not a list: Hydra reports it)."""
     sources = [("main", primary_dir.as_uri())]
-    if args.config_dir:
-        sources.insert(0, ("command-line", Path(args.config_dir).expanduser().resolve().as_uri()))
+    if config_dir:
+        sources.insert(0, ("command-line", Path(config_dir).expanduser().resolve().as_uri()))
     for ov in overrides:
         if ov.key_or_group == "hydra.searchpath":
             value = ov.value()
@@ -560,10 +565,177 @@ def _search_sources(args: Any, overrides: list[Any], primary_dir: Path) -> tuple
     return tuple(sources)
 
 
-def check_overrides(argv: Sequence[str], config_dir: Path | str = CONFIG_DIR, config_name: str = PRIMARY) -> None:
-    """Reject a plain ``key=value`` override whose key no config file defines, with a suggestion.
+# --------------------------------------------------------------------------- group choices
 
-    Group choices (``dataset=cifar10``), ``hydra.*``, ``+``/``++``/``~`` overrides, sweeps and flags
+LISTED_OPTIONS = 16  # a group with more options (experiment: 45) lists the closest few
+
+
+@lru_cache(maxsize=8)
+def group_options(sources: tuple[tuple[str, str], ...] | None = None) -> dict[str, tuple[str, ...]]:
+    """Every config group Hydra can compose from the search path ``sources`` (default: gsm's configs), with
+    the options it accepts: those of Hydra itself and its plugins (``pkg://hydra.conf``, the ConfigStore:
+    ``hydra/launcher=submitit_slurm``) are added, as Hydra adds them. A group's options include those of its
+    subgroups as ``sub/option`` (``experiment=table1/wrn_cifar10_gsoftmax``)."""
+    from hydra._internal.utils import create_config_search_path
+    from hydra.core.object_type import ObjectType
+
+    if sources is None:
+        sources = (("main", CONFIG_DIR.as_uri()),)
+    own = tuple((p.provider, p.path) for p in create_config_search_path(None).get_path())
+    repo = _repository(tuple(dict.fromkeys(own[:1] + sources + own[1:])))
+    groups = sorted(_groups(repo))
+    direct = {g: repo.get_group_options(g, ObjectType.CONFIG) for g in groups}
+    return {g: tuple(sorted(o if sub == g else f"{sub[len(g) + 1:]}/{o}"
+                            for sub in groups if sub == g or sub.startswith(g + "/") for o in direct[sub]))
+            for g in groups}
+
+
+def _chosen(ov: Any) -> list[str]:
+    """The options an override selects: one, a list (``group=[a,b]``) or a sweep's (``-m head=softmax,gsoftmax``);
+    ``null`` (no option), ``glob(...)`` (picks among existing ones) and interpolations are not choices to check."""
+    from hydra.core.override_parser.types import ValueType
+
+    if ov.value_type == ValueType.GLOB_CHOICE_SWEEP:
+        return []
+    if ov.is_sweep_override():
+        values: list[Any] = list(ov.sweep_string_iterator())
+    else:
+        value = ov.value()
+        values = value if isinstance(value, list) else [value]
+    return [str(v) for v in values if v is not None and str(v) != "null" and "${" not in str(v)]
+
+
+def _closest_option(value: str, options: Sequence[str]) -> str | None:
+    """:func:`suggest` over option paths (``table1/wrn_cifar10_gsoftmax``): a near-miss in the same subfolder,
+    the same name in another one, or the closest whole path."""
+    dotted = {o.replace("/", "."): o for o in options}
+    best = suggest(value.replace("/", "."), dotted)
+    return dotted.get(best) if best else None
+
+
+def _valid(group: str, value: str, options: Sequence[str]) -> str:
+    """The options to show: all of them, or the closest few of a long list (experiment: 45)."""
+    if len(options) <= LISTED_OPTIONS:
+        return f"valid: {', '.join(options)}"
+    best = _closest_option(value, options)
+    few = ([best] if best else []) + difflib.get_close_matches(value, options, n=6, cutoff=0)
+    help_flag = "--hydra-help" if group.startswith("hydra/") else "--help"
+    return (f"the closest of its {len(options)} options: {', '.join(list(dict.fromkeys(few))[:5])} "
+            f"(all of them: python train.py {help_flag})")
+
+
+def _option_error(line: str, group: str, value: str, options: Sequence[str]) -> str:
+    if not options:
+        return f"{line}: config group {group} has no options"
+    best = _closest_option(value, options)
+    mean = f"did you mean {group}={best}? " if best else ""
+    return f"{line}: {group} has no option {value}; {mean}{_valid(group, value, options)}"
+
+
+def _group_error(line: str, group: str, value: str, options: Mapping[str, Sequence[str]]) -> str:
+    """An override of a config group that does not exist: the closest group (and option) there is."""
+    parent = group.rpartition("/")[0]
+    siblings = [g for g in options if g.rpartition("/")[0] == parent and g != "hydra"]
+    best = difflib.get_close_matches(group, siblings, n=1, cutoff=0.6)
+    mean = ""
+    if best:
+        option = value if value in options[best[0]] else _closest_option(value, options[best[0]])
+        mean = f"did you mean {best[0]}={option}? " if option else f"did you mean {best[0]}? "
+    return f"{line}: there is no config group {group}; {mean}the groups are {', '.join(sorted(siblings))}"
+
+
+@lru_cache(maxsize=8)
+def _primary_defaults(sources: tuple[tuple[str, str], ...], primary: str) -> dict[str, str | None]:
+    """group -> option of the primary config's defaults list; an option may be an interpolation of other
+    groups' choices (``dataset_model: ${dataset}_${model}``)."""
+    from hydra.core.default_element import GroupDefault
+
+    result = _load(_repository(sources), primary)
+    return {d.group: (None if d.value is None else str(d.value)) for d in (result.defaults_list or [] if result else [])
+            if isinstance(d, GroupDefault) and d.group}
+
+
+def _derived_errors(overrides: list[Any], options: Mapping[str, Sequence[str]],
+                    defaults: Mapping[str, str | None]) -> list[str]:
+    """A default that follows other groups' choices and names an option that is not there: ``dataset=coco
+    model=wrn`` -> ``dataset_model=coco_wrn`` (gsm has no such recipe; Hydra's message lists the search path).
+    Not checked when the group is chosen on the command line or a preset group (``experiment``, default null)
+    is, since a preset may choose other options."""
+    import itertools
+    import re
+
+    given = {ov.key_or_group: ov for ov in overrides if ov.key_or_group in options and _chosen(ov)}
+    if any(defaults.get(g) is None and not g.startswith("hydra") for g in given):
+        return []
+    errors = []
+    for group, value in defaults.items():
+        refs = re.findall(r"\$\{([\w/]+)\}", value or "")
+        if not refs or group in given or group not in options or not any(r in given for r in refs):
+            continue
+        for combo in itertools.product(*[_chosen(given[r]) if r in given else [defaults.get(r) or ""] for r in refs]):
+            name = value
+            for ref, choice in zip(refs, combo):
+                name = name.replace("${" + ref + "}", choice)
+            if name not in options[group]:
+                line = " ".join(given[r].input_line for r in dict.fromkeys(refs) if r in given)
+                errors.append(f"{line}: {group} follows {' and '.join(dict.fromkeys(refs))} ({value}) and has no "
+                              f"option {name}; choose one with {group}=<option>, {_valid(group, name, options[group])}")
+                break
+    return errors
+
+
+def _choice_errors(overrides: list[Any], sources: tuple[tuple[str, str], ...], known: frozenset[str],
+                   primary: str = PRIMARY) -> list[str]:
+    """One message per override that picks an option its config group does not have (each option of a sweep
+    is checked) or names a config group that does not exist (``heads=gsoftmax``, ``hydra/launchr=slurm``; a
+    word close to no group is left to the key checks: ``epochs=5`` -> trainer.epochs); then a default that
+    follows the choices made and is missing (:func:`_derived_errors`)."""
+    from hydra.core.override_parser.types import OverrideType
+
+    options = group_options(sources)
+    errors = []
+    for ov in overrides:
+        if ov.type == OverrideType.DEL:
+            continue
+        group, chosen = ov.key_or_group, _chosen(ov)
+        if group in options:
+            bad = next((v for v in chosen if v not in options[group]), None)
+            if bad is not None:
+                errors.append(_option_error(ov.input_line, group, bad, options[group]))
+        elif ov.type == OverrideType.CHANGE and chosen and "." not in group:
+            is_key = _within(group, known) or any(k.startswith(group + ".") for k in known)
+            if "/" in group or (not is_key and difflib.get_close_matches(group, list(options), cutoff=0.6)):
+                errors.append(_group_error(ov.input_line, group, chosen[0], options))
+    return errors or _derived_errors(overrides, options, _primary_defaults(sources, primary))
+
+
+def check_group_choices(overrides: list[str]) -> None:
+    """Raise :class:`ConfigError` (one line) unless every config-group choice among ``overrides`` (Hydra
+    override strings, e.g. ``gsm-tables -o``) is an option the group has and every group exists: e.g.
+    "head=gsofmax: head has no option gsofmax; did you mean head=gsoftmax? valid: gsoftmax, lsoftmax, msml,
+    softmax". Options are those of gsm's configs, Hydra's and the ``hydra.searchpath`` folders among the
+    overrides. A syntax error is left to Hydra, whose message names it."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(list(overrides))
+    except HydraException:
+        return
+    sources = _search_sources(None, parsed, CONFIG_DIR)
+    if sources is None:
+        return
+    errors = _choice_errors(parsed, sources, catalog(sources).known)
+    if errors:
+        raise ConfigError(" | ".join(errors))
+
+
+def check_overrides(argv: Sequence[str], config_dir: Path | str = CONFIG_DIR, config_name: str = PRIMARY) -> None:
+    """Reject a config-group choice that the group does not have (``head=gsofmax``, also in a sweep) or a
+    group that does not exist, in one line with the valid options and the closest one; then a plain
+    ``key=value`` override whose key no config file defines, with a suggestion.
+
+    Valid group choices (``dataset=cifar10``), ``hydra.*``, ``+``/``++``/``~`` overrides, sweeps and flags
     (``-m``, ``--help``, ``--cfg job``) pass; so does anything Hydra itself will reject (a syntax error).
     """
     from hydra._internal.utils import get_args_parser
@@ -586,11 +758,14 @@ def check_overrides(argv: Sequence[str], config_dir: Path | str = CONFIG_DIR, co
             raise ConfigError(chdir_message(ov.input_line))
     if args.config_path or (args.config_name and args.config_name != config_name):
         return  # another primary config: its keys are unknown here
-    sources = _search_sources(args, overrides, Path(config_dir))
+    sources = _search_sources(args.config_dir, overrides, Path(config_dir))
     if sources is None:
         return
     cat = catalog(sources, config_name)
     known = cat.known
+    choice_errors = _choice_errors(overrides, sources, known, config_name)
+    if choice_errors:  # before the keys: which keys are valid depends on the options chosen
+        raise ConfigError(" | ".join(choice_errors))
     plain = [ov for ov in overrides
              if ov.type == OverrideType.CHANGE and ov.package is None and not ov.is_hydra_override()]
     # code-group options chosen on the command line (not swept): their keys are known before composing

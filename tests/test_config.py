@@ -329,6 +329,8 @@ def test_check_overrides_knows_the_keys_of_the_chosen_option():
 def test_check_overrides_reads_the_users_search_path(tmp_path):
     (tmp_path / "dataset").mkdir()
     (tmp_path / "dataset" / "mydata.yaml").write_text("name: cifar10\nroot: /x\nmy_key: 1\n")
+    (tmp_path / "dataset_model").mkdir()  # the recipe dataset_model=${dataset}_${model} looks up
+    (tmp_path / "dataset_model" / "mydata_convnet.yaml").write_text("# @package _global_\n")
     check_overrides([f"hydra.searchpath=[file://{tmp_path}]", "dataset=mydata", "dataset.my_key=2"])
     check_overrides(["--config-dir", str(tmp_path), "dataset=mydata", "dataset.my_key=2"])
     with pytest.raises(ConfigError, match="dataset.my_key"):
@@ -390,3 +392,234 @@ def test_cli_rejects_chdir_in_one_line_and_writes_nothing(tmp_path, how):
     assert len(lines) == 1 and lines[0].startswith(f"gsm: error: hydra.job.chdir=true: {CHDIR_HINT}"), proc.stderr
     assert "output_root chooses where runs go" in lines[0] and proc.stdout == ""
     assert _files(tmp_path) == ["cwd"]  # no output_root, no sweep folder, nothing in the working directory
+
+
+# --------------------------------------------------------------------------- config-group typos (issue 17)
+
+
+def _options(group: str) -> list[str]:
+    """The options of a group of gsm's configs, read from the folder (nested ones as sub/option)."""
+    return sorted(p.relative_to(CONFIGS / group).with_suffix("").as_posix() for p in (CONFIGS / group).rglob("*.yaml"))
+
+
+def _launchers() -> list[str]:
+    """hydra/launcher options: gsm's files and those Hydra and its plugins register in the ConfigStore."""
+    from hydra.core.config_store import ConfigStore
+    from hydra.core.plugins import Plugins
+
+    Plugins.instance()  # importing the plugins registers their launchers
+    stored = [name.removesuffix(".yaml") for name in ConfigStore.instance().list("hydra/launcher")]
+    return sorted(set(stored) | {p.stem for p in (CONFIGS / "hydra" / "launcher").glob("*.yaml")})
+
+
+# (override, group, the option meant): the issue's typos and one per group gsm has
+GROUP_TYPOS = [
+    ("head=gsofmax", "head", "gsoftmax"),
+    ("dataset=cifar1000", "dataset", "cifar100"),
+    ("model=wrm", "model", "wrn"),
+    ("schedule=stairs", "schedule", "staircase"),
+    ("dataset_model=cifar10_wrm", "dataset_model", "cifar10_wrn"),
+    ("hydra/launcher=slrm", "hydra/launcher", "slurm"),
+]
+
+
+def _typo_message(override: str, group: str, meant: str) -> str:
+    bad = override.split("=", 1)[1].split(",")[-1]
+    valid = _launchers() if group == "hydra/launcher" else _options(group)
+    assert meant in valid and bad not in valid and len(valid) <= 16
+    return f"{override}: {group} has no option {bad}; did you mean {group}={meant}? valid: {', '.join(valid)}"
+
+
+@pytest.mark.parametrize(("override", "group", "meant"), GROUP_TYPOS)
+def test_group_typo_is_one_line_with_the_options_and_the_closest(override, group, meant):
+    """Hydra's own message: "In 'train': Could not find 'head/gsofmax'", the options one per line, the search path."""
+    with pytest.raises(ConfigError) as err:
+        check_overrides([override])
+    assert str(err.value) == _typo_message(override, group, meant)
+    assert {"basic", "slurm", "submitit_slurm", "gsm_ray"} <= set(_launchers())
+
+
+@pytest.mark.parametrize(("override", "meant"), [
+    ("experiment=table1/wrn_cifar100_gsofmax", "table1/wrn_cifar100_gsoftmax"),
+    ("experiment=wrn_cifar100_gsoftmax", "table1/wrn_cifar100_gsoftmax"),  # the table's folder left out
+    ("experiment=table3/resnet101_coco_gsoftmax_empiric", "table3/resnet101_coco_gsoftmax_empirical"),
+    ("experiment=table4/resnet101_nuswide_sofmax", "table4/resnet101_nuswide_softmax"),
+])
+def test_experiment_typo_lists_the_closest_few(override, meant):
+    with pytest.raises(ConfigError) as err:
+        check_overrides([override])
+    msg = str(err.value)
+    assert len(EXPERIMENTS) == 45 and meant in EXPERIMENTS and "\n" not in msg
+    head = (f"{override}: experiment has no option {override.split('=')[1]}; did you mean experiment={meant}? "
+            f"the closest of its 45 options: {meant}, ")
+    assert msg.startswith(head), msg
+    listed = msg[len(head) - len(meant) - 2:].split(" (all of them")[0].split(", ")
+    assert len(listed) == 5 and set(listed) <= set(EXPERIMENTS), listed
+    assert msg.endswith("(all of them: python train.py --help)")
+
+
+@pytest.mark.parametrize(("override", "meant", "groups"), [
+    ("heads=gsoftmax", "head=gsoftmax", "dataset, dataset_model, experiment, head, model, schedule"),
+    ("heads=gsofmax", "head=gsoftmax", "dataset, dataset_model, experiment, head, model, schedule"),
+    ("mode=wrn", "model=wrn", "dataset, dataset_model, experiment, head, model, schedule"),
+    ("hydra/launchr=slurm", "hydra/launcher=slurm", "hydra/env, hydra/help, hydra/hydra_help, hydra/hydra_logging, "
+                                                    "hydra/job_logging, hydra/launcher, hydra/output, hydra/sweeper"),
+])
+def test_a_group_that_does_not_exist_names_the_closest_group(override, meant, groups):
+    with pytest.raises(ConfigError) as err:
+        check_overrides([override])
+    group = override.split("=")[0]
+    assert str(err.value) == f"{override}: there is no config group {group}; did you mean {meant}? the groups are {groups}"
+    assert groups.split(", ")[:6] == sorted(p.name for p in CONFIGS.iterdir() if p.is_dir() and p.name != "hydra") \
+        or group.startswith("hydra/")
+
+
+def test_a_word_close_to_no_group_is_still_a_key_typo():
+    with pytest.raises(ConfigError, match=r"^epochs=5: no part of gsm reads epochs; did you mean trainer.epochs\?$"):
+        check_overrides(["epochs=5"])
+
+
+@pytest.mark.parametrize(("argv", "line", "bad", "meant"), [
+    (["-m", "head=softmax,gsofmax"], "head=softmax,gsofmax", "gsofmax", "gsoftmax"),
+    (["-m", "head=choice(gsofmax,softmax)"], "head=choice(gsofmax,softmax)", "gsofmax", "gsoftmax"),
+    (["-m", "seed=0,1", "dataset=cifar10,cifar1000"], "dataset=cifar10,cifar1000", "cifar1000", "cifar100"),
+    (["head=[softmax,gsofmax]"], "head=[softmax,gsofmax]", "gsofmax", "gsoftmax"),  # a list of options
+    (["+head=gsofmax"], "+head=gsofmax", "gsofmax", "gsoftmax"),
+])
+def test_every_option_of_a_sweep_is_checked(argv, line, bad, meant):
+    with pytest.raises(ConfigError) as err:
+        check_overrides(argv)
+    group = line.lstrip("+").split("=")[0]
+    assert str(err.value).startswith(f"{line}: {group} has no option {bad}; did you mean {group}={meant}? valid: ")
+
+
+@pytest.mark.parametrize("argv", [
+    ["-m", "head=softmax,gsoftmax"], ["-m", "head=glob(*)"], ["-m", "head=choice(softmax,lsoftmax)"],
+    ["experiment=null"], ["~experiment"], ["-m", "experiment=table1/wrn_cifar10_gsoftmax,table1/wrn_cifar10_softmax"],
+    ["experiment=table2/resnet101_tiny_imagenet_softmax"], ["dataset_model=cifar10_wrn"], ["hydra/launcher=submitit_slurm"],
+    ["--multirun", "hydra/launcher=basic"], ["dataset=coco", "model=resnet101"], ["hydra/job_logging=disabled"],
+])
+def test_valid_group_choices_pass(argv):
+    check_overrides(argv)
+
+
+def test_the_recipe_that_follows_dataset_and_model_must_exist():
+    """dataset_model=${dataset}_${model} (train.yaml): dataset=coco model=wrn has no recipe, and Hydra's message
+    for it is several lines with the search path."""
+    with pytest.raises(ConfigError) as err:
+        check_overrides(["dataset=coco", "model=wrn"])
+    assert str(err.value) == ("dataset=coco model=wrn: dataset_model follows dataset and model (${dataset}_${model}) "
+                              "and has no option coco_wrn; choose one with dataset_model=<option>, valid: "
+                              + ", ".join(PAIRS))
+    with pytest.raises(ConfigError, match=r"^model=wrn: .* no option digits_wrn;"):  # digits: train.yaml's default
+        check_overrides(["model=wrn"])
+    with pytest.raises(ConfigError, match=r"^dataset=cifar10,coco model=wrn: .* no option coco_wrn;"):
+        check_overrides(["-m", "dataset=cifar10,coco", "model=wrn"])
+    check_overrides(["dataset=coco", "model=wrn", "dataset_model=coco_resnet101"])  # chosen: no lookup
+    check_overrides(["dataset=coco", "model=wrn", "experiment=table1/wrn_cifar10_gsoftmax"])  # a preset decides
+
+
+def _user_configs(folder: Path) -> Path:
+    """A head of the user's own (a copy of softmax) and an experiment in a subfolder."""
+    (folder / "head").mkdir(parents=True)
+    (folder / "head" / "myhead.yaml").write_text((CONFIGS / "head" / "softmax.yaml").read_text())
+    (folder / "experiment" / "mine").mkdir(parents=True)
+    (folder / "experiment" / "mine" / "quick.yaml").write_text("# @package _global_\ntrainer:\n  epochs: 1\n")
+    return folder
+
+
+def test_options_on_the_users_search_path_are_choices(tmp_path):
+    user = _user_configs(tmp_path / "user")
+    for where in ([f"hydra.searchpath=[file://{user}]"], [f"hydra.searchpath=[{user}]"], ["--config-dir", str(user)]):
+        check_overrides([*where, "head=myhead", "experiment=mine/quick"])
+        check_overrides(["-m", *where, "head=myhead,gsoftmax"])
+        with pytest.raises(ConfigError) as err:
+            check_overrides([*where, "head=myhed"])
+        assert str(err.value) == ("head=myhed: head has no option myhed; did you mean head=myhead? "
+                                  "valid: gsoftmax, lsoftmax, msml, myhead, softmax")
+    with pytest.raises(ConfigError, match=r"^head=myhead: head has no option myhead; valid: gsoftmax, lsoftmax, msml, softmax$"):
+        check_overrides(["head=myhead"])  # not on the search path: not an option
+
+
+def test_check_group_choices_for_other_commands(tmp_path):
+    """The function gsm-tables -o uses: the same one-line message as the trainer's command line."""
+    from gsm.config import check_group_choices
+
+    for override, group, meant in GROUP_TYPOS:
+        with pytest.raises(ConfigError) as err:
+            check_group_choices([override])
+        assert str(err.value) == _typo_message(override, group, meant)
+    with pytest.raises(ConfigError, match=r"^seed=7 \| heads=softmax: there is no config group heads; did you mean head=softmax\?"
+                                          r"|^heads=softmax: there is no config group heads; did you mean head=softmax\?"):
+        check_group_choices(["seed=7", "heads=softmax"])
+    user = _user_configs(tmp_path / "user")
+    check_group_choices([f"hydra.searchpath=[file://{user}]", "head=myhead", "seed=7", "trainer.epochs=2"])
+    check_group_choices(["head=lsoftmax", "dataset=cifar100", "model=wrn", "experiment=null"])
+    check_group_choices(["head=("])  # a syntax error: Hydra's own message names it
+
+
+def test_the_check_imports_no_torch():
+    """The typo is reported in about a second: no torch (nor the trainer) on the way."""
+    code = ("import sys\nfrom gsm.config import check_overrides\nfrom gsm.errors import ConfigError\n"
+            "try:\n    check_overrides(['head=gsofmax'])\nexcept ConfigError:\n    pass\nelse:\n    sys.exit(3)\n"
+            "sys.exit(4 if 'torch' in sys.modules else 0)")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, (proc.returncode, proc.stderr[-2000:])
+
+
+def _run_as(how: str, args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
+    if how == "gsm-train":
+        script = Path(sys.executable).with_name("gsm-train")
+        assert script.is_file(), script
+        cmd = [str(script), *args]
+    elif how == "python -m gsm.train":
+        cmd = [sys.executable, "-m", "gsm.train", *args]
+        env["PYTHONPATH"] = str(REPO)
+    else:
+        return run_cli(*args, cwd=cwd)
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=300, env=env)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("how", "flags", "override", "expected"), [
+    ("train.py", [], "head=gsofmax", _typo_message("head=gsofmax", "head", "gsoftmax")),
+    ("gsm-train", [], "dataset=cifar1000", _typo_message("dataset=cifar1000", "dataset", "cifar100")),
+    ("python -m gsm.train", [], "model=wrm", _typo_message("model=wrm", "model", "wrn")),
+    ("train.py", ["-m"], "head=softmax,gsofmax", _typo_message("head=softmax,gsofmax", "head", "gsoftmax")),
+    ("gsm-train", ["-m"], "hydra/launcher=slrm", "hydra/launcher=slrm: hydra/launcher has no option slrm; "
+                                                  "did you mean hydra/launcher=slurm? valid: basic, "),
+    ("train.py", ["--help"], "schedule=stairs", _typo_message("schedule=stairs", "schedule", "staircase")),
+    ("gsm-train", [], "experiment=table1/wrn_cifar100_gsofmax",
+     "experiment=table1/wrn_cifar100_gsofmax: experiment has no option table1/wrn_cifar100_gsofmax; "
+     "did you mean experiment=table1/wrn_cifar100_gsoftmax? the closest of its 45 options: "),
+    ("train.py", [], "heads=gsoftmax", "heads=gsoftmax: there is no config group heads; did you mean head=gsoftmax? "),
+])
+def test_cli_group_typo_is_one_line_exit_2_and_writes_nothing(tmp_path, how, flags, override, expected):
+    """Hydra alone: several lines (options, search path, "Set the environment variable HYDRA_FULL_ERROR=1"),
+    exit 1. gsm: one line naming the option, the closest one and the valid ones; exit 2; nothing written."""
+    cwd, out = tmp_path / "cwd", tmp_path / "out"
+    cwd.mkdir()
+    proc = _run_as(how, [*flags, override, f"output_root={out}", "trainer.epochs=1"], cwd)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"gsm: error: {expected}"), proc.stderr
+    assert proc.stdout == ""
+    assert _files(tmp_path) == ["cwd"]  # no output_root, no sweep folder, nothing in the working directory
+
+
+@pytest.mark.slow
+def test_cli_accepts_an_option_of_the_users_search_path(tmp_path):
+    """A head of the user's own (a copy of softmax) swept with a packaged one: both compose and build; the
+    user's has no μ, σ (2 x 10 parameters fewer than G-softmax on the 10 digit classes)."""
+    user = _user_configs(tmp_path / "user")
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    proc = run_cli("-m", f"hydra.searchpath=[file://{user}]", "head=myhead,gsoftmax", "dry_run=true",
+                   f"output_root={tmp_path / 'out'}", cwd=cwd)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    import json
+
+    rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert len(rows) == 2 and rows[1]["params"] - rows[0]["params"] == 2 * rows[0]["num_classes"] == 20, rows
+    assert "gsm: error" not in proc.stderr
