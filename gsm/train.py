@@ -466,9 +466,8 @@ def _tag(key: str) -> str:
 
 
 def warn(message: str) -> None:
-    """One ``gsm: warning:`` line on stderr (and in train.log)."""
+    """One ``gsm: warning:`` line on stderr."""
     print(f"gsm: warning: {message}", file=sys.stderr)
-    log.debug(message)
 
 
 class Reporter:
