@@ -19,11 +19,17 @@ Statistics are the empirical ones of the record (eqs. 18-20 with N_pos, N_neg fi
 features; population std). A panel whose run or data is missing is drawn empty with a label saying
 why; a figure with no run at all is skipped (and says so). A panel whose positive values span more
 than two decades uses a log scale.
+
+A damaged or foreign ``test_outputs.pt`` (truncated, empty, another structure: gsm.results.read_test_outputs)
+is skipped with one warning line naming the file and what is wrong; that run's x-vs-p panels are drawn empty
+(the caption says so) and every other panel and figure is drawn. Text from records (class names) is shown
+literally: a ``$`` in it is not read as matplotlib mathtext.
 """
 
 from __future__ import annotations
 
 import math
+import sys
 import textwrap
 from pathlib import Path
 
@@ -32,11 +38,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
 
 from gsm import paper  # noqa: E402
 from gsm.grid import Grid  # noqa: E402
-from gsm.results import RunRecord  # noqa: E402
+from gsm.results import OutputsError, RunRecord, TestOutputs, read_test_outputs  # noqa: E402
 
 DPI = 200
 HEADS = ("softmax", "lsoftmax", "gsoftmax")
@@ -66,15 +71,42 @@ def first_run(grid: Grid, exp: str) -> RunRecord | None:
     return row.results()[0] if row is not None and row.runs else None
 
 
-def load_outputs(rec: RunRecord) -> dict[str, np.ndarray] | None:
-    """x (fc outputs; x⁺ for multi-label), p and targets of the test split, as float / int numpy arrays."""
-    if rec.run_dir is None or not (rec.run_dir / "test_outputs.pt").exists():
+# test_outputs.pt found damaged in this make_figures call: path -> what is wrong (each is warned about once)
+_DAMAGED: dict[Path, str] = {}
+
+
+def outputs_path(rec: RunRecord) -> Path | None:
+    return rec.run_dir / "test_outputs.pt" if rec.run_dir is not None else None
+
+
+def load_outputs(rec: RunRecord) -> TestOutputs | None:
+    """The run's test outputs (gsm.results.read_test_outputs, checked against the record); None when the run
+    folder has no test_outputs.pt or it is damaged (then one warning line names the file and what is wrong)."""
+    path = outputs_path(rec)
+    if path is None or not path.exists() or path in _DAMAGED:
         return None
-    blob = torch.load(rec.run_dir / "test_outputs.pt", map_location="cpu", weights_only=True)
-    x = blob["x"].float()
-    if x.dim() == 3:
-        x = x[..., 0]
-    return {"x": x.numpy(), "p": blob["p"].float().numpy(), "targets": blob["targets"].long().numpy()}
+    try:
+        return read_test_outputs(path, multilabel=rec.multilabel, num_classes=rec.num_classes, samples=rec.test_samples)
+    except OutputsError as exc:
+        _DAMAGED[path] = str(exc).removeprefix(f"{path}: ")
+        print(f"gsm-tables: warning: skipped {exc}; this run's x-vs-p panels are drawn empty", file=sys.stderr)
+        return None
+
+
+def no_outputs_text(rec: RunRecord) -> str:
+    """An empty x-vs-p panel's label: the file is missing, or damaged (see the warning)."""
+    path = outputs_path(rec)
+    return f"test_outputs.pt skipped: {_DAMAGED[path]}" if path in _DAMAGED else "no test_outputs.pt in the run folder"
+
+
+def _damaged_text(runs: dict[str, RunRecord | None]) -> str:
+    bad = [e for e, r in runs.items() if r is not None and outputs_path(r) in _DAMAGED]
+    return f" Damaged test_outputs.pt skipped (x-vs-p panels left empty): {', '.join(bad)}." if bad else ""
+
+
+def plain(text: str) -> str:
+    """Text from a record shown literally by matplotlib (a ``$`` would start mathtext)."""
+    return str(text).replace("$", r"\$")
 
 
 def stat(rec: RunRecord | None, split: str, key: str) -> np.ndarray:
@@ -95,7 +127,7 @@ def _at(values: np.ndarray, c: int | None) -> float:
 
 def empty_panel(ax, text: str) -> None:
     """A labelled empty panel: the frame stays, the label says what is missing."""
-    ax.text(0.5, 0.5, "\n".join(textwrap.wrap(text, 34)), ha="center", va="center", transform=ax.transAxes,
+    ax.text(0.5, 0.5, "\n".join(textwrap.wrap(plain(text), 34)), ha="center", va="center", transform=ax.transAxes,
             fontsize=9, color="0.35")
     ax.set_xticks([])
     ax.set_yticks([])
@@ -168,16 +200,17 @@ def _bars(ax, labels: list[str], values: list[float], colors: list[str], title: 
 # --------------------------------------------------------------------------- Fig. 3 and 5
 
 
-def _scatter(ax, out: dict[str, np.ndarray], c: int, name: str, multilabel: bool, first: int | None = None) -> bool:
+def _scatter(ax, out: TestOutputs, c: int, name: str, multilabel: bool, first: int | None = None) -> bool:
     """The class-vs-imposter scatter; False (and a label in the panel) when the class has no test image."""
-    x, p, t = out["x"], out["p"], out["targets"]
+    x, p, t = out.x_pos, out.p, out.targets
+    shown = plain(name)
     if multilabel:  # images with label c vs images without it, feature x⁺_c
         pos = t[:, c] == 1
         if not pos.any():
             empty_panel(ax, f"no test image with the label '{name}'")
             return False
-        ax.scatter(x[~pos, c], p[~pos, c], s=4, c="tab:red", alpha=0.4, label=f"non-{name}")
-        ax.scatter(x[pos, c], p[pos, c], s=6, c="tab:blue", alpha=0.7, label=name)
+        ax.scatter(x[~pos, c], p[~pos, c], s=4, c="tab:red", alpha=0.4, label=f"non-{shown}")
+        ax.scatter(x[pos, c], p[pos, c], s=6, c="tab:blue", alpha=0.7, label=shown)
         return True
     rows = t == c
     if not rows.any():
@@ -191,8 +224,8 @@ def _scatter(ax, out: dict[str, np.ndarray], c: int, name: str, multilabel: bool
     if xi.size > 20000:  # keep the files light; a fixed subsample
         keep = np.random.default_rng(0).choice(xi.size, 20000, replace=False)
         xi, pi = xi[keep], pi[keep]
-    ax.scatter(xi, pi, s=4, c="tab:red", alpha=0.3, label=f"non-{name} (imposters)")
-    ax.scatter(xs[:, c], ps[:, c], s=6, c="tab:blue", alpha=0.7, label=name)
+    ax.scatter(xi, pi, s=4, c="tab:red", alpha=0.3, label=f"non-{shown} (imposters)")
+    ax.scatter(xs[:, c], ps[:, c], s=6, c="tab:blue", alpha=0.7, label=shown)
     return True
 
 
@@ -207,7 +240,7 @@ def fig3(grid: Grid, out_dir: Path) -> list[Path]:
             ax.set_title(f"{DATASET_LABEL[ds]}: WRN {HEAD_LABEL[head]}", fontsize=10)
             out = load_outputs(rec) if rec else None
             if out is None:
-                empty_panel(ax, f"not run: {exp}" if rec is None else "no test_outputs.pt in the run folder")
+                empty_panel(ax, f"not run: {exp}" if rec is None else no_outputs_text(rec))
                 continue
             name, idx = FIG3_CLASS[ds]
             c = class_index(rec, name, idx)
@@ -222,7 +255,7 @@ def fig3(grid: Grid, out_dir: Path) -> list[Path]:
     caption = ("Prediction p vs feature x for all test images of the ground-truth class (blue: the class's own "
                "(x_c, p_c); red: the imposter points (x_j, p_j), j ≠ c), CIFAR-10 'airplane' (top) and CIFAR-100 "
                "'aquarium_fish' (bottom, imposters among the first 10 classes as in the paper), WRN with softmax, "
-               "L-softmax and G-softmax." + _runs_text(runs))
+               "L-softmax and G-softmax." + _runs_text(runs) + _damaged_text(runs))
     return _save(fig, out_dir, "fig3_x_vs_p_cifar", 3, caption)
 
 
@@ -236,8 +269,9 @@ def _gaussians_panel(ax, runs: dict[str, RunRecord | None], name: str, fallback:
         c = class_index(rec, name, fallback)
         g = {k: _at(stat(rec, split, k), c) for k in ("mu_pos", "sigma_pos", "mu_neg", "sigma_neg", *STATS)}
         vals[h] = g
-        drawn |= _gauss(ax, g["mu_pos"], g["sigma_pos"], color=HEAD_COLOR[h], label=f"{HEAD_LABEL[h]} {name}")
-        drawn |= _gauss(ax, g["mu_neg"], g["sigma_neg"], color=HEAD_COLOR[h], ls="--", label=f"{HEAD_LABEL[h]} non-{name}")
+        drawn |= _gauss(ax, g["mu_pos"], g["sigma_pos"], color=HEAD_COLOR[h], label=f"{HEAD_LABEL[h]} {plain(name)}")
+        drawn |= _gauss(ax, g["mu_neg"], g["sigma_neg"], color=HEAD_COLOR[h], ls="--",
+                        label=f"{HEAD_LABEL[h]} non-{plain(name)}")
     if drawn:
         ax.set_xlabel("x")
         _legend(ax, fontsize=7)
@@ -295,7 +329,7 @@ def _per_class(grid: Grid, out_dir: Path, ds: str, n_classes: int | None, number
                 continue
             auto_scale(ax, np.concatenate(shown))
             ax.set_xticks(np.arange(m))
-            ax.set_xticklabels(names[:m], rotation=45, ha="right", fontsize=7)
+            ax.set_xticklabels([plain(n) for n in names[:m]], rotation=45, ha="right", fontsize=7)
             _legend(ax, fontsize=7)
     which = f"the first {m} classes" if n_classes else "each class"
     caption = (f"{DATASET_LABEL[ds]}, WRN: compactness, separability and ratio (eqs. 18-20) of {which}, training set "
@@ -338,19 +372,19 @@ def fig4(grid: Grid, out_dir: Path) -> list[Path]:
     for i, (name, c) in enumerate(_fig4_classes(ref)):
         for j, h in enumerate(("softmax", "gsoftmax")):
             ax = axes[i][j]
-            ax.set_title(f"'{name}': {HEAD_LABEL[h]}", fontsize=10)
+            ax.set_title(f"'{plain(name)}': {HEAD_LABEL[h]}", fontsize=10)
             if outs[h] is None or c is None:
                 empty_panel(ax, f"not run: {exps[h]}" if runs[h] is None else
-                            ("no test_outputs.pt in the run folder" if outs[h] is None else f"no class '{name}'"))
+                            (no_outputs_text(runs[h]) if outs[h] is None else f"no class '{name}'"))
                 continue
             if _scatter(ax, outs[h], c, name, True):
                 ax.set_xlabel("$x^+$")
                 ax.set_ylabel("p")
                 _legend(ax, fontsize=7)
-        axes[i][2].set_title(f"'{name}': Gaussians of $x^+$", fontsize=10)
+        axes[i][2].set_title(f"'{plain(name)}': Gaussians of $x^+$", fontsize=10)
         vals = _gaussians_panel(axes[i][2], runs, name, c)
         ax = axes[i][3]
-        ax.set_title(f"'{name}': statistics", fontsize=10)
+        ax.set_title(f"'{plain(name)}': statistics", fontsize=10)
         heads = ("softmax", "gsoftmax")
         values = np.array([[vals[h][s] if h in vals else math.nan for s in STATS] for h in heads])
         if not np.isfinite(values).any():
@@ -373,7 +407,8 @@ def fig4(grid: Grid, out_dir: Path) -> list[Path]:
                "label (blue) and without it (red) for softmax and G-softmax (0, 1), the Gaussians fitted to x⁺ "
                "(solid: with the label; dashed: without), and compactness, separability and ratio (black ticks: the "
                "values the paper states). On label sets without these categories (fixtures) the first classes with "
-               "two positives are shown." + _runs_text({exps[h]: r for h, r in runs.items()}))
+               "two positives are shown." + _runs_text({exps[h]: r for h, r in runs.items()})
+               + _damaged_text({exps[h]: r for h, r in runs.items()}))
     return _save(fig, out_dir, "fig4_coco_classes", 4, caption)
 
 
@@ -410,7 +445,9 @@ FIGURES = {3: fig3, 4: fig4, 5: fig5, 6: fig6, 7: fig7, 8: fig8}
 
 def make_figures(grid: Grid, out_dir: Path, which: tuple[int, ...] = (3, 4, 5, 6, 7, 8)) -> list[Path]:
     """Draw the figures in ``which`` whose runs exist under the grid; say which are skipped and why.
-    Returns the written files (PNG, PDF and caption of each)."""
+    Returns the written files (PNG, PDF and caption of each). A damaged test_outputs.pt is warned about once
+    and skipped (load_outputs); the figures are drawn without it."""
+    _DAMAGED.clear()
     written: list[Path] = []
     for number in which:
         exps = figure_experiments(number)

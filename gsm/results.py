@@ -24,12 +24,25 @@ unit-less metric keys such as ``top1_error``); it is upgraded the same way, with
 because its numbers are the same fractions under other names. Any other version, or a file that
 is empty, truncated, not a JSON object or missing required keys, raises :class:`ResultsError`
 naming the file.
+
+Reading is defensive: :func:`load_records` (every reader of a runs folder) also checks a record's
+identity fields against its own stored ``config`` (:func:`identity_problems`) and sets aside, with the
+unreadable files, a record whose fields contradict it, so a hand-edited or foreign results.json never
+lands in a table as another row.
+
+``test_outputs.pt`` (the figures' x, p and targets of the test split) has its own small schema, written by
+:func:`write_test_outputs` and validated on read by :func:`read_test_outputs` (``torch.load`` with
+``weights_only=True``: nothing in the file is executed). Its ``schema_version`` is
+:data:`OUTPUTS_SCHEMA_VERSION`; a file without the key (written before it existed) holds the same tensors
+and is read as version 0.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import math
+import re
 import sys
 import types
 import typing
@@ -38,6 +51,10 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from gsm.errors import DataError
+
+if typing.TYPE_CHECKING:
+    import numpy as np
+    import torch
 
 SCHEMA_VERSION = 3
 READABLE_VERSIONS = (1, 2, 3)
@@ -361,24 +378,253 @@ def read_record(path: Path | str) -> RunRecord:
 
 
 def load_records(runs_dir: Path | str) -> tuple[list[RunRecord], list[tuple[Path, str]]]:
-    """Every readable ``results.json`` below ``runs_dir`` and, separately, the unreadable ones with why."""
+    """Every readable ``results.json`` below ``runs_dir`` whose identity fields agree with its config and,
+    separately, the others with why (unreadable, or :func:`identity_problems`)."""
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
         raise DataError(f"--runs {runs_dir}: no such folder (run the experiments first, e.g. make demo)")
     good, bad = [], []
     for path in sorted(runs_dir.rglob("results.json")):
         try:
-            good.append(read_record(path))
+            rec = read_record(path)
         except ResultsError as exc:
-            bad.append((path, str(exc).removeprefix(f"{path}: ")))
+            bad.append((path, one_line(str(exc).removeprefix(f"{path}: "))))
+            continue
+        problems = identity_problems(rec)
+        if problems:
+            bad.append((path, "contradicts its own config: " + "; ".join(problems)))
+        else:
+            good.append(rec)
     return good, bad
 
 
 def warn_unreadable(bad: Iterable[tuple[Path, str]], prog: str = "gsm-tables", file=None) -> None:
-    """One warning that lists every unreadable results.json (they are skipped, not fatal)."""
+    """One warning that lists every results.json set aside (unreadable or contradicting its config: skipped, not fatal)."""
     bad = list(bad)
     if not bad:
         return
     lines = [f"{prog}: warning: skipped {len(bad)} unreadable results.json (treated as not run):"]
-    lines += [f"  {p}: {why}" for p, why in bad]
+    lines += [f"  {p}: {one_line(why)}" for p, why in bad]
     print("\n".join(lines), file=file or sys.stderr)
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    """``text`` on one line (line breaks as spaces), at most ``limit`` characters: for warnings quoting file content."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# --------------------------------------------------------------------------- identity against the config
+
+# record field -> the config key the trainer takes it from (gsm.train.build_results)
+IDENTITY_KEYS = {"dataset": "dataset.name", "model": "model.name", "head": "head.name", "mu": "head.mu",
+                 "sigma": "head.sigma", "lam": "head.lam", "seed": "seed", "epochs": "trainer.epochs"}
+OPTIONAL_IDENTITY_KEYS = ("mu", "sigma", "lam")  # ``cfg.head.get(...)``: None where the head has no such key
+
+
+def identity_problems(rec: RunRecord) -> list[str]:
+    """Where a record's identity fields contradict its own stored ``config``: one text per field, [] when none.
+
+    Checked: dataset, model, head, mu, sigma, lam, seed and epochs against the config keys the trainer takes
+    them from (:data:`IDENTITY_KEYS`); signature against ``gsm.runs.signature(config)``; multilabel against
+    the metrics the record holds (a multi-label record has no top-1 error, a single-label one no mAP);
+    num_classes against class_names and the per-class AP lists. A record the trainer wrote passes all of them.
+    """
+    from gsm import runs
+
+    cfg = rec.config
+    problems = []
+    for name, key in IDENTITY_KEYS.items():
+        value, found = _config_value(cfg, key)
+        if not found and name not in OPTIONAL_IDENTITY_KEYS:
+            problems.append(f"{name} = {_short(getattr(rec, name))} but its config has no {key}")
+        elif not _same(getattr(rec, name), value):
+            problems.append(f"{name} = {_short(getattr(rec, name))} but its config has {key} = {_short(value)}")
+    try:
+        sig = runs.signature(cfg)
+    except Exception as exc:  # noqa: BLE001 - a config of any shape only fails the check
+        problems.append(f"signature {rec.signature!r}: its config has no signature ({one_line(str(exc), 80)})")
+    else:
+        if sig != rec.signature:
+            problems.append(f"signature = {_short(rec.signature)} but its config's signature is {sig!r}")
+    other = [k for k in (("top1_error_frac", "top5_error_frac", "best_top1_error_frac") if rec.multilabel else
+                         tuple(map(frac_key, MULTILABEL_FRACTIONS + MULTILABEL_OPTIONAL_FRACTIONS)))
+             if getattr(rec, k) is not None]
+    if other:
+        problems.append(f"multilabel = {str(rec.multilabel).lower()} but it holds {', '.join(other)} (metrics of a "
+                        f"{'single' if rec.multilabel else 'multi'}-label run)")
+    lists = {"class_names": rec.class_names, "per_class_ap_frac": rec.per_class_ap_frac,
+             "per_class_ap_voc_frac": rec.per_class_ap_voc_frac}
+    for name, values in lists.items():
+        if values and len(values) != rec.num_classes:
+            problems.append(f"num_classes = {rec.num_classes} but {name} has {len(values)} entries")
+    outside = [c for c in rec.classes_without_positives or [] if not 0 <= c < rec.num_classes]
+    if outside:
+        problems.append(f"num_classes = {rec.num_classes} but classes_without_positives holds {outside[0]}")
+    return problems
+
+
+def _config_value(cfg: Any, dotted: str) -> tuple[Any, bool]:
+    node = cfg
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None, False
+        node = node[part]
+    return node, True
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return a == b or (math.isnan(a) and math.isnan(b)) or math.isclose(a, b, rel_tol=1e-12, abs_tol=0.0)
+    return a == b
+
+
+def _short(v: Any) -> str:
+    return one_line(repr(v), 60)
+
+
+# --------------------------------------------------------------------------- test_outputs.pt
+
+OUTPUTS_SCHEMA_VERSION = 1
+READABLE_OUTPUTS_VERSIONS = (0, 1)  # 0: written before the key existed (the same three tensors)
+OUTPUTS_KEYS = ("x", "p", "targets")
+
+
+class OutputsError(DataError):
+    """A test_outputs.pt cannot be read as a run's test outputs (the message names the file and what is wrong)."""
+
+
+@dataclass(frozen=True)
+class TestOutputs:
+    """A run's ``test_outputs.pt``: what the figures plot, for the N test images of the run's m classes."""
+
+    __test__ = False  # not a pytest test class
+
+    x: np.ndarray  # fc outputs, float32: (N, m), or (N, m, 2) for multi-label [x⁺, x⁻]
+    p: np.ndarray  # probabilities, float32 (stored float16): softmax (N, m) or sigmoid (N, m)
+    targets: np.ndarray  # int64: class index (N,), or 0/1 labels (N, m) for multi-label
+    multilabel: bool
+    schema_version: int  # 0 for a file written before the version key
+
+    @property
+    def x_pos(self) -> np.ndarray:
+        """The feature the figures plot: x (N, m), or x⁺ of a multi-label run."""
+        return self.x[..., 0] if self.x.ndim == 3 else self.x
+
+
+def write_test_outputs(path: Path | str, x: torch.Tensor, p: torch.Tensor, targets: torch.Tensor, *,
+                       multilabel: bool) -> Path:
+    """Write ``test_outputs.pt`` (schema :data:`OUTPUTS_SCHEMA_VERSION`) atomically: x as float32, p as float16,
+    targets as int16 (class indices) or uint8 (multi-label 0/1), checked by the reader's own validation first."""
+    import torch
+
+    from gsm import runs
+
+    path = Path(path)
+    blob = {"schema_version": OUTPUTS_SCHEMA_VERSION, "x": x.detach().float().cpu(), "p": p.detach().half().cpu(),
+            "targets": targets.detach().cpu().to(torch.uint8 if multilabel else torch.int16)}
+    check_test_outputs(blob, path, multilabel=multilabel)
+    runs.atomic_write_bytes(path, lambda fh: torch.save(blob, fh))
+    return path
+
+
+def read_test_outputs(path: Path | str, *, multilabel: bool | None = None, num_classes: int | None = None,
+                      samples: int | None = None) -> TestOutputs:
+    """Read and validate ``test_outputs.pt``; :class:`OutputsError` naming the file and what is wrong.
+
+    ``torch.load(weights_only=True)``: only tensors and plain containers are unpickled, nothing in the file is
+    executed. ``multilabel``, ``num_classes`` and ``samples`` (the run's record: test_samples) are checked when given.
+    """
+    import pickle
+
+    import torch
+
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise OutputsError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if size == 0:
+        raise OutputsError(f"{path}: empty file (an interrupted write?)")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except OSError as exc:
+        if exc.errno in (errno.EACCES, errno.EPERM, errno.EISDIR, errno.ENOENT, errno.ENOTDIR, errno.EIO):
+            raise OutputsError(f"{path}: cannot read ({exc.strerror or exc})") from None
+        # torch's reader reports some truncations as an OSError (EINVAL: a seek past the end)
+        raise OutputsError(f"{path}: not a torch file, truncated or corrupt ({exc.strerror or exc})") from None
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        if found:
+            raise OutputsError(f"{path}: refers to {found.group(1)}, which the safe loader refuses (not test outputs "
+                               f"written by gsm; nothing in it was executed)") from None
+        detail = str(exc).rsplit("WeightsUnpickler error:", 1)[-1]
+        raise OutputsError(f"{path}: not a torch file, truncated or corrupt ({_first_sentence(detail)})") from None
+    except Exception as exc:  # noqa: BLE001 - torch reports damaged files as RuntimeError, EOFError, ValueError, ...
+        raise OutputsError(f"{path}: not a torch file, truncated or corrupt "
+                           f"({type(exc).__name__}: {_first_sentence(str(exc))})") from None
+    return check_test_outputs(blob, path, multilabel=multilabel, num_classes=num_classes, samples=samples)
+
+
+def _first_sentence(text: str) -> str:
+    line = next((ln.strip() for ln in str(text).splitlines() if ln.strip()), "")
+    return one_line(line.split(". ")[0].removesuffix("."), 100)
+
+
+def check_test_outputs(blob: Any, path: Path | str, *, multilabel: bool | None = None, num_classes: int | None = None,
+                       samples: int | None = None) -> TestOutputs:
+    """The one validation of test outputs (the reader's and the writer's): keys, version, shapes, dtypes, values."""
+    import torch
+
+    def bad(why: str) -> OutputsError:
+        return OutputsError(f"{path}: {why}")
+
+    if not isinstance(blob, dict):
+        raise bad(f"a {type(blob).__name__}, not test outputs (a dict of {', '.join(OUTPUTS_KEYS)})")
+    version = blob.get("schema_version", 0)
+    if type(version) is not int or version not in READABLE_OUTPUTS_VERSIONS or ("schema_version" in blob and version == 0):
+        raise bad(f"schema_version {one_line(repr(version), 40)}; this gsm reads test outputs of version "
+                  f"{OUTPUTS_SCHEMA_VERSION} (and files without the key)")
+    missing = [k for k in OUTPUTS_KEYS if k not in blob]
+    if missing:
+        keys = ", ".join(one_line(str(k), 40) for k in list(blob)[:8]) or "none"
+        raise bad(f"not test outputs: no {', '.join(missing)} (keys: {keys})")
+    unknown = sorted(str(k) for k in blob if k not in (*OUTPUTS_KEYS, "schema_version"))
+    if unknown:
+        raise bad(f"keys this gsm does not know: {one_line(', '.join(unknown), 80)} (schema_version {version})")
+    x, p, t = (blob[k] for k in OUTPUTS_KEYS)
+    for name, v in zip(OUTPUTS_KEYS, (x, p, t)):
+        if not isinstance(v, torch.Tensor):
+            raise bad(f"{name} is a {type(v).__name__}, not a tensor")
+    if not (x.is_floating_point() and p.is_floating_point()):
+        raise bad(f"x and p must be floating point (found {x.dtype}, {p.dtype})")
+    if t.is_floating_point() or t.is_complex():
+        raise bad(f"targets must be integers (found {t.dtype})")
+    if p.dim() != 2:
+        raise bad(f"p has shape {tuple(p.shape)}, expected (N, m)")
+    n, m = p.shape
+    if tuple(x.shape) not in ((n, m), (n, m, 2)):
+        raise bad(f"x has shape {tuple(x.shape)}, expected ({n}, {m}) or ({n}, {m}, 2) like p {tuple(p.shape)}")
+    is_multi = t.dim() == 2
+    if tuple(t.shape) != ((n, m) if is_multi else (n,)):
+        raise bad(f"targets has shape {tuple(t.shape)}, expected ({n},) class indices or ({n}, {m}) labels")
+    if multilabel is not None and is_multi != multilabel:
+        raise bad(f"targets of shape {tuple(t.shape)} are {'multi' if is_multi else 'single'}-label, but the run is "
+                  f"{'multi' if multilabel else 'single'}-label")
+    if num_classes is not None and m != num_classes:
+        raise bad(f"outputs of {m} classes, but the run has {num_classes}")
+    if samples is not None and n != samples:
+        raise bad(f"outputs of {n} test images, but the run evaluated {samples}")
+    if n == 0 or m == 0:
+        raise bad(f"no outputs (shape {tuple(p.shape)})")
+    targets = t.long()
+    if is_multi and not ((targets == 0) | (targets == 1)).all():
+        raise bad("multi-label targets must be 0 or 1")
+    if not is_multi and ((targets < 0) | (targets >= m)).any():
+        raise bad(f"targets must be class indices in 0..{m - 1} (found {int(targets.min())}..{int(targets.max())})")
+    pf = p.float()
+    if not ((pf >= 0) & (pf <= 1)).all():
+        raise bad("p must be probabilities in [0, 1]")
+    return TestOutputs(x.float().numpy(), pf.numpy(), targets.numpy(), is_multi, int(version))

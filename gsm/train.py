@@ -641,9 +641,10 @@ def build_results(
 
 
 def save_outputs(path: Path, out: EvalOutputs, multilabel: bool) -> None:
-    """Test-set features x (float32) and probabilities p (float16) for the figures."""
-    blob = {"x": out.x.float(), "p": out.probabilities(multilabel).half(), "targets": out.targets.to(torch.int16 if not multilabel else torch.uint8)}
-    runs.atomic_write_bytes(path, lambda fh: torch.save(blob, fh))
+    """Test-set x, p and targets for the figures: gsm.results.write_test_outputs (versioned; read back safely)."""
+    from gsm.results import write_test_outputs
+
+    write_test_outputs(path, out.x, out.probabilities(multilabel), out.targets, multilabel=multilabel)
 
 
 # --------------------------------------------------------------------------- the run folder

@@ -16,9 +16,9 @@ import numpy as np
 import torch
 
 from gsm import runs
-from gsm.grid import compose_many
+from gsm.grid import CONFIG_DIR, compose_many
 from gsm.profiles import PROFILES
-from gsm.results import RunRecord, best_epoch, frac_key, read_record
+from gsm.results import RunRecord, best_epoch, frac_key, read_record, write_test_outputs
 
 # what schema 3 added to the record: absent from a version-2 file (write_run(..., schema_version=2))
 V3_FIELDS = ("mAP_voc_frac", "CF1_mean_frac", "per_class_ap_voc_frac", "best_top1_error_frac", "best_epoch")
@@ -41,6 +41,18 @@ def config_of(experiment: str, profile: str = "full", seed: int = 0, overrides: 
     return cfg
 
 
+def demo_config(dataset: str, head: str, seed: int = 0, overrides: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The trainer's resolved config of ``train.py dataset=<dataset> head=<head> seed=<seed> <overrides>`` (no
+    experiment: what ``make demo`` runs)."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    runs.register_resolvers()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3", job_name="train"):
+        cfg = compose("train", overrides=[f"dataset={dataset}", f"head={head}", f"seed={seed}", *overrides])
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
 def empirical_block(m: int, rng: np.random.Generator, **given: list[float]) -> dict[str, list[float]]:
     block = {
         "mu_pos": rng.normal(2, 0.5, m).tolist(), "sigma_pos": rng.uniform(0.5, 2, m).tolist(),
@@ -54,9 +66,9 @@ def empirical_block(m: int, rng: np.random.Generator, **given: list[float]) -> d
     return block
 
 
-def write_run(runs_dir: Path, experiment: str, seed: int = 0, profile: str = "full", *, outputs: bool = False,
+def write_run(runs_dir: Path, experiment: str | None, seed: int = 0, profile: str = "full", *, outputs: bool = False,
               rng: np.random.Generator | None = None, n_test: int = 60, schema_version: int = 3,
-              overrides: tuple[str, ...] = (), **fields: Any) -> Path:
+              overrides: tuple[str, ...] = (), config: dict[str, Any] | None = None, **fields: Any) -> Path:
     """One finished run of ``experiment`` under ``runs_dir``; returns its results.json.
 
     ``fields`` override record fields; a metric may be given by name (``top1_error=0.05``, a fraction),
@@ -64,13 +76,18 @@ def write_run(runs_dir: Path, experiment: str, seed: int = 0, profile: str = "fu
     (``table3/x@as_written``); ``overrides`` are further Hydra overrides of its config. A single-label run gets
     a history of test errors per epoch whose last is ``top1_error`` and whose best gives ``best_top1_error`` and
     ``best_epoch`` (gsm.results.best_epoch), unless given. ``schema_version=2`` writes the file an older gsm
-    wrote: without the fields schema 3 added."""
+    wrote: without the fields schema 3 added. ``config``: a composed config to use instead of the experiment's
+    (``experiment=None``; e.g. :func:`demo_config`). ``outputs="legacy"`` writes test_outputs.pt as gsm did
+    before its schema_version key."""
     rng = rng or np.random.default_rng(seed)
-    cfg = config_of(experiment, profile, seed, overrides)
+    cfg = config if config is not None else config_of(experiment, profile, seed, overrides)
+    cfg["seed"] = seed
     ds, model, head = cfg["dataset"]["name"], cfg["model"]["name"], cfg["head"]["name"]
-    multilabel = ds in ("coco", "nuswide")
-    m = {"cifar10": 10, "cifar100": 100, "tiny_imagenet": 200, "coco": 80, "nuswide": 81}[ds]
-    names = CIFAR10_NAMES if ds == "cifar10" else COCO_NAMES if ds == "coco" else [f"class_{i}" for i in range(m)]
+    multilabel = ds in ("coco", "nuswide", "digits_mosaic")
+    m = {"cifar10": 10, "cifar100": 100, "tiny_imagenet": 200, "coco": 80, "nuswide": 81, "digits": 10,
+         "digits_mosaic": 10}[ds]
+    names = (CIFAR10_NAMES if ds == "cifar10" else COCO_NAMES if ds == "coco" else
+             [str(i) for i in range(m)] if ds.startswith("digits") else [f"class_{i}" for i in range(m)])
     res: dict[str, Any] = {
         "dataset": ds, "model": model, "head": head, "mu": cfg["head"].get("mu"), "sigma": cfg["head"].get("sigma"),
         "lam": cfg["head"].get("lam"), "seed": seed, "epochs": cfg["trainer"]["epochs"], "multilabel": multilabel,
@@ -119,7 +136,7 @@ def write_run(runs_dir: Path, experiment: str, seed: int = 0, profile: str = "fu
     elif schema_version != 3:
         raise ValueError(f"schema_version {schema_version}: write_run writes 2 or 3")
     if outputs:
-        write_outputs(path.parent / "test_outputs.pt", m, multilabel, n_test, rng)
+        write_outputs(path.parent / "test_outputs.pt", m, multilabel, n_test, rng, legacy=outputs == "legacy")
     return path
 
 
@@ -135,8 +152,9 @@ def synthetic_history(last: float, epochs: int, rng: np.random.Generator) -> lis
             for e, v in sorted(errs.items())]
 
 
-def write_outputs(path: Path, m: int, multilabel: bool, n: int, rng: np.random.Generator) -> None:
-    """test_outputs.pt as the trainer writes it: x (N, m) or (N, m, 2), p (N, m), targets."""
+def write_outputs(path: Path, m: int, multilabel: bool, n: int, rng: np.random.Generator, legacy: bool = False) -> None:
+    """test_outputs.pt as the trainer writes it (gsm.results.write_test_outputs): x (N, m) or (N, m, 2), p (N, m),
+    targets. ``legacy``: as gsm wrote it before the file had a schema_version (the same tensors, no key)."""
     if multilabel:
         targets = torch.from_numpy((rng.random((n, m)) < 0.3).astype(np.uint8))
         x = torch.from_numpy(rng.normal(size=(n, m, 2))).float()
@@ -147,7 +165,10 @@ def write_outputs(path: Path, m: int, multilabel: bool, n: int, rng: np.random.G
         x = torch.from_numpy(rng.normal(size=(n, m))).float()
         x[torch.arange(n), targets.long()] += 4
         p = torch.softmax(x, 1)
-    torch.save({"x": x.float(), "p": p.half(), "targets": targets}, path)
+    if legacy:
+        torch.save({"x": x.float(), "p": p.half(), "targets": targets}, path)
+    else:
+        write_test_outputs(path, x, p, targets, multilabel=multilabel)
 
 
 def read(path: Path) -> dict[str, Any]:

@@ -87,7 +87,7 @@ def test_fig3_cifar100_imposters_are_the_first_ten_classes(tmp_path):
     out = figures.load_outputs(rec)
     assert figures._scatter(ax, out, 1, "aquarium_fish", False, first=10)
     imposters, own = ax.collections
-    n_own = int((out["targets"] == 1).sum())
+    n_own = int((out.targets == 1).sum())
     assert len(own.get_offsets()) == n_own and len(imposters.get_offsets()) == 9 * n_own
     plt.close(fig)
 
@@ -170,3 +170,134 @@ def test_smoke_fixtures_hold_the_classes_the_figures_plot(tmp_path):
         assert coco[split][-1]["categories"] == []  # the unlabelled-image trap is kept
     with pytest.raises(ValueError, match="not COCO categories"):
         make_coco(tmp_path / "x", ensure_classes=["unicorn"])
+
+
+# --------------------------------------------------------------------------- damaged test_outputs.pt
+
+
+class _Payload:
+    """A pickle that would create ``marker`` if unpickled without the safe loader (a stand-in for malicious code)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def _damage(kind: str, path, donor, marker) -> str:
+    """Damage ``path`` (a valid test_outputs.pt) as ``kind``; returns what the warning must say."""
+    import torch
+
+    data = path.read_bytes()
+    if kind == "random":
+        path.write_bytes(np.random.default_rng(1).bytes(4096))
+        return "not a torch file, truncated or corrupt"
+    if kind == "truncated":
+        path.write_bytes(data[: len(data) // 2])
+        return "not a torch file, truncated or corrupt"
+    if kind == "empty":
+        path.write_bytes(b"")
+        return "empty file"
+    if kind == "foreign":  # a torch file of another structure (e.g. a state dict)
+        torch.save({"weight": torch.zeros(3, 3), "bias": torch.zeros(3)}, path)
+        return "not test outputs: no x, p, targets (keys: weight, bias)"
+    if kind == "code":
+        torch.save(_Payload(marker), path)
+        return "which the safe loader refuses (not test outputs written by gsm; nothing in it was executed)"
+    if kind == "other_run":  # another run's outputs copied in: 10 classes where the run has 100
+        path.write_bytes(donor.read_bytes())
+        return "outputs of 10 classes, but the run has 100"
+    raise ValueError(kind)
+
+
+FIG3_DAMAGE = {"table1/wrn_cifar10_softmax": "random", "table1/wrn_cifar10_lsoftmax": "truncated",
+               "table1/wrn_cifar100_softmax": "empty", "table1/wrn_cifar100_lsoftmax": "foreign",
+               "table1/wrn_cifar100_gsoftmax": "other_run", "table3/resnet101_coco_gsoftmax_mu0_sigma1": "code"}
+
+
+def test_damaged_test_outputs_are_skipped_with_one_warning_each(tmp_path, monkeypatch, capsys):
+    """gsm-tables figures and table1 on runs whose test_outputs.pt is random bytes, truncated, empty, another torch
+    structure, another run's, or a pickle that would run code: exit 0, one warning line per damaged file naming it
+    and what is wrong, every figure written, the intact runs' panels drawn, the damaged ones labelled, nothing run."""
+    runs = tmp_path / "runs"
+    rng = np.random.default_rng(0)
+    outputs = {}
+    for exp in ALL:  # the COCO softmax run keeps a file written before test_outputs.pt had a schema_version
+        rec = write_run(runs, exp, 0, outputs="legacy" if exp == "table3/resnet101_coco_softmax" else True, rng=rng,
+                        n_test=120 if "cifar" in exp else 80)
+        outputs[exp] = rec.parent / "test_outputs.pt"
+    marker = tmp_path / "EXECUTED"
+    expected = {exp: _damage(kind, outputs[exp], outputs["table1/wrn_cifar10_gsoftmax"], marker)
+                for exp, kind in FIG3_DAMAGE.items()}
+    texts = {}
+    real_save = figures._save
+
+    def spy(fig, out_dir, stem, number, caption):
+        texts[stem] = {ax.get_title(): ([t.get_text().replace("\n", " ") for t in ax.texts], len(ax.collections))
+                       for ax in fig.axes}
+        return real_save(fig, out_dir, stem, number, caption)
+
+    monkeypatch.setattr(figures, "_save", spy)
+    capsys.readouterr()
+    assert main(["figures", "--runs", str(runs), "--figures-out", str(tmp_path / "figs")]) == 0
+    out, err = capsys.readouterr()
+    warnings_ = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(warnings_) == len(FIG3_DAMAGE), err  # one line per damaged file, nothing else (no traceback)
+    for exp, why in expected.items():
+        (hit,) = [ln for ln in warnings_ if str(outputs[exp]) in ln]
+        assert hit.startswith(f"gsm-tables: warning: skipped {outputs[exp]}: ") and why in hit, hit
+    assert not marker.exists()  # the pickle's code never ran
+    written = sorted(p.name for p in (tmp_path / "figs").iterdir())
+    assert written == sorted(f"{s}.{e}" for s in STEMS for e in ("png", "pdf", "txt"))  # every figure drawn
+    for stem in STEMS:
+        _check([tmp_path / "figs" / f"{stem}.{e}" for e in ("png", "pdf", "txt")], stem)
+        assert f"{stem}.png" in out
+    fig3 = texts["fig3_x_vs_p_cifar"]
+    assert fig3["CIFAR-10: WRN G-softmax"][1] == 2  # the intact run: own points and imposters
+    for title in ("CIFAR-10: WRN softmax", "CIFAR-100: WRN L-softmax"):
+        labels, scatters = fig3[title]
+        assert scatters == 0 and any(t.startswith("test_outputs.pt skipped:") for t in labels), (title, labels)
+    fig4 = texts["fig4_coco_classes"]
+    assert fig4["'cow': softmax"][1] == 2  # the file without schema_version (today's) still reads
+    assert fig4["'cow': G-softmax"][1] == 0
+    caption3 = (tmp_path / "figs" / "fig3_x_vs_p_cifar.txt").read_text()
+    assert "Damaged test_outputs.pt skipped (x-vs-p panels left empty): " in caption3
+    assert all(e in caption3.split("Damaged")[1] for e in expected if e.startswith("table1/"))
+    assert "table3/resnet101_coco_gsoftmax_mu0_sigma1" in (tmp_path / "figs" / "fig4_coco_classes.txt").read_text()
+    # gsm-tables table1 draws Figs. 3, 5, 6, 7 with the table: the same warnings (its CIFAR runs), table and figures written
+    assert main(["table1", "--no-run", "--runs", str(runs), "--out", str(tmp_path / "t"),
+                 "--figures-out", str(tmp_path / "f1")]) == 0
+    err = capsys.readouterr().err
+    assert [ln for ln in err.splitlines() if "test_outputs.pt" in ln] == \
+        [ln for ln in warnings_ if "table3" not in ln and "coco" not in ln]
+    assert (tmp_path / "t" / "table1.md").exists()
+    assert {p.stem for p in (tmp_path / "f1").glob("*.png")} == {"fig3_x_vs_p_cifar", "fig5_gaussians_cifar",
+                                                                 "fig6_per_class_cifar10", "fig7_per_class_cifar100"}
+
+
+def test_figures_cli_process_on_a_truncated_file(tmp_path):
+    """python -m gsm.reproduce figures, as a user runs it: exit 0, one warning line naming the file, no traceback."""
+    import subprocess
+    import sys
+
+    runs = tmp_path / "runs"
+    path = write_run(runs, "table1/wrn_cifar10_softmax", 0, outputs=True, n_test=80).parent / "test_outputs.pt"
+    path.write_bytes(path.read_bytes()[:300])
+    proc = subprocess.run([sys.executable, "-m", "gsm.reproduce", "figures", "--runs", str(runs), "--figures-out",
+                           str(tmp_path / "figs")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"gsm-tables: warning: skipped {path}: not a torch file, truncated or corrupt (RuntimeError: PytorchStreamReader "
+        f"failed reading zip archive: failed finding central directory); this run's x-vs-p panels are drawn empty"]
+    assert {p.stem for p in (tmp_path / "figs").glob("*.pdf")} == {"fig3_x_vs_p_cifar", "fig5_gaussians_cifar",
+                                                                   "fig6_per_class_cifar10"}
+
+
+def test_class_names_with_dollar_signs_are_drawn_literally(tmp_path):
+    """A class name from a record is text, not matplotlib mathtext ('$\\frac{' would fail the drawing)."""
+    runs = tmp_path / "runs"
+    names = ["$\\frac{", *[f"c{i}$" for i in range(1, 10)]]
+    write_run(runs, "table1/wrn_cifar10_gsoftmax", 0, outputs=True, n_test=80, class_names=names)
+    written = figures.make_figures(Grid(ALL, "full", runs), tmp_path / "figs", (3, 6))
+    assert {p.stem for p in written} == {"fig3_x_vs_p_cifar", "fig6_per_class_cifar10"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import warnings
 
 import pytest
@@ -195,3 +196,134 @@ def test_unreadable_results_are_skipped_with_one_warning(tmp_path, capsys):
     assert err.count("warning") == 1 and "skipped 3 unreadable results.json" in err
     assert all(str(p) in err for p in bad)
     assert "| 60.0 |" in (tmp_path / "t" / "table4.md").read_text()
+
+
+# --------------------------------------------------------------------------- identity against the config
+
+# (field edits, the text the warning must hold): each edit contradicts the record's own config
+CONTRADICTIONS = [
+    ({"head": "gsoftmax"}, "head = 'gsoftmax' but its config has head.name = 'softmax'"),
+    ({"dataset": "cifar100"}, "dataset = 'cifar100' but its config has dataset.name = 'tiny_imagenet'"),
+    ({"model": "wrn"}, "model = 'wrn' but its config has model.name = 'resnet101'"),
+    ({"mu": 0.3}, "mu = 0.3 but its config has head.mu = None"),
+    ({"seed": 5}, "seed = 5 but its config has seed = 0"),
+    ({"epochs": 7}, "epochs = 7 but its config has trainer.epochs = "),
+    ({"signature": "0123456789"}, "signature = '0123456789' but its config's signature is "),
+    ({"multilabel": True}, "multilabel = true but it holds top1_error_frac, top5_error_frac, best_top1_error_frac"),
+    ({"num_classes": 199}, "num_classes = 199 but class_names has 200 entries"),
+]
+
+
+@pytest.mark.parametrize("edit, why", CONTRADICTIONS, ids=[next(iter(e)) for e, _ in CONTRADICTIONS])
+def test_records_contradicting_their_config_are_skipped_naming_the_field(tmp_path, capsys, edit, why):
+    """A hand-edited or foreign results.json whose identity fields contradict its own config is left out of the
+    tables with one warning naming the file and the field; the honest run of the row is still shown."""
+    runs = tmp_path / "runs"
+    exp = "table2/resnet101_tiny_imagenet_softmax"
+    write_run(runs, exp, 0, top1_error=0.2)
+    tampered = write_run(runs / "copy", exp, 0, top1_error=0.4321)
+    data = json.loads(tampered.read_text())
+    tampered.write_text(json.dumps({**data, **edit}))
+    read_record(tampered)  # still a well-formed record: only its identity is wrong
+    capsys.readouterr()
+    assert main(["table2", "--runs", str(runs), "--out", str(tmp_path / "t"), "--no-run"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("warning") == 1 and "skipped 1 unreadable results.json" in err
+    (line,) = [ln for ln in err.splitlines() if str(tampered) in ln]
+    assert f"{tampered}: contradicts its own config: " in line and why in line, line
+    md = (tmp_path / "t" / "table2.md").read_text()
+    assert "| 20.00 |" in md and "43.21" not in md
+    sweep = main(["sweep", "--runs", str(runs), "--out", str(tmp_path / "s")])
+    assert sweep == 0 and "43.21" not in (tmp_path / "s" / "sweep.md").read_text()
+    assert str(tampered) in capsys.readouterr().err
+
+
+def test_records_as_written_agree_with_their_config(tmp_path):
+    """Every synthetic record (built as gsm.train.build_results builds them) passes the identity check, whatever its
+    experiment, variant, profile or overrides."""
+    from gsm.results import identity_problems, load_records
+
+    runs = tmp_path / "runs"
+    for exp, kw in (("table1/wrn_cifar10_gsoftmax", {}), ("table3/resnet101_coco_gsoftmax_mu0_sigma1@as_written", {}),
+                    ("table4/resnet101_nuswide_softmax", {"profile": "smoke"}),
+                    ("table2/resnet101_tiny_imagenet_gsoftmax_mu0_sigma2", {"overrides": ("dataset.subset=160",)})):
+        write_run(runs, exp, 1, **kw)
+    good, bad = load_records(runs)
+    assert len(good) == 4 and bad == [] and all(identity_problems(r) == [] for r in good)
+
+
+# --------------------------------------------------------------------------- test_outputs.pt
+
+
+def _outputs(multilabel: bool, n: int = 12, m: int = 5):
+    g = torch.Generator().manual_seed(0)
+    if multilabel:
+        x, t = torch.randn(n, m, 2, generator=g), (torch.rand(n, m, generator=g) < 0.4).long()
+        return x, torch.sigmoid(x[..., 0] - x[..., 1]), t
+    x = torch.randn(n, m, generator=g)
+    return x, torch.softmax(x, 1), torch.randint(0, m, (n,), generator=g)
+
+
+@pytest.mark.parametrize("multilabel", [False, True])
+def test_test_outputs_round_trip_and_the_file_before_schema_version(tmp_path, multilabel):
+    from gsm.results import OUTPUTS_SCHEMA_VERSION, read_test_outputs, write_test_outputs
+
+    x, p, t = _outputs(multilabel)
+    path = write_test_outputs(tmp_path / "test_outputs.pt", x, p, t, multilabel=multilabel)
+    blob = torch.load(path, weights_only=True)
+    assert blob["schema_version"] == OUTPUTS_SCHEMA_VERSION == 1 and set(blob) == {"schema_version", "x", "p", "targets"}
+    assert blob["x"].dtype == torch.float32 and blob["p"].dtype == torch.float16
+    assert blob["targets"].dtype == (torch.uint8 if multilabel else torch.int16)  # as the trainer has always stored them
+    out = read_test_outputs(path, multilabel=multilabel, num_classes=5, samples=12)
+    assert out.schema_version == 1 and out.multilabel == multilabel
+    assert torch.equal(torch.from_numpy(out.x), x) and torch.equal(torch.from_numpy(out.targets), t)
+    assert torch.allclose(torch.from_numpy(out.p), p, atol=1e-3)
+    assert torch.equal(torch.from_numpy(out.x_pos), x[..., 0] if multilabel else x)
+    legacy = tmp_path / "legacy.pt"  # what gsm.train.save_outputs wrote before the version key
+    torch.save({"x": x.float(), "p": p.half(), "targets": t.to(torch.uint8 if multilabel else torch.int16)}, legacy)
+    old = read_test_outputs(legacy, multilabel=multilabel, num_classes=5, samples=12)
+    assert old.schema_version == 0 and (old.x == out.x).all() and (old.p == out.p).all() and (old.targets == out.targets).all()
+
+
+def test_test_outputs_reader_names_the_file_and_what_is_wrong(tmp_path):
+    from gsm.results import OutputsError, read_test_outputs, write_test_outputs
+
+    x, p, t = _outputs(False)
+    cases = [
+        ({"schema_version": 2, "x": x, "p": p, "targets": t}, {}, "schema_version 2; this gsm reads test outputs of version 1"),
+        ({"x": x, "p": p, "targets": t, "logits": x}, {}, "keys this gsm does not know: logits"),
+        ({"x": x, "p": p}, {}, "not test outputs: no targets (keys: x, p)"),
+        ([x, p, t], {}, "a list, not test outputs"),
+        ({"x": x, "p": p, "targets": t.float()}, {}, "targets must be integers"),
+        ({"x": x[:, :4], "p": p, "targets": t}, {}, "x has shape (12, 4), expected (12, 5) or (12, 5, 2)"),
+        ({"x": x, "p": p, "targets": t + 5}, {}, "targets must be class indices in 0..4"),
+        ({"x": x, "p": p * 3, "targets": t}, {}, "p must be probabilities in [0, 1]"),
+        ({"x": x, "p": p, "targets": t}, {"num_classes": 6}, "outputs of 5 classes, but the run has 6"),
+        ({"x": x, "p": p, "targets": t}, {"samples": 13}, "outputs of 12 test images, but the run evaluated 13"),
+        ({"x": x, "p": p, "targets": t}, {"multilabel": True}, "are single-label, but the run is multi-label"),
+        ({"x": x, "p": p, "targets": torch.full((12, 5), 2)}, {}, "multi-label targets must be 0 or 1"),
+    ]
+    path = tmp_path / "test_outputs.pt"
+    for blob, expect, why in cases:
+        torch.save(blob, path)
+        with pytest.raises(OutputsError, match=re.escape(why)) as exc:
+            read_test_outputs(path, **expect)
+        assert str(exc.value).startswith(f"{path}: ")
+    with pytest.raises(OutputsError, match="p has shape"):  # the writer validates before writing
+        write_test_outputs(tmp_path / "w.pt", x, p[0], t, multilabel=False)
+    assert not (tmp_path / "w.pt").exists()
+    with pytest.raises(OutputsError, match="cannot read"):
+        read_test_outputs(tmp_path / "missing.pt")
+
+
+@pytest.mark.slow
+def test_a_real_run_passes_the_identity_check_and_its_outputs_read(cli):
+    """A real trainer run (digits, 1 epoch): its record agrees with its config and its test_outputs.pt reads."""
+    from gsm.results import identity_problems, load_records, read_test_outputs
+
+    proc = cli("dataset=digits", "head=gsoftmax", "trainer.epochs=1", "dataset.subset=64", "trainer.device=cpu")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (rec,), bad = load_records(cli.root / "runs")
+    assert bad == [] and identity_problems(rec) == []
+    out = read_test_outputs(rec.run_dir / "test_outputs.pt", multilabel=False, num_classes=10, samples=rec.test_samples)
+    assert out.p.shape == (rec.test_samples, 10)

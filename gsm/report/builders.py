@@ -23,9 +23,10 @@ from gsm.errors import ConfigError, DataError
 from gsm.grid import Grid, Row
 from gsm.paper import PaperRow
 from gsm.profiles import variant_name
-from gsm.report.render import (NOT_APPLICABLE, NOT_RECORDED, NOT_REPORTED, NOT_RUN, TableOutput, paper_text,
-                               seeds_text)
+from gsm.report.render import (NOT_APPLICABLE, NOT_RECORDED, NOT_REPORTED, NOT_RUN, TableOutput, md_table, md_text,
+                               paper_text, seeds_text)
 from gsm.report.stats import AP_KEY, Summary, ap_ttest, correlation, fmt_p, metric_values, paired_ttest, per_class_ap
+from gsm.report.sweep import differing_settings, settings_text
 from gsm.results import RunRecord
 
 CONVENTIONS = {
@@ -89,6 +90,14 @@ def conditions(grid: Grid, tables: str) -> list[str]:
         c = run_conditions(found)
         out.append(f"Our runs: epochs {c['epochs']}; image size {c['image size']}; device {c['device']}; "
                    f"git revision(s) {', '.join(sorted({r.git_rev or 'unknown' for r in found}))}.")
+        subsets = sorted({str(s) for r in found if (s := (r.config.get("dataset") or {}).get("subset")) is not None})
+        if subsets:
+            out.append(f"The runs use dataset.subset={'/'.join(subsets)}: at most that many images per split, not the "
+                       f"full splits the caption names.")
+        mixed = sorted(r.run_name or r.signature for r in found if len((r.environment or {}).get("segments") or []) > 1)
+        if mixed:
+            out.append(f"Resumed in another environment (trainer.resume_anyway=true; results.json environment.segments "
+                       f"says which epochs ran where): {', '.join(mixed)}.")
     else:
         out.append("No runs found yet.")
     out.append(f"Generated {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}.")
@@ -629,8 +638,46 @@ def _dist_summary(rec: RunRecord) -> str:
 HEAD_ORDER = {"softmax": 0, "lsoftmax": 1, "msml": 2, "gsoftmax": 3}
 
 
+def _split_text(runs: list[RunRecord]) -> str:
+    """The train / test images of the runs, each size with where it comes from: the full split or dataset.subset."""
+    sizes: dict[str, None] = {}
+    for r in runs:
+        subset = (r.config.get("dataset") or {}).get("subset")
+        train, test = ("?" if n is None else n for n in (r.train_samples, r.test_samples))
+        images = f"{train} train / {test} test images"
+        sizes[f"{images} ({'the full split' if subset is None else f'dataset.subset={subset}'})"] = None
+    return "; ".join(sizes)
+
+
+def _demo_section(title: str, runs: list[RunRecord], metrics: list[tuple[str, Callable[[RunRecord], str]]],
+                  dist_header: str) -> list[str]:
+    lines = [f"## {title}", ""]
+    if not runs:
+        return lines + ["No run.", ""]
+    differ = differing_settings(runs, shown=("trainer.epochs",))
+    lines += [md_text(f"Model {_join(r.model for r in runs)}; {_split_text(runs)}."), ""]
+    rows = []
+    for r in runs:
+        row: dict[str, Any] = {"head": r.head, **{h: f(r) for h, f in metrics}, "epochs": r.epochs, "seed": r.seed}
+        if differ:
+            row["settings that differ"] = settings_text(r, differ)
+        rows.append({**row, "train s": f"{r.train_time_s or 0:.0f}", dist_header: _dist_summary(r)})
+    text_columns = ("head", "settings that differ", dist_header)
+    df = pd.DataFrame(rows)
+    lines += [md_table(df, ["l" if c in text_columns else "r" for c in df.columns]), ""]
+    if differ:
+        lines += [md_text(f"These runs differ in more than the head and the seed: {', '.join(differ)} (the column "
+                          f"'settings that differ' gives each run's values); rows are comparable only where these agree."), ""]
+    return lines
+
+
 def demo_table(results: list[RunRecord]) -> str:
-    """The ``make demo`` table: digits (top-1 error) and digits_mosaic (mAP, C-F1, O-F1) per head, in percent."""
+    """The ``make demo`` table: digits (top-1 error) and digits_mosaic (mAP, C-F1, O-F1) per head, in percent.
+
+    What the header says of the runs (model, train / test images, the full split or ``dataset.subset``) is read
+    from the records, and settings in which runs differ beyond the head and the seed (e.g. ``dataset.subset``,
+    ``head.mu``; gsm.report.sweep.differing_settings) get a column and a note, so runs of other settings never
+    look like the same experiment. Text from records is escaped (gsm.report.render.md_text)."""
     single = sorted((r for r in results if r.dataset == "digits"), key=lambda r: (HEAD_ORDER.get(r.head, 9), r.seed))
     multi = sorted((r for r in results if r.dataset == "digits_mosaic"), key=lambda r: (HEAD_ORDER.get(r.head, 9), r.seed))
     if not single and not multi:
@@ -638,24 +685,17 @@ def demo_table(results: list[RunRecord]) -> str:
     lines = [
         "# gsm demo: the embedded digits sets (measured, not the paper's data)",
         "",
-        "Small ConvNet, CPU, one seed per row. Single-label: scikit-learn digits (1,347 train / 450 test);",
-        "multi-label: 2×2 digit mosaics (2,000 train / 600 test). Numbers in percent. μ, σ: learned G-softmax",
-        "parameters (mean [min, max] over classes; for multi-label, the positive column μ⁺, σ⁺).",
+        "One run (one seed) per row. Single-label: scikit-learn's 8x8 digits; multi-label: 2×2 mosaics of them. "
+        "Numbers in percent. μ, σ: learned G-softmax parameters (mean [min, max] over classes; for multi-label, "
+        "the positive column μ⁺, σ⁺).",
         "",
-        "## Single-label: digits",
-        "",
-        "| head | top-1 error (%) | epochs | seed | train s | learned μ, σ |",
-        "|---|---:|---:|---:|---:|---|",
     ]
-    for r in single:
-        lines.append(f"| {r.head} | {_pct(r.top1_error_frac)} | {r.epochs} | {r.seed} | {r.train_time_s or 0:.0f} "
-                     f"| {_dist_summary(r)} |")
-    lines += ["", "## Multi-label: digits_mosaic", "",
-              "| head | mAP (%) | C-F1 (%) | O-F1 (%) | epochs | seed | train s | learned μ⁺, σ⁺ |",
-              "|---|---:|---:|---:|---:|---:|---:|---|"]
-    for r in multi:
-        lines.append(f"| {r.head} | {_pct(r.mAP_frac)} | {_pct(r.CF1_frac)} | {_pct(r.OF1_frac)} | {r.epochs} | {r.seed} "
-                     f"| {r.train_time_s or 0:.0f} | {_dist_summary(r)} |")
+    lines += _demo_section("Single-label: digits", single, [("top-1 error (%)", lambda r: _pct(r.top1_error_frac))],
+                           "learned μ, σ")
+    lines += _demo_section("Multi-label: digits_mosaic", multi,
+                           [("mAP (%)", lambda r: _pct(r.mAP_frac)), ("C-F1 (%)", lambda r: _pct(r.CF1_frac)),
+                            ("O-F1 (%)", lambda r: _pct(r.OF1_frac))], "learned μ⁺, σ⁺")
     revs = sorted({r.git_rev or "unknown" for r in single + multi})
-    lines += ["", f"git revision(s): {', '.join(revs)}; device(s): {', '.join(sorted({_device(r) for r in single + multi}))}", ""]
+    lines += [md_text(f"git revision(s): {', '.join(revs)}; device(s): "
+                      f"{', '.join(sorted({_device(r) for r in single + multi}))}", block=True), ""]
     return "\n".join(lines)

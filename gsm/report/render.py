@@ -4,10 +4,18 @@ Every table has the same parts: a title, a one-sentence caption, a legend line f
 of empty cell, the table (text columns left-aligned, numeric columns right-aligned), the
 conditions of the runs, and notes. The LaTeX file is a ``table`` float that needs only
 ``\\usepackage{booktabs}`` (named in its first line); the conditions and notes are comments.
+
+Text is escaped for its format, because parts of it come from run records (class names, revisions,
+device names, config values): in Markdown every cell, condition and note goes through :func:`md_text`
+(one line; ``\\ | ` * _`` escaped, an HTML ``<`` as ``&lt;``, a leading ``# > + - =`` in a note), so a string as
+``"gsoftmax | 0.00 |\\n# heading"`` shows as itself instead of adding a column or a heading; in LaTeX
+cells are escaped by pandas (``escape="latex"``) after line breaks become spaces, the caption by
+:func:`tex_text`, and conditions and notes are comments on single lines.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,14 +65,14 @@ class TableOutput:
         return ["l" if c in self.text_columns else "r" for c in df.columns]
 
     def markdown(self) -> str:
-        lines = [f"# {self.title}", "", self.caption, "", f"*Legend:* {LEGEND}", "",
+        lines = [f"# {md_text(self.title)}", "", md_text(self.caption), "", f"*Legend:* {md_text(LEGEND)}", "",
                  md_table(self.display, self._aligns(self.display)), ""]
         for heading, df in self.extra:
-            lines += [f"## {heading}", "", md_table(df, self._aligns(df)), ""]
+            lines += [f"## {md_text(heading)}", "", md_table(df, self._aligns(df)), ""]
         if self.conditions:
-            lines += ["Conditions: " + " ".join(self.conditions), ""]
+            lines += ["Conditions: " + md_text(" ".join(self.conditions)), ""]
         if self.notes:
-            lines += ["Notes:", ""] + [f"- {n}" for n in self.notes]
+            lines += ["Notes:", ""] + [f"- {md_text(n, block=True)}" for n in self.notes]
         return "\n".join(lines).rstrip() + "\n"
 
     def latex(self) -> str:
@@ -94,8 +102,25 @@ def _comment(text: str, width: int = 110) -> list[str]:
     return ["% " + line for line in textwrap.wrap(text, width)]
 
 
+_MD_ESCAPES = {c: "\\" + c for c in "\\|`*"}
+_HTML_START = re.compile(r"<(?=[A-Za-z/!?])")  # where raw HTML (a tag, a comment) would begin
+_EMPHASIS_UNDERSCORE = re.compile(r"(?<!\w)_|_(?!\w)")  # "_" at a word's edge opens or closes emphasis
+_ENTITY = re.compile(r"&(?=#?\w+;)")  # "&lt;" in the text itself would render as "<"
+
+
+def md_text(v: Any, block: bool = False) -> str:
+    """Text as one line of Markdown that renders as itself: line breaks become spaces; backslash, ``|`` (a
+    cell boundary), backticks (code spans), ``*`` and ``_`` at a word's edge (emphasis) are backslash-escaped;
+    a ``<`` that would open HTML is written ``&lt;``, an ``&`` that would start an entity ``&amp;``. ``block``:
+    the text starts a line or a list item, so a leading ``#``, ``>``, ``+``, ``-`` or ``=`` (a heading, a quote,
+    a list, an underline) is escaped too; in a table cell they are plain characters."""
+    text = "".join(_MD_ESCAPES.get(ch, ch) for ch in " ".join(str(v).splitlines()))
+    text = _HTML_START.sub("&lt;", _ENTITY.sub("&amp;", _EMPHASIS_UNDERSCORE.sub(r"\\_", text)))
+    return "\\" + text if block and text[:1] in ("#", ">", "+", "-", "=") else text
+
+
 def _md_cell(v: Any) -> str:
-    return str(v).replace("|", "\\|").replace("*", "\\*").replace("\n", " ")
+    return md_text(v)
 
 
 def md_table(df: pd.DataFrame, aligns: list[str] | None = None) -> str:
@@ -113,9 +138,13 @@ _TEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "
                 "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "*": r"\textasteriskcentered{}"}
 
 
+def _one_line(v: Any) -> Any:
+    return " ".join(v.splitlines()) if isinstance(v, str) else v
+
+
 def tex_text(s: str) -> str:
     """Plain text as LaTeX: special characters escaped, the tables' Unicode as LaTeX symbols."""
-    s = s.replace("**", "").replace("`", "")  # Markdown emphasis and code spans
+    s = " ".join(s.replace("**", "").replace("`", "").splitlines())  # Markdown emphasis and code spans; one line
     return _tex_symbols("".join(_TEX_ESCAPES.get(ch, ch) for ch in s))
 
 
@@ -127,6 +156,7 @@ def _tex_symbols(s: str) -> str:
 
 def styler_latex(df: pd.DataFrame, aligns: list[str], caption: str, label: str) -> str:
     """One ``table`` float through pandas' Styler (booktabs rules), cells and headers LaTeX-escaped."""
+    df = df.rename(columns=_one_line).apply(lambda col: col.map(_one_line))  # a blank line would end the tabular
     sty = df.style.hide(axis="index").format(escape="latex").format_index(escape="latex", axis=1)
     body = sty.to_latex(hrules=True, column_format="".join(aligns), position="t", position_float="centering",
                         caption=tex_text(caption), label=label)

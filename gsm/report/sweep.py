@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from gsm import runs
-from gsm.report.render import md_table, seeds_text
+from gsm.report.render import md_table, md_text, seeds_text
 from gsm.results import RunRecord
 
 # (record key, column label) of the headline metrics, in percent
@@ -39,6 +39,33 @@ def settings(rec: RunRecord) -> dict[str, Any]:
     payload = runs.signature_payload(rec.config)
     payload.pop("seed", None)
     return flatten(payload)
+
+
+def differing_settings(records: list[RunRecord], shown: tuple[str, ...] = ()) -> list[str]:
+    """The settings (dotted keys) in which runs differ beyond what a table shows of them: a ``head.*`` key
+    whose value differs between runs of the same head (heads have different keys by nature), any other key
+    whose value differs between any of the runs; ``head.name`` and the keys in ``shown`` (a table's own
+    columns, e.g. ``trainer.epochs``) are left out. [] when rows of the same head are the same but for the seed."""
+    flat = [settings(r) for r in records]
+    by_head: dict[Any, list[dict[str, Any]]] = {}
+    for f in flat:
+        by_head.setdefault(f.get("head.name"), []).append(f)
+    keys = sorted(set().union(*flat)) if flat else []
+    out = []
+    for k in keys:
+        if k == "head.name" or k in shown:
+            continue
+        groups = by_head.values() if k.startswith("head.") else [flat]
+        if any(len({json.dumps(f.get(k), sort_keys=True, default=str) for f in g}) > 1 for g in groups):
+            out.append(k)
+    return out
+
+
+def settings_text(rec: RunRecord, keys: list[str]) -> str:
+    """``key=value; ...`` of the run's values of ``keys`` (keys it has no value for left out; ``—`` for none)."""
+    flat = settings(rec)
+    parts = [f"{k}={_cell(flat[k])}" for k in keys if k in flat]
+    return "; ".join(parts) if parts else "—"
 
 
 def varying_keys(records: list[RunRecord]) -> list[str]:
@@ -82,7 +109,7 @@ def sweep_markdown(records: list[RunRecord], runs_dir: str) -> tuple[str, pd.Dat
     """The sweep table as Markdown (and its numeric frame for the CSV)."""
     display, numeric, keys = sweep_frames(records)
     aligns = ["l" if c in keys or c in ("settings", "seeds") else "r" for c in display.columns]
-    head = (f"# Sweep: {len(records)} runs under {runs_dir}, {len(display)} settings\n\n"
-            f"Columns: the settings that differ across the runs ({', '.join(keys) if keys else 'none: one setting'}), "
+    head = (f"# Sweep: {len(records)} runs under {md_text(runs_dir)}, {len(display)} settings\n\n"
+            f"Columns: the settings that differ across the runs ({md_text(', '.join(keys)) if keys else 'none: one setting'}), "
             f"then the headline metrics in percent (mean ± sample std over seeds, ddof = 1).\n\n")
     return head + md_table(display, aligns) + "\n", numeric
