@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 TORCH := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install demo test clean-demo table1 table2 table3 table4 table5 table6 figures sweep estimate
+.PHONY: install demo test clean-demo table1 table2 table3 table4 table5 table6 figures sweep estimate status
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -56,3 +56,9 @@ sweep: $(STAMP)
 TABLE ?= table1
 estimate: $(STAMP)
 	$(BIN)/python -m gsm.reproduce $(TABLE) --estimate --profile $(PROFILE) --launcher $(LAUNCHER) $(TABLE_ARGS)
+
+# Every run of TABLE's grid and its state (finished with its metric, training with epoch and ETA, interrupted,
+# failed with its error line, not started), totals and the hours left; reads only the runs folder, so it works
+# while a sweep runs, on any launcher: make status TABLE=table3 PROFILE=smoke (TABLE_ARGS="--seeds 0,1,2" for several seeds).
+status: $(STAMP)
+	$(BIN)/python -m gsm.reproduce status $(TABLE) --profile $(PROFILE) $(TABLE_ARGS)

@@ -186,6 +186,18 @@ class Grid:
     def get(self, experiment: str | None) -> Row | None:
         return self.rows.get(experiment) if experiment else None
 
+    def seeds_of(self, experiment: str, seeds: list[int] | None = None) -> list[int]:
+        """The seeds a row should have: ``seeds`` (``--seeds``), else those of its finished runs, else its config's."""
+        row = self.rows[experiment]
+        return list(seeds) if seeds else (row.seeds or [int(row.config.get("seed", 0))])
+
+    def run_dir(self, experiment: str, seed: int) -> Path | None:
+        """The folder of the row's run with ``seed`` if the trainer has made it, found as the trainer finds it:
+        ``<runs>/<dataset>/*-<signature>`` (gsm.runs.find_run_dir), whether or not the run has finished."""
+        row = self.rows[experiment]
+        sig = runs.signature({**row.config, "seed": int(seed)})
+        return runs.find_run_dir(self.runs_dir / str(row.config["dataset"]["name"]), sig)
+
     def missing(self, seeds: list[int] | None = None) -> list[str]:
         """Experiments without any run (or, with ``seeds``, without a run for one of them)."""
         if seeds:

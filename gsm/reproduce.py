@@ -10,8 +10,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from gsm import paper
@@ -27,12 +29,22 @@ Commands:
   table1 ... table6  train the runs of that table's grid that are missing (the real trainer, through
                      the chosen Hydra launcher), then write <out>/tableN.md, .csv and .tex: every paper
                      row, our value next to the paper's, the seeds and conditions of our runs, and
-                     "not run" where a row has no run. table1 also draws Figures 3, 5, 6, 7 and table3
+                     "not run" where a row has no run ("running" with --no-run for a row whose run is
+                     training now). table1 also draws Figures 3, 5, 6, 7 and table3
                      Figures 4 and 8 (PNG and PDF, with a caption file each).
   figures            draw Figures 3-8 from the runs that exist (no training).
   demo               the table of make demo (the embedded digits sets).
   sweep              one table of every run under --runs: the settings that differ, headline metrics,
                      seeds collapsed to mean +- std with n (written as sweep.md and sweep.csv).
+  status TABLE       every run of TABLE's grid (with --profile, --seeds, --as-written, -o as for the table)
+                     and its state: finished (its metric), training (epoch k of n, ETA, pid and host
+                     from the run's lock), interrupted (its checkpoint's epoch), failed (the error line
+                     and train.log's path), not started; totals and the hours left. It reads only the
+                     runs folder and writes nothing: use it while a sweep runs, on any launcher.
+
+Launchers (--launcher): their settings are plain overrides, -o hydra.launcher.<key>=<value> (e.g.
+--launcher slurm -o hydra.launcher.partition=gpu). The seeds are --seeds (not -o seed=...), the runs
+folder --runs; Ctrl-C stops the trainer as it stops on its own (its last checkpoint kept), exit 130.
 
 --as-written (table2, table3, table4): the paper rows' G-softmax recipes update mu, sigma as the
 authors' released code does (head.dist_update=release). With --as-written the grid also holds, for
@@ -41,7 +53,11 @@ it, eqs. 9-10), trains it if missing, and writes <out>/tableN_as_written.md, .cs
 paper's number, ours as released and ours as written for every row (softmax and L-softmax rows have
 no mu, sigma: the same run fills both). Works with --profile, --no-run, --seeds and --estimate.
 
-Tables and figures read only results.json and test_outputs.pt of the runs.
+Tables and figures read only results.json and test_outputs.pt of the runs. A results.json that cannot
+be read or whose identity (dataset, model, head, mu, sigma, lam, seed, epochs, signature, ...)
+contradicts its own config, and a damaged or foreign test_outputs.pt, are skipped with a warning
+naming the file and what is wrong; everything else is still written. Text from records is escaped
+in the Markdown and LaTeX outputs.
 
 Examples:
   gsm-tables table1 --profile smoke           tiny CPU runs on generated fixtures, in minutes
@@ -50,6 +66,7 @@ Examples:
   gsm-tables table2 --estimate                what the missing runs would cost, without training
   gsm-tables table3 --as-written              also the paper's method as written (make table3 TABLE_ARGS=--as-written)
   gsm-tables sweep --runs outputs/runs        read a sweep
+  gsm-tables status table3 --profile smoke    what each run of Table III is doing (make status TABLE=table3)
 """
 
 
@@ -77,8 +94,12 @@ def ensure_fixtures(out_dir: Path, sizes: dict[str, dict] | None = None) -> Path
 
 
 def launch_commands(grid: Grid, experiments: list[str], launcher: str = "basic",
-                    seeds: list[int] | None = None) -> list[list[str]]:
-    """One ``train.py -m`` command per set of overrides (models take different knobs, so groups differ)."""
+                    seeds: list[int] | None = None, hydra_overrides: list[str] | tuple[str, ...] = ()) -> list[list[str]]:
+    """One ``train.py -m`` command per set of overrides (models take different knobs, so groups differ).
+
+    ``hydra_overrides`` (``-o hydra.launcher.partition=gpu``) follow ``hydra/launcher=<launcher>`` as they are:
+    the launcher's config has their keys once the launcher is chosen (:func:`check_hydra_overrides`), so they
+    need no ``+``. They are no part of the grid's rows (a row's config has no ``hydra`` node)."""
     groups: dict[tuple[str, ...], list[str]] = {}
     for exp in experiments:
         groups.setdefault(tuple(grid.rows[exp].launch_overrides()), []).append(exp)
@@ -91,25 +112,75 @@ def launch_commands(grid: Grid, experiments: list[str], launcher: str = "basic",
         cmd = [*entry, "-m", "experiment=" + names, *overrides, f"output_root={grid.output_root()}"]
         if launcher and launcher != "basic":
             cmd.append(f"hydra/launcher={launcher}")
+        cmd += list(hydra_overrides)
         if seeds:
             cmd.append("seed=" + ",".join(str(s) for s in seeds))
         cmds.append(cmd)
     return cmds
 
 
-def launch(grid: Grid, experiments: list[str], launcher: str = "basic", seeds: list[int] | None = None) -> None:
-    """Run the trainer for ``experiments``, streaming its output; raise LaunchError if it fails."""
-    for cmd in launch_commands(grid, experiments, launcher, seeds):
+def launch(grid: Grid, experiments: list[str], launcher: str = "basic", seeds: list[int] | None = None,
+           hydra_overrides: list[str] | tuple[str, ...] = ()) -> None:
+    """Run the trainer for ``experiments``, streaming its output; raise LaunchError if it fails, Interrupted on
+    Ctrl-C (after the trainer has stopped: it keeps its last checkpoint)."""
+    for cmd in launch_commands(grid, experiments, launcher, seeds, hydra_overrides):
         printable = " ".join(_quote(c) for c in cmd)
         print(f"gsm-tables: running {printable}", flush=True)
         cwd = REPO if (REPO / "train.py").exists() else None
-        proc = subprocess.run(cmd, cwd=cwd, env={**os.environ, "HYDRA_FULL_ERROR": os.environ.get("HYDRA_FULL_ERROR", "0")})
-        if proc.returncode != 0:
+        code, interrupted = _run_trainer(cmd, cwd, {**os.environ, "HYDRA_FULL_ERROR": os.environ.get("HYDRA_FULL_ERROR", "0")})
+        if interrupted or code in (130, -signal.SIGINT):  # Ctrl-C here, or in the trainer alone
+            raise Interrupted(INTERRUPTED_LAUNCH)
+        if code != 0:
             raise LaunchError(
-                f"the trainer failed (exit {proc.returncode}); its output is above. Command:\n  {printable}\n"
+                f"the trainer failed (exit {code}); its output is above. Command:\n  {printable}\n"
                 f"Finished runs are kept: rerunning the same gsm-tables command resumes the rest."
             )
     grid.refresh()
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, with what it stopped (gsm-tables ends in this one line and exit code 130)."""
+
+
+INTERRUPTED_LAUNCH = ("interrupted; the trainer stopped (runs that finished are kept, an unfinished one keeps its last "
+                      "checkpoint): rerun the same command to resume")
+
+
+# After a Ctrl-C, what the trainer gets if it is still running: (signal, seconds after the previous step)
+STOP_STEPS = ((signal.SIGINT, 5.0), (signal.SIGTERM, 60.0), (signal.SIGKILL, 60.0))
+
+
+def _run_trainer(cmd: list[str], cwd: Path | None, env: dict[str, str]) -> tuple[int, bool]:
+    """Run the trainer to its end: (exit code, whether Ctrl-C came meanwhile). Ctrl-C does not raise here: the
+    trainer stops as it does on its own (one line, its last checkpoint intact). In a terminal it got the SIGINT too;
+    if it still runs 5 s later (``kill -INT`` of gsm-tables alone) it gets one, then SIGTERM (it stops after the
+    epoch's checkpoint), then SIGKILL; a further Ctrl-C takes the next step at once. The handler is set before the
+    trainer starts, so the trainer starts with Ctrl-C at its default even where gsm-tables started with it ignored."""
+    hits: list[None] = []
+    try:
+        previous = signal.signal(signal.SIGINT, lambda *_: hits.append(None))
+    except ValueError:  # not the main thread: Ctrl-C is not ours to handle
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env)
+        return proc.wait(), False
+    try:
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env)
+        sent, seen, since = 0, 0, 0.0
+        while proc.poll() is None:
+            try:
+                proc.wait(timeout=0.2)
+            except subprocess.TimeoutExpired:
+                pass
+            if not hits or proc.poll() is not None:
+                continue
+            now = time.monotonic()
+            if not seen:
+                seen, since = 1, now
+            if sent < len(STOP_STEPS) and (len(hits) > seen or now - since >= STOP_STEPS[sent][1]):
+                proc.send_signal(STOP_STEPS[sent][0])
+                sent, seen, since = sent + 1, len(hits), now
+        return proc.returncode, bool(hits)
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _quote(arg: str) -> str:
@@ -126,13 +197,20 @@ def table_numbers() -> list[int]:
 
 
 def commands() -> list[str]:
-    return ["demo", *(f"table{i}" for i in table_numbers()), "figures", "sweep"]
+    return ["demo", *(f"table{i}" for i in table_numbers()), "figures", "sweep", "status"]
+
+
+def grid_commands() -> list[str]:
+    """The commands with a grid of runs (what ``status`` takes)."""
+    return [*(f"table{i}" for i in table_numbers()), "figures"]
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="gsm-tables", description=__doc__.split("\n\n")[0] + "\n\n" + HELP,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("table", choices=commands(), metavar="command", help="one of: " + ", ".join(commands()))
+    p.add_argument("target", nargs="?", default=None, metavar="TABLE",
+                   help="status only: the table whose runs to show (table1 ... table6, figures)")
     p.add_argument("--profile", choices=sorted(PROFILES), default="full",
                    help="full: the paper's recipes; smoke: tiny CPU runs on generated fixtures (default: full)")
     p.add_argument("--runs", type=Path, default=None,
@@ -142,12 +220,14 @@ def _parser() -> argparse.ArgumentParser:
                    help="figures folder (default: outputs/figures; smoke: outputs/smoke/figures)")
     p.add_argument("--launcher", default="basic",
                    help="Hydra launcher for the missing runs: basic (one after another, here), gsm_ray, slurm "
-                        "(gsm/configs/hydra/launcher/), or any installed launcher plugin name (default: basic)")
+                        "(gsm/configs/hydra/launcher/), or an installed launcher plugin (ray, submitit_slurm, ...); its "
+                        "settings as plain overrides, e.g. -o hydra.launcher.partition=gpu (default: basic)")
     p.add_argument("--no-run", action="store_true", help="only read existing results; do not train missing rows")
     p.add_argument("--seeds", default=None,
                    help="comma-separated seeds every row should have, e.g. 0,1,2 (default: one run per row, seed from config)")
     p.add_argument("--override", "-o", action="append", default=[], metavar="KEY=VALUE",
-                   help="extra Hydra override for every run of the grid (repeatable), e.g. -o trainer.amp=none")
+                   help="extra Hydra override for every run of the grid (repeatable), e.g. -o trainer.amp=none; "
+                        "hydra.launcher.<key>=... sets the --launcher's <key> (the seeds are --seeds, the runs folder --runs)")
     p.add_argument("--as-written", action="store_true",
                    help="table2/3/4 only: also train every G-softmax row with head.dist_update=autograd (the paper's "
                         "method as written) and write tableN_as_written.{md,csv,tex}: the paper's number, ours as "
@@ -162,16 +242,20 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
     try:
+        args = _parser().parse_args(argv)
         if args.estimate and not args.table.startswith("table"):
             raise ConfigError(f"--estimate applies to table1 ... table6, not to {args.table}")
+        check_options(args)
         if args.as_written:
             from gsm.report import AS_WRITTEN_TABLES
 
-            if args.table not in [f"table{n}" for n in AS_WRITTEN_TABLES]:
+            name = args.target if args.table == "status" else args.table
+            if name not in [f"table{n}" for n in AS_WRITTEN_TABLES]:
                 raise ConfigError(f"--as-written applies to {', '.join(f'table{n}' for n in AS_WRITTEN_TABLES)} (their "
-                                  f"G-softmax recipes follow the released code), not to {args.table}")
+                                  f"G-softmax recipes follow the released code), not to {name}")
+        if args.table == "status":
+            return _status(args)
         if args.table == "demo":
             return _demo(args)
         if args.table == "sweep":
@@ -182,6 +266,108 @@ def main(argv: list[str] | None = None) -> int:
     except GsmError as exc:
         print(f"gsm-tables: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as exc:  # Ctrl-C anywhere (a launch, a table, the estimate): one line
+        print(f"gsm-tables: {exc if isinstance(exc, Interrupted) else 'interrupted'}", file=sys.stderr)
+        return 130
+
+
+# --------------------------------------------------------------------------- options that cannot apply
+
+# -o keys that gsm-tables itself decides, and the option that sets them
+OWN_KEYS = {
+    "seed": "the seeds of the grid's runs are chosen by --seeds (e.g. --seeds 7, or --seeds 0,1,2 for three runs per row)",
+    "output_root": "the runs folder is chosen by --runs (runs are written to <output_root>/runs: --runs <output_root>/runs)",
+    "experiment": "the experiments are the table's rows: choose the table (gsm-tables table1 ... table6)",
+    "hydra/launcher": "the launcher is chosen by --launcher (e.g. --launcher slurm)",
+}
+
+
+def is_hydra_override(override: str) -> bool:
+    """``hydra.launcher.partition=gpu`` and other ``hydra.*`` settings: of the launch, not of a run."""
+    return override.lstrip("+~").startswith("hydra.")
+
+
+def check_options(args: argparse.Namespace) -> None:
+    """An option that cannot apply is a ConfigError naming the option that does (one line, exit 2)."""
+    if args.table == "status":
+        if args.target not in grid_commands():
+            raise ConfigError(f"status needs the table whose runs to show, one of {', '.join(grid_commands())}"
+                              + (f" (not {args.target!r})" if args.target else "") + ", e.g. gsm-tables status table3")
+    elif args.target is not None:
+        raise ConfigError(f"unexpected argument {args.target!r}: only 'gsm-tables status TABLE' takes a second one")
+    for ov in args.override:
+        key = ov.split("=", 1)[0].lstrip("+~")
+        if key in OWN_KEYS:
+            raise ConfigError(f"-o {ov}: {OWN_KEYS[key]}")
+    if args.table in ("demo", "sweep") and (args.override or args.seeds):
+        raise ConfigError(f"{'-o' if args.override else '--seeds'} applies to the grid of a table (table1 ... table6, "
+                          f"figures, status); {args.table} tables every run under --runs as it is")
+    name, _, count = args.launcher.partition(":")
+    hydra_ovs = [ov for ov in args.override if is_hydra_override(ov)]
+    if args.table == "status":  # the same options as the table command are accepted; the launch ones change no row
+        return
+    trains = args.table.startswith("table") and not args.no_run and not args.estimate
+    if (name != "basic" or count or hydra_ovs) and not (trains or args.estimate):
+        what = f"--launcher {args.launcher}" if name != "basic" or count else f"-o {hydra_ovs[0]}"
+        why = ("--no-run launches nothing" if args.no_run else f"{args.table} trains nothing")
+        raise ConfigError(f"{what} does nothing here: {why}; drop it"
+                          + (", or drop --no-run to train the missing runs" if args.no_run else ""))
+    if count and not args.estimate:
+        raise ConfigError(f"--launcher {args.launcher}: ':{count}' (GPUs in parallel) applies to --estimate only; a launch "
+                          f"takes its parallelism from the launcher's settings (e.g. -o hydra.launcher.array_parallelism=8)")
+    if name != "basic" or hydra_ovs:
+        check_hydra_overrides(name, hydra_ovs)
+
+
+def check_hydra_overrides(launcher: str, overrides: list[str]) -> None:
+    """``launcher`` is one of Hydra's launchers here (gsm's presets in gsm/configs/hydra/launcher/, Hydra's basic,
+    installed plugins) and every ``hydra.*`` override is a setting of its config, as ``train.py -m
+    hydra/launcher=<launcher> <overrides>`` composes it; else a ConfigError naming the launcher that has the key."""
+    import difflib
+
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from gsm.grid import CONFIG_DIR
+    from gsm.runs import register_resolvers
+
+    register_resolvers()
+    errors = (HydraException, OmegaConfBaseException)
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3", job_name="train"):
+        options = GlobalHydra.instance().config_loader().get_group_options("hydra/launcher")
+        ours = sorted(p.stem for p in (CONFIG_DIR / "hydra" / "launcher").glob("*.yaml"))
+        if launcher not in options:
+            plugins = [o for o in options if o not in ours and o != "basic"]
+            close = difflib.get_close_matches(launcher, options, 1)
+            raise ConfigError(f"--launcher {launcher!r} is no Hydra launcher; valid: basic (Hydra's: one run after "
+                              f"another, here), {', '.join(ours)} (gsm's presets, gsm/configs/hydra/launcher/)"
+                              + (f", {', '.join(plugins)} (installed Hydra plugins)" if plugins else "")
+                              + (f"; did you mean {close[0]}?" if close else ""))
+
+        def composes(name: str, ovs: list[str]) -> Exception | None:
+            try:
+                compose("train", overrides=[f"hydra/launcher={name}", *ovs], return_hydra_config=True)
+            except errors as exc:
+                return exc
+            return None
+
+        alone = composes(launcher, [])
+        if alone is not None:
+            raise ConfigError(f"--launcher {launcher}: {str(alone).splitlines()[0]} (is its Hydra plugin installed? "
+                              f"pip install 'gsm[sweep]')")
+        for ov in overrides:
+            exc = composes(launcher, [ov])
+            if exc is None:
+                continue
+            key = ov.split("=", 1)[0].lstrip("+~")
+            setting = key.removeprefix("hydra.launcher.")
+            others = [o for o in options if o != launcher and composes(o, [ov]) is None]
+            if others and setting != key:
+                raise ConfigError(f"-o {ov}: the {launcher} launcher has no setting {setting}; it is a setting of "
+                                  f"--launcher {', '.join(others)}")
+            raise ConfigError(f"-o {ov}: not a setting of the {launcher} launcher ({str(exc).splitlines()[0]})")
 
 
 def _parse_seeds(text: str | None) -> list[int] | None:
@@ -250,6 +436,7 @@ def _experiments_for(command: str, as_written: bool = False) -> list[str]:
 def _run_table(args: argparse.Namespace) -> int:
     from gsm import figures
     from gsm.report import as_written_table, build_table, table_figures
+    from gsm.status import mark_running, training_now
 
     profile = PROFILES[args.profile]
     root = Path(profile.output_root)
@@ -259,8 +446,8 @@ def _run_table(args: argparse.Namespace) -> int:
     fixtures_dir = (runs_dir.parent if runs_dir.name == "runs" else root) / "fixtures"
     seeds = _parse_seeds(args.seeds)
     launch_missing = not args.no_run and args.table != "figures"
-    grid = Grid(_experiments_for(args.table, args.as_written), profile, runs_dir, args.override,
-                fixtures_dir.resolve() if profile.fixtures else None)
+    grid = Grid(_experiments_for(args.table, args.as_written), profile, runs_dir,
+                [ov for ov in args.override if not is_hydra_override(ov)], fixtures_dir.resolve() if profile.fixtures else None)
     if launch_missing:
         missing = grid.missing(seeds)
         if missing:
@@ -268,7 +455,7 @@ def _run_table(args: argparse.Namespace) -> int:
                   f"(profile {profile.name}, launcher {args.launcher})", flush=True)
             if profile.fixtures:
                 ensure_fixtures(fixtures_dir, profile.fixture_sizes)
-            launch(grid, missing, args.launcher, seeds)
+            launch(grid, missing, args.launcher, seeds, [ov for ov in args.override if is_hydra_override(ov)])
             still = grid.missing(seeds)
             if still:
                 print(f"gsm-tables: warning: the trainer finished but no matching results.json was found for: "
@@ -281,11 +468,14 @@ def _run_table(args: argparse.Namespace) -> int:
         written += figures.make_figures(grid, fig_out)
     else:
         number = int(args.table[5:])
+        live = training_now(grid, seeds) if args.no_run else {}  # rows being trained right now say "running"
         table = build_table(number, grid)
+        mark_running(table, number, grid, live)
         written += table.write(out)
         print(table.markdown())
         if args.as_written:
             both = as_written_table(number, grid)
+            mark_running(both, number, grid, live)
             written += both.write(out)
             print(both.markdown())
         if table_figures(number):
@@ -295,9 +485,31 @@ def _run_table(args: argparse.Namespace) -> int:
     return 0
 
 
+def _status(args: argparse.Namespace) -> int:
+    """``gsm-tables status TABLE``: every run of the table's grid and its state, from the runs folder alone."""
+    from gsm.status import grid_status, render
+
+    profile = PROFILES[args.profile]
+    runs_dir = args.runs or Path(profile.output_root) / "runs"
+    run_ovs = [ov for ov in args.override if not is_hydra_override(ov)]
+    grid = Grid(_experiments_for(args.target, args.as_written), profile, runs_dir, run_ovs)
+    warn_unreadable(grid.unreadable)
+    tables = [args.target] if args.target != "figures" else ["table1", "table3"]  # the figures plot their rows
+    estimate = " and ".join(" ".join(["gsm-tables", t, "--estimate", "--profile", profile.name,
+                                      *(["--as-written"] if args.as_written else []),
+                                      *(f"-o {_quote(ov)}" for ov in run_ovs)]) for t in tables)
+    print(render(args.target, grid, grid_status(grid, _parse_seeds(args.seeds)), estimate), end="")
+    return 0
+
+
 def cli() -> None:
     """Console script ``gsm-tables``."""
-    sys.exit(main())
+    try:
+        code = main()
+    except KeyboardInterrupt:  # between main's own handlers (e.g. while Python starts up or shuts down)
+        print("gsm-tables: interrupted", file=sys.stderr)
+        code = 130
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -906,6 +906,10 @@ def _run(cfg: DictConfig, dist: Dist, device: torch.device, wall_start: float) -
             _record_invocation(run_dir, cfg)
         dist.barrier()  # every rank now sees the same checkpoint state
         return _train(cfg, dist, device, wall_start, sig, amp, batch_size, splits, model, run_dir, env, num_workers, compiled)
+    except GsmError as exc:  # the run's own log ends with the line the user sees (gsm-tables status reads it)
+        if log_handler is not None:
+            log_handler.emit(logging.LogRecord("gsm.train", logging.ERROR, __file__, 0, "gsm: error: %s", (exc,), None))
+        raise
     finally:
         if log_handler is not None:
             logging.getLogger().removeHandler(log_handler)

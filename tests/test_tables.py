@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -164,13 +165,9 @@ def test_paired_test_uses_only_common_seeds(tmp_path):
 
 def test_results_of_other_settings_are_not_attached(tmp_path):
     runs = tmp_path / "runs"
-    path = write_run(runs, "table1/wrn_cifar10_softmax", 0, top1_error=0.05)
-    res = read(path)
-    res["config"]["trainer"]["epochs"] = 7  # another recipe: not this row
-    res["schema_version"] = 2
-    other = path.parent.parent / "wrn-softmax-other" / "results.json"
-    other.parent.mkdir()
-    other.write_text(json.dumps(res))
+    write_run(runs, "table1/wrn_cifar10_softmax", 0, top1_error=0.05)
+    write_run(runs, "table1/wrn_cifar10_softmax", 0, top1_error=0.05, overrides=("trainer.epochs=7",),
+              schema_version=2)  # another recipe: not this row
     grid = grid_for(1, runs)
     assert grid.rows["table1/wrn_cifar10_softmax"].seeds == [0] and len(grid.unmatched) == 1
     out = build_table(1, grid)
@@ -444,17 +441,22 @@ def test_launch_commands_group_by_model_and_pass_launcher_and_seeds(tmp_path):
 
 
 def test_launch_failure_is_a_clear_error(tmp_path, monkeypatch, capsys):
-    import subprocess
-
     import gsm.reproduce
 
     calls = []
 
-    def fake_run(cmd, **kw):
-        calls.append(cmd)
-        return subprocess.CompletedProcess(cmd, 3)
+    class FakeTrainer:  # launch waits on a subprocess.Popen (for Ctrl-C): this trainer exits at once with code 3
+        def __init__(self, cmd, **kw):
+            calls.append(cmd)
+            self.returncode = 3
 
-    monkeypatch.setattr(gsm.reproduce.subprocess, "run", fake_run)
+        def poll(self):
+            return self.returncode
+
+        def wait(self, timeout=None):
+            return self.returncode
+
+    monkeypatch.setattr(gsm.reproduce.subprocess, "Popen", FakeTrainer)
     grid = Grid(paper.experiments(3), "full", tmp_path / "runs")
     with pytest.raises(LaunchError, match="exit 3"):
         launch(grid, grid.missing())
@@ -718,3 +720,342 @@ def test_as_written_launch_commands_and_estimate(tmp_path, monkeypatch):
     configs = gsm.estimate.compose_experiments(seen[1], "smoke", [])
     assert all(configs[n]["head"]["dist_update"] == "autograd" for n in names)
     assert configs[paper.experiments(3)[1]]["head"]["dist_update"] == "release"
+
+
+# --------------------------------------------------------------------------- text from records; settings that differ
+
+HOSTILE = "gsoftmax | 0.00 |\n# heading `code` <b>bold</b> *em* _u_"
+SHOWN = " ".join(HOSTILE.splitlines())  # what a reader must see: the text itself, on one line
+
+
+def rendered(md: str) -> dict[str, list]:
+    """Headings, tables (rows of cell texts) and other text blocks of Markdown, as a Markdown renderer
+    (Python-Markdown with its tables extension) reads them."""
+    import markdown
+    from html.parser import HTMLParser
+
+    class Blocks(HTMLParser):
+        def __init__(self):
+            super().__init__(convert_charrefs=True)
+            self.out: dict[str, list] = {"headings": [], "tables": [], "text": []}
+            self.buf: list[str] | None = None
+            self.tag = None
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "table":
+                self.out["tables"].append([])
+            elif tag == "tr":
+                self.out["tables"][-1].append([])
+            elif tag in ("h1", "h2", "h3", "h4", "h5", "h6", "p", "li", "td", "th"):
+                self.buf, self.tag = [], tag
+
+        def handle_endtag(self, tag):
+            if tag != self.tag or self.buf is None:
+                return
+            text = "".join(self.buf)
+            kind = "headings" if tag.startswith("h") and tag != "th" else "text" if tag in ("p", "li") else None
+            if kind:
+                self.out[kind].append(text)
+            else:
+                self.out["tables"][-1][-1].append(text)
+            self.buf = self.tag = None
+
+        def handle_data(self, data):
+            if self.buf is not None:
+                self.buf.append(data)
+
+    parser = Blocks()
+    html = markdown.markdown(md, extensions=["tables"])
+    assert "<b>" not in html and "<code>" not in html, html  # no markup from the records
+    assert html.count("<em>") == html.count("<em>Legend:</em>"), html  # the tables' own legend only
+    parser.feed(html)
+    return parser.out
+
+
+def _retitle(path: Path, **config_head: Any) -> None:
+    """Give a record another head name consistently (field, config and signature): a foreign but coherent record."""
+    from gsm import runs as gruns
+
+    data = json.loads(path.read_text())
+    data["config"]["head"].update(config_head)
+    data["head"] = data["config"]["head"]["name"]
+    data["signature"] = gruns.signature(data["config"])
+    path.write_text(json.dumps(data))
+
+
+def test_demo_escapes_record_text_and_shows_the_settings_that_differ(tmp_path, capsys):
+    """gsm-tables demo on runs of other settings (dataset.subset 160 vs the full split, mu 0 vs 0.3) and records
+    whose strings carry Markdown: the rows say how they differ, the header claims the full split only for the runs
+    that used it, and the record text shows as itself (no extra column, heading or markup)."""
+    from synthetic_runs import demo_config
+
+    runs = tmp_path / "runs"
+    write_run(runs, None, 0, config=demo_config("digits", "softmax"), top1_error=0.05, git_rev=HOSTILE)
+    write_run(runs, None, 0, config=demo_config("digits", "gsoftmax"), top1_error=0.04)
+    write_run(runs, None, 0, config=demo_config("digits", "gsoftmax", overrides=("head.mu=0.3", "dataset.subset=160")),
+              top1_error=0.11, train_samples=160, n_test=160)
+    mosaic = write_run(runs, None, 0, config=demo_config("digits_mosaic", "softmax"), mAP=0.8)
+    _retitle(mosaic, name=HOSTILE)
+    assert main(["demo", "--runs", str(runs), "--out", str(tmp_path / "t")]) == 0
+    assert "warning" not in capsys.readouterr().err  # a coherent record is shown, escaped
+    out = rendered((tmp_path / "t" / "demo.md").read_text())
+    assert out["headings"] == ["gsm demo: the embedded digits sets (measured, not the paper's data)",
+                               "Single-label: digits", "Multi-label: digits_mosaic"]
+    single, multi = out["tables"]
+    assert all(len(r) == len(single[0]) for r in single) and all(len(r) == len(multi[0]) for r in multi)
+    cols = single[0]
+    assert cols[:6] == ["head", "top-1 error (%)", "epochs", "seed", "settings that differ", "train s"]
+    rows = {(r[0], r[1]): r[cols.index("settings that differ")] for r in single[1:]}
+    assert rows == {("softmax", "5.00"): "dataset.subset=null", ("gsoftmax", "4.00"): "dataset.subset=null; head.mu=0.0",
+                    ("gsoftmax", "11.00"): "dataset.subset=160; head.mu=0.3"}
+    assert [r[0] for r in multi[1:]] == [SHOWN] and "settings that differ" not in multi[0]
+    text = out["text"]
+    assert "Model convnet; 1000 train / 60 test images (the full split); 160 train / 160 test images " \
+           "(dataset.subset=160)." in text
+    assert any(t.startswith("These runs differ in more than the head and the seed: dataset.subset, head.mu") for t in text)
+    assert "Model convnet; 1000 train / 60 test images (the full split)." in text  # the mosaic run: the full split
+    assert any(t.startswith(f"git revision(s): {SHOWN}, synthetic;") for t in text)
+    assert not any("full split" in t and "1,347" in t for t in text)  # no size is claimed that no run had
+
+
+def test_demo_without_differing_settings_has_no_settings_column(tmp_path):
+    from synthetic_runs import demo_config
+
+    runs = tmp_path / "runs"
+    for head in ("softmax", "gsoftmax"):
+        for seed in (0, 1):
+            write_run(runs, None, seed, config=demo_config("digits", head, seed))
+    assert main(["demo", "--runs", str(runs), "--out", str(tmp_path / "t")]) == 0
+    out = rendered((tmp_path / "t" / "demo.md").read_text())
+    (single,) = out["tables"]
+    assert single[0] == ["head", "top-1 error (%)", "epochs", "seed", "train s", "learned μ, σ"] and len(single) == 5
+    assert not any("differ" in t for t in out["text"])
+
+
+def test_tables_escape_record_text_in_markdown_and_latex(tmp_path, capsys):
+    """Class names and revisions from records reach the notes and conditions of Table IV: Markdown shows them as
+    themselves, LaTeX keeps them in comments on single lines; a cell with such text is escaped in both."""
+    from gsm.report.render import TableOutput
+
+    runs = tmp_path / "runs"
+    names = [HOSTILE] + [f"class_{i}" for i in range(1, 81)]
+    for exp in ("table4/resnet101_nuswide_softmax", "table4/resnet101_nuswide_gsoftmax_mu0_sigma1"):
+        write_run(runs, exp, 0, mAP=0.6, class_names=names, classes_without_positives=[0], git_rev=HOSTILE)
+    assert main(["table4", "--runs", str(runs), "--out", str(tmp_path / "t"), "--no-run"]) == 0
+    assert "warning" not in capsys.readouterr().err
+    md = (tmp_path / "t" / "table4.md").read_text()
+    out = rendered(md)
+    assert out["headings"] == ["Table IV: multi-label classification on NUS-WIDE (test set)"]
+    (table,) = out["tables"]
+    assert all(len(r) == len(table[0]) for r in table)
+    assert any(t.startswith("1 classes without a positive in the test split") and t.endswith(f": {SHOWN}.")
+               for t in out["text"])
+    assert any(t.startswith("Conditions: ") and f"git revision(s) {SHOWN}." in t for t in out["text"])
+    tex = (tmp_path / "t" / "table4.tex").read_text()
+    assert all(ln.startswith("% ") for ln in tex.splitlines() if "heading" in ln or "bold" in ln)
+    # a cell holding record text (Table VI's class column, Table II's image size): escaped in both formats
+    df = pd.DataFrame([{"Method": HOSTILE, "value": "1.00"}])
+    table = TableOutput("t", "T", "Caption.", df, df)
+    out = rendered(table.markdown())
+    assert out["tables"] == [[["Method", "value"], [SHOWN, "1.00"]]] and out["headings"] == ["T"]
+    body = table.latex()
+    (row,) = [ln for ln in body.splitlines() if "heading" in ln]
+    assert row.rstrip().endswith(r"\\") and row.count("&") - row.count(r"\&") == 1  # one line, two cells
+    assert r"\# heading" in row and r"\textbackslash" not in row and r"\_u\_" in row
+
+
+def test_table_conditions_say_when_runs_use_a_subset(tmp_path):
+    runs = tmp_path / "runs"
+    write_run(runs, "table4/resnet101_nuswide_softmax", 0, "smoke", mAP=0.6)
+    md = build_table(4, grid_for(4, runs, "smoke")).markdown()
+    assert "The runs use dataset.subset=48: at most that many images per split, not the full splits the caption names." in md
+    write_run(runs, "table4/resnet101_nuswide_softmax", 0, mAP=0.6)
+    assert "dataset.subset" not in " ".join(build_table(4, grid_for(4, runs)).conditions)
+
+
+def test_table_conditions_mark_a_run_resumed_in_another_environment(tmp_path):
+    runs = tmp_path / "runs"
+    segments = [{"first_epoch": 1, "cpu_threads": 1}, {"first_epoch": 5, "cpu_threads": 2}]
+    path = write_run(runs, "table4/resnet101_nuswide_softmax", 0, mAP=0.6,
+                     environment={"device": "cpu", "world_size": 1, "segments": segments})
+    text = " ".join(build_table(4, grid_for(4, runs)).conditions)
+    assert "Resumed in another environment (trainer.resume_anyway=true" in text and path.parent.name in text
+    write_run(runs, "table4/resnet101_nuswide_softmax", 0, mAP=0.6, environment={"device": "cpu", "world_size": 1})
+    assert "Resumed in another environment" not in " ".join(build_table(4, grid_for(4, runs)).conditions)
+
+
+# --------------------------------------------------------------------------- options that cannot apply, launcher settings, Ctrl-C
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["table3", "-o", "seed=7"], "-o seed=7: the seeds of the grid's runs are chosen by --seeds (e.g. --seeds 7"),
+    (["table3", "-o", "+seed=1,2"], "-o +seed=1,2: the seeds of the grid's runs are chosen by --seeds"),
+    (["table3", "-o", "output_root=/x"], "-o output_root=/x: the runs folder is chosen by --runs"),
+    (["table3", "-o", "hydra/launcher=slurm"], "the launcher is chosen by --launcher"),
+    (["table3", "--launcher", "gsm_ray", "--no-run"],
+     "--launcher gsm_ray does nothing here: --no-run launches nothing; drop it, or drop --no-run to train the missing runs"),
+    (["table3", "--launcher", "ray_gsm", "--no-run"], "--launcher ray_gsm does nothing here: --no-run launches nothing"),
+    (["figures", "--launcher", "slurm"], "--launcher slurm does nothing here: figures trains nothing"),
+    (["table3", "--no-run", "-o", "hydra.launcher.partition=gpu"],
+     "-o hydra.launcher.partition=gpu does nothing here: --no-run launches nothing"),
+    (["table3", "--launcher", "ray_gsm"],
+     "--launcher 'ray_gsm' is no Hydra launcher; valid: basic (Hydra's: one run after another, here), gsm_ray, slurm "
+     "(gsm's presets, gsm/configs/hydra/launcher/), "),
+    (["table3", "--launcher", "slurmm"], "; did you mean slurm?"),
+    (["table3", "--launcher", "ray:4"], "--launcher ray:4: ':4' (GPUs in parallel) applies to --estimate only"),
+    (["table3", "-o", "hydra.launcher.partition=gpu"],
+     "-o hydra.launcher.partition=gpu: the basic launcher has no setting partition; it is a setting of --launcher slurm, "
+     "submitit_slurm"),
+    (["table3", "--launcher", "slurm", "-o", "hydra.launcher.partitoin=gpu"],
+     "-o hydra.launcher.partitoin=gpu: not a setting of the slurm launcher"),
+    (["sweep", "--seeds", "0,1"], "--seeds applies to the grid of a table"),
+    (["demo", "-o", "trainer.amp=none"], "-o applies to the grid of a table"),
+])
+def test_options_that_cannot_apply_are_one_line_errors(tmp_path, monkeypatch, capsys, argv, message):
+    import gsm.reproduce
+
+    def no_launch(*a, **k):
+        raise AssertionError("nothing may be launched")
+
+    monkeypatch.setattr(gsm.reproduce.subprocess, "Popen", no_launch)
+    assert main([*argv, "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "t")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("gsm-tables: error: ") and message in err, err
+    assert not (tmp_path / "t").exists()
+
+
+def test_seed_override_through_the_real_cli_names_seeds(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "gsm.reproduce", "table3", "-o", "seed=7", "--no-run", "--runs",
+                           str(tmp_path / "runs"), "--out", str(tmp_path / "t")], cwd=REPO, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.splitlines() == [
+        "gsm-tables: error: -o seed=7: the seeds of the grid's runs are chosen by --seeds (e.g. --seeds 7, or --seeds "
+        "0,1,2 for three runs per row)"]
+
+
+class _FakeTrainer:
+    """subprocess.Popen for the trainer: records the command, 'runs' at once with the given exit code."""
+
+    calls: list[list[str]] = []
+
+    def __init__(self, cmd, **kw):
+        self.cmd, self.returncode = cmd, 0
+        _FakeTrainer.calls.append(cmd)
+
+    def wait(self, timeout=None):
+        return self.returncode
+
+    def poll(self):
+        return self.returncode
+
+
+def test_launcher_settings_pass_as_plain_overrides(tmp_path, monkeypatch, capsys):
+    """-o hydra.launcher.partition=gpu with --launcher slurm: no '+' needed. It failed before because the grid composed
+    every -o into each row's config, where the basic launcher (the default) has no 'partition'; the rows now get the
+    run overrides only and the launch command the hydra.* ones after hydra/launcher=slurm, whose config has the key."""
+    from hydra import compose as hydra_compose, initialize_config_dir
+
+    import gsm.reproduce
+    from gsm.grid import CONFIG_DIR
+
+    monkeypatch.setattr(gsm.reproduce.subprocess, "Popen", _FakeTrainer)
+    _FakeTrainer.calls = []
+    runs = tmp_path / "runs"
+    argv = ["table3", "--launcher", "slurm", "-o", "hydra.launcher.partition=gpu", "-o", "hydra.launcher.timeout_min=60",
+            "-o", "trainer.amp=none", "--runs", str(runs), "--out", str(tmp_path / "t"),
+            "--figures-out", str(tmp_path / "f")]
+    assert main(argv) == 0
+    (cmd,) = _FakeTrainer.calls
+    assert cmd[cmd.index("hydra/launcher=slurm") + 1:cmd.index("hydra/launcher=slurm") + 3] == [
+        "hydra.launcher.partition=gpu", "hydra.launcher.timeout_min=60"]
+    assert "trainer.amp=none" in cmd and not any(c.startswith("+") and "hydra" in c for c in cmd)
+    # the launch's config as Hydra composes it for train.py -m: SLURM with the preset's defaults and our settings
+    overrides = [c for c in cmd[3:] if not c.startswith("experiment=")]
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3", job_name="train"):
+        cfg = hydra_compose("train", overrides=overrides, return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher") and launcher.partition == "gpu" and launcher.timeout_min == 60
+    assert (launcher.gpus_per_node, launcher.cpus_per_task, launcher.mem_gb) == (1, 8, 64)  # the preset's
+    # the rows are those of the run overrides alone (a launcher setting changes no run)
+    grid = Grid(paper.experiments(3), "full", runs, ["trainer.amp=none"])
+    for exp in cmd[3].split("=", 1)[1].split(","):
+        assert row_key(compose(exp, [c for c in overrides if not c.startswith(("hydra", "output_root"))])) == \
+            grid.rows[exp].key
+    # launch_commands: the hydra.* overrides right after the launcher, before the seeds
+    (cmd2,) = launch_commands(grid, grid.missing(), "slurm", [0, 1], ["hydra.launcher.partition=gpu"])
+    assert cmd2[-3:] == ["hydra/launcher=slurm", "hydra.launcher.partition=gpu", "seed=0,1"]
+
+
+def test_ctrl_c_in_main_is_one_line(tmp_path, monkeypatch, capsys):
+    import gsm.reproduce
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    for name in ("_run_table", "_estimate", "_status"):
+        monkeypatch.setattr(gsm.reproduce, name, interrupted)
+    for argv in (["table3"], ["table3", "--estimate"], ["status", "table3"]):
+        assert main([*argv, "--runs", str(tmp_path / "runs")]) == 130
+        assert capsys.readouterr().err == "gsm-tables: interrupted\n"
+
+
+def _sigint_default() -> None:
+    """preexec_fn: Ctrl-C at its default, unblocked, as a shell starts a foreground command (a suite started in the
+    background has SIGINT ignored, and children inherit that; see tests/test_run_integrity.py)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+# gsm-tables with its launch command replaced by a child that waits like a trainer and stops like one on Ctrl-C
+_WAITING_LAUNCH = """
+import sys
+import gsm.reproduce as r
+child = '''
+import signal, sys, time
+def stop(*_):
+    print("child: interrupted, checkpoint kept", flush=True)
+    sys.exit(130)
+signal.signal(signal.SIGINT, stop)
+print("child: training", flush=True)
+time.sleep(120)
+'''
+r.launch_commands = lambda *a, **k: [[sys.executable, "-c", child]]
+sys.argv = ["gsm-tables", *sys.argv[1:]]
+r.cli()
+"""
+
+
+@pytest.mark.parametrize("who", ["gsm-tables only", "the process group (a terminal's Ctrl-C)"])
+def test_ctrl_c_during_a_launch_is_one_line_and_exit_130(tmp_path, who):
+    import os
+    import signal
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-c", _WAITING_LAUNCH, "table3", "--runs", str(tmp_path / "runs"),
+                             "--out", str(tmp_path / "t")], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, preexec_fn=_sigint_default, start_new_session=True)
+    try:
+        lines = []
+        for line in proc.stdout:  # gsm-tables composes the grid, prints its command, starts the child
+            lines.append(line)
+            if line.startswith("child: training"):
+                break
+        assert any(line.startswith("gsm-tables: running ") for line in lines), lines
+        start = time.monotonic()
+        if who.startswith("gsm-tables"):
+            proc.send_signal(signal.SIGINT)  # the child did not get it: gsm-tables passes it on
+        else:
+            os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, err
+    assert "child: interrupted, checkpoint kept" in out  # the trainer stopped its own way, not killed
+    assert err.splitlines() == ["gsm-tables: interrupted; the trainer stopped (runs that finished are kept, an "
+                                "unfinished one keeps its last checkpoint): rerun the same command to resume"]
+    assert "Traceback" not in out + err and time.monotonic() - start < 20
+    assert not (tmp_path / "t").exists()  # nothing was tabled after the interrupted launch
