@@ -560,7 +560,8 @@ def test_distribution_hooks_of_gsoftmax_and_the_defaults():
             other.init_from_moments(mean, std)
         assert "head.init=empirical" in str(err.value) and "gsoftmax" in str(err.value)
     assert build_head("lsoftmax", 5, 3, margin=3, gamma=0.01).hparams() == {
-        "head": "lsoftmax", "margin": 3, "base": 1000.0, "gamma": 0.01, "power": 45.0, "beta_min": 0.0}
+        "head": "lsoftmax", "margin": 3, "base": 1000.0, "gamma": 0.01, "power": 45.0, "beta_min": 0.0,
+        "loss_reduction": "mean"}
 
 
 def test_a_fifth_head_is_one_class(monkeypatch):

@@ -307,7 +307,7 @@ def test_model_config_lists_every_constructor_key(name):
     ("cifar10", "vgg16", {}),
     ("cifar100", "wrn", {"depth": 40, "width": 14}),
     ("cifar10", "densenet", {"depth": 100, "growth": 24, "bc": False}),
-    ("tiny_imagenet", "resnet101", {"pool": "gap", "pretrained": True}),
+    ("tiny_imagenet", "resnet101", {"pool": "gmp", "pretrained": True}),  # the release's SpatialMaxPooling(7)
     ("coco", "resnet101", {"pool": "gmp", "pretrained": True}),
     ("nuswide", "resnet101", {"pool": "gmp", "pretrained": True}),
 ])

@@ -112,7 +112,7 @@ def test_schedule_override_on_a_recipe_pair_does_not_leak():
 
 def test_pair_without_recipe_lists_the_options():
     out = run_cli("dataset=digits", "model=wrn", "dry_run=true")
-    assert out.returncode != 0 and "dataset_model/digits_wrn" in out.stderr
+    assert out.returncode == 2 and "no option digits_wrn" in out.stderr and "digits_convnet" in out.stderr
 
 
 def test_recipe_files_never_set_schedule_parameters():
