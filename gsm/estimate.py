@@ -508,6 +508,11 @@ def run_estimate(experiments: list[str], profile: str, overrides: list[str], lau
     launcher_ovs = [o for o in overrides if o.lstrip("+~").startswith("hydra.launcher.")]
     run_ovs = [o for o in overrides if o not in launcher_ovs]
     dev = choose_device(device)
+    if profile == "full" and device == "auto" and dev.type == "cpu":
+        raise ConfigError(
+            "no GPU here: the full profile's estimate probes the paper's full-size models (WRN-40-14, DenseNet-100-24, "
+            "ResNet-101 at 448x448), which takes hours and many GB on a CPU; run it on a GPU node, use --profile smoke "
+            "to check the pipeline here, or --device cpu to probe on this CPU anyway")
     peak, peak_note = peak_flops(dev, peak_tflops)
     on_gpu = dev.type == "cuda"
     warmup = warmup if warmup is not None else (5 if on_gpu else 1)

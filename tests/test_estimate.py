@@ -135,3 +135,12 @@ def test_bad_arguments_are_config_errors():
         estimate.run_estimate(SMOKE_WRN, "smoke", [], "basic", device="tpu")
     with pytest.raises(ConfigError, match="peak-tflops"):
         estimate.run_estimate(SMOKE_WRN, "smoke", [], "basic", device="cpu", peak_tflops=-1.0)
+
+
+def test_full_profile_without_a_gpu_stops_at_once_with_one_line(monkeypatch):
+    from gsm import estimate
+    from gsm.errors import ConfigError
+
+    monkeypatch.setattr(estimate.torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match="no GPU here: .* use --profile smoke .* or --device cpu"):
+        estimate.run_estimate(["table1/wrn_cifar10_softmax"], "full", [], "basic")
