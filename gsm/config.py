@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -53,6 +53,7 @@ class Catalog:
     primary: frozenset[str]  # keys the primary config (train.yaml) defines, hydra.* excluded
     options: Mapping[str, Mapping[str, frozenset[str]]]  # group -> option -> keys it sets (global paths)
     groups: frozenset[str]  # every config group path: dataset, experiment/table1, hydra/launcher, ...
+    defaults: Mapping[str, str] = field(default_factory=dict)  # code group -> the primary config's default option
 
     @cached_property
     def known(self) -> frozenset[str]:
@@ -148,9 +149,14 @@ def catalog(sources: tuple[tuple[str, str], ...] | None = None, primary: str = P
     repo = _repository(sources)
     root = _load(repo, primary)
     primary_keys: set[str] = set()
+    defaults: dict[str, str] = {}
     if root is not None:
         body = OmegaConf.to_container(root.config, resolve=False)
         body.pop("defaults", None)
+        for item in root.defaults_list or []:  # Hydra's parsed defaults list (GroupDefault: group, value)
+            group, value = getattr(item, "group", None), getattr(item, "value", None)
+            if group in CODE_GROUPS and isinstance(value, str):
+                defaults[group] = value
         body.pop("hydra", None)
         primary_keys = set(_leaves(body, ""))
     groups = sorted(_groups(repo))
@@ -160,7 +166,7 @@ def catalog(sources: tuple[tuple[str, str], ...] | None = None, primary: str = P
             continue
         for option in repo.get_group_options(group, ObjectType.CONFIG):
             options.setdefault(group, {})[option] = frozenset(_option_keys(repo, group, f"{group}/{option}"))
-    return Catalog(frozenset(primary_keys), options, frozenset(groups))
+    return Catalog(frozenset(primary_keys), options, frozenset(groups), defaults)
 
 
 # --------------------------------------------------------------------------- suggestions
@@ -771,6 +777,13 @@ def check_overrides(argv: Sequence[str], config_dir: Path | str = CONFIG_DIR, co
     # code-group options chosen on the command line (not swept): their keys are known before composing
     chosen = {ov.key_or_group: str(ov.value()) for ov in plain
               if ov.key_or_group in CODE_GROUPS and not ov.is_sweep_override()}
+    # a group left at the primary config's default option has that option's keys too, unless something on the
+    # command line may change it (the group swept or deleted, or a preset such as experiment= chosen)
+    named = {ov.key_or_group.lstrip("+~") for ov in overrides}
+    if not named & {"experiment", "dataset_model"}:
+        for group, option in cat.defaults.items():
+            if group not in named:
+                chosen.setdefault(group, option)
     errors = []
     for ov in plain:
         key = ov.key_or_group

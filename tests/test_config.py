@@ -623,3 +623,19 @@ def test_cli_accepts_an_option_of_the_users_search_path(tmp_path):
     rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     assert len(rows) == 2 and rows[1]["params"] - rows[0]["params"] == 2 * rows[0]["num_classes"] == 20, rows
     assert "gsm: error" not in proc.stderr
+
+
+def test_a_key_of_another_option_than_the_default_one_is_one_line(tmp_path):
+    """The group left at its default option (dataset=digits) is checked like a chosen one: a COCO-only key is
+    gsm's one line naming the options that have it, not Hydra's multi-line struct error."""
+    from conftest import run_cli
+
+    out = run_cli(f"output_root={tmp_path}", "dry_run=true", "dataset.train_crop=inception")
+    assert out.returncode == 2 and out.stdout == ""
+    (line,) = out.stderr.strip().splitlines()
+    assert line.startswith("gsm: error: dataset.train_crop=inception: dataset.train_crop is not a setting of "
+                           "dataset=digits; it is a setting of dataset=coco, nuswide, tiny_imagenet")
+    assert not any(tmp_path.iterdir())
+    ok = run_cli(f"output_root={tmp_path}", "dry_run=true", "dataset=coco", "model=convnet", "dataset.train_crop=resize",
+                 "dataset.root=/nonexistent")
+    assert "not a setting" not in ok.stderr  # chosen on the command line: the key is coco's
