@@ -753,6 +753,11 @@ def check_overrides(argv: Sequence[str], config_dir: Path | str = CONFIG_DIR, co
         args = get_args_parser().parse_args(list(argv))
     except SystemExit:
         return  # Hydra prints its own usage error
+    modes = [flag for flag, on in (("--run", args.run), ("--multirun/-m", args.multirun), ("--cfg", args.cfg),
+                                   ("--info", args.info), ("--shell-completion", args.shell_completion)) if on]
+    if len(modes) > 1:  # Hydra's own check is a ValueError traceback
+        raise ConfigError(f"{' and '.join(modes)} cannot be combined; give one of them (e.g. --cfg job without -m "
+                          "shows the composed config of one run)")
     if args.help or args.hydra_help or args.shell_completion or args.info or args.experimental_rerun:
         return
     try:
@@ -784,6 +789,10 @@ def check_overrides(argv: Sequence[str], config_dir: Path | str = CONFIG_DIR, co
         for group, option in cat.defaults.items():
             if group not in named:
                 chosen.setdefault(group, option)
+    # code-group options swept on the command line (head=softmax,gsoftmax): a key must be a setting of each
+    swept = {ov.key_or_group: [str(v) for v in ov.sweep_string_iterator()] for ov in plain
+             if ov.key_or_group in CODE_GROUPS and ov.is_sweep_override() and not ov.is_interval_sweep()
+             and not ov.is_range_sweep()}
     errors = []
     for ov in plain:
         key = ov.key_or_group
@@ -793,6 +802,15 @@ def check_overrides(argv: Sequence[str], config_dir: Path | str = CONFIG_DIR, co
             errors.append(f"{ov.input_line}: no part of gsm reads {key}; {_hint(key, known)}")
             continue
         group = key.split(".")[0]
+        if group in swept and "." in key:
+            lacking = [o for o in swept[group] if (ks := cat.option_keys(group, o)) is not None and not _within(key, ks)]
+            if lacking:
+                having = [o for o in swept[group] if o not in lacking]
+                errors.append(f"{ov.input_line}: {key} is not a setting of {group}={', '.join(lacking)} (swept here"
+                              f"{'; it is a setting of ' + group + '=' + ', '.join(having) if having else ''}); sweep "
+                              f"the options that have it in their own command, e.g. {group}={','.join(having) or '…'} "
+                              f"{ov.input_line}")
+            continue
         option_keys = cat.option_keys(group, chosen[group]) if group in chosen else None
         if option_keys is not None and "." in key and not _within(key, option_keys):
             others = sorted(o for o, ks in cat.options.get(group, {}).items() if key in ks)

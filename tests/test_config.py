@@ -323,7 +323,23 @@ def test_check_overrides_knows_the_keys_of_the_chosen_option():
         check_overrides(["head=softmax", "head.mu=0.1"])
     assert str(err.value).startswith("head.mu=0.1: head.mu is not a setting of head=softmax; it is a setting of head=gsoftmax")
     check_overrides(["head=gsoftmax", "head.mu=0.1"])
-    check_overrides(["-m", "head=softmax,gsoftmax", "head.mu=0.1"])  # a sweep: left to the composed config
+    check_overrides(["-m", "head=softmax,lsoftmax,msml", "head.loss_reduction=sum"])  # every swept option has it
+
+
+def test_a_key_that_a_swept_option_lacks_is_one_line():
+    """``-m head=softmax,gsoftmax head.mu=0.1``: Hydra fails on the softmax job with "Key 'mu' is not in struct"."""
+    with pytest.raises(ConfigError) as err:
+        check_overrides(["-m", "head=softmax,gsoftmax", "head.mu=0.1"])
+    assert str(err.value) == ("head.mu=0.1: head.mu is not a setting of head=softmax (swept here; it is a setting of "
+                              "head=gsoftmax); sweep the options that have it in their own command, e.g. head=gsoftmax "
+                              "head.mu=0.1")
+
+
+@pytest.mark.parametrize("argv", [["-m", "--cfg", "job"], ["--run", "-m"], ["--info", "--cfg", "job"]])
+def test_hydra_modes_that_cannot_be_combined_are_one_line(argv):
+    """Hydra's own check is a ValueError traceback."""
+    with pytest.raises(ConfigError, match="cannot be combined; give one of them"):
+        check_overrides([*argv, "dataset=digits"])
 
 
 def test_check_overrides_reads_the_users_search_path(tmp_path):
