@@ -121,9 +121,12 @@ def launch_commands(grid: Grid, experiments: list[str], launcher: str = "basic",
 
 def launch(grid: Grid, experiments: list[str], launcher: str = "basic", seeds: list[int] | None = None,
            hydra_overrides: list[str] | tuple[str, ...] = ()) -> None:
-    """Run the trainer for ``experiments``, streaming its output; raise LaunchError if it fails, Interrupted on
-    Ctrl-C (after the trainer has stopped: it keeps its last checkpoint)."""
-    for cmd in launch_commands(grid, experiments, launcher, seeds, hydra_overrides):
+    """Run the trainer for ``experiments``, one command per group of runs, streaming its output. A group that
+    fails does not stop the others: after the last one, LaunchError lists every failed command. Ctrl-C raises
+    Interrupted at once (after the trainer has stopped: it keeps its last checkpoint)."""
+    commands = launch_commands(grid, experiments, launcher, seeds, hydra_overrides)
+    failed: list[tuple[int, str]] = []
+    for cmd in commands:
         printable = " ".join(_quote(c) for c in cmd)
         print(f"gsm-tables: running {printable}", flush=True)
         cwd = REPO if (REPO / "train.py").exists() else None
@@ -131,11 +134,17 @@ def launch(grid: Grid, experiments: list[str], launcher: str = "basic", seeds: l
         if interrupted or code in (130, -signal.SIGINT):  # Ctrl-C here, or in the trainer alone
             raise Interrupted(INTERRUPTED_LAUNCH)
         if code != 0:
-            raise LaunchError(
-                f"the trainer failed (exit {code}); its output is above. Command:\n  {printable}\n"
-                f"Finished runs are kept: rerunning the same gsm-tables command resumes the rest."
-            )
+            failed.append((code, printable))
+            if len(commands) > 1:
+                print(f"gsm-tables: this group failed (exit {code}); going on with the other groups", file=sys.stderr,
+                      flush=True)
     grid.refresh()
+    if failed:
+        listed = "\n".join(f"  exit {code}: {printable}" for code, printable in failed)
+        raise LaunchError(
+            f"the trainer failed in {len(failed)} of {len(commands)} command(s) (exit {failed[0][0]}); their output "
+            f"is above:\n{listed}\nFinished runs are kept: rerunning the same gsm-tables command resumes the rest."
+        )
 
 
 class Interrupted(KeyboardInterrupt):

@@ -461,8 +461,38 @@ def test_launch_failure_is_a_clear_error(tmp_path, monkeypatch, capsys):
     with pytest.raises(LaunchError, match="exit 3"):
         launch(grid, grid.missing())
     code = main(["table3", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "t")])
-    assert code == 2 and "the trainer failed (exit 3)" in capsys.readouterr().err
+    assert code == 2 and "the trainer failed in 1 of 1 command(s) (exit 3)" in capsys.readouterr().err
     assert len(calls) == 2 and not (tmp_path / "t").exists()
+
+
+def test_a_failed_group_does_not_stop_the_others(tmp_path, monkeypatch, capsys):
+    """Table I launches one command per group; the first fails, the others still run, and the error lists it."""
+    import gsm.reproduce
+
+    calls = []
+
+    class FakeTrainer:
+        def __init__(self, cmd, **kw):
+            calls.append(cmd)
+            self.returncode = 1 if len(calls) == 1 else 0
+
+        def poll(self):
+            return self.returncode
+
+        def wait(self, timeout=None):
+            return self.returncode
+
+    monkeypatch.setattr(gsm.reproduce.subprocess, "Popen", FakeTrainer)
+    grid = Grid(paper.experiments(1), "full", tmp_path / "runs")
+    commands = launch_commands(grid, grid.missing())
+    assert len(commands) > 1
+    with pytest.raises(LaunchError) as err:
+        launch(grid, grid.missing())
+    assert len(calls) == len(commands)  # every group ran
+    first = " ".join(commands[0])
+    assert f"failed in 1 of {len(commands)} command(s) (exit 1)" in str(err.value) and "exit 1: " in str(err.value)
+    assert "going on with the other groups" in capsys.readouterr().err
+    assert first.split(" -m ")[-1].split()[0] in str(err.value)
 
 
 # --------------------------------------------------------------------------- end to end (smoke profile)
