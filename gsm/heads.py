@@ -280,7 +280,8 @@ class GSoftmaxHead(Head):
             ``"empirical"``: μ_i, σ_i start at the mean and (population) standard deviation of x_i over
             the training data (paper §IV, "empirically computing the μ and σ from data with the
             pre-trained weights"; docs/paper-notes.md D12): call :func:`init_from_data` before training;
-            until then (or until a state dict is loaded) the forward pass raises TrainingError.
+            until then (or until a state dict is loaded) the forward pass raises TrainingError
+            (``head.needs_data_init`` is True).
         init_batches (int or None, default 50): how many batches :func:`init_from_data` reads
             (≥ 1); None reads the whole loader (the paper's Table III row).
         dist_update (str, default ``"autograd"``): how μ, σ move. ``"autograd"``: eqs. 9–10 as the
