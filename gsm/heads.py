@@ -780,7 +780,7 @@ def init_from_data(
                 raise TrainingError(f"gsm.heads.init_from_data: model(images) never called its {', '.join(missing)}; "
                                     f"pass the model whose forward applies the head to the backbone's features")
             for head, acc in zip(heads, sums):
-                x = head.fc_outputs(features[id(head)].float()).double()  # x in float32, summed in float64
+                x = head.fc_outputs(features[id(head)]).double()  # x in float32 (or wider), summed in float64
                 acc[0] += x.shape[0]
                 acc[1] = x.sum(0) if acc[1] is None else acc[1] + x.sum(0)
                 acc[2] = (x**2).sum(0) if acc[2] is None else acc[2] + (x**2).sum(0)
@@ -803,7 +803,8 @@ def init_from_data(
             raise TrainingError("gsm.heads.init_from_data: the loader gave no images; μ, σ need at least one batch")
         mu = s1 / n
         sigma = (s2 / n - mu**2).clamp_min(0).sqrt()
-        head.init_from_moments(mu.float(), sigma.float())
+        dtype = head.fc.weight.dtype
+        head.init_from_moments(mu.to(dtype), sigma.to(dtype))
         log.info("head.init=empirical: μ mean %.4f, σ mean %.4f over %d images", mu.mean(), sigma.mean(), count)
         total = count
     return total
