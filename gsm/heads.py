@@ -13,17 +13,20 @@ Gradients come from autograd; the paper's printed gradients (eqs. 5, 6, 9, 10,
 12) are wrong (erratum E1, docs/paper-notes.md).
 
 A head is a plain ``nn.Module``: drop it on any backbone's features, build the
-optimiser with :func:`param_groups`, and a trainer needs only the small hooks of
-:class:`Head` (distribution parameters, empirical init, learned statistics,
-TensorBoard histograms and hyper-parameters). Constructors validate their
-settings and raise :class:`~gsm.errors.ConfigError` naming the ``head.*`` key.
+optimiser with :func:`param_groups`, set the μ, σ of a ``GSoftmaxHead(init="empirical")``
+from the data with :func:`init_from_data` (paper §IV), and a trainer needs only the small
+hooks of :class:`Head` (distribution parameters, learned statistics, TensorBoard histograms
+and hyper-parameters). Constructors validate their settings and raise
+:class:`~gsm.errors.ConfigError` naming the ``head.*`` key.
 Importing this module has no side effects.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import operator
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
@@ -32,6 +35,8 @@ from torch import Tensor, nn
 from gsm import analysis
 from gsm.errors import CheckpointError, ConfigError, TrainingError
 from gsm.values import DIST_UPDATES, LOSS_REDUCTIONS
+
+log = logging.getLogger(__name__)
 
 SIGMA_FLOOR = 1e-3
 """σ used in the forward pass is max(σ_param, SIGMA_FLOOR) (decision D1, docs/paper-notes.md)."""
@@ -121,6 +126,11 @@ class Head(nn.Module):
 
     The hooks below let a trainer (and :func:`param_groups`) treat every head
     alike; a head without a learnable distribution keeps the defaults.
+
+    Args:
+        num_classes (int): m, the number of classes.
+        loss_reduction (str, default ``"mean"``): how :func:`head_loss` reduces the loss, ``"mean"`` or
+            ``"sum"`` (see :func:`head_loss`).
     """
 
     fc: nn.Linear
@@ -129,8 +139,8 @@ class Head(nn.Module):
     multilabel: bool = False
     paired: bool = False  # 2m outputs viewed as (B, m, 2): [..., 0] = x⁺, [..., 1] = x⁻
     dist_lr_mult: float = 1.0  # lr multiplier of distribution_parameters()
-    empirical_init: bool = False  # True: the trainer calls init_from_moments before training
-    init_batches: int | None = 0  # training batches the empirical init averages over (None: the whole loader)
+    empirical_init: bool = False  # True: μ, σ come from the data, by init_from_data before training
+    init_batches: int | None = 0  # batches init_from_data averages over (None: the whole loader)
     loss_reduction: str = "mean"  # head_loss: mean (default) | sum over batch (and classes), see head_loss
 
     def __init__(self, num_classes: int, loss_reduction: str = "mean") -> None:
@@ -167,7 +177,7 @@ class Head(nn.Module):
         authors' released update rule here."""
 
     def init_from_moments(self, mean: Tensor, std: Tensor) -> None:
-        """Set the distribution from the mean/std of x (``head.init=empirical``)."""
+        """Set the distribution from the mean/std of x (``head.init=empirical``; :func:`init_from_data`)."""
         raise ConfigError(
             f"head.init=empirical needs a head with a learnable distribution (head=gsoftmax); head={self.name} has none"
         )
@@ -189,7 +199,19 @@ class Head(nn.Module):
 
 
 class SoftmaxHead(Head):
-    """Plain softmax (eq. 2). Multi-label: 2m outputs, P(i) = sigmoid(x⁺ − x⁻) (eq. 15, E3)."""
+    """Plain softmax (eq. 2). Multi-label: 2m outputs, P(i) = sigmoid(x⁺ − x⁻) (eq. 15, E3).
+
+    ``head(features)`` returns the cross-entropy logits x = ``fc(f)`` (B, m), or for multi-label the
+    BCE-with-logits scores x⁺ − x⁻ (B, m).
+
+    Args:
+        in_features (int): width of the backbone features f (``fc`` maps it to x).
+        num_classes (int): m, the number of classes.
+        multilabel (bool, default False): False: m outputs, softmax cross-entropy (eqs. 2, 13).
+            True: 2m outputs viewed as (x⁺, x⁻) pairs, the loss of eq. 15 (docs/paper-notes.md E3).
+        loss_reduction (str, default ``"mean"``): ``"mean"`` or ``"sum"`` over the batch (and classes),
+            see :func:`head_loss`.
+    """
 
     name = "softmax"
     config_keys = ("loss_reduction",)
@@ -205,7 +227,15 @@ class SoftmaxHead(Head):
 
 
 class MSMLHead(Head):
-    """Multi-label soft margin (eq. 14): m outputs used directly as BCE-with-logits. Multi-label only."""
+    """Multi-label soft margin (eq. 14): m outputs used directly as BCE-with-logits. Multi-label only.
+
+    Args:
+        in_features (int): width of the backbone features f.
+        num_classes (int): m, the number of classes (m outputs x_i, eq. 14).
+        multilabel (bool, keyword-only, default True): must be True; False raises ConfigError (use
+            :class:`SoftmaxHead` on a single-label dataset).
+        loss_reduction (str, keyword-only, default ``"mean"``): ``"mean"`` or ``"sum"``, see :func:`head_loss`.
+    """
 
     name = "msml"
     multilabel = True
@@ -227,29 +257,41 @@ class MSMLHead(Head):
 class GSoftmaxHead(Head):
     """G-softmax (eqs. 3, 4, 13; multi-label eqs. 15–16 with erratum E3).
 
-    μ, σ are learnable (``learn_dist``), shape (m,) or (m, 2) with ``[:, 0]``
-    for x⁺ and ``[:, 1]`` for x⁻. λ is a fixed hyper-parameter saved in the
-    state dict (loading a state dict of another λ raises CheckpointError);
-    λ = 0 gives exactly :class:`SoftmaxHead`. ``dist_lr_mult``, ``init`` and
-    ``init_batches`` are read through the :class:`Head` hooks.
+    ``head(features)`` returns ``z = x + λΦ((x − μ)/σ)`` (B, m) for cross-entropy, or for multi-label
+    the BCE-with-logits scores ``z⁺ − z⁻`` (B, m). μ, σ are learnable (``learn_dist``), shape (m,) or
+    (m, 2) with ``[:, 0]`` for x⁺ and ``[:, 1]`` for x⁻; ``head.mu`` and ``head.sigma`` read them (σ as
+    used, ≥ :data:`SIGMA_FLOOR`). λ is a fixed hyper-parameter saved in the state dict (loading a state
+    dict of another λ raises CheckpointError); λ = 0 gives exactly :class:`SoftmaxHead`.
 
     Args:
-        in_features: width of the backbone features f.
-        num_classes: m, the number of classes.
-        multilabel: 2m outputs viewed as (x⁺, x⁻) pairs, P(i) = sigmoid(z⁺ − z⁻) (E3).
-        lam: λ of eq. 3 (fixed).
-        mu, sigma: initial μ, σ of every class (σ > 0).
-        learn_dist: False freezes μ, σ.
-        dist_lr_mult: lr multiplier of the μ, σ optimiser group (no weight decay on μ, σ).
-        init: ``constant`` (mu, sigma) or ``empirical`` (mean / std of x before training).
-        init_batches: training batches the empirical init reads; None reads the whole training loader.
-        dist_update: how μ, σ move. ``autograd`` (default): eqs. 9–10 as the paper intends, by autograd,
-            with the optimiser's momentum. ``release``: the authors' released Torch7 code
-            (docs/paper-notes.md E2): single-label μ, σ are never updated (``train.lua`` never calls
-            ``updateParameters``); multi-label μ, σ take a plain step of lr × dist_lr_mult along the
-            batch mean of the per-image gradient, no momentum, no weight decay, with μ moved in the
-            ascent direction (``src/MltGaussianSoftMaxCriterion.lua``, ``updateParameters``).
-        loss_reduction: see :func:`head_loss`.
+        in_features (int): width of the backbone features f (``fc`` maps it to x).
+        num_classes (int): m, the number of classes.
+        multilabel (bool, default False): False: m outputs, cross-entropy on z (eq. 13). True: 2m
+            outputs viewed as (x⁺, x⁻) pairs, each with its own μ, σ, P(i) = sigmoid(z⁺ − z⁻) (eq. 16,
+            docs/paper-notes.md E3).
+        lam (float, default 1.0): λ of eq. 3, the height of the distribution term (fixed, not learned).
+        mu (float, default 0.0): initial μ_i of every class (eq. 4) when ``init="constant"``.
+        sigma (float, default 1.0): initial σ_i of every class (eq. 4, > 0) when ``init="constant"``.
+        learn_dist (bool, default True): False freezes μ, σ (no gradient, not in the optimiser).
+        dist_lr_mult (float, default 1.0): lr multiplier of the μ, σ optimiser group, ≥ 0 (the paper is
+            silent; the release's ``-gsm_lr_w``, 100 on NUS-WIDE); :func:`param_groups` gives μ, σ no
+            weight decay.
+        init (str, default ``"constant"``): ``"constant"``: μ, σ start at ``mu``, ``sigma``.
+            ``"empirical"``: μ_i, σ_i start at the mean and (population) standard deviation of x_i over
+            the training data (paper §IV, "empirically computing the μ and σ from data with the
+            pre-trained weights"; docs/paper-notes.md D12): call :func:`init_from_data` before training;
+            until then (or until a state dict is loaded) the forward pass raises TrainingError
+            (``head.needs_data_init`` is True).
+        init_batches (int or None, default 50): how many batches :func:`init_from_data` reads
+            (≥ 1); None reads the whole loader (the paper's Table III row).
+        dist_update (str, default ``"autograd"``): how μ, σ move. ``"autograd"``: eqs. 9–10 as the
+            paper intends, by autograd, with the optimiser's momentum. ``"release"``: the authors'
+            released Torch7 code (docs/paper-notes.md E2): single-label μ, σ are never updated
+            (``train.lua`` never calls ``updateParameters``); multi-label μ, σ take a plain step of
+            lr × dist_lr_mult along the batch mean of the per-image gradient, no momentum, no weight
+            decay, with μ moved in the ascent direction (``src/MltGaussianSoftMaxCriterion.lua``,
+            ``updateParameters``).
+        loss_reduction (str, default ``"mean"``): ``"mean"`` or ``"sum"``, see :func:`head_loss`.
     """
 
     name = "gsoftmax"
@@ -292,6 +334,8 @@ class GSoftmaxHead(Head):
         learn = learn_dist and not (self.dist_update == "release" and not self.multilabel)
         self.mu_param = nn.Parameter(torch.full(shape, self.mu_init), requires_grad=learn)
         self.sigma_param = nn.Parameter(torch.full(shape, self.sigma_init), requires_grad=learn)
+        # init="empirical": μ, σ are placeholders until init_from_moments (init_from_data) or a loaded state dict
+        self.needs_data_init = self.empirical_init
 
     @property
     def mu(self) -> Tensor:
@@ -303,12 +347,19 @@ class GSoftmaxHead(Head):
         return _floor_sigma(self.sigma_param)
 
     def logits_from_x(self, x: Tensor) -> Tensor:
+        if self.needs_data_init:
+            raise TrainingError(
+                "GSoftmaxHead(init='empirical'): μ, σ have not been set from the data yet; call "
+                "gsm.heads.init_from_data(model, loader) before training (or build the head with init='constant')"
+            )
         z = gsoftmax_logits(x, self.mu, self.sigma, self.lam)
         return z[..., 0] - z[..., 1] if self.multilabel else z
 
-    # ---- λ travels with the state dict
+    # ---- λ (and whether an empirical μ, σ is set) travel with the state dict
 
-    def get_extra_state(self) -> dict[str, float]:
+    def get_extra_state(self) -> dict[str, Any]:
+        if self.empirical_init:
+            return {"lam": self.lam, "empirical_init_done": not self.needs_data_init}
         return {"lam": self.lam}
 
     def set_extra_state(self, state: Any) -> None:
@@ -318,6 +369,8 @@ class GSoftmaxHead(Head):
                 f"head.lam: the state dict was saved by a G-softmax head with lam={saved!r}, this head has "
                 f"lam={self.lam!r}; λ is a fixed hyper-parameter (eq. 3), so build the head with lam={saved!r} to load it"
             )
+        # a state dict without the flag (a constant-init head, or saved before gsm recorded it) brings its μ, σ
+        self.needs_data_init = self.empirical_init and not bool(state.get("empirical_init_done", True))
 
     # ---- hooks
 
@@ -351,7 +404,9 @@ class GSoftmaxHead(Head):
 
     @torch.no_grad()
     def init_from_moments(self, mean: Tensor, std: Tensor) -> None:
-        """μ ← mean, σ ← max(std, floor) of x (``head.init=empirical``); shapes (m,) or (m, 2)."""
+        """μ ← mean, σ ← max(std, floor) of x (``head.init=empirical``); shapes (m,) or (m, 2).
+
+        :func:`init_from_data` computes the moments from a loader and calls this."""
         for key, t in (("mean", mean), ("std", std)):
             if tuple(t.shape) != tuple(self.mu_param.shape):
                 raise ConfigError(
@@ -361,6 +416,7 @@ class GSoftmaxHead(Head):
             raise ConfigError("head.init=empirical: the features gave non-finite μ/σ")
         self.mu_param.copy_(mean)
         self.sigma_param.copy_(std.clamp_min(SIGMA_FLOOR))
+        self.needs_data_init = False
 
     set_distribution = init_from_moments  # the older name
 
@@ -391,7 +447,20 @@ class LSoftmaxHead(Head):
     counter ``step`` (a buffer, saved in ``state_dict``) is incremented first,
     then ``β = max(base·(1 + gamma·step)^(−power), beta_min)`` — the first step
     uses step 1. β is computed on the device (no host sync). Training needs the
-    targets; eval mode returns ``W f``.
+    targets, ``head(features, target)``; eval mode returns ``W f``.
+
+    Args:
+        in_features (int): width of the backbone features f (``fc``: W without bias).
+        num_classes (int): m, the number of classes.
+        margin (int, default 4): the angular margin m̃ of §III-B (cos(m̃θ_y)), 1, 2, 3 or 4; 1 is the
+            plain softmax.
+        base (float, default 1000.0): β at step 0, ≥ 0 (Caffe's ``base``).
+        gamma (float, default 1e-5): β's decay rate per step, ≥ 0 (Caffe's ``gamma``).
+        power (float, default 45.0): β's decay exponent, ≥ 0 (Caffe's ``power``).
+        beta_min (float, default 0.0): the floor of β, ≥ 0 (Caffe's ``lambda_min``).
+        multilabel (bool, keyword-only, default False): must be False; True raises ConfigError
+            (L-softmax needs the one ground-truth class, §III-B).
+        loss_reduction (str, keyword-only, default ``"mean"``): ``"mean"`` or ``"sum"``, see :func:`head_loss`.
     """
 
     name = "lsoftmax"
@@ -613,3 +682,138 @@ def _optim_number(key: str, value: Any) -> float:
     if isinstance(value, bool) or not math.isfinite(v) or v < 0:
         raise ConfigError(f"optimizer.{key} must be a finite number >= 0 (got {value!r})")
     return v
+
+
+# --------------------------------------------------------------------------- empirical initialisation (paper §IV)
+
+
+class _HeadsReached(Exception):
+    """Raised by init_from_data's forward pre-hook once every head's features are captured: the rest of the
+    forward pass is not needed."""
+
+
+@torch.no_grad()
+def init_from_data(
+    model: nn.Module,
+    loader: Iterable[Any],
+    *,
+    amp: torch.dtype | None = None,
+    all_reduce: Callable[[Tensor], Any] | None = None,
+) -> int:
+    """The empirical initialisation of paper §IV ("empirically computing the μ and σ from data with the
+    pre-trained weights"): μ_i, σ_i of Φ(x_i; μ_i, σ_i) (eqs. 3–4; x⁺_i, x⁻_i separately for eq. 16) ←
+    the mean and population standard deviation of x_i over the images ``loader`` gives, for every
+    head in ``model`` built with ``init="empirical"`` (docs/paper-notes.md D12). Call it once before
+    training; the forward pass of such a head raises TrainingError until it has run (or a state dict
+    is loaded).
+
+    The statistics pool all images, not only those of class i, and are accumulated in float64
+    (n, Σx, Σx² per column, so (m,) single-label and (m, 2) multi-label alike); σ ≥ :data:`SIGMA_FLOOR`.
+    Usage::
+
+        head = GSoftmaxHead(512, num_classes=10, init="empirical")
+        model = nn.Sequential(backbone, head)
+        gsm.heads.init_from_data(model, train_loader)
+
+    Args:
+        model (nn.Module): the model; ``model(images)`` must call the head(s) on the backbone features.
+            A ``torch.compile`` or (Distributed)DataParallel wrapper is unwrapped: the plain model runs,
+            in eval mode (each module's train/eval mode is restored afterwards), and stops at the head,
+            so nothing after it runs.
+        loader (iterable): gives image tensors or ``(images, ...)`` tuples/lists (a ``DataLoader``);
+            images are moved to the head's device. The first ``head.init_batches`` batches are read
+            (the head's ``init_batches``; None: all of them).
+        amp (torch.dtype or None, keyword-only, default None): the autocast dtype of the forward pass up
+            to the head (``torch.bfloat16``/``torch.float16``); x itself is computed in float32 as in
+            training (docs/paper-notes.md D2).
+        all_reduce (callable or None, keyword-only, default None): for data-parallel training, a
+            function that sums a float64 tensor in place across processes (e.g.
+            ``torch.distributed.all_reduce``), so every process sets the same μ, σ from all images.
+
+    Returns:
+        The number of images the statistics were computed from (all processes together).
+
+    Raises:
+        ConfigError: ``model`` has no head with ``init="empirical"``, its heads disagree on
+            ``init_batches``, or the loader gives something that is not images.
+        TrainingError: the loader gave no images, or ``model(images)`` never called a head.
+    """
+    wrappers = (nn.parallel.DistributedDataParallel, nn.DataParallel)
+    while isinstance(model, wrappers) or hasattr(model, "_orig_mod"):  # _orig_mod: torch.compile's wrapper
+        model = model.module if isinstance(model, wrappers) else model._orig_mod
+    heads = [m for m in model.modules() if isinstance(m, Head) and m.empirical_init]
+    if not heads:
+        raise ConfigError(
+            "gsm.heads.init_from_data: the model has no head with init='empirical' "
+            "(build it as GSoftmaxHead(..., init='empirical') for μ, σ from the data)"
+        )
+    limits = {h.init_batches for h in heads}
+    if len(limits) > 1:
+        raise ConfigError(f"gsm.heads.init_from_data: the model's heads read different init_batches {sorted(limits, key=str)}; "
+                          f"give them one value")
+    (batches,) = limits
+    device = heads[0].fc.weight.device
+    features: dict[int, Tensor] = {}
+
+    def capture(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        features[id(module)] = args[0] if args else kwargs["features"]
+        if len(features) == len(heads):
+            raise _HeadsReached
+
+    sums: list[list[Any]] = [[0.0, None, None] for _ in heads]  # n, Σx, Σx² per head
+    modes = [(m, m.training) for m in model.modules()]
+    hooks = [h.register_forward_pre_hook(capture, with_kwargs=True) for h in heads]
+    model.eval()
+    try:
+        for i, batch in enumerate(loader):
+            if batches is not None and i >= batches:
+                break
+            images = _images_of(batch).to(device, non_blocking=True)
+            features.clear()
+            try:
+                with torch.autocast(images.device.type, dtype=amp or torch.float32, enabled=amp is not None):
+                    model(images)
+            except _HeadsReached:
+                pass
+            missing = [type(h).__name__ for h in heads if id(h) not in features]
+            if missing:
+                raise TrainingError(f"gsm.heads.init_from_data: model(images) never called its {', '.join(missing)}; "
+                                    f"pass the model whose forward applies the head to the backbone's features")
+            for head, acc in zip(heads, sums):
+                x = head.fc_outputs(features[id(head)]).double()  # x in float32 (or wider), summed in float64
+                acc[0] += x.shape[0]
+                acc[1] = x.sum(0) if acc[1] is None else acc[1] + x.sum(0)
+                acc[2] = (x**2).sum(0) if acc[2] is None else acc[2] + (x**2).sum(0)
+    finally:
+        for hook in hooks:
+            hook.remove()
+        for module, training in modes:
+            module.training = training
+    total = 0
+    for head, (n, s1, s2) in zip(heads, sums):
+        if s1 is None:  # this process read no batch; others may have
+            width = head.fc_outputs(torch.zeros(1, head.fc.in_features, device=device)).shape[1:]
+            s1 = s2 = torch.zeros(width, dtype=torch.float64, device=device)
+        stats = torch.stack([torch.full_like(s1, n), s1, s2])
+        if all_reduce is not None:
+            all_reduce(stats)
+        n, s1, s2 = stats
+        count = int(n.flatten()[0])
+        if count == 0:
+            raise TrainingError("gsm.heads.init_from_data: the loader gave no images; μ, σ need at least one batch")
+        mu = s1 / n
+        sigma = (s2 / n - mu**2).clamp_min(0).sqrt()
+        dtype = head.fc.weight.dtype
+        head.init_from_moments(mu.to(dtype), sigma.to(dtype))
+        log.info("head.init=empirical: μ mean %.4f, σ mean %.4f over %d images", mu.mean(), sigma.mean(), count)
+        total = count
+    return total
+
+
+def _images_of(batch: Any) -> Tensor:
+    """The image tensor of a loader's batch: the batch itself or its first element."""
+    images = batch[0] if isinstance(batch, (tuple, list)) and batch else batch
+    if not isinstance(images, Tensor):
+        raise ConfigError(f"gsm.heads.init_from_data: the loader must give image tensors or (images, ...) tuples "
+                          f"(got a batch of type {type(batch).__name__})")
+    return images

@@ -603,3 +603,205 @@ def test_import_has_no_side_effects():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
+
+
+# ----------------------------------------------------------------------------- empirical init outside the trainer
+
+
+def _digits_batches(multilabel: bool, dtype=torch.float64):
+    """Training batches of the embedded digits sets (single-label) or digits_mosaic (multi-label), materialised."""
+    from gsm.data import build_data
+
+    cfg = {"name": "digits_mosaic", "image_size": 16, "subset": 96, "train_size": 96, "test_size": 32} if multilabel \
+        else {"name": "digits", "image_size": 16, "subset": 96}
+    data = build_data(cfg, batch_size=32, device=torch.device("cpu"), num_workers=0)
+    data.train.set_epoch(0)
+    return [(images.to(dtype), target) for images, target, _ in data.train]
+
+
+def _convnet_classifier(multilabel: bool, **head):
+    from gsm.models import build_classifier
+
+    torch.manual_seed(0)
+    return build_classifier({"name": "convnet", "width": 8}, {"name": "gsoftmax", "init": "empirical", **head},
+                            num_classes=10, multilabel=multilabel, in_channels=1, image_size=16)
+
+
+@pytest.mark.parametrize("multilabel", [False, True], ids=["single-label", "multi-label"])
+@pytest.mark.parametrize("init_batches", [2, None])
+def test_init_from_data_sets_mu_sigma_to_the_mean_and_std_of_x(multilabel, init_batches):
+    """Paper §IV / D12: μ_i, σ_i ← mean and population std of x_i over every image read (x⁺, x⁻ separately)."""
+    batches = _digits_batches(multilabel)
+    model = _convnet_classifier(multilabel, init_batches=init_batches)
+    model.train()
+    model.backbone.body[0].eval()  # a module's own mode survives
+    n = gsm.heads.init_from_data(model, batches)
+    read = batches if init_batches is None else batches[:init_batches]
+    assert n == sum(len(t) for t, _ in read)
+    assert model.training and model.head.training and not model.backbone.body[0].training
+    model.eval()
+    with torch.no_grad():  # the trainer's path: backbone, fc, mean and std in float64
+        x = torch.cat([model.head.fc_outputs(model.backbone(images)) for images, _ in read])
+    assert x.dtype == torch.float64 and x.shape[1:] == ((10, 2) if multilabel else (10,))
+    np.testing.assert_allclose(model.head.mu.detach().numpy(), x.mean(0).numpy(), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(model.head.sigma.detach().numpy(), np.maximum(x.std(0, unbiased=False).numpy(), SIGMA_FLOOR),
+                               rtol=0, atol=1e-12)
+    assert not model.head.needs_data_init and model.head(torch.zeros(2, 32)).shape == (2, 10)
+
+
+def test_init_from_data_under_autocast_is_the_trainers_computation():
+    """float32 model, bf16 autocast: the backbone in bf16, x = fc(f.float()) in float32, sums in float64 —
+    equal tensors to the trainer's own loop (gsm.train.empirical_init before it called init_from_data)."""
+    batches = _digits_batches(False, torch.float32)[:2]
+    model = _convnet_classifier(False).float()
+    expected = copy.deepcopy(model)
+    gsm.heads.init_from_data(model, batches, amp=torch.bfloat16)
+    expected.eval()
+    n, s1, s2 = 0.0, 0.0, 0.0
+    with torch.no_grad():
+        for images, _ in batches:
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                features = expected.backbone(images)
+            assert features.dtype == torch.bfloat16
+            x = expected.head.fc_outputs(features.float()).double()
+            n, s1, s2 = n + x.shape[0], s1 + x.sum(0), s2 + (x**2).sum(0)
+    mu = s1 / n
+    sigma = (s2 / n - mu**2).clamp_min(0).sqrt()
+    assert torch.equal(model.head.mu_param, mu.float())
+    assert torch.equal(model.head.sigma_param, sigma.float().clamp_min(SIGMA_FLOOR))
+
+
+def test_init_from_data_all_reduce_pools_the_processes():
+    """Two data-parallel "ranks" each read half the batches; the all_reduce hook sums their (n, Σx, Σx²), so
+    both set the μ, σ of all the images, as one process reading everything does."""
+    batches = _digits_batches(True)
+    whole, rank0, rank1 = (_convnet_classifier(True, init_batches=None) for _ in range(3))
+    gsm.heads.init_from_data(whole, batches)
+    sent: list[torch.Tensor] = []
+    gsm.heads.init_from_data(rank1, batches[1::2], all_reduce=lambda t: sent.append(t.clone()))
+    assert sent[0].dtype == torch.float64 and sent[0].shape == (3, 10, 2)
+    n = gsm.heads.init_from_data(rank0, batches[0::2], all_reduce=lambda t: t.add_(sent[0]))
+    assert n == sum(len(t) for t, _ in batches)
+    torch.testing.assert_close(rank0.head.mu_param, whole.head.mu_param, rtol=0, atol=1e-12)
+    torch.testing.assert_close(rank0.head.sigma_param, whole.head.sigma_param, rtol=0, atol=1e-12)
+    # a rank without batches still joins the reduction (zeros), and takes the others' statistics
+    empty = _convnet_classifier(True, init_batches=None)
+    gsm.heads.init_from_data(empty, [], all_reduce=lambda t: t.add_(sent[0]))
+    torch.testing.assert_close(empty.head.mu_param, rank1.head.mu_param, rtol=0, atol=1e-12)
+
+
+def test_init_from_data_reads_init_batches_and_stops_at_the_head():
+    seen = []
+
+    def loader():
+        for i in range(10):
+            seen.append(i)
+            yield torch.randn(3, 6)
+
+    class After(torch.nn.Module):
+        def forward(self, logits):
+            raise AssertionError("init_from_data ran the model past the head")
+
+    head = GSoftmaxHead(6, 4, init="empirical", init_batches=3)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 6), head, After())
+    assert gsm.heads.init_from_data(model, loader()) == 9
+    assert seen == [0, 1, 2, 3]  # the 4th batch is fetched, seen to be one too many, and not used
+    # a bare head is a model too; the loader may give (images, labels, ...) tuples or lists
+    bare = GSoftmaxHead(6, 4, init="empirical")
+    x = torch.randn(5, 6)
+    assert gsm.heads.init_from_data(bare, [[x, torch.zeros(5)]]) == 5
+    torch.testing.assert_close(bare.mu, bare.fc(x).mean(0).detach(), rtol=0, atol=1e-12)
+
+
+def test_init_from_data_unwraps_torch_compile_and_data_parallel():
+    """The wrappers are unwrapped: nothing is compiled, and the plain model's forward runs."""
+    x = torch.randn(7, 6)
+    for wrap in (lambda m: torch.compile(m, backend="eager"), torch.nn.DataParallel):
+        head = GSoftmaxHead(6, 3, init="empirical")
+        wrapped = wrap(torch.nn.Sequential(torch.nn.Identity(), head))
+        assert gsm.heads.init_from_data(wrapped, [x]) == 7
+        torch.testing.assert_close(head.mu, head.fc(x).mean(0).detach(), rtol=0, atol=1e-12)
+    torch._dynamo.reset()
+
+
+def test_an_empirical_head_never_initialised_is_an_error(tmp_path):
+    """init="empirical" without init_from_data would train from the constant μ = 0, σ = 1: refused."""
+    f = torch.randn(4, 6)
+    for multilabel in (False, True):
+        head = GSoftmaxHead(6, 3, multilabel=multilabel, init="empirical")
+        assert head.needs_data_init
+        for call in (lambda: head(f), lambda: head.logits_from_x(head.fc_outputs(f)), lambda: head.eval()(f)):
+            with pytest.raises(TrainingError) as err:
+                call()
+            assert "gsm.heads.init_from_data(model, loader)" in str(err.value) and "init='empirical'" in str(err.value)
+        head.fc_outputs(f)  # x itself (what init_from_data reads) is fine
+    assert not GSoftmaxHead(6, 3).needs_data_init and GSoftmaxHead(6, 3)(f).shape == (4, 3)
+    # the state dict says whether μ, σ were set: a loaded initialised head runs, a loaded uninitialised one does not
+    ready = GSoftmaxHead(6, 3, init="empirical")
+    gsm.heads.init_from_data(ready, [f])
+    torch.save(ready.state_dict(), tmp_path / "ready.pt")
+    torch.save(GSoftmaxHead(6, 3, init="empirical").state_dict(), tmp_path / "unset.pt")
+    loaded = GSoftmaxHead(6, 3, init="empirical")
+    loaded.load_state_dict(torch.load(tmp_path / "ready.pt"))
+    torch.testing.assert_close(loaded(f), ready(f))
+    unset = GSoftmaxHead(6, 3, init="empirical")
+    unset.load_state_dict(torch.load(tmp_path / "unset.pt"))
+    with pytest.raises(TrainingError, match="init_from_data"):
+        unset(f)
+    # a constant head's state dict (and one saved before gsm recorded the flag) carries its μ, σ: it loads and runs
+    for state in (GSoftmaxHead(6, 3).state_dict(), {**ready.state_dict(), "_extra_state": {"lam": 1.0}}):
+        fresh = GSoftmaxHead(6, 3, init="empirical")
+        fresh.load_state_dict(state)
+        assert not fresh.needs_data_init and fresh(f).shape == (4, 3)
+    assert GSoftmaxHead(6, 3).get_extra_state() == {"lam": 1.0}  # constant heads save what they always did
+    # init_from_moments (what init_from_data calls) sets it too
+    direct = GSoftmaxHead(6, 3, init="empirical")
+    direct.init_from_moments(torch.zeros(3), torch.ones(3))
+    assert direct(f).shape == (4, 3)
+
+
+def test_init_from_data_errors_name_what_to_do():
+    x = torch.randn(4, 6)
+    with pytest.raises(ConfigError, match=r"no head with init='empirical'.*GSoftmaxHead\(\.\.\., init='empirical'\)"):
+        gsm.heads.init_from_data(torch.nn.Sequential(GSoftmaxHead(6, 3)), [x])
+    with pytest.raises(ConfigError, match="no head with init='empirical'"):
+        gsm.heads.init_from_data(SoftmaxHead(6, 3), [x])
+    with pytest.raises(ConfigError, match="image tensors or \\(images, ...\\) tuples \\(got a batch of type dict\\)"):
+        gsm.heads.init_from_data(GSoftmaxHead(6, 3, init="empirical"), [{"image": x}])
+    with pytest.raises(TrainingError, match="the loader gave no images"):
+        gsm.heads.init_from_data(GSoftmaxHead(6, 3, init="empirical"), [])
+
+    class Unused(torch.nn.Module):  # holds the head but never calls it
+        def __init__(self):
+            super().__init__()
+            self.body, self.head = torch.nn.Linear(6, 6), GSoftmaxHead(6, 3, init="empirical")
+
+        def forward(self, images):
+            return self.body(images)
+
+    with pytest.raises(TrainingError, match="model\\(images\\) never called its GSoftmaxHead"):
+        gsm.heads.init_from_data(Unused(), [x])
+    two = torch.nn.ModuleList([GSoftmaxHead(6, 3, init="empirical", init_batches=1),
+                               GSoftmaxHead(6, 3, init="empirical", init_batches=2)])
+    with pytest.raises(ConfigError, match="different init_batches"):
+        gsm.heads.init_from_data(two, [x])
+
+
+def test_constructor_docstrings_list_every_argument():
+    """help(cls) shows every constructor argument as ``name (type…): meaning`` under Args."""
+    import gsm.models
+    from gsm.models import densenet, wrn
+
+    classes = [Head, *HEADS.values(), gsm.models.Classifier, densenet.DenseLayer, densenet.Transition,
+               wrn.BasicBlock]
+    for target in gsm.models.MODELS.values():
+        module, name = target[0].split(":")
+        classes.append(getattr(__import__(module, fromlist=[name]), name))
+    assert len(classes) == 1 + len(HEADS) + 4 + len(gsm.models.MODELS)
+    for cls in classes:
+        doc = inspect.getdoc(cls) or ""
+        assert "\nArgs:\n" in doc, cls.__name__
+        args = doc.split("\nArgs:\n", 1)[1]
+        for param in list(inspect.signature(cls.__init__).parameters)[1:]:
+            assert f"    {param} (" in args, f"{cls.__name__}: argument {param!r} is not in its docstring"
+    assert "init_from_data" in inspect.getdoc(GSoftmaxHead) and "§IV" in inspect.getdoc(gsm.heads.init_from_data)

@@ -31,6 +31,11 @@ class Classifier(nn.Module):
     """``head(backbone(images), target)``; ``target`` only matters for L-softmax in training.
 
     Under AMP the backbone runs in reduced precision and the head in float32 (docs/paper-notes.md, D2).
+
+    Args:
+        backbone (nn.Module): maps images (B, C, H, W) to features (B, ``backbone.out_features``).
+        head (gsm.heads.Head): the classification head on those features (softmax eq. 2, G-softmax
+            eqs. 3–4, L-softmax, MSML eq. 14); its ``fc`` replaces the backbone's classifier layer.
     """
 
     def __init__(self, backbone: nn.Module, head: Head) -> None:

@@ -15,7 +15,16 @@ def _block(cin: int, cout: int) -> nn.Sequential:
 
 
 class ConvNet(nn.Module):
-    """conv(w)–conv(w)–pool–conv(2w)–conv(2w)–pool–conv(4w)–GAP; features of size 4w."""
+    """conv(w)–conv(w)–pool–conv(2w)–conv(2w)–pool–conv(4w)–GAP; features of size 4w.
+
+    gsm's own small backbone for the embedded digits sets and CPU smoke runs (not a model of the paper);
+    every conv is 3×3 without bias, followed by BatchNorm and ReLU.
+
+    Args:
+        in_channels (int, default 3): channels of the input images (1 for digits).
+        width (int, default 32): w, the channels of the first two convs (``model.width``, ≥ 1);
+            ``out_features`` is 4w.
+    """
 
     @staticmethod
     def settings(width: Any = 32) -> dict[str, Any]:

@@ -27,6 +27,16 @@ from gsm.models.init import kaiming_fan_out_
 
 
 class DenseLayer(nn.Module):
+    """One layer of a dense block: (bottleneck BN-ReLU-conv1×1 to 4k,) BN-ReLU-conv3×3 to k channels,
+    concatenated to its input.
+
+    Args:
+        cin (int): input channels.
+        growth (int): k, the channels the layer adds.
+        bc (bool): True adds the 1×1 bottleneck (DenseNet-BC).
+        dropout (float): dropout probability after each conv (0: none).
+    """
+
     def __init__(self, cin: int, growth: int, bc: bool, dropout: float) -> None:
         super().__init__()
         self.dropout = dropout
@@ -49,13 +59,30 @@ class DenseLayer(nn.Module):
 
 
 class Transition(nn.Sequential):
+    """Between dense blocks: BN-ReLU-conv1×1 (cin → cout), dropout, 2×2 average pool.
+
+    Args:
+        cin (int): input channels.
+        cout (int): output channels (cin, or cin // 2 for DenseNet-BC's compression 0.5).
+        dropout (float): dropout probability after the conv.
+    """
+
     def __init__(self, cin: int, cout: int, dropout: float) -> None:
         super().__init__(nn.BatchNorm2d(cin), nn.ReLU(inplace=True), nn.Conv2d(cin, cout, 1, bias=False),
                          nn.Dropout(dropout), nn.AvgPool2d(2))
 
 
 class DenseNet(nn.Module):
-    """DenseNet-depth-growth feature extractor: (B, C, H, W) -> (B, out_features)."""
+    """DenseNet-depth-growth feature extractor: (B, C, H, W) -> (B, out_features) (the paper's DenseNet
+    rows of Table I: DenseNet-100-24, ``bc=False``).
+
+    Args:
+        in_channels (int, default 3): channels of the input images.
+        depth (int, default 100): L = 3n + 4 (original) or 6n + 4 (``bc=True``), n ≥ 1 (``model.depth``).
+        growth (int, default 24): k, the growth rate (``model.growth``, ≥ 1).
+        bc (bool, default False): DenseNet-BC: bottleneck layers and compression 0.5 (``model.bc``).
+        dropout (float, default 0.0): dropout probability after each conv, in [0, 1) (``model.dropout``).
+    """
 
     @staticmethod
     def settings(depth: Any = 100, growth: Any = 24, bc: Any = False, dropout: Any = 0.0) -> dict[str, Any]:

@@ -52,7 +52,18 @@ def adapt_input_conv(weight: Tensor, in_channels: int) -> Tensor:
 
 
 class ResNet101(nn.Module):
-    """torchvision ResNet-101 feature extractor: (B, C, H, W) -> (B, 2048)."""
+    """torchvision ResNet-101 feature extractor: (B, C, H, W) -> (B, 2048) (the paper's Tables II–IV).
+
+    Args:
+        in_channels (int, default 3): channels of the input images; other than 3 replaces ``conv1``
+            (loaded RGB filters are adapted, see the module docstring).
+        pretrained (bool, default False): load the ImageNet weights (``IMAGENET1K_V1``) through torch's
+            hub cache, downloading once (``model.pretrained``; the paper's MS COCO / NUS-WIDE setting).
+        weights_path (str or None, default None): a local state dict to load instead
+            (``model.weights_path``; torchvision, backbone or gsm checkpoint keys).
+        pool (str, default ``"gap"``): global ``"gap"`` (average) or ``"gmp"`` (max, the paper's MS COCO /
+            NUS-WIDE setting) pooling of the last feature map (``model.pool``).
+    """
 
     def __init__(self, in_channels: int = 3, pretrained: bool = False, weights_path: str | None = None,
                  pool: str = "gap") -> None:

@@ -19,7 +19,11 @@ CFG_D: tuple[int | str, ...] = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 
 
 
 class VGG16(nn.Module):
-    """VGG-16-BN feature extractor: (B, C, H, W) -> (B, 512)."""
+    """VGG-16-BN feature extractor: (B, C, H, W) -> (B, 512) (the paper's VGG rows of Table I).
+
+    Args:
+        in_channels (int, default 3): channels of the input images. VGG-16 has no ``model.*`` settings.
+    """
 
     @staticmethod
     def settings() -> dict[str, Any]:

@@ -19,6 +19,15 @@ from gsm.models.init import kaiming_fan_out_
 
 
 class BasicBlock(nn.Module):
+    """Pre-activation basic block: BN-ReLU-conv3×3(stride), dropout, BN-ReLU-conv3×3, plus the shortcut.
+
+    Args:
+        cin (int): input channels.
+        cout (int): output channels; a 1×1 conv shortcut when ``cin != cout`` or ``stride != 1``.
+        stride (int): stride of the first conv (1 or 2).
+        dropout (float): dropout probability between the convs (0: none).
+    """
+
     def __init__(self, cin: int, cout: int, stride: int, dropout: float) -> None:
         super().__init__()
         self.bn1 = nn.BatchNorm2d(cin)
@@ -40,7 +49,15 @@ class BasicBlock(nn.Module):
 
 
 class WideResNet(nn.Module):
-    """WRN-depth-width feature extractor: (B, C, H, W) -> (B, 64·width)."""
+    """WRN-depth-width feature extractor: (B, C, H, W) -> (B, 64·width) (the paper's WRN rows of Table I:
+    WRN-40-14).
+
+    Args:
+        in_channels (int, default 3): channels of the input images.
+        depth (int, default 40): d = 6n + 4 with n ≥ 1 (``model.depth``), n blocks per group.
+        width (int, default 14): k, the widening factor (``model.width``, ≥ 1); ``out_features`` is 64k.
+        dropout (float, default 0.0): dropout probability inside each block, in [0, 1) (``model.dropout``).
+    """
 
     @staticmethod
     def settings(depth: Any = 40, width: Any = 14, dropout: Any = 0.0) -> dict[str, Any]:
