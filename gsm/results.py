@@ -232,7 +232,8 @@ class Environment(Checked):
     def of_run(cls, env: dict[str, Any], segments: list[dict[str, Any]]) -> Environment:
         """The record's environment: ``env`` (``gsm.environment.environment()``) and the run's environment
         segments (``gsm.environment.segments``), kept only when there is more than one."""
-        return _parse_block(cls, {**env, "segments": segments if len(segments) > 1 else None}, "environment", "environment")
+        data = {**env, "segments": segments if len(segments) > 1 else None}
+        return _parse_block(cls, data, "the run's environment (gsm.environment.environment)", "environment")
 
 
 @dataclass

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from synthetic_runs import V3_FIELDS, V4_RENAMES, write_run
+from synthetic_runs import V3_FIELDS, write_run
 
 from gsm.grid import Grid
 from gsm.paper import experiments
