@@ -3,12 +3,16 @@
 ``learned_stats`` reads them from a G-softmax head's μ, σ; ``empirical_stats``
 fits Gaussians to the evaluated features x of each class (Figures 3–8) and
 works for every head. Standard deviations are population (ddof = 0) fits.
+Both give the run record's typed statistics (gsm.results.LearnedStats,
+gsm.results.EmpiricalStats), NaN where a value is undefined.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
+
+from gsm.results import EmpiricalStats, LearnedStats
 
 
 def gaussian_kl(mu1: Tensor, s1: Tensor, mu2: Tensor, s2: Tensor) -> Tensor:
@@ -37,17 +41,18 @@ def ratio(mu: Tensor, sigma: Tensor) -> Tensor:
     return separability(mu, sigma) / torch.as_tensor(sigma, dtype=torch.float64)
 
 
-def learned_stats(mu: Tensor, sigma: Tensor) -> dict[str, list[float]]:
-    """From a G-softmax head: μ, σ of shape (m,) or (m, 2) (the positive column [:, 0] is used)."""
+def learned_stats(mu: Tensor, sigma: Tensor) -> LearnedStats:
+    """From a G-softmax head: μ, σ of shape (m,) or (m, 2) (the positive column [:, 0] is used); compactness 1/σ,
+    separability eq. 19 and ratio eq. 20 across the m classes."""
     mu, sigma = mu.detach().double().cpu(), sigma.detach().double().cpu()
     if mu.dim() == 2:
         mu, sigma = mu[:, 0], sigma[:, 0]
-    return {
-        "mu": mu.tolist(), "sigma": sigma.tolist(),
-        "compactness": compactness(sigma).tolist(),
-        "separability": separability(mu, sigma).tolist(),
-        "ratio": ratio(mu, sigma).tolist(),
-    }
+    return LearnedStats(
+        mu=mu.tolist(), sigma=sigma.tolist(),
+        compactness=compactness(sigma).tolist(),
+        separability=separability(mu, sigma).tolist(),
+        ratio=ratio(mu, sigma).tolist(),
+    )
 
 
 def _pos_neg_moments(x: Tensor, targets: Tensor, multilabel: bool) -> tuple[Tensor, ...]:
@@ -65,7 +70,7 @@ def _pos_neg_moments(x: Tensor, targets: Tensor, multilabel: bool) -> tuple[Tens
     return n, d1, d2, n * (m - 1), s1.sum(1) - d1, s2.sum(1) - d2
 
 
-def empirical_stats(x: Tensor, targets: Tensor, multilabel: bool) -> dict[str, list[float]]:
+def empirical_stats(x: Tensor, targets: Tensor, multilabel: bool) -> EmpiricalStats:
     """Empirical Gaussians per class c (the feature analysis of §V, Figures 3–8).
 
     Single-label: over test images of class c, N_pos fits x_c and N_neg fits
@@ -84,8 +89,8 @@ def empirical_stats(x: Tensor, targets: Tensor, multilabel: bool) -> dict[str, l
     sd_p = torch.where(n_p > 1, (q_p / n_p.clamp_min(1) - mu_p**2).clamp_min(0).sqrt(), nan)
     sd_n = torch.where(n_n > 1, (q_n / n_n.clamp_min(1) - mu_n**2).clamp_min(0).sqrt(), nan)
     sep = 0.5 * (gaussian_kl(mu_p, sd_p, mu_n, sd_n) + gaussian_kl(mu_n, sd_n, mu_p, sd_p))
-    return {
-        "mu_pos": mu_p.tolist(), "sigma_pos": sd_p.tolist(), "mu_neg": mu_n.tolist(), "sigma_neg": sd_n.tolist(),
-        "count_pos": n_p.tolist(),
-        "compactness": (1.0 / sd_p).tolist(), "separability": sep.tolist(), "ratio": (sep / sd_p).tolist(),
-    }
+    return EmpiricalStats(
+        mu_pos=mu_p.tolist(), sigma_pos=sd_p.tolist(), mu_neg=mu_n.tolist(), sigma_neg=sd_n.tolist(),
+        count_pos=n_p.tolist(),
+        compactness=(1.0 / sd_p).tolist(), separability=sep.tolist(), ratio=(sep / sd_p).tolist(),
+    )

@@ -16,14 +16,19 @@ eval/evaluate.m prints as mAP; ``CF1_mean_frac``: the mean of the per-class F1, 
 ``best_epoch``: the lowest test top-1 error over the evaluated epochs and its epoch, the number the
 release's main_single.lua:65-91 reports (selected on the evaluation split, which is the test split).
 
-Schema versions: ``schema_version`` 3 is this record. Version 2 is the same record without
-``mAP_voc_frac``, ``CF1_mean_frac``, ``per_class_ap_voc_frac``, ``best_top1_error_frac`` and
-``best_epoch``; it is upgraded on read with those fields None (shown as "—" in the tables), with no
-warning. A results.json without ``schema_version`` is version 1 (version 2's content with
-unit-less metric keys such as ``top1_error``); it is upgraded the same way, with no warning,
-because its numbers are the same fractions under other names. Any other version, or a file that
-is empty, truncated, not a JSON object or missing required keys, raises :class:`ResultsError`
-naming the file.
+Schema versions: ``schema_version`` 4 is this record. Its statistics, environment and their parts are typed
+(:class:`LearnedStats`, :class:`EmpiricalSplits` of :class:`EmpiricalStats`, :class:`Environment` of
+:class:`EnvironmentSegment`); in the file they are plain JSON objects under the same field names, and a null in
+one of their lists of floats is NaN (non-finite floats are stored as null). The G-softmax head's initial μ, σ (the
+config's ``head.mu``, ``head.sigma``) are ``mu_init``, ``sigma_init``; the learned ones, per class, are
+``learned.mu``, ``learned.sigma``. Version 3 is the same record with the initial values under ``mu`` and
+``sigma``; versions 3 and 2 are upgraded on read with no warning (the same values under the new names). Version 2
+is version 3 without ``mAP_voc_frac``, ``CF1_mean_frac``, ``per_class_ap_voc_frac``, ``best_top1_error_frac``
+and ``best_epoch``, which read as None (shown as "—" in the tables). A results.json without ``schema_version``
+is version 1 (version 2's content with unit-less metric keys such as ``top1_error``); it is upgraded the same
+way, because its numbers are the same fractions under other names. Any other version, or a file that is
+empty, truncated, not a JSON object, missing required keys or holding keys of no version (the message gives
+their dotted name, e.g. ``environment.gpu``), raises :class:`ResultsError` naming the file.
 
 Reading is defensive: :func:`load_records` (every reader of a runs folder) also checks a record's
 identity fields against its own stored ``config`` (:func:`identity_problems`) and sets aside, with the
@@ -46,7 +51,7 @@ import re
 import sys
 import types
 import typing
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -56,8 +61,8 @@ if typing.TYPE_CHECKING:
     import numpy as np
     import torch
 
-SCHEMA_VERSION = 3
-READABLE_VERSIONS = (1, 2, 3)
+SCHEMA_VERSION = 4
+READABLE_VERSIONS = (1, 2, 3, 4)
 
 # compute_metrics keys (gsm.train) -> record keys; all are fractions.
 SINGLE_LABEL_FRACTIONS = ("top1_error", "top5_error")
@@ -131,9 +136,109 @@ def best_epoch(history: Iterable[dict[str, Any]]) -> tuple[float | None, int | N
     return best
 
 
+# --------------------------------------------------------------------------- the record's typed parts
+
+
+class Checked:
+    """A dataclass of the record whose fields are checked against their annotations when it is built
+    (:class:`ResultsError` naming the class and every field that does not conform)."""
+
+    def __post_init__(self) -> None:
+        problems = _field_problems(type(self), {f.name: getattr(self, f.name) for f in fields(self)})
+        if problems:
+            raise ResultsError(f"{type(self).__name__}: {'; '.join(problems)}")
+
+
+# the per-class statistics of eqs. 18-20, in both LearnedStats and EmpiricalStats (Table VI correlates them with AP)
+STATISTICS = ("compactness", "separability", "ratio")
+
+
+@dataclass(frozen=True)
+class LearnedStats(Checked):
+    """A G-softmax head's learned Gaussians and their statistics, per class (``gsm.analysis.learned_stats``):
+    μ⁺, σ⁺ (the positive column of a multi-label head), compactness 1/σ, separability eq. 19, ratio eq. 20.
+    NaN where a value is not finite (stored as null)."""
+
+    mu: list[float]
+    sigma: list[float]
+    compactness: list[float]
+    separability: list[float]
+    ratio: list[float]
+
+
+@dataclass(frozen=True)
+class EmpiricalStats(Checked):
+    """Gaussians fitted to the features x⁺ of one split, per class c (``gsm.analysis.empirical_stats``, §V):
+    N_pos over the images of (with label) c, N_neg over the others; compactness 1/σ_pos, separability eq. 19 with
+    m = 2, ratio separability/σ_pos. NaN where a class has fewer than two samples on a side (stored as null)."""
+
+    mu_pos: list[float]
+    sigma_pos: list[float]
+    mu_neg: list[float]
+    sigma_neg: list[float]
+    count_pos: list[float]  # images of (with label) c in the split
+    compactness: list[float]
+    separability: list[float]
+    ratio: list[float]
+
+
+@dataclass(frozen=True)
+class EmpiricalSplits(Checked):
+    """The empirical statistics of a run: on the test split, and on the training split (None when the run did not
+    evaluate it, ``trainer.analyze_train=false``)."""
+
+    test: EmpiricalStats
+    train: EmpiricalStats | None = None
+
+
+@dataclass(frozen=True)
+class EnvironmentSegment(Checked):
+    """The epochs from ``first_epoch`` on that ran in one environment (a run resumed elsewhere with
+    ``trainer.resume_anyway=true``; gsm.environment.segments): the values a resume must keep."""
+
+    first_epoch: int
+    world_size: int | None = None
+    device: str | None = None
+    torch: str | None = None
+    git_rev: str | None = None
+    git_dirty: bool | None = None
+    cpu_threads: int | None = None
+
+
+@dataclass(frozen=True)
+class Environment(Checked):
+    """How the run trained (``gsm.environment.environment``). None where an older record does not say (version 1
+    records keep only device, world_size and torch). ``segments``: where the run was resumed in another
+    environment, which epochs ran where (None when it ran in one)."""
+
+    device: str | None = None  # the device type: cpu, cuda
+    device_name: str | None = None
+    world_size: int | None = None
+    cpu_threads: int | None = None
+    num_workers: int | None = None
+    torch: str | None = None
+    cuda: str | None = None
+    cudnn: int | None = None
+    deterministic: bool | None = None
+    cudnn_benchmark: bool | None = None
+    compiled: bool | None = None
+    git_rev: str | None = None  # without "-dirty" (git_dirty says)
+    git_dirty: bool | None = None
+    python: str | None = None
+    hostname: str | None = None
+    segments: list[EnvironmentSegment] | None = None
+
+    @classmethod
+    def of_run(cls, env: dict[str, Any], segments: list[dict[str, Any]]) -> Environment:
+        """The record's environment: ``env`` (``gsm.environment.environment()``) and the run's environment
+        segments (``gsm.environment.segments``), kept only when there is more than one."""
+        data = {**env, "segments": segments if len(segments) > 1 else None}
+        return _parse_block(cls, data, "the run's environment (gsm.environment.environment)", "environment")
+
+
 @dataclass
 class RunRecord:
-    """``results.json`` of one finished run (schema version 3). Fractions end in ``_frac``."""
+    """``results.json`` of one finished run (schema version 4). Fractions end in ``_frac``."""
 
     # identity and data
     dataset: str
@@ -148,8 +253,8 @@ class RunRecord:
     config: dict[str, Any]
     schema_version: int = SCHEMA_VERSION
     run_name: str | None = None  # the run folder's name
-    mu: float | None = None
-    sigma: float | None = None
+    mu_init: float | None = None  # the G-softmax head's initial μ, σ (head.mu, head.sigma); learned.mu/sigma: learned
+    sigma_init: float | None = None
     lam: float | None = None
     train_samples: int | None = None
     test_samples: int | None = None
@@ -175,9 +280,9 @@ class RunRecord:
     classes_without_positives: list[int] | None = None
     top3: dict[str, float | None] | None = None
     test_loss: float | None = None
-    # G-softmax statistics (eqs. 18-20): learned (head parameters) and empirical (fitted on features)
-    learned: dict[str, Any] | None = None
-    empirical: dict[str, Any] | None = None
+    # statistics (eqs. 18-20): learned (the G-softmax head's μ, σ; None for other heads) and empirical (fitted on x)
+    learned: LearnedStats | None = None
+    empirical: EmpiricalSplits | None = None
     # how it ran
     history: list[dict[str, Any]] = field(default_factory=list)
     train_time_s: float | None = None
@@ -188,12 +293,12 @@ class RunRecord:
     world_size: int = 1
     git_rev: str | None = None
     torch: str | None = None
-    environment: dict[str, Any] = field(default_factory=dict)
+    environment: Environment = field(default_factory=Environment)
     # where it was read from (not written)
     path: Path | None = field(default=None, repr=False, compare=False, metadata={"stored": False})
 
     def __post_init__(self) -> None:
-        problems = _type_problems(self)
+        problems = _field_problems(type(self), {f.name: getattr(self, f.name) for f in fields(self)})
         if problems:
             raise ResultsError(f"{self.path or 'run record'}: {'; '.join(problems)}")
 
@@ -201,7 +306,7 @@ class RunRecord:
 
     @classmethod
     def from_dict(cls, data: Any, path: Path | str | None = None) -> RunRecord:
-        """Validate and build a record from a parsed results.json (versions 1 and 2 are upgraded)."""
+        """Validate and build a record from a parsed results.json (versions 1 to 3 are upgraded)."""
         where = str(path) if path is not None else "results.json"
         if not isinstance(data, dict):
             raise ResultsError(f"{where}: expected a JSON object (a run record), found {type(data).__name__}"
@@ -215,20 +320,9 @@ class RunRecord:
                                f"Use the gsm revision that wrote it, or rerun the run with trainer.force=true")
         if version == 1:
             data = upgrade_v1(data, path)
-        if version in (1, 2):
-            data = {**data, "schema_version": SCHEMA_VERSION}  # the fields schema 3 added keep their None defaults
-        names = {f.name for f in fields(cls) if f.metadata.get("stored", True)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ResultsError(f"{where}: keys this gsm does not know: {', '.join(unknown)} (schema_version {version})")
-        required = [f.name for f in fields(cls) if f.default is _NODEFAULT and f.default_factory is _NODEFAULT]
-        missing = [k for k in required if k not in data]
-        if missing:
-            raise ResultsError(f"{where}: not a complete run record, missing {', '.join(missing)}")
-        try:
-            return cls(**data, path=Path(path) if path is not None else None)
-        except ResultsError as exc:
-            raise ResultsError(f"{where}: {str(exc).split(': ', 1)[-1]}") from None
+        if version in (1, 2, 3):
+            data = upgrade_v3(data, where, version)  # the fields schema 3 added keep their None defaults for 1 and 2
+        return _parse_block(cls, data, where, "", version, path=Path(path) if path is not None else None)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON content of results.json (``path`` left out)."""
@@ -271,21 +365,25 @@ class RunRecord:
         return (self.config.get("dataset") or {}).get("image_size")
 
     def stat(self, split: str, key: str) -> list[float]:
-        """Empirical statistic ``key`` of ``split`` per class (NaN where undefined); [] if not stored."""
-        block = (self.empirical or {}).get(split) or {}
-        return [math.nan if v is None else float(v) for v in block.get(key, [])]
+        """Empirical statistic ``key`` (a field of :class:`EmpiricalStats`) of ``split`` ("test" or "train") per
+        class (NaN where undefined); [] when the record has no statistics of that split."""
+        if split not in ("test", "train") or key not in EmpiricalStats.__dataclass_fields__:
+            raise ValueError(f"no empirical statistic {split}.{key} (splits: test, train; statistics: "
+                             f"{', '.join(EmpiricalStats.__dataclass_fields__)})")
+        block = getattr(self.empirical, split) if self.empirical is not None else None
+        return [] if block is None else list(getattr(block, key))
 
 
-_NODEFAULT = fields(RunRecord)[0].default  # dataclasses.MISSING
+# --------------------------------------------------------------------------- checking and parsing typed fields
 
 
-def _hints() -> dict[str, Any]:
-    if not _HINTS:
-        _HINTS.update(typing.get_type_hints(RunRecord, globalns={**vars(typing), "Path": Path, "Any": Any}))
-    return _HINTS
+def _hints(cls: type) -> dict[str, Any]:
+    if cls not in _HINTS:
+        _HINTS[cls] = typing.get_type_hints(cls)
+    return _HINTS[cls]
 
 
-_HINTS: dict[str, Any] = {}
+_HINTS: dict[type, dict[str, Any]] = {}
 
 
 def _conforms(value: Any, tp: Any) -> bool:
@@ -308,26 +406,70 @@ def _conforms(value: Any, tp: Any) -> bool:
     return isinstance(value, tp)
 
 
-def _type_problems(rec: RunRecord) -> list[str]:
-    hints = _hints()
+def _field_problems(cls: type, values: dict[str, Any], prefix: str = "") -> list[str]:
+    """``name = value is not type`` for each value that does not conform to its field's annotation in ``cls``, and
+    ``name must be fractions`` for a ``*_frac`` value outside [0, 1] (a percent where a fraction belongs)."""
+    hints = _hints(cls)
     problems = []
-    for f in fields(rec):
-        value = getattr(rec, f.name)
-        if not _conforms(value, hints[f.name]):
-            problems.append(f"{f.name} = {value!r:.60} is not {_type_name(hints[f.name])}")
-        elif f.name.endswith("_frac") and value is not None:
-            values = value if isinstance(value, list) else [value]
-            bad = [v for v in values if v is not None and not (-1e-9 <= float(v) <= 1 + 1e-9)]
+    for name, value in values.items():
+        if not _conforms(value, hints[name]):
+            problems.append(f"{prefix}{name} = {value!r:.60} is not {_type_name(hints[name])}")
+        elif name.endswith("_frac") and value is not None:
+            bad = [v for v in (value if isinstance(value, list) else [value])
+                   if v is not None and not (-1e-9 <= float(v) <= 1 + 1e-9)]
             if bad:
-                problems.append(f"{f.name} must be fractions in [0, 1] (found {bad[0]!r}; percent?)")
+                problems.append(f"{prefix}{name} must be fractions in [0, 1] (found {bad[0]!r}; percent?)")
     return problems
 
 
+def _required(f: Any) -> bool:
+    return f.default is MISSING and f.default_factory is MISSING
+
+
+def _parse_block(cls: type, data: Any, where: str, key: str, version: int = SCHEMA_VERSION, **extra: Any) -> Any:
+    """Build the record or one of its typed parts (``cls``) from its JSON object ``data``: unknown and missing keys
+    and values that do not conform raise :class:`ResultsError` naming ``where`` and the dotted key (``key``: the
+    part's place in results.json, "" for the record); nested parts are built the same way, and a null in a list of
+    floats is NaN (how results.json stores a non-finite value). ``extra``: fields that are not stored (``path``)."""
+    dotted = f"{key}." if key else ""
+    if not isinstance(data, dict):
+        raise ResultsError(f"{where}: {key} = {one_line(repr(data), 60)} is not a JSON object ({cls.__name__})")
+    stored = [f for f in fields(cls) if f.metadata.get("stored", True)]
+    unknown = sorted(set(data) - {f.name for f in stored})
+    if unknown:
+        raise ResultsError(f"{where}: keys this gsm does not know: {', '.join(dotted + k for k in unknown)} "
+                           f"(schema_version {version})")
+    missing = [dotted + f.name for f in stored if _required(f) and f.name not in data]
+    if missing:
+        raise ResultsError(f"{where}: not a complete run record, missing {', '.join(missing)}")
+    hints = _hints(cls)
+    values = {name: _from_json(value, hints[name], where, dotted + name, version) for name, value in data.items()}
+    problems = _field_problems(cls, values, dotted)
+    if problems:
+        raise ResultsError(f"{where}: {'; '.join(problems)}")
+    return cls(**values, **extra)
+
+
+def _from_json(value: Any, tp: Any, where: str, key: str, version: int) -> Any:
+    """A JSON value as the annotation ``tp`` wants it: typed parts built, nulls in a list of floats as NaN."""
+    options = typing.get_args(tp) if typing.get_origin(tp) in (typing.Union, types.UnionType) else (tp,)
+    for option in options:
+        if is_dataclass(option) and isinstance(value, dict):
+            return _parse_block(option, value, where, key, version)
+        if typing.get_origin(option) is list and isinstance(value, list):
+            (inner,) = typing.get_args(option)
+            if is_dataclass(inner):
+                return [_parse_block(inner, v, where, f"{key}[{i}]", version) for i, v in enumerate(value)]
+            if inner is float:
+                return [math.nan if v is None else v for v in value]
+    return value
+
+
 def _type_name(tp: Any) -> str:
-    return tp.__name__ if isinstance(tp, type) else str(tp).replace("typing.", "")
+    return tp.__name__ if isinstance(tp, type) else str(tp).replace("typing.", "").replace(f"{__name__}.", "")
 
 
-# --------------------------------------------------------------------------- schema versions 1 and 2
+# --------------------------------------------------------------------------- schema versions 1 to 3
 
 
 _V1_RENAMES = {**{k: frac_key(k) for k in SINGLE_LABEL_FRACTIONS + MULTILABEL_FRACTIONS}, "per_class_ap": "per_class_ap_frac"}
@@ -335,7 +477,7 @@ _V1_RENAMES = {**{k: frac_key(k) for k in SINGLE_LABEL_FRACTIONS + MULTILABEL_FR
 
 def upgrade_v1(data: dict[str, Any], path: Path | str | None = None) -> dict[str, Any]:
     """A results.json written before schema_version existed, renamed to version 2 (same values); from_dict
-    then adds what version 3 added (None)."""
+    then upgrades it further (:func:`upgrade_v3`)."""
     out = {_V1_RENAMES.get(k, k): v for k, v in data.items()}
     if isinstance(out.get("top3"), dict):
         out["top3"] = {frac_key(k): v for k, v in out["top3"].items()}
@@ -349,6 +491,22 @@ def upgrade_v1(data: dict[str, Any], path: Path | str | None = None) -> dict[str
         out["environment"] = {k: out.get(k) for k in ("device", "world_size", "torch") if out.get(k) is not None}
     if out.get("data_root") is None and isinstance(out.get("config"), dict):
         out["data_root"] = (out["config"].get("dataset") or {}).get("root")
+    return out
+
+
+# version 3 -> 4: the initial μ, σ under names that cannot be taken for the learned ones (learned.mu, learned.sigma)
+_V3_RENAMES = {"mu": "mu_init", "sigma": "sigma_init"}
+
+
+def upgrade_v3(data: dict[str, Any], where: str = "results.json", version: int = 3) -> dict[str, Any]:
+    """A results.json of version 2 or 3 renamed to version 4 (same values: ``mu`` -> ``mu_init``, ``sigma`` ->
+    ``sigma_init``); what version 3 added keeps its None default in a version-2 file. The typed parts
+    (``learned``, ``empirical``, ``environment``) have the same JSON shape in every version."""
+    stray = [new for new in _V3_RENAMES.values() if new in data]
+    if stray:
+        raise ResultsError(f"{where}: keys this gsm does not know: {', '.join(stray)} (schema_version {version})")
+    out = {_V3_RENAMES.get(k, k): v for k, v in data.items()}
+    out["schema_version"] = SCHEMA_VERSION
     return out
 
 
@@ -417,15 +575,15 @@ def one_line(text: str, limit: int = 300) -> str:
 # --------------------------------------------------------------------------- identity against the config
 
 # record field -> the config key the trainer takes it from (gsm.train.build_results)
-IDENTITY_KEYS = {"dataset": "dataset.name", "model": "model.name", "head": "head.name", "mu": "head.mu",
-                 "sigma": "head.sigma", "lam": "head.lam", "seed": "seed", "epochs": "trainer.epochs"}
-OPTIONAL_IDENTITY_KEYS = ("mu", "sigma", "lam")  # ``cfg.head.get(...)``: None where the head has no such key
+IDENTITY_KEYS = {"dataset": "dataset.name", "model": "model.name", "head": "head.name", "mu_init": "head.mu",
+                 "sigma_init": "head.sigma", "lam": "head.lam", "seed": "seed", "epochs": "trainer.epochs"}
+OPTIONAL_IDENTITY_KEYS = ("mu_init", "sigma_init", "lam")  # ``cfg.head.get(...)``: None where the head has no such key
 
 
 def identity_problems(rec: RunRecord) -> list[str]:
     """Where a record's identity fields contradict its own stored ``config``: one text per field, [] when none.
 
-    Checked: dataset, model, head, mu, sigma, lam, seed and epochs against the config keys the trainer takes
+    Checked: dataset, model, head, mu_init, sigma_init, lam, seed and epochs against the config keys the trainer takes
     them from (:data:`IDENTITY_KEYS`); signature against ``gsm.runs.signature(config)``; multilabel against
     the metrics the record holds (a multi-label record has no top-1 error, a single-label one no mAP);
     num_classes against class_names and the per-class AP lists. A record the trainer wrote passes all of them.

@@ -1,8 +1,9 @@
 """Synthetic run folders with the real structure of the trainer's outputs (results.json, test_outputs.pt).
 
-Every results.json is a :class:`gsm.results.RunRecord` (the record the trainer writes), built and
-written through the record's own constructor and ``write``, so the tests cannot drift from the
-schema. The config stored in each is the real composed config of the experiment (plus the profile's
+Every results.json is a :class:`gsm.results.RunRecord` (the record the trainer writes), built by the
+record's own parser (``RunRecord.from_dict``, what ``read_record`` uses: typed parts may be given as their
+JSON objects) and written through ``write``, so the tests cannot drift from the schema. Every
+test_outputs.pt is written by :func:`gsm.results.write_test_outputs`. The config stored in each is the real composed config of the experiment (plus the profile's
 overrides), so the tables match it to its paper row exactly as they match real runs.
 """
 
@@ -18,10 +19,12 @@ import torch
 from gsm import runs
 from gsm.grid import CONFIG_DIR, compose_many
 from gsm.profiles import PROFILES
-from gsm.results import RunRecord, best_epoch, frac_key, read_record, write_test_outputs
+from gsm.results import SCHEMA_VERSION, RunRecord, best_epoch, frac_key, read_record, write_test_outputs
 
 # what schema 3 added to the record: absent from a version-2 file (write_run(..., schema_version=2))
 V3_FIELDS = ("mAP_voc_frac", "CF1_mean_frac", "per_class_ap_voc_frac", "best_top1_error_frac", "best_epoch")
+# what schema 4 renamed: the initial μ, σ were "mu", "sigma" up to version 3 (write_run(..., schema_version=3))
+V4_RENAMES = {"mu_init": "mu", "sigma_init": "sigma"}
 
 COCO_NAMES = ["person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat", "traffic light",
               "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog", "horse", "sheep", "cow",
@@ -54,6 +57,8 @@ def demo_config(dataset: str, head: str, seed: int = 0, overrides: tuple[str, ..
 
 
 def empirical_block(m: int, rng: np.random.Generator, **given: list[float]) -> dict[str, list[float]]:
+    """One split's ``empirical`` statistics as results.json holds them (gsm.results.EmpiricalStats); ``given``
+    replaces some."""
     block = {
         "mu_pos": rng.normal(2, 0.5, m).tolist(), "sigma_pos": rng.uniform(0.5, 2, m).tolist(),
         "mu_neg": rng.normal(-2, 0.5, m).tolist(), "sigma_neg": rng.uniform(0.5, 2, m).tolist(),
@@ -67,7 +72,7 @@ def empirical_block(m: int, rng: np.random.Generator, **given: list[float]) -> d
 
 
 def write_run(runs_dir: Path, experiment: str | None, seed: int = 0, profile: str = "full", *, outputs: bool = False,
-              rng: np.random.Generator | None = None, n_test: int = 60, schema_version: int = 3,
+              rng: np.random.Generator | None = None, n_test: int = 60, schema_version: int = SCHEMA_VERSION,
               overrides: tuple[str, ...] = (), config: dict[str, Any] | None = None, **fields: Any) -> Path:
     """One finished run of ``experiment`` under ``runs_dir``; returns its results.json.
 
@@ -75,8 +80,9 @@ def write_run(runs_dir: Path, experiment: str | None, seed: int = 0, profile: st
     which sets its record key (``top1_error_frac``). ``experiment`` may be a grid variant
     (``table3/x@as_written``); ``overrides`` are further Hydra overrides of its config. A single-label run gets
     a history of test errors per epoch whose last is ``top1_error`` and whose best gives ``best_top1_error`` and
-    ``best_epoch`` (gsm.results.best_epoch), unless given. ``schema_version=2`` writes the file an older gsm
-    wrote: without the fields schema 3 added. ``config``: a composed config to use instead of the experiment's
+    ``best_epoch`` (gsm.results.best_epoch), unless given. ``schema_version=3`` writes the file gsm wrote before
+    schema 4 (the initial μ, σ under ``mu``, ``sigma``; the environment without the keys it does not know), and
+    ``schema_version=2`` the one before schema 3 (also without the fields schema 3 added). ``config``: a composed config to use instead of the experiment's
     (``experiment=None``; e.g. :func:`demo_config`). ``outputs="legacy"`` writes test_outputs.pt as gsm did
     before its schema_version key."""
     rng = rng or np.random.default_rng(seed)
@@ -89,7 +95,7 @@ def write_run(runs_dir: Path, experiment: str | None, seed: int = 0, profile: st
     names = (CIFAR10_NAMES if ds == "cifar10" else COCO_NAMES if ds == "coco" else
              [str(i) for i in range(m)] if ds.startswith("digits") else [f"class_{i}" for i in range(m)])
     res: dict[str, Any] = {
-        "dataset": ds, "model": model, "head": head, "mu": cfg["head"].get("mu"), "sigma": cfg["head"].get("sigma"),
+        "dataset": ds, "model": model, "head": head, "mu_init": cfg["head"].get("mu"), "sigma_init": cfg["head"].get("sigma"),
         "lam": cfg["head"].get("lam"), "seed": seed, "epochs": cfg["trainer"]["epochs"], "multilabel": multilabel,
         "num_classes": m, "class_names": names, "train_samples": 1000, "test_samples": n_test,
     }
@@ -125,16 +131,18 @@ def write_run(runs_dir: Path, experiment: str | None, seed: int = 0, profile: st
     run_name = f"{model}-{head}-{res['signature']}"
     res["run_name"] = run_name
     path = runs_dir / ds / run_name / "results.json"
-    RunRecord(**res).write(path)
-    if schema_version == 2:  # what gsm wrote before schema 3
-        data = json.loads(path.read_text())
-        for key in V3_FIELDS:
-            data.pop(key, None)
-        if isinstance(data.get("top3"), dict):
-            data["top3"].pop("CF1_mean_frac", None)
-        path.write_text(json.dumps({**data, "schema_version": 2}))
-    elif schema_version != 3:
-        raise ValueError(f"schema_version {schema_version}: write_run writes 2 or 3")
+    RunRecord.from_dict({**res, "schema_version": SCHEMA_VERSION}).write(path)
+    if schema_version in (2, 3):  # what gsm wrote before schema 4 (and 3)
+        data = {V4_RENAMES.get(k, k): v for k, v in json.loads(path.read_text()).items()}
+        data["environment"] = {k: v for k, v in data["environment"].items() if v is not None}
+        if schema_version == 2:
+            for key in V3_FIELDS:
+                data.pop(key, None)
+            if isinstance(data.get("top3"), dict):
+                data["top3"].pop("CF1_mean_frac", None)
+        path.write_text(json.dumps({**data, "schema_version": schema_version}))
+    elif schema_version != SCHEMA_VERSION:
+        raise ValueError(f"schema_version {schema_version}: write_run writes 2, 3 or {SCHEMA_VERSION}")
     if outputs:
         write_outputs(path.parent / "test_outputs.pt", m, multilabel, n_test, rng, legacy=outputs == "legacy")
     return path
@@ -165,10 +173,11 @@ def write_outputs(path: Path, m: int, multilabel: bool, n: int, rng: np.random.G
         x = torch.from_numpy(rng.normal(size=(n, m))).float()
         x[torch.arange(n), targets.long()] += 4
         p = torch.softmax(x, 1)
-    if legacy:
-        torch.save({"x": x.float(), "p": p.half(), "targets": targets}, path)
-    else:
-        write_test_outputs(path, x, p, targets, multilabel=multilabel)
+    write_test_outputs(path, x, p, targets, multilabel=multilabel)
+    if legacy:  # the writer's own file less its version key: what gsm wrote before the key existed
+        blob = torch.load(path, weights_only=True)
+        del blob["schema_version"]
+        torch.save(blob, path)
 
 
 def read(path: Path) -> dict[str, Any]:

@@ -29,7 +29,7 @@ def test_separability_and_ratio_eq19_eq20():
     np.testing.assert_allclose(ratio(torch.tensor(mu), torch.tensor(sigma)).numpy(), d / sigma)
     np.testing.assert_allclose(compactness(torch.tensor(sigma)).numpy(), 1 / sigma)
     stats = learned_stats(torch.tensor(np.stack([mu, mu + 1], 1)), torch.tensor(np.stack([sigma, sigma], 1)))
-    np.testing.assert_allclose(stats["separability"], d)
+    np.testing.assert_allclose(stats.separability, d)
 
 
 def test_empirical_stats_single_label_by_loop():
@@ -43,9 +43,9 @@ def test_empirical_stats_single_label_by_loop():
         neg = np.delete(x[y == c], c, axis=1).ravel()
         mp, sp, mn, sn = pos.mean(), pos.std(), neg.mean(), neg.std()
         sep = 0.5 * (_kl_numeric(mp, sp, mn, sn) + _kl_numeric(mn, sn, mp, sp))
-        assert abs(got["mu_pos"][c] - mp) < 1e-12 and abs(got["sigma_neg"][c] - sn) < 1e-10
-        assert abs(got["separability"][c] - sep) < 1e-6
-        assert abs(got["compactness"][c] - 1 / sp) < 1e-9 and abs(got["ratio"][c] - sep / sp) < 1e-6
+        assert abs(got.mu_pos[c] - mp) < 1e-12 and abs(got.sigma_neg[c] - sn) < 1e-10
+        assert abs(got.separability[c] - sep) < 1e-6
+        assert abs(got.compactness[c] - 1 / sp) < 1e-9 and abs(got.ratio[c] - sep / sp) < 1e-6
 
 
 def test_empirical_stats_multilabel_uses_x_plus_and_label_split():
@@ -56,8 +56,8 @@ def test_empirical_stats_multilabel_uses_x_plus_and_label_split():
     got = empirical_stats(torch.tensor(x), torch.tensor(y), multilabel=True)
     for c in range(2):
         pos, neg = x[y[:, c] == 1, c, 0], x[y[:, c] == 0, c, 0]
-        assert abs(got["mu_pos"][c] - pos.mean()) < 1e-12 and abs(got["sigma_neg"][c] - neg.std()) < 1e-10
-    assert np.isnan(got["compactness"][2])
+        assert abs(got.mu_pos[c] - pos.mean()) < 1e-12 and abs(got.sigma_neg[c] - neg.std()) < 1e-10
+    assert np.isnan(got.compactness[2])
 
 
 def test_empirical_stats_single_label_class_with_one_image_is_nan():
@@ -65,10 +65,10 @@ def test_empirical_stats_single_label_class_with_one_image_is_nan():
     x = torch.tensor([[3.0, 0.0, 1.0], [2.5, 0.5, 0.0], [0.0, 4.0, 0.2], [0.1, 0.0, 5.0]], dtype=torch.float64)
     y = torch.tensor([0, 0, 1, 2])
     got = empirical_stats(x, y, multilabel=False)
-    assert abs(got["mu_pos"][0] - 2.75) < 1e-12 and abs(got["sigma_pos"][0] - 0.25) < 1e-12
-    assert got["count_pos"] == [2.0, 1.0, 1.0]
-    assert np.isnan(got["compactness"][1]) and np.isnan(got["ratio"][2])
-    assert np.isfinite(got["separability"][0])
+    assert abs(got.mu_pos[0] - 2.75) < 1e-12 and abs(got.sigma_pos[0] - 0.25) < 1e-12
+    assert got.count_pos == [2.0, 1.0, 1.0]
+    assert np.isnan(got.compactness[1]) and np.isnan(got.ratio[2])
+    assert np.isfinite(got.separability[0])
 
 
 def test_head_hook_gives_learned_stats_of_the_positive_column():
@@ -84,7 +84,7 @@ def test_head_hook_gives_learned_stats_of_the_positive_column():
     for i in range(3):
         ref = sum(_kl_numeric(mu[i], sigma[i], mu[j], sigma[j]) + _kl_numeric(mu[j], sigma[j], mu[i], sigma[i])
                   for j in range(3) if j != i) / 4
-        assert abs(stats["separability"][i] - ref) < 1e-6
-        assert abs(stats["ratio"][i] - ref / sigma[i]) < 1e-6
-    assert stats["mu"] == mu.tolist() and stats["compactness"] == (1 / sigma).tolist()
+        assert abs(stats.separability[i] - ref) < 1e-6
+        assert abs(stats.ratio[i] - ref / sigma[i]) < 1e-6
+    assert stats.mu == mu.tolist() and stats.compactness == (1 / sigma).tolist()
     assert SoftmaxHead(4, 3).learned_stats() is None

@@ -545,7 +545,7 @@ def test_distribution_hooks_of_gsoftmax_and_the_defaults():
         g.init_from_moments(mean[:, 0], std[:, 0])
     stats = g.learned_stats()
     assert stats == learned_stats(g.mu, g.sigma)
-    np.testing.assert_allclose(stats["mu"], (mean + 1)[:, 0].numpy())
+    np.testing.assert_allclose(stats.mu, (mean + 1)[:, 0].numpy())
     hist = g.histograms()
     assert set(hist) == {"mu", "sigma"} and torch.equal(hist["sigma"], g.sigma.detach().float())
     hp = g.hparams()

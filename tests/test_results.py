@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 import math
 import re
+import shutil
 import warnings
+from dataclasses import fields
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,14 +17,15 @@ from synthetic_runs import V3_FIELDS, write_run
 from gsm.grid import Grid
 from gsm.paper import experiments
 from gsm.reproduce import main
-from gsm.results import SCHEMA_VERSION, ResultsError, RunRecord, best_epoch, read_record, record_metrics
+from gsm.results import (SCHEMA_VERSION, EmpiricalSplits, EmpiricalStats, Environment, EnvironmentSegment, LearnedStats,
+                         ResultsError, RunRecord, best_epoch, identity_problems, read_record, record_metrics)
 from gsm.train import EvalOutputs, compute_metrics
 
 
 def test_synthetic_run_round_trips_through_the_record(tmp_path):
     path = write_run(tmp_path / "runs", "table1/wrn_cifar10_gsoftmax", 3, top1_error=0.25)
     rec = read_record(path)
-    assert rec.schema_version == SCHEMA_VERSION == 3 and rec.seed == 3 and rec.top1_error_frac == 0.25
+    assert rec.schema_version == SCHEMA_VERSION == 4 and rec.seed == 3 and rec.top1_error_frac == 0.25
     assert rec.path == path and rec.run_name == path.parent.name and rec.headline == 0.25
     assert RunRecord.from_dict(rec.to_dict(), path) == rec
     assert "path" not in json.loads(path.read_text())
@@ -51,8 +55,18 @@ def test_wrong_types_other_versions_percent_and_unknown_keys(tmp_path):
     good = json.loads(write_run(tmp_path / "runs", "table1/vgg16_cifar10_softmax", 0).read_text())
     path = tmp_path / "bad.json"
     for change, why in (({"seed": "0"}, "seed = '0' is not int"), ({"class_names": "abc"}, "class_names"),
-                        ({"schema_version": 4}, "schema_version 4"), ({"schema_version": "3"}, "schema_version '3'"), ({"top1_error_frac": 12.5}, "percent"),
-                        ({"top_1_error": 0.1}, "keys this gsm does not know: top_1_error")):
+                        ({"schema_version": 5}, "schema_version 5"), ({"schema_version": "3"}, "schema_version '3'"), ({"top1_error_frac": 12.5}, "percent"),
+                        ({"top_1_error": 0.1}, "keys this gsm does not know: top_1_error"),
+                        ({"mu": 0.0}, r"keys this gsm does not know: mu \(schema_version 4\)"),
+                        ({"schema_version": 3, "mu_init": 0.0}, r"keys this gsm does not know: mu_init, sigma_init \(schema_version 3\)"),
+                        ({"environment": {"device": "cpu", "gpu": "x"}}, "keys this gsm does not know: environment.gpu"),
+                        ({"environment": {"segments": [{"device": "cpu"}]}}, re.escape("missing environment.segments[0].first_epoch")),
+                        ({"environment": {"world_size": "1"}}, re.escape("environment.world_size = '1' is not int | None")),
+                        ({"empirical": {"train": good["empirical"]["train"]}}, "missing empirical.test"),
+                        ({"empirical": {**good["empirical"], "test": {**good["empirical"]["test"], "ratio": "r"}}},
+                         re.escape("empirical.test.ratio = 'r' is not list[float]")),
+                        ({"learned": [1.0]}, r"learned = \[1.0\] is not LearnedStats \| None"),
+                        ({"environment": None}, "environment = None is not Environment")):
         path.write_text(json.dumps({**good, **change}))
         with pytest.raises(ResultsError, match=why) as exc:
             read_record(path)
@@ -60,8 +74,8 @@ def test_wrong_types_other_versions_percent_and_unknown_keys(tmp_path):
 
 
 def test_schema_v1_is_upgraded_on_read(tmp_path):
-    """What the trainer wrote before schema_version (unit-less keys) reads as version 2, same values."""
-    v2 = json.loads(write_run(tmp_path / "runs", "table3/resnet101_coco_softmax", 0).read_text())
+    """What the trainer wrote before schema_version (unit-less keys) reads as version 4, same values."""
+    v2 = json.loads(write_run(tmp_path / "runs", "table3/resnet101_coco_gsoftmax_mu0_sigma1", 0, schema_version=2).read_text())
     v1 = {k: v for k, v in v2.items() if k not in ("schema_version", "run_name", "data_fingerprint", "data_root",
                                                      "environment", "eval_seconds_total", "checkpoint_seconds_total",
                                                      *V3_FIELDS)}
@@ -76,25 +90,129 @@ def test_schema_v1_is_upgraded_on_read(tmp_path):
     path.parent.mkdir()
     path.write_text(json.dumps(v1))
     rec = read_record(path)
-    assert rec.schema_version == 3 and rec.mAP_frac == v2["mAP_frac"] and rec.per_class_ap_frac == v2["per_class_ap_frac"]
+    assert rec.schema_version == 4 and rec.mAP_frac == v2["mAP_frac"] and rec.per_class_ap_frac == v2["per_class_ap_frac"]
     assert rec.top3 == v2["top3"] and rec.history == [{"epoch": 1, "test_mAP_frac": 0.4, "test_loss": 0.7, "train_loss": 0.9}]
-    assert rec.run_name == "old-run" and rec.environment["device"] == "cpu"
+    assert rec.run_name == "old-run" and rec.environment == Environment(device="cpu", world_size=1, torch=v1["torch"])
     assert all(getattr(rec, k) is None for k in V3_FIELDS)
+    assert (rec.mu_init, rec.sigma_init) == (v1["mu"], v1["sigma"]) == (0.0, 1.0)
+    assert rec.learned == LearnedStats(**v1["learned"]) and rec.empirical.test == EmpiricalStats(**v1["empirical"]["test"])
+    assert identity_problems(rec) == []
 
 
 @pytest.mark.parametrize("experiment", ["table3/resnet101_coco_softmax", "table2/resnet101_tiny_imagenet_softmax"])
 def test_schema_v2_is_upgraded_on_read_without_warning(tmp_path, experiment):
-    """A version-2 results.json (no VOC mAP, per-class mean C-F1 or best epoch) reads as version 3 with those None."""
+    """A version-2 results.json (no VOC mAP, per-class mean C-F1 or best epoch) reads as version 4 with those None."""
     path = write_run(tmp_path / "runs", experiment, 0, schema_version=2)
     stored = json.loads(path.read_text())
-    assert stored["schema_version"] == 2 and not set(V3_FIELDS) & set(stored)
+    assert stored["schema_version"] == 2 and not set(V3_FIELDS) & set(stored) and "mu_init" not in stored
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         rec = read_record(path)
-    assert rec.schema_version == 3 and all(getattr(rec, k) is None for k in V3_FIELDS)
-    assert rec.to_dict() == {**stored, "schema_version": 3, **{k: None for k in V3_FIELDS}}
-    new = read_record(write_run(tmp_path / "new", experiment, 0))  # the same run, as schema 3 writes it
+    assert rec.schema_version == 4 and all(getattr(rec, k) is None for k in V3_FIELDS)
+    renamed = {k: v for k, v in stored.items() if k not in ("mu", "sigma", "environment")}
+    assert rec.to_dict() == {**renamed, "schema_version": 4, **{k: None for k in V3_FIELDS},
+                             "mu_init": stored["mu"], "sigma_init": stored["sigma"],
+                             "environment": {**{f.name: None for f in fields(Environment)}, **stored["environment"]}}
+    new = read_record(write_run(tmp_path / "new", experiment, 0))  # the same run, as schema 4 writes it
     assert (new.mAP_voc_frac is not None) == new.multilabel and (new.best_top1_error_frac is not None) != new.multilabel
+
+
+# results.json files the trainer wrote at 0edbd66 (schema 3), read as a user's old runs folder holds them: a digits
+# G-softmax run resumed with another thread count (environment.segments, no train-split statistics) and a
+# digits_mosaic softmax run (multi-label, no learned statistics)
+V3_FILES = sorted((Path(__file__).parent / "data").glob("results_v3_*.json"))
+
+
+@pytest.mark.parametrize("source", V3_FILES, ids=[p.stem for p in V3_FILES])
+def test_schema_v3_written_by_the_trainer_is_upgraded_on_read_with_its_values(tmp_path, source):
+    """An old file is still read, every value where schema 4 puts it: the initial μ, σ as mu_init, sigma_init, the
+    statistics and the environment typed, with the same numbers; its identity still checks (same signature)."""
+    path = tmp_path / source.stem / "results.json"
+    path.parent.mkdir()
+    shutil.copy(source, path)
+    old = json.loads(path.read_text())
+    assert old["schema_version"] == 3 and {"mu", "sigma"} <= set(old)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        rec = read_record(path)
+    assert rec.schema_version == 4 and identity_problems(rec) == []
+    assert (rec.mu_init, rec.sigma_init, rec.lam) == (old["mu"], old["sigma"], old["lam"])
+    assert isinstance(rec.environment, Environment) and isinstance(rec.empirical, EmpiricalSplits)
+    assert rec.environment == Environment(**{k: v for k, v in old["environment"].items() if k != "segments"},
+                                          segments=[EnvironmentSegment(**s) for s in old["environment"]["segments"]]
+                                          if "segments" in old["environment"] else None)
+    for split in ("test", "train"):
+        block = getattr(rec.empirical, split)
+        assert (block is None) == (split not in old["empirical"])
+        if block is not None:
+            assert block == EmpiricalStats(**old["empirical"][split])
+            assert rec.stat(split, "separability") == old["empirical"][split]["separability"]
+    if old["learned"] is None:
+        assert rec.learned is None and rec.mu_init is None
+    else:
+        assert rec.learned == LearnedStats(**old["learned"]) and rec.learned.mu != [rec.mu_init] * rec.num_classes
+    same = {k: v for k, v in old.items() if k not in ("schema_version", "mu", "sigma", "learned", "empirical", "environment")}
+    assert {k: getattr(rec, k) for k in same} == same  # every other field as stored
+    again = read_record(rec.write(tmp_path / "v4.json"))  # written back as schema 4: plain JSON, the same record
+    stored = json.loads((tmp_path / "v4.json").read_text())
+    assert stored["schema_version"] == 4 and "mu" not in stored and stored["mu_init"] == old["mu"]
+    assert stored["learned"] == old["learned"] and stored["empirical"] == {"train": None, **old["empirical"]}
+    assert {k: v for k, v in stored["environment"].items() if v is not None} == old["environment"]
+    assert again.to_dict() == rec.to_dict()
+
+
+def test_initial_and_learned_mu_sigma_are_named_apart(tmp_path):
+    """Issue 17: the record's top level holds the initial μ, σ (the config's head.mu, head.sigma) as mu_init,
+    sigma_init; the learned per-class values are learned.mu, learned.sigma. Nothing at the top is called mu or sigma."""
+    learned = {"mu": [0.5, -0.25, 1.0], "sigma": [0.9, 1.1, 1.3], "compactness": [1 / 0.9, 1 / 1.1, 1 / 1.3],
+               "separability": [0.1, 0.2, 0.3], "ratio": [0.1 / 0.9, 0.2 / 1.1, 0.3 / 1.3]}
+    path = write_run(tmp_path / "runs", "table3/resnet101_coco_gsoftmax_mu-0p1_sigma1", 0, learned=learned)
+    stored = json.loads(path.read_text())
+    assert "mu" not in stored and "sigma" not in stored
+    assert (stored["mu_init"], stored["sigma_init"]) == (stored["config"]["head"]["mu"], stored["config"]["head"]["sigma"]) == (-0.1, 1.0)
+    assert stored["learned"] == learned
+    rec = read_record(path)
+    assert (rec.mu_init, rec.sigma_init) == (-0.1, 1.0) and rec.learned.mu == learned["mu"] and rec.learned.sigma == learned["sigma"]
+    old = write_run(tmp_path / "old", "table3/resnet101_coco_gsoftmax_mu-0p1_sigma1", 0, learned=learned, schema_version=3)
+    assert {"mu", "sigma"} <= set(json.loads(old.read_text()))
+    assert read_record(old).to_dict() == {**rec.to_dict(), "schema_version": 4}
+
+
+def test_typed_parts_nan_and_plain_json(tmp_path):
+    """The statistics and the environment are dataclasses in memory; results.json holds them as plain JSON objects,
+    a NaN (a class without the statistic) as null, read back as NaN."""
+    from gsm.analysis import empirical_stats, learned_stats
+
+    x, y = torch.randn(40, 4, dtype=torch.float64), torch.arange(40) % 3  # class 3 has no image: NaN statistics
+    emp = empirical_stats(x, y, multilabel=False)
+    learned = learned_stats(torch.tensor([0.0, 0.5, 1.0, 1.5]), torch.tensor([1.0, 1.0, 2.0, 0.5]))
+    env = Environment.of_run({"device": "cpu", "world_size": 1, "torch": "2.0", "cpu_threads": 2},
+                             [{"first_epoch": 1, "cpu_threads": 1}, {"first_epoch": 3, "cpu_threads": 2}])
+    assert env.segments == [EnvironmentSegment(first_epoch=1, cpu_threads=1), EnvironmentSegment(first_epoch=3, cpu_threads=2)]
+    assert Environment.of_run({"device": "cpu"}, [{"first_epoch": 1}]).segments is None  # one environment: no segments
+    rec = RunRecord(dataset="d", model="m", head="gsoftmax", seed=0, epochs=1, multilabel=False, num_classes=4,
+                    class_names=list("abcd"), signature="s", config={}, mu_init=0.0, sigma_init=1.0, learned=learned,
+                    empirical=EmpiricalSplits(test=emp), environment=env)
+    assert math.isnan(emp.compactness[3]) and math.isnan(rec.stat("test", "ratio")[3]) and rec.stat("train", "ratio") == []
+    path = rec.write(tmp_path / "results.json")
+    text = path.read_text()
+    stored = json.loads(text)  # strict JSON: no NaN literal
+    assert "NaN" not in text and stored["empirical"]["test"]["compactness"][3] is None and stored["empirical"]["train"] is None
+    assert stored["learned"] == {k: getattr(learned, k) for k in ("mu", "sigma", "compactness", "separability", "ratio")}
+    assert stored["environment"]["segments"] == [{"first_epoch": 1, "world_size": None, "device": None, "torch": None,
+                                                  "git_rev": None, "git_dirty": None, "cpu_threads": 1},
+                                                 {"first_epoch": 3, "world_size": None, "device": None, "torch": None,
+                                                  "git_rev": None, "git_dirty": None, "cpu_threads": 2}]
+    back = read_record(path)
+    assert isinstance(back.learned, LearnedStats) and isinstance(back.empirical.test, EmpiricalStats)
+    assert math.isnan(back.empirical.test.compactness[3]) and back.empirical.test.count_pos == emp.count_pos
+    assert back.empirical.test.mu_pos[:3] == emp.mu_pos[:3] and back.learned == learned and back.environment == env
+    with pytest.raises(ResultsError, match=r"LearnedStats: mu = 'x' is not list\[float\]"):
+        LearnedStats(mu="x", sigma=[], compactness=[], separability=[], ratio=[])
+    with pytest.raises(ResultsError, match="keys this gsm does not know: environment.gpu"):
+        Environment.of_run({"device": "cpu", "gpu": "a100"}, [])
+    with pytest.raises(ValueError, match="no empirical statistic test.recall"):
+        rec.stat("test", "recall")
 
 
 def release_best(history):
@@ -205,7 +323,7 @@ CONTRADICTIONS = [
     ({"head": "gsoftmax"}, "head = 'gsoftmax' but its config has head.name = 'softmax'"),
     ({"dataset": "cifar100"}, "dataset = 'cifar100' but its config has dataset.name = 'tiny_imagenet'"),
     ({"model": "wrn"}, "model = 'wrn' but its config has model.name = 'resnet101'"),
-    ({"mu": 0.3}, "mu = 0.3 but its config has head.mu = None"),
+    ({"mu_init": 0.3}, "mu_init = 0.3 but its config has head.mu = None"),
     ({"seed": 5}, "seed = 5 but its config has seed = 0"),
     ({"epochs": 7}, "epochs = 7 but its config has trainer.epochs = "),
     ({"signature": "0123456789"}, "signature = '0123456789' but its config's signature is "),
@@ -279,8 +397,8 @@ def test_test_outputs_round_trip_and_the_file_before_schema_version(tmp_path, mu
     assert torch.equal(torch.from_numpy(out.x), x) and torch.equal(torch.from_numpy(out.targets), t)
     assert torch.allclose(torch.from_numpy(out.p), p, atol=1e-3)
     assert torch.equal(torch.from_numpy(out.x_pos), x[..., 0] if multilabel else x)
-    legacy = tmp_path / "legacy.pt"  # what gsm.train.save_outputs wrote before the version key
-    torch.save({"x": x.float(), "p": p.half(), "targets": t.to(torch.uint8 if multilabel else torch.int16)}, legacy)
+    legacy = tmp_path / "legacy.pt"  # what gsm.train.save_outputs wrote before the version key: the same less the key
+    torch.save({k: v for k, v in blob.items() if k != "schema_version"}, legacy)
     old = read_test_outputs(legacy, multilabel=multilabel, num_classes=5, samples=12)
     assert old.schema_version == 0 and (old.x == out.x).all() and (old.p == out.p).all() and (old.targets == out.targets).all()
 

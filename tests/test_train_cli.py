@@ -22,11 +22,13 @@ def test_train_digits_writes_results_and_skips_finished(cli):
     assert len(results) == 1
     run_dir = results[0].parent
     res = json.loads(results[0].read_text())
-    for key in ("dataset", "model", "head", "mu", "sigma", "lam", "seed", "epochs", "top1_error_frac", "learned",
+    for key in ("dataset", "model", "head", "mu_init", "sigma_init", "lam", "seed", "epochs", "top1_error_frac", "learned",
                 "empirical", "wall_time_s", "git_rev", "history", "schema_version", "data_fingerprint", "environment"):
         assert key in res, key
     assert res["head"] == "gsoftmax" and res["epochs"] == 2 and 0 <= res["top1_error_frac"] <= 1
-    assert len(res["learned"]["sigma"]) == 10 and all(s > 0 for s in res["learned"]["sigma"])
+    assert (res["mu_init"], res["sigma_init"]) == (0.0, 1.0) and "mu" not in res and "sigma" not in res  # initial ...
+    assert len(res["learned"]["sigma"]) == 10 and all(s > 0 for s in res["learned"]["sigma"])  # ... and learned
+    assert res["learned"]["mu"] != [0.0] * 10
     assert len(res["empirical"]["test"]["compactness"]) == 10 and "train" in res["empirical"]
     assert (run_dir / "train.log").stat().st_size > 0 and (run_dir / ".hydra" / "config.yaml").exists()
     assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))

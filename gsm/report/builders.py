@@ -65,8 +65,8 @@ def _join(values) -> str:
 
 def _device(rec: RunRecord) -> str:
     """``cpu``, or the accelerator's name (``NVIDIA H100 80GB HBM3``), with `` xN`` for N processes."""
-    kind = rec.environment.get("device") or rec.device or "?"
-    name = "cpu" if kind == "cpu" else (rec.environment.get("device_name") or rec.device or kind)
+    kind = rec.environment.device or rec.device or "?"
+    name = "cpu" if kind == "cpu" else (rec.environment.device_name or rec.device or kind)
     return name + (f" x{rec.world_size}" if rec.world_size > 1 else "")
 
 
@@ -94,7 +94,7 @@ def conditions(grid: Grid, tables: str) -> list[str]:
         if subsets:
             out.append(f"The runs use dataset.subset={'/'.join(subsets)}: at most that many images per split, not the "
                        f"full splits the caption names.")
-        mixed = sorted(r.run_name or r.signature for r in found if len((r.environment or {}).get("segments") or []) > 1)
+        mixed = sorted(r.run_name or r.signature for r in found if len(r.environment.segments or []) > 1)
         if mixed:
             out.append(f"Resumed in another environment (trainer.resume_anyway=true; results.json environment.segments "
                        f"says which epochs ran where): {', '.join(mixed)}.")
@@ -471,26 +471,26 @@ def table6(grid: Grid) -> TableOutput:
         rows = [grid.rows[e] for e in over if e in grid.rows]
         for source, target in (("empirical", display), ("learned", learned_display)):
             res = correlation(rows, r.stat, source)
-            if math.isfinite(res["rho"]):
-                ours = _pair(res["rho"], res["p"])
+            if res.measured:
+                ours = _pair(res.rho, res.p)
             else:
-                ours = NOT_RUN if res["n_runs"] == 0 else res.get("reason", "nan")
+                ours = NOT_RUN if res.n_runs == 0 else res.reason or "nan"
             target.append({
                 "dataset": DATASET_NAMES[r.dataset], "correlation": r.label, "(ρ, p) ours": ours,
                 "(ρ, p) paper": _pair(r.printed("rho"), r.printed("p")),
-                "class (best mean)": NOT_APPLICABLE if res["class"] is None else f"{res['class_name']} (#{res['class']})",
-                "its mean value": f"{res['mean_value']:.4g}" if res["class"] is not None else NOT_APPLICABLE,
-                "G-softmax runs used": f"{res['n_runs']} of {len(over)}",
+                "class (best mean)": NOT_APPLICABLE if res.class_index is None else f"{res.class_name} (#{res.class_index})",
+                "its mean value": f"{res.mean_value:.4g}" if res.class_index is not None else NOT_APPLICABLE,
+                "G-softmax runs used": f"{res.n_runs} of {len(over)}",
             })
             data.append({"table": 6, "row_id": r.id, "dataset": r.dataset, "statistic": r.stat, "source": source,
-                         "rho": res["rho"], "p": res["p"],
+                         "rho": res.rho, "p": res.p,
                          "paper_rho": r.printed("rho") if source == "empirical" else math.nan,
                          "paper_p": r.printed("p") if source == "empirical" else math.nan,
-                         "class": res["class"], "class_name": res["class_name"], "n_runs": res["n_runs"],
-                         "experiments": ";".join(res["experiments"]),
-                         "values": ";".join(f"{v:.6g}" for v in res["values"]),
-                         "aps_frac": ";".join(f"{v:.6g}" for v in res["aps"]),
-                         "status": "measured" if math.isfinite(res["rho"]) else res.get("reason", "not run")})
+                         "class": res.class_index, "class_name": res.class_name, "n_runs": res.n_runs,
+                         "experiments": ";".join(res.experiments),
+                         "values": ";".join(f"{v:.6g}" for v in res.values),
+                         "aps_frac": ";".join(f"{v:.6g}" for v in res.aps),
+                         "status": "measured" if res.measured else res.reason or "not run"})
     notes = ["For each statistic, the class with the highest mean value of that statistic across the five G-softmax "
              "(μ, σ) runs of Table III (MS COCO) or Table IV (NUS-WIDE) is chosen (among classes with an AP and the "
              "statistic in every run; the empirical-init COCO row is not one of them); then scipy.stats.pearsonr of that "
@@ -629,9 +629,9 @@ def _pct(v: float | None) -> str:
 
 
 def _dist_summary(rec: RunRecord) -> str:
-    if not rec.learned:
+    if rec.learned is None:
         return NOT_APPLICABLE
-    mu, sigma = pd.Series(rec.learned["mu"], dtype=float), pd.Series(rec.learned["sigma"], dtype=float)
+    mu, sigma = pd.Series(rec.learned.mu, dtype=float), pd.Series(rec.learned.sigma, dtype=float)
     return f"μ {mu.mean():+.3f} [{mu.min():+.3f}, {mu.max():+.3f}]; σ {sigma.mean():.3f} [{sigma.min():.3f}, {sigma.max():.3f}]"
 
 

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
-from typing import Any, Iterable
+from dataclasses import dataclass, field, replace
+from typing import Iterable
 
 import numpy as np
 from scipy import stats
 
 from gsm.grid import Row
 from gsm.report.render import NOT_RECORDED
-from gsm.results import RunRecord
+from gsm.results import STATISTICS, RunRecord
 
 
 def metric_values(row: Row | None, metric: str, scale: float = 100.0) -> dict[int, float]:
@@ -107,49 +107,66 @@ def ap_ttest(soft: Iterable[float], gsm_ap: Iterable[float]) -> tuple[float, flo
 
 
 def class_stat(rec: RunRecord, stat: str, source: str) -> list[float]:
-    """Per-class ``stat`` of a run: the empirical test-set statistic or the learned one (eqs. 18-20)."""
+    """Per-class ``stat`` (compactness, separability or ratio) of a run: the empirical test-set statistic
+    (``source="empirical"``) or the learned one (``"learned"``, eqs. 18-20 on the head's μ, σ); [] when not stored."""
+    if stat not in STATISTICS or source not in ("empirical", "learned"):
+        raise ValueError(f"no {source} statistic {stat!r} (statistics: {', '.join(STATISTICS)}; sources: empirical, learned)")
     if source == "empirical":
         return rec.stat("test", stat)
-    block = rec.learned or {}
-    return [math.nan if v is None else float(v) for v in block.get(stat, [])]
+    return [] if rec.learned is None else list(getattr(rec.learned, stat))
 
 
-def correlation(rows: list[Row], stat: str, source: str = "empirical", ap_key: str = AP_KEY) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Correlation:
+    """Table VI for one statistic over a set of rows (:func:`correlation`): Pearson's ρ and two-sided p of the
+    best class's statistic with its AP across the runs; ρ, p NaN and ``reason`` saying why where undefined."""
+
+    n_runs: int  # rows with at least one run
+    experiments: list[str]  # those rows' experiments
+    rho: float = math.nan
+    p: float = math.nan
+    class_index: int | None = None  # the class with the highest mean statistic (None before one is chosen)
+    class_name: str | None = None
+    mean_value: float | None = None  # its statistic's mean over the runs
+    candidates: int | None = None  # classes with the statistic and an AP in every run
+    values: list[float] = field(default_factory=list)  # its statistic per run (each run = its seeds' mean)
+    aps: list[float] = field(default_factory=list)  # its AP per run (fractions)
+    reason: str | None = None  # why ρ is undefined; None when measured
+
+    @property
+    def measured(self) -> bool:
+        return math.isfinite(self.rho)
+
+
+def correlation(rows: list[Row], stat: str, source: str = "empirical", ap_key: str = AP_KEY) -> Correlation:
     """Table VI for one statistic: the class with the best (highest) mean ``stat`` across the runs, then
     scipy.stats.pearsonr of that class's ``stat`` with its AP (``ap_key``) across the runs (each run = its
     seeds' mean)."""
     used = [r for r in rows if r.runs]
-    out: dict[str, Any] = {"n_runs": len(used), "experiments": [r.experiment for r in used], "rho": math.nan, "p": math.nan,
-                           "class": None, "class_name": None, "values": [], "aps": []}
+    base = Correlation(n_runs=len(used), experiments=[r.experiment for r in used])
     if len(used) < 3:
-        out["reason"] = f"needs >= 3 G-softmax runs (have {len(used)})"
-        return out
+        return replace(base, reason=f"needs >= 3 G-softmax runs (have {len(used)})")
     vals, aps = [], []
     for r in used:
         v = [class_stat(rec, stat, source) for rec in r.results()]
         a = [class_aps(rec, ap_key) for rec in r.results()]
         if any(x is None for x in a):
-            out["reason"] = f"{NOT_RECORDED} ({r.experiment}: a record without {ap_key}, written by an older gsm)"
-            return out
+            return replace(base, reason=f"{NOT_RECORDED} ({r.experiment}: a record without {ap_key}, written by an older gsm)")
         if not v or any(len(x) != len(v[0]) or not x for x in v) or any(len(x) != len(v[0]) for x in a):
-            out["reason"] = f"{r.experiment}: no per-class {source} {stat} or AP in results.json"
-            return out
+            return replace(base, reason=f"{r.experiment}: no per-class {source} {stat} or AP in results.json")
         vals.append(np.mean(np.array(v, dtype=float), axis=0))
         aps.append(np.mean(np.array(a, dtype=float), axis=0))
     V, A = np.array(vals), np.array(aps)  # (runs, classes)
     ok = np.isfinite(V).all(0) & np.isfinite(A).all(0)
     if not ok.any():
-        out["reason"] = "no class has the statistic and an AP in every run"
-        return out
+        return replace(base, reason="no class has the statistic and an AP in every run")
     mean = np.where(ok, V.mean(0), -np.inf)
     c = int(np.argmax(mean))
-    out.update({"class": c, "mean_value": float(V[:, c].mean()), "values": V[:, c].tolist(), "aps": A[:, c].tolist(),
-                "candidates": int(ok.sum())})
     names = used[0].results()[0].class_names
-    out["class_name"] = names[c] if c < len(names) else str(c)
+    chosen = replace(base, class_index=c, class_name=names[c] if c < len(names) else str(c),
+                     mean_value=float(V[:, c].mean()), values=V[:, c].tolist(), aps=A[:, c].tolist(),
+                     candidates=int(ok.sum()))
     if np.ptp(V[:, c]) == 0 or np.ptp(A[:, c]) == 0:
-        out["reason"] = "undefined (constant input)"
-        return out
+        return replace(chosen, reason="undefined (constant input)")
     res = stats.pearsonr(V[:, c], A[:, c])
-    out["rho"], out["p"] = float(res.statistic), float(res.pvalue)
-    return out
+    return replace(chosen, rho=float(res.statistic), p=float(res.pvalue))
