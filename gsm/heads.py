@@ -27,7 +27,7 @@ import logging
 import math
 import operator
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -35,6 +35,9 @@ from torch import Tensor, nn
 from gsm import analysis
 from gsm.errors import CheckpointError, ConfigError, TrainingError
 from gsm.values import DIST_UPDATES, LOSS_REDUCTIONS
+
+if TYPE_CHECKING:
+    from gsm.results import LearnedStats
 
 log = logging.getLogger(__name__)
 
@@ -182,7 +185,7 @@ class Head(nn.Module):
             f"head.init=empirical needs a head with a learnable distribution (head=gsoftmax); head={self.name} has none"
         )
 
-    def learned_stats(self) -> dict[str, list[float]] | None:
+    def learned_stats(self) -> LearnedStats | None:
         """Compactness, separability, ratio of the learned Gaussians (eqs. 18–20); None without them."""
         return None
 
@@ -420,7 +423,7 @@ class GSoftmaxHead(Head):
 
     set_distribution = init_from_moments  # the older name
 
-    def learned_stats(self) -> dict[str, list[float]]:
+    def learned_stats(self) -> LearnedStats:
         return analysis.learned_stats(self.mu, self.sigma)
 
     def histograms(self) -> dict[str, Tensor]:
