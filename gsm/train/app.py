@@ -2,9 +2,9 @@
 ``python -m gsm.train``, all through :func:`gsm.cli.train`, which calls :func:`main` here).
 
 A run goes through its stages in this order, each in the module named:
-validate the config (gsm.config) → threads, device, processes (device) → data and model (build) →
-the run folder: skip a finished run, lock, tidy (folders) → loaders, optimiser, schedule (build) →
-resume or empirical μ/σ init, the epochs, the record (epochs, with loop, checkpoints, outputs).
+validate the config (gsm.config) → threads, device, processes (device) → data, model, loaders, optimiser,
+schedule, compile decision (build) → the run folder: skip a finished run, lock, tidy (folders) → resume or
+empirical μ/σ init, the epochs, the record (epochs, with loop, checkpoints and outputs).
 docs/runs.md says when a rerun trains, resumes or skips.
 """
 
@@ -29,7 +29,7 @@ from gsm.data import load_splits
 from gsm.environment import environment
 from gsm.errors import GsmError
 from gsm.train.build import build_model, build_run, per_process_batch
-from gsm.train.device import Dist, close_distributed, compile_enabled, cpu_threads, init_distributed, num_workers, resolve_device
+from gsm.train.device import Dist, close_distributed, cpu_threads, init_distributed, resolve_device
 from gsm.train.epochs import Run, Terminated
 from gsm.train.folders import finished_results, in_sweep, locate_run_dir, record_invocation, take_run_dir, tidy_run_dir
 from gsm.train.outputs import attach_log_file, detach_log_file
@@ -60,7 +60,8 @@ def run(cfg: DictConfig, status: RunStatus | None = None) -> dict[str, Any] | No
 
 def _prepare_and_train(cfg: DictConfig, dist: Dist, device: torch.device, status: RunStatus,
                        wall_start: float) -> dict[str, Any] | None:
-    """Data and model, then the run folder (skip a finished run, else take it), then :meth:`Run.train`."""
+    """Data, model and what trains it, then the run folder (skip a finished run, else take it), then
+    :meth:`Run.train`."""
     sig = runs.signature(cfg)
     per_process_batch(cfg, dist)  # a batch the processes cannot share fails before anything is loaded
     torch.manual_seed(int(cfg.seed))  # before anything random: the data's subset, the model's initial weights
@@ -76,7 +77,8 @@ def _prepare_and_train(cfg: DictConfig, dist: Dist, device: torch.device, status
             }))
         return None
 
-    env = environment(device, dist.world_size, num_workers(cfg), compile_enabled(cfg, device))
+    parts = build_run(cfg, device, model, dist=dist, splits=splits)  # loaders, optimiser, schedule, compile
+    env = environment(device, dist.world_size, parts.num_workers, parts.compiled)
     run_dir = dist.from_main(locate_run_dir(cfg, sig) if dist.is_main else None)
     done = dist.on_main(lambda: finished_results(run_dir, splits, cfg, env))
     if done is not None:
@@ -94,7 +96,6 @@ def _prepare_and_train(cfg: DictConfig, dist: Dist, device: torch.device, status
             log_handler = attach_log_file(run_dir)
             record_invocation(run_dir, cfg)
         dist.barrier()  # every rank now sees the same checkpoint state
-        parts = build_run(cfg, device, model, dist=dist, splits=splits)
         results = Run(cfg, dist, device, status, sig, splits, parts, env, run_dir, wall_start).train()
     except GsmError as exc:  # the run's own log ends with the line the user sees (gsm-tables status reads it)
         detach_log_file(log_handler, exc)
