@@ -38,8 +38,7 @@ def help_and_exit(argv: list[str]) -> None:
 
 def check_command_line(argv: list[str]) -> None:
     """A mistyped config group or option (``head=gsofmax``), an unknown key or ``hydra.job.chdir=true``: one
-    ``gsm: error:`` line and exit 2 in about a second, before torch is imported (:func:`gsm.config.check_overrides`;
-    :func:`gsm.train.main` checks again, for ``python -m gsm.train``)."""
+    ``gsm: error:`` line and exit 2 in about a second, before torch is imported (:func:`gsm.config.check_overrides`)."""
     from gsm.config import check_overrides
     from gsm.errors import GsmError
 
@@ -54,7 +53,8 @@ def check_command_line(argv: list[str]) -> None:
 
 
 def train() -> None:
-    """``gsm-train`` and ``python train.py``: the trainer (:func:`gsm.train.main`)."""
+    """``gsm-train``, ``python train.py`` and ``python -m gsm.train``: ``--help``, the command-line check, then the
+    trainer (:func:`gsm.train.main`), with Ctrl-C one line at every point."""
     if any(arg in HELP_FLAGS for arg in sys.argv[1:]):
         help_and_exit(sys.argv[1:])
     check_command_line(sys.argv[1:])

@@ -40,6 +40,11 @@ import torch
 from torch import Tensor
 
 from gsm.errors import ConfigError
+from gsm.train.build import build_model, build_run, eval_batch_size
+from gsm.train.checkpoints import Checkpointer, checkpoint_state
+from gsm.train.device import Dist
+from gsm.train.loop import EvalOutputs, compute_metrics, evaluate, train_one_epoch
+from gsm.train.state import RunStatus, TrainState
 
 # name -> (in_channels, classes, multi-label, train images, test images, usual source size of a JPEG (w, h))
 DATASETS: dict[str, tuple[int, int, bool, int, int, tuple[int, int] | None]] = {
@@ -106,8 +111,7 @@ class Recipe:
 
     @property
     def eval_batch_size(self) -> int:
-        value = self.config["trainer"].get("eval_batch_size")
-        return int(value) if value is not None else 4 * self.batch_size  # the trainer's default
+        return eval_batch_size(self.config["trainer"])  # as the trainer sizes it for one process
 
 
 def recipe_key(cfg: dict[str, Any]) -> str:
@@ -267,11 +271,6 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _compiled(trainer: dict[str, Any], device: torch.device) -> bool:
-    value = trainer.get("compile", False)
-    return device.type == "cuda" if value == "auto" else bool(value)
-
-
 def train_flops_per_image(model: torch.nn.Module, loader: Any, amp: torch.dtype | None) -> float:
     """Forward + backward FLOPs of one training step per image (torch.utils.flop_counter)."""
     from torch.utils.flop_counter import FlopCounterMode
@@ -293,22 +292,16 @@ def train_flops_per_image(model: torch.nn.Module, loader: Any, amp: torch.dtype 
 
 def checkpoint_seconds(model, optimizer, scheduler, scaler, device: torch.device) -> tuple[float, float, int]:
     """(seconds the training loop waits, seconds until the file is written, bytes) of one checkpoint
-    of the trainer's state into a temporary folder (removed)."""
-    from gsm import runs, train
-
-    state = train.checkpoint_state(model, optimizer, scheduler, scaler, train.TrainState(), "estimate")
+    of the trainer's state into a temporary folder (removed), written as the trainer writes it: in the
+    background, the loop waiting for the snapshot only."""
+    state = checkpoint_state(model, optimizer, scheduler, scaler, TrainState(), "estimate")
     with tempfile.TemporaryDirectory(prefix="gsm-estimate-") as tmp:
         path = Path(tmp) / "last.pt"
-        checkpointer = getattr(train, "Checkpointer", None)
         start = time.perf_counter()
-        if checkpointer is not None:  # asynchronous: the loop waits for the snapshot only
-            ckpt = checkpointer(path, device.type == "cuda")
-            ckpt.save(state, 0)
-            blocking = time.perf_counter() - start
-            ckpt.wait()
-        else:
-            runs.save_checkpoint(path, state)
-            blocking = time.perf_counter() - start
+        ckpt = Checkpointer(path, device.type == "cuda", RunStatus())
+        ckpt.save(state, 0)
+        blocking = time.perf_counter() - start
+        ckpt.wait()
         total = time.perf_counter() - start
         size = path.stat().st_size
     return blocking, total, size
@@ -316,14 +309,12 @@ def checkpoint_seconds(model, optimizer, scheduler, scaler, device: torch.device
 
 def metrics_seconds(shape: dict[str, Any]) -> float:
     """The per-epoch test metrics on outputs of the test split's full size (CPU, as the trainer computes them)."""
-    from gsm import train
-
     n, m = shape["test"], shape["num_classes"]
     gen = torch.Generator().manual_seed(1)
     logits = torch.randn(n, m, generator=gen)
-    out = train.EvalOutputs(logits.clone(), logits, _targets(n, shape, gen))
+    out = EvalOutputs(logits.clone(), logits, _targets(n, shape, gen))
     start = time.perf_counter()
-    train.compute_metrics(out, shape["multilabel"])
+    compute_metrics(out, shape["multilabel"])
     return time.perf_counter() - start
 
 
@@ -374,40 +365,22 @@ def loader_rate_per_worker(recipe: Recipe, shape: dict[str, Any], images: int = 
     return rates[0], rates[1]
 
 
-def loader_workers(trainer: dict[str, Any]) -> int:
-    from gsm.data.loaders import auto_num_workers
-
-    value = trainer.get("num_workers", 4)
-    return auto_num_workers() if value == "auto" else int(value)
-
-
 def probe(recipe: Recipe, device: torch.device, *, warmup: int, steps: int, eval_batches: int) -> dict[str, Any]:
     """Time one recipe on synthetic data (see the module docstring); returns the measurements."""
     from omegaconf import OmegaConf
 
-    from gsm import train
-    from gsm.models import build_classifier
-    from gsm.schedules import build_scheduler, epoch_factors
-
     cfg, shape = recipe.config, recipe.shape()
     dcfg = OmegaConf.create(cfg)
-    amp = train.amp_dtype(dcfg, device)
-    channels_last = bool(cfg["trainer"].get("channels_last")) and device.type == "cuda"
-    model_cfg = {k: v for k, v in cfg["model"].items()}
-    if "pretrained" in model_cfg:  # the weights do not change the cost; never download them here
-        model_cfg["pretrained"] = False
-    model_cfg.pop("weights_path", None)
-    torch.manual_seed(int(cfg.get("seed", 0)))
-    model = build_classifier(model_cfg, cfg["head"], num_classes=shape["num_classes"], multilabel=shape["multilabel"],
-                             in_channels=shape["in_channels"], image_size=shape["image_size"]).to(device)
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
-    optimizer = train.build_optimizer(model, dcfg)
-    schedule = dict(cfg["schedule"])
-    scheduler = build_scheduler(optimizer, epoch_factors(schedule.pop("name"), int(cfg["trainer"]["epochs"]), **schedule))
-    scaler = torch.amp.GradScaler(device.type, enabled=amp is torch.float16)
-    compiled = _compiled(cfg["trainer"], device)
-    train_model = torch.compile(model, mode=cfg["trainer"].get("compile_mode") or None) if compiled else model
+    if "pretrained" in dcfg.model:  # the weights do not change the cost; never download them here
+        dcfg.model.pretrained = False
+    dcfg.model.pop("weights_path", None)
+    torch.manual_seed(int(cfg["seed"]))
+    model = build_model(dcfg, num_classes=shape["num_classes"], multilabel=shape["multilabel"],
+                        in_channels=shape["in_channels"], image_size=shape["image_size"])
+    parts = build_run(dcfg, device, model)  # the trainer's set-up; the batches are the probe's own
+    optimizer, scheduler, scaler, amp = parts.optimizer, parts.scheduler, parts.scaler, parts.amp
+    channels_last, compiled = parts.channels_last, parts.compiled
+    train_model = parts.training_model(Dist(), device)
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
@@ -416,20 +389,20 @@ def probe(recipe: Recipe, device: torch.device, *, warmup: int, steps: int, eval
     warm = make_loader(shape, bs, warmup, True, device, channels_last, seed=1)
     timed = make_loader(shape, bs, steps, True, device, channels_last, seed=2)
     start = time.perf_counter()
-    train.train_one_epoch(train_model, model.head, warm, optimizer, scaler, amp, 0, False)
+    train_one_epoch(train_model, model.head, warm, optimizer, scaler, amp, 0, False)
     _sync(device)
     warm_seconds = time.perf_counter() - start
-    stats = train.train_one_epoch(train_model, model.head, timed, optimizer, scaler, amp, 1, False)
+    stats = train_one_epoch(train_model, model.head, timed, optimizer, scaler, amp, 1, False)
     rate = float(stats["images_per_second"])
     # what the first steps took beyond the steady pace: torch.compile, cuDNN autotuning, allocator growth;
     # paid once per run (again when a run resumes)
     startup = max(0.0, warm_seconds - warmup * bs / rate)
 
     eval_loader = make_loader(shape, ebs, eval_batches, False, device, channels_last, seed=3)
-    train.evaluate(model, make_loader(shape, ebs, 1, False, device, channels_last, seed=4), train.Dist(), amp)
+    evaluate(model, make_loader(shape, ebs, 1, False, device, channels_last, seed=4), Dist(), amp)
     _sync(device)
     start = time.perf_counter()
-    train.evaluate(model, eval_loader, train.Dist(), amp)
+    evaluate(model, eval_loader, Dist(), amp)
     _sync(device)
     eval_rate = ebs * eval_batches / (time.perf_counter() - start)
     peak_mem = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
@@ -444,11 +417,11 @@ def probe(recipe: Recipe, device: torch.device, *, warmup: int, steps: int, eval
            "loader_images_per_second": None, "workers": None}
     if shape["files"] and shape["source"] is not None:
         per_worker_train, per_worker_eval = loader_rate_per_worker(recipe, shape)
-        workers = loader_workers(cfg["trainer"])
+        workers = parts.num_workers  # the trainer's trainer.num_workers (auto: gsm.data.loaders.auto_num_workers)
         out["workers"] = workers
         out["loader_images_per_second"] = per_worker_train * max(1, workers)
         out["loader_eval_images_per_second"] = per_worker_eval * max(1, workers)
-    del model, train_model, optimizer, warm, timed, eval_loader
+    del model, train_model, optimizer, parts, warm, timed, eval_loader
     if device.type == "cuda":
         torch.cuda.empty_cache()
     return out

@@ -120,7 +120,7 @@ def test_version_has_one_source(installed):
     assert proc.returncode == 0, proc.stderr
     init_file, train_file, version = proc.stdout.split()
     assert Path(init_file).resolve() == (site / "gsm" / "__init__.py").resolve()
-    assert Path(train_file).resolve() == (site / "gsm" / "train.py").resolve()
+    assert Path(train_file).resolve() == (site / "gsm" / "train" / "__init__.py").resolve()
     assert version == gsm.__version__
 
 

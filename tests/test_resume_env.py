@@ -110,7 +110,7 @@ def test_environment_differences_that_count():
 
 
 def test_non_finite_test_loss_is_divergence():
-    from gsm.train import _check_finite
+    from gsm.train import check_finite as _check_finite
     from gsm.errors import TrainingError
 
     with pytest.raises(TrainingError, match="epoch 3: the test loss is inf"):

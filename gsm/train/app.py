@@ -1,0 +1,177 @@
+"""The trainer's top: ``python train.py [group=option ...] [key=value ...]`` (also ``gsm-train`` and
+``python -m gsm.train``, all through :func:`gsm.cli.train`, which calls :func:`main` here).
+
+A run goes through its stages in this order, each in the module named:
+validate the config (gsm.config) → threads, device, processes (device) → data, model, loaders, optimiser,
+schedule, compile decision (build) → the run folder: skip a finished run, lock, tidy (folders) → resume or
+empirical μ/σ init, the epochs, the record (epochs, with loop, checkpoints and outputs).
+docs/runs.md says when a rerun trains, resumes or skips.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from typing import Any, Iterator
+
+import hydra
+import torch
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from gsm import config, runs
+from gsm.data import load_splits
+from gsm.environment import environment
+from gsm.errors import GsmError
+from gsm.train.build import build_model, build_run, per_process_batch
+from gsm.train.device import Dist, close_distributed, cpu_threads, init_distributed, resolve_device
+from gsm.train.epochs import Run, Terminated
+from gsm.train.folders import finished_results, in_sweep, locate_run_dir, record_invocation, take_run_dir, tidy_run_dir
+from gsm.train.outputs import attach_log_file, detach_log_file
+from gsm.train.state import RunStatus
+
+log = logging.getLogger("gsm.train")
+
+CONFIG_DIR = str(config.CONFIG_DIR)
+
+
+def run(cfg: DictConfig, status: RunStatus | None = None) -> dict[str, Any] | None:
+    """Train and evaluate one config; returns the results dict (None for dry runs). ``status`` (a fresh one when
+    None) follows where the run stands, for the caller's messages when it ends early."""
+    config.validate_config(cfg)
+    status = status if status is not None else RunStatus()
+    wall_start = time.perf_counter()
+    torch.set_num_threads(cpu_threads(cfg))
+    device = resolve_device(str(cfg.trainer.device), int(os.environ.get("LOCAL_RANK", "0")))
+    dist = init_distributed(device)
+    if not dist.is_main:
+        logging.getLogger("gsm").setLevel(logging.WARNING)
+    try:
+        with stop_on_sigterm(status):
+            return _prepare_and_train(cfg, dist, device, status, wall_start)
+    finally:
+        close_distributed(dist)
+
+
+def _prepare_and_train(cfg: DictConfig, dist: Dist, device: torch.device, status: RunStatus,
+                       wall_start: float) -> dict[str, Any] | None:
+    """Data, model and what trains it, then the run folder (skip a finished run, else take it), then
+    :meth:`Run.train`."""
+    sig = runs.signature(cfg)
+    per_process_batch(cfg, dist)  # a batch the processes cannot share fails before anything is loaded
+    torch.manual_seed(int(cfg.seed))  # before anything random: the data's subset, the model's initial weights
+    splits = load_splits(cfg.dataset, write=not cfg.dry_run)  # a dry run writes nothing (no cache, no download)
+    model = build_model(cfg, num_classes=splits.num_classes, multilabel=splits.multilabel,
+                        in_channels=splits.in_channels, image_size=splits.image_size)
+    if cfg.dry_run:  # nothing is written anywhere
+        if dist.is_main:
+            print(json.dumps({
+                "params": sum(p.numel() for p in model.parameters()), "train_samples": len(splits.train),
+                "test_samples": len(splits.test), "num_classes": splits.num_classes,
+                "multilabel": splits.multilabel, "input_shape": [splits.in_channels, splits.image_size, splits.image_size],
+            }))
+        return None
+
+    parts = build_run(cfg, device, model, dist=dist, splits=splits)  # loaders, optimiser, schedule, compile
+    env = environment(device, dist.world_size, parts.num_workers, parts.compiled)
+    run_dir = dist.from_main(locate_run_dir(cfg, sig) if dist.is_main else None)
+    done = dist.on_main(lambda: finished_results(run_dir, splits, cfg, env))
+    if done is not None:
+        return done
+
+    lock = log_handler = None
+    if dist.is_main:
+        lock = take_run_dir(run_dir, cfg)
+    try:
+        done = dist.on_main(lambda: finished_results(run_dir, splits, cfg, env, warn=False))  # finished while we waited?
+        if done is not None:
+            return done
+        if dist.is_main:
+            tidy_run_dir(run_dir, bool(cfg.trainer.force))
+            log_handler = attach_log_file(run_dir)
+            record_invocation(run_dir, cfg)
+        dist.barrier()  # every rank now sees the same checkpoint state
+        results = Run(cfg, dist, device, status, sig, splits, parts, env, run_dir, wall_start).train()
+    except GsmError as exc:  # the run's own log ends with the line the user sees (gsm-tables status reads it)
+        detach_log_file(log_handler, exc)
+        log_handler = None
+        raise
+    finally:
+        detach_log_file(log_handler)
+        if lock is not None:
+            lock.release()
+    return results
+
+
+@contextlib.contextmanager
+def stop_on_sigterm(status: RunStatus) -> Iterator[None]:
+    """While a run trains, SIGTERM raises :class:`Terminated` — at once during an epoch's training, or after the
+    epoch's checkpoint when the epoch is already trained (so a finished epoch is never lost). The previous handler
+    is restored afterwards. Only the main thread can take signals (a run in another thread keeps the default)."""
+    def handler(signum: int, frame: Any) -> None:
+        if status.defer_sigterm:
+            status.sigterm = True
+        else:
+            raise Terminated()
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+def _hydra_main(cfg: DictConfig) -> float | None:
+    """One job: the run, and its end as one line and an exit code (130 Ctrl-C, 143 SIGTERM, 2 an error).
+    In a sweep a failed job is recorded (gsm.sweeps) and the others go on."""
+    status = RunStatus()
+    try:
+        results = run(cfg, status)
+    except KeyboardInterrupt:
+        if status.epoch:
+            print(f"gsm: interrupted in epoch {status.epoch}; rerun the same command to resume ({status.checkpoint_text()})",
+                  file=sys.stderr)
+        else:
+            print("gsm: interrupted before training started; no result was recorded", file=sys.stderr)
+        sys.exit(130)
+    except Terminated:
+        where = f"in epoch {status.epoch}" if status.epoch else "before training started"
+        print(f"gsm: terminated (SIGTERM) {where}; rerun the same command to resume ({status.checkpoint_text()})",
+              file=sys.stderr)
+        sys.exit(143)
+    except runs.StorageError as exc:
+        kept = ""
+        if status.epoch:
+            kept = (f"; the checkpoint of epoch {status.checkpoint_epoch} is intact" if status.checkpoint_epoch
+                    else "; no checkpoint was written yet")
+        print(f"gsm: error: {exc}{kept}", file=sys.stderr)
+        sys.exit(2)  # a full or vanished disk: the next jobs of a sweep would fail the same way
+    except GsmError as exc:
+        print(f"gsm: error: {exc}", file=sys.stderr)
+        if in_sweep():  # the other jobs go on; gsm.sweeps.SweepReport lists this one at the end
+            hc = HydraConfig.get()
+            from gsm.sweeps import record_failure
+
+            record_failure(hc.sweep.dir, int(hc.job.num), list(hc.overrides.task), str(exc))
+            return None
+        sys.exit(2)
+    if not results:
+        return None
+    return results.get("top1_error_frac", results.get("mAP_frac"))
+
+
+def main() -> None:
+    """The Hydra app on ``sys.argv``. Entry points call it through :func:`gsm.cli.train`, which answers
+    ``--help`` and checks the command line first (one ``gsm: error:`` line, exit 2)."""
+    runs.register_resolvers()
+    _hydra_main()

@@ -1,0 +1,174 @@
+"""A run once its folder is taken (:class:`Run`): resume or initialise, the epochs (train, evaluate, log,
+checkpoint in the background), then the final analysis and ``results.json``."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+from torch import nn
+
+from gsm.data.types import DatasetSplits
+from gsm.environment import segments
+from gsm.errors import TrainingError
+from gsm.train.build import BuiltRun
+from gsm.train.checkpoints import Checkpointer, checkpoint_state, restore
+from gsm.train.device import Dist, sync_buffers
+from gsm.train.folders import data_root
+from gsm.train.loop import EvalOutputs, check_finite, compute_metrics, empirical_init, evaluate, log_every_steps, train_one_epoch
+from gsm.train.outputs import Reporter, build_results, epoch_row, save_outputs
+from gsm.train.state import RunStatus, TrainState
+
+log = logging.getLogger("gsm.train")
+
+
+class Terminated(BaseException):
+    """SIGTERM (``kill``, ``scancel``, a preempted SLURM job): the run stops like on Ctrl-C (one line, exit 143)."""
+
+
+@dataclass
+class Run:
+    """What the stages of one run share, from its folder on."""
+
+    cfg: DictConfig
+    dist: Dist
+    device: torch.device
+    status: RunStatus  # where the run stands (the entry point's exit messages read it)
+    sig: str  # the run signature (gsm.runs.signature)
+    splits: DatasetSplits
+    parts: BuiltRun
+    env: dict[str, Any]  # gsm.environment.environment: how this process trains
+    run_dir: Path
+    wall_start: float  # time.perf_counter() when the run started
+
+    @property
+    def epochs(self) -> int:
+        return int(self.cfg.trainer.epochs)
+
+    def train(self) -> dict[str, Any]:
+        """Train the remaining epochs and record the results; returns the results dict."""
+        state = self.start()
+        train_model = self.parts.training_model(self.dist, self.device)
+        checkpointer = None
+        if self.dist.is_main:
+            checkpointer = Checkpointer(self.run_dir / "checkpoints" / "last.pt", self.device.type == "cuda", self.status)
+        reporter = Reporter(self.run_dir, self.dist.is_main)
+        try:
+            last_eval, last_metrics = self.train_epochs(state, train_model, checkpointer, reporter)
+            return self.finish(state, last_eval, last_metrics, reporter)
+        finally:
+            reporter.close()
+
+    def start(self) -> TrainState:
+        """The checkpoint's state when there is one; else a fresh state, after ``head.init=empirical``."""
+        parts, ckpt_path = self.parts, self.run_dir / "checkpoints" / "last.pt"
+        if ckpt_path.exists():
+            state = restore(ckpt_path, parts.model, parts.optimizer, parts.scheduler, parts.scaler, self.sig,
+                            self.splits.fingerprint, data_root(self.cfg), self.env, bool(self.cfg.trainer.resume_anyway))
+            self.status.checkpoint_epoch = state.epoch
+            log.info("resuming %s from epoch %d/%d", self.run_dir, state.epoch, self.epochs)
+        else:
+            state = TrainState(environments=segments([], self.env, 1))
+            if parts.model.head.empirical_init:
+                empirical_init(parts.model, parts.data.train, parts.model.head.init_batches, self.dist, parts.amp)
+        log.info("run dir %s | %s on %s x%d | %d train / %d test images | %d CPU threads", self.run_dir,
+                 self.cfg.model.name, self.device, self.dist.world_size, len(self.splits.train), len(self.splits.test),
+                 torch.get_num_threads())
+        return state
+
+    def train_epochs(self, state: TrainState, train_model: nn.Module, checkpointer: Checkpointer | None,
+                     reporter: Reporter) -> tuple[EvalOutputs | None, dict[str, Any] | None]:
+        """Epochs ``state.epoch + 1 .. trainer.epochs``; returns the last evaluation and its metrics (None when
+        no epoch was left to train). A SIGTERM after an epoch's training raises :class:`Terminated` once its
+        checkpoint is written."""
+        cfg, dist, parts, status, epochs = self.cfg, self.dist, self.parts, self.status, self.epochs
+        model, data, multilabel = parts.model, parts.data, self.splits.multilabel
+        log_every = log_every_steps(cfg, len(data.train))
+        every, eval_every = int(cfg.trainer.checkpoint_every), int(cfg.trainer.eval_every)
+        last_eval: EvalOutputs | None = None
+        last_metrics: dict[str, Any] | None = None
+        try:
+            for epoch in range(state.epoch, epochs):
+                status.epoch = epoch + 1
+                lr = parts.optimizer.param_groups[0]["lr"]
+                train_stats = train_one_epoch(
+                    train_model, model.head, data.train, parts.optimizer, parts.scaler, parts.amp, epoch,
+                    bool(cfg.trainer.progress) and dist.is_main, log_every=log_every, epochs=epochs,
+                    world_size=dist.world_size, on_step=reporter.step if reporter.writer else None,
+                    step_every=log_every or max(1, len(data.train) // 10), status=status)
+                status.defer_sigterm = True  # the epoch is trained: a SIGTERM from here waits for its checkpoint
+                parts.scheduler.step()
+                sync_buffers(model, dist)
+                eval_seconds, metrics = 0.0, {}
+                if (epoch + 1) % eval_every == 0 or epoch + 1 == epochs:  # evaluation changes no state or RNG stream
+                    t0 = time.perf_counter()
+                    last_eval = evaluate(model, data.test, dist, parts.amp, log_every=log_every)
+                    eval_seconds = time.perf_counter() - t0
+                    if not torch.isfinite(last_eval.logits).all():
+                        raise TrainingError(f"epoch {epoch + 1}: the model's test outputs are not finite (diverged). "
+                                            f"{status.divergence_hint()}")
+                    metrics = last_metrics = compute_metrics(last_eval, multilabel)
+                    check_finite(metrics, epoch + 1, status)
+                row = epoch_row(epoch + 1, epochs, lr, train_stats, metrics, multilabel)
+                row["eval_seconds"] = eval_seconds
+                # the checkpoint holds this row too; its checkpoint_seconds (the time the loop waits for the
+                # snapshot, the write runs behind) is only known after the snapshot, so the saved copy says 0
+                row["checkpoint_seconds"] = 0.0
+                state.history.append(row)
+                t0 = time.perf_counter()
+                state.epoch, state.train_time = epoch + 1, state.train_time + train_stats["train_seconds"]
+                due = (epoch + 1) % every == 0 or epoch + 1 == epochs or status.sigterm  # a SIGTERM: keep this epoch
+                if checkpointer is not None and due:
+                    checkpointer.save(checkpoint_state(model, parts.optimizer, parts.scheduler, parts.scaler, state,
+                                                       self.sig, self.splits.fingerprint, data_root(cfg), self.env),
+                                      epoch + 1)
+                row["checkpoint_seconds"] = time.perf_counter() - t0
+                reporter.epoch(row, model.head)
+                reporter.summary(state.history)
+                status.defer_sigterm = False
+                if status.sigterm:
+                    raise Terminated()
+                dist.barrier()
+            if checkpointer is not None:
+                checkpointer.wait()  # a write error surfaces here, before any result is recorded
+        finally:
+            if checkpointer is not None:
+                try:
+                    checkpointer.wait()
+                except BaseException:  # the error that ends the run is already propagating
+                    pass
+        return last_eval, last_metrics
+
+    def finish(self, state: TrainState, last_eval: EvalOutputs | None, last_metrics: dict[str, Any] | None,
+               reporter: Reporter) -> dict[str, Any]:
+        """The final analysis and the record; rank 0 writes test_outputs.pt, then results.json (a run is
+        finished exactly when its record exists)."""
+        cfg, dist, parts, multilabel = self.cfg, self.dist, self.parts, self.splits.multilabel
+        model = parts.model
+        if last_eval is None:  # resumed after the last epoch's checkpoint
+            last_eval = evaluate(model, parts.data.test, dist, parts.amp)
+        train_eval = None
+        if cfg.trainer.analyze_train and parts.data.train_eval is not None:
+            train_eval = evaluate(model, parts.data.train_eval, dist, parts.amp)
+        record = build_results(cfg, model, self.splits, last_eval, train_eval, state, time.perf_counter() - self.wall_start,
+                               self.sig, self.env, self.run_dir, metrics=last_metrics)
+        results = record.to_dict()
+        if dist.is_main:
+            headline_key = "mAP_frac" if multilabel else "top1_error_frac"
+            hp = {"dataset": cfg.dataset.name, "model": cfg.model.name, "head": cfg.head.name, "seed": int(cfg.seed),
+                  "lr": float(cfg.optimizer.lr), "epochs": self.epochs, **model.head.hparams()}
+            reporter.hparams(hp, {headline_key: results[headline_key]})
+            save_outputs(self.run_dir / "test_outputs.pt", last_eval, multilabel)
+            record.write(self.run_dir / "results.json")
+            log.info("finished: %s=%s | results: %s", headline_key, _fmt(results[headline_key]), self.run_dir / "results.json")
+        dist.barrier()
+        return results
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)

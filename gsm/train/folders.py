@@ -1,0 +1,124 @@
+"""The run folder: where a config's run lives (:func:`locate_run_dir`), whether it is finished
+(:func:`finished_results`), taking it (:func:`take_run_dir`: create, lock, tidy) and the record of how it was
+invoked. docs/runs.md says when a rerun trains, resumes or skips."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from gsm import runs
+from gsm.data import fingerprint_differences
+from gsm.data.types import DatasetSplits
+from gsm.errors import DataError
+
+log = logging.getLogger("gsm.train")
+
+# what trainer.force=true removes before the run trains again
+FORCED_AWAY = ("results.json", "checkpoints/last.pt", "summary.csv", "test_outputs.pt")
+
+
+def data_root(cfg: DictConfig) -> str | None:
+    """``dataset.root`` as an absolute path (None when the dataset needs none)."""
+    root = cfg.dataset.get("root")
+    return str(Path(str(root)).expanduser().resolve()) if root not in (None, "") else None
+
+
+def in_sweep() -> bool:
+    """Whether this process is a job of a Hydra multirun (``train.py -m``)."""
+    return HydraConfig.initialized() and str(HydraConfig.get().mode) == "RunMode.MULTIRUN"
+
+
+def recipe_config(cfg: DictConfig) -> DictConfig | None:
+    """The same dataset, model and head with no other overrides (what a folder name is relative to)."""
+    try:
+        from hydra import compose
+
+        hc = HydraConfig.get()
+        choices = hc.runtime.choices
+        extra = [o for o in hc.overrides.hydra if o.startswith("hydra.searchpath")]
+        return compose("train", overrides=[f"dataset={choices['dataset']}", f"model={choices['model']}",
+                                           f"head={choices['head']}", *extra])
+    except Exception:  # noqa: BLE001 - only the readable part of the name depends on it
+        return None
+
+
+def locate_run_dir(cfg: DictConfig, sig: str) -> Path:
+    """The run's folder: the existing one of this signature (any name), else a new readable name."""
+    dataset_dir = Path(str(cfg.output_root)) / "runs" / str(cfg.dataset.name)
+    found = runs.find_run_dir(dataset_dir, sig)
+    return found if found is not None else dataset_dir / runs.readable_name(cfg, recipe_config(cfg), sig)
+
+
+def finished_results(run_dir: Path, splits: DatasetSplits, cfg: DictConfig, env_now: dict[str, Any],
+                     warn: bool = True) -> dict[str, Any] | None:
+    """The results of a finished run that this config may skip to, after checking its data; None when the run
+    must (re)train. Reads only: a skipped run's folder is left exactly as it was."""
+    from gsm.results import ResultsError, read_record
+
+    path = run_dir / "results.json"
+    if cfg.trainer.force or not path.exists():
+        return None
+    try:
+        record = read_record(path)
+    except ResultsError as exc:
+        if warn:
+            log.warning("%s; the run is treated as unfinished and trains again", exc)
+        return None
+    res = record.to_dict()
+    recorded = res.get("data_fingerprint")
+    if recorded:
+        diff = fingerprint_differences(recorded, splits.fingerprint)
+        if diff:
+            raise DataError(
+                f"{run_dir} finished on other data than dataset.root={data_root(cfg)!r} holds now (it ran on "
+                f"dataset.root={res.get('data_root')!r}; differs: {'; '.join(diff)}). Rerun with trainer.force=true to "
+                f"retrain on this data (the recorded results are replaced), or use another output_root"
+            )
+    else:
+        print(f"gsm: note: {path} predates data fingerprints, so its data cannot be checked", file=sys.stderr)
+    env_then = res.get("environment") or {"git_rev": str(res.get("git_rev", "")).removesuffix("-dirty"), "torch": res.get("torch")}
+    changes = [f"{k} {env_then.get(k)} → {env_now.get(k)}" for k in ("git_rev", "git_dirty", "torch", "device_name", "world_size", "cpu_threads")
+               if k in env_then and env_then.get(k) != env_now.get(k)]
+    if changes:
+        print(f"gsm: note: this run was made in another environment ({', '.join(changes)}); trainer.force=true retrains",
+              file=sys.stderr)
+    print(f"gsm: this run is finished; results: {path} (trainer.force=true retrains)")
+    return res
+
+
+def take_run_dir(run_dir: Path, cfg: DictConfig) -> runs.RunLock:
+    """Create the run folder and take its lock: wait for another process that holds it when
+    ``trainer.wait_for_lock`` says so (null: in a sweep, which may launch the same config twice), else fail."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise runs.StorageError(f"cannot create the run folder {run_dir} ({exc.strerror})") from exc
+    lock = runs.RunLock(run_dir)
+    wait = cfg.trainer.wait_for_lock
+    if wait is None:  # a sweep that launches the same config twice waits, then finds it finished
+        wait = in_sweep()
+    lock.acquire(bool(wait), on_wait=lambda who: print(f"gsm: {run_dir} is in use by {who}; waiting for it", file=sys.stderr))
+    return lock
+
+
+def tidy_run_dir(run_dir: Path, force: bool) -> None:
+    """Remove what interrupted writes left; with ``trainer.force=true`` also the earlier run's results and checkpoint."""
+    for tmp in runs.remove_debris(run_dir):
+        log.info("removed %s (left by an interrupted write)", tmp)
+    if force:
+        for name in FORCED_AWAY:
+            (run_dir / name).unlink(missing_ok=True)
+
+
+def record_invocation(run_dir: Path, cfg: DictConfig) -> None:
+    """``.hydra/config.yaml`` and ``overrides.yaml``: the config and command line that this run trains with."""
+    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    runs.atomic_write_bytes(run_dir / ".hydra" / "config.yaml", lambda fh: fh.write(OmegaConf.to_yaml(cfg).encode()))
+    runs.atomic_write_bytes(run_dir / ".hydra" / "overrides.yaml",
+                            lambda fh: fh.write(OmegaConf.to_yaml(OmegaConf.create(overrides)).encode()))
