@@ -40,6 +40,7 @@ import torch
 from torch import Tensor
 
 from gsm.errors import ConfigError
+from gsm.heads import init_from_data
 from gsm.train.build import build_model, build_run, eval_batch_size
 from gsm.train.checkpoints import Checkpointer, checkpoint_state
 from gsm.train.device import Dist
@@ -386,6 +387,8 @@ def probe(recipe: Recipe, device: torch.device, *, warmup: int, steps: int, eval
         torch.cuda.reset_peak_memory_stats(device)
 
     bs, ebs = recipe.batch_size, recipe.eval_batch_size
+    if getattr(model.head, "needs_data_init", False):  # head.init=empirical: a step's cost does not depend on μ, σ
+        init_from_data(model, make_loader(shape, ebs, 1, False, device, channels_last, seed=0), amp=amp)
     warm = make_loader(shape, bs, warmup, True, device, channels_last, seed=1)
     timed = make_loader(shape, bs, steps, True, device, channels_last, seed=2)
     start = time.perf_counter()
@@ -452,6 +455,10 @@ def run_costs(cfg: dict[str, Any], m: dict[str, Any]) -> dict[str, float]:
     epoch_s = train_s + eval_s + ckpt_s
     extra = shape["train"] / eval_rate if cfg["trainer"].get("analyze_train") else 0.0  # final train-set pass
     extra += m.get("startup_seconds", 0.0)  # once per run: compiling, autotuning
+    head = cfg["head"]
+    if head.get("init") == "empirical":  # μ, σ from the data: an eval-mode pass over head.init_batches batches
+        batches = head.get("init_batches")
+        extra += (shape["train"] if batches is None else min(shape["train"], int(batches) * int(cfg["dataset"]["batch_size"]))) / eval_rate
     return {"rate": rate, "train_s": train_s, "eval_s": eval_s, "ckpt_s": ckpt_s, "epoch_s": epoch_s,
             "epochs": epochs, "hours": (epochs * epoch_s + extra) / 3600}
 

@@ -40,7 +40,7 @@ def test_frozen_distribution_is_not_optimised():
 
 def test_empirical_init_sets_mean_and_std_of_x():
     data, model = _model({"name": "gsoftmax", "init": "empirical", "init_batches": 2})
-    empirical_init(model, data.train, 2, Dist(), None)
+    empirical_init(model, data.train, Dist(), None)
     model.eval()
     data.train.set_epoch(0)
     xs = []
@@ -89,6 +89,6 @@ def test_empirical_init_multilabel_pairs():
                       batch_size=32, device=torch.device("cpu"))
     model = build_classifier({"name": "convnet", "width": 8}, {"name": "gsoftmax", "init": "empirical"}, num_classes=10,
                              multilabel=True, in_channels=1, image_size=16)
-    empirical_init(model, data.train, 5, Dist(), None)
+    empirical_init(model, data.train, Dist(), None)
     assert model.head.mu.shape == (10, 2) and (model.head.sigma > 0).all()
     assert not torch.allclose(model.head.mu, torch.zeros(10, 2))

@@ -75,7 +75,7 @@ class Run:
         else:
             state = TrainState(environments=segments([], self.env, 1))
             if parts.model.head.empirical_init:
-                empirical_init(parts.model, parts.data.train, parts.model.head.init_batches, self.dist, parts.amp)
+                empirical_init(parts.model, parts.data.train, self.dist, parts.amp)
         log.info("run dir %s | %s on %s x%d | %d train / %d test images | %d CPU threads", self.run_dir,
                  self.cfg.model.name, self.device, self.dist.world_size, len(self.splits.train), len(self.splits.test),
                  torch.get_num_threads())

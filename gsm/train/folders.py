@@ -82,7 +82,8 @@ def finished_results(run_dir: Path, splits: DatasetSplits, cfg: DictConfig, env_
             )
     else:
         print(f"gsm: note: {path} predates data fingerprints, so its data cannot be checked", file=sys.stderr)
-    env_then = res.get("environment") or {"git_rev": str(res.get("git_rev", "")).removesuffix("-dirty"), "torch": res.get("torch")}
+    env_then = ({k: v for k, v in (res.get("environment") or {}).items() if v is not None}
+                or {"git_rev": str(res.get("git_rev", "")).removesuffix("-dirty"), "torch": res.get("torch")})
     changes = [f"{k} {env_then.get(k)} → {env_now.get(k)}" for k in ("git_rev", "git_dirty", "torch", "device_name", "world_size", "cpu_threads")
                if k in env_then and env_then.get(k) != env_now.get(k)]
     if changes:

@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 from torch import Tensor, nn
 
 from gsm.errors import DataError, TrainingError
-from gsm.heads import Head, head_loss, logged_loss
+from gsm.heads import Head, head_loss, init_from_data, logged_loss
 from gsm.metrics import multilabel_metrics, thresholded_metrics, top1_error, topk_error
 from gsm.models import Classifier
 from gsm.train.device import Dist, all_reduce, gather
@@ -180,25 +180,9 @@ def progress_bar(loader: Any, epoch: int, enabled: bool) -> Any:
     return tqdm(loader, desc=f"epoch {epoch + 1}", leave=False, unit="batch")
 
 
-@torch.no_grad()
-def empirical_init(model: Classifier, loader: Any, batches: int | None, dist: Dist, amp: torch.dtype | None) -> None:
-    """``head.init=empirical``: the head's distribution ← mean, (population) std of x over up to ``batches``
-    training batches (``None``: the whole loader, as the release's ``Trainer:computeMuSigma``), all ranks,
-    in eval mode, through :meth:`Head.init_from_moments`."""
-    head = model.head
-    model.eval()
+def empirical_init(model: Classifier, loader: Any, dist: Dist, amp: torch.dtype | None) -> None:
+    """``head.init=empirical``: :func:`gsm.heads.init_from_data` over the training loader in its epoch-0 order
+    (up to ``head.init_batches`` batches; ``None``: the whole loader, as the release's ``Trainer:computeMuSigma``),
+    every rank's sums pooled, the backbone under ``amp``."""
     loader.set_epoch(0)
-    n, s1, s2 = 0.0, 0.0, 0.0
-    for i, (images, _, _) in enumerate(loader):
-        if batches is not None and i >= batches:
-            break
-        with torch.autocast(images.device.type, dtype=amp or torch.float32, enabled=amp is not None):
-            features = model.backbone(images)
-        x = head.fc_outputs(features.float()).double()
-        n, s1, s2 = n + x.shape[0], s1 + x.sum(0), s2 + (x**2).sum(0)
-    stats = all_reduce(torch.stack([torch.full_like(s1, n), s1, s2]), dist)
-    n, s1, s2 = stats
-    mu = s1 / n
-    sigma = (s2 / n - mu**2).clamp_min(0).sqrt()
-    head.init_from_moments(mu.float(), sigma.float())
-    log.info("head.init=empirical: μ mean %.4f, σ mean %.4f over %d images", mu.mean(), sigma.mean(), int(n.flatten()[0]))
+    init_from_data(model, loader, amp=amp, all_reduce=(lambda t: all_reduce(t, dist)) if dist.enabled else None)

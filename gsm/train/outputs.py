@@ -221,18 +221,19 @@ def build_results(
     metrics: dict[str, Any] | None = None,
 ) -> Any:
     """The run's :class:`gsm.results.RunRecord` (what results.json holds; tables and figures read only it)."""
-    from gsm.results import RunRecord, best_epoch, record_metrics
+    from gsm.results import EmpiricalSplits, Environment, RunRecord, best_epoch, record_metrics
 
     multilabel = splits.multilabel
     metrics = metrics if metrics is not None else compute_metrics(test, multilabel)  # the last epoch's, when known
-    empirical = {"test": analysis.empirical_stats(test.x, test.targets, multilabel)}
-    if train_out is not None:
-        empirical["train"] = analysis.empirical_stats(train_out.x, train_out.targets, multilabel)
+    empirical = EmpiricalSplits(
+        test=analysis.empirical_stats(test.x, test.targets, multilabel),
+        train=None if train_out is None else analysis.empirical_stats(train_out.x, train_out.targets, multilabel),
+    )
     history = state.history
     return RunRecord(
         run_name=run_dir.name, signature=sig,
         dataset=cfg.dataset.name, model=cfg.model.name, head=cfg.head.name,
-        mu=cfg.head.get("mu"), sigma=cfg.head.get("sigma"), lam=cfg.head.get("lam"),
+        mu_init=cfg.head.get("mu"), sigma_init=cfg.head.get("sigma"), lam=cfg.head.get("lam"),
         seed=int(cfg.seed), epochs=int(cfg.trainer.epochs), multilabel=multilabel,
         num_classes=splits.num_classes, class_names=list(splits.class_names),
         train_samples=len(splits.train), test_samples=len(splits.test), data_notes=splits.notes,
@@ -243,7 +244,7 @@ def build_results(
         history=history, train_time_s=state.train_time, wall_time_s=wall,
         eval_seconds_total=sum(r.get("eval_seconds", 0.0) for r in history),
         checkpoint_seconds_total=sum(r.get("checkpoint_seconds", 0.0) for r in history),
-        environment={**env, "segments": state.environments} if len(state.environments) > 1 else env,
+        environment=Environment.of_run(env, state.environments),
         device=env["device_name"] if env["device"] == "cuda" else "cpu", world_size=env["world_size"],
         git_rev=env["git_rev"] + ("-dirty" if env["git_dirty"] else ""), torch=env["torch"],
         config=OmegaConf.to_container(cfg, resolve=True),
