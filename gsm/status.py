@@ -35,8 +35,8 @@ from gsm.grid import Grid
 
 STATES = ("finished", "training", "interrupted", "failed", "not started")
 LOG_TAIL_BYTES = 1 << 20  # the part of train.log read (its last attempt and progress lines are at the end)
-_START = re.compile(r"\] - (run dir |resuming )")  # the trainer's first lines of an attempt (gsm.train._train)
-_PROGRESS = re.compile(r"epoch (\d+)/(\d+) step \d+/\d+ .*run ETA (\d+):(\d\d):(\d\d)")  # gsm.train._log_step
+_START = re.compile(r"\] - (run dir |resuming )")  # the trainer's first lines of an attempt (gsm.train.epochs.Run.start)
+_PROGRESS = re.compile(r"epoch (\d+)/(\d+) step \d+/\d+ .*run ETA (\d+):(\d\d):(\d\d)")  # gsm.train.loop.log_step
 
 
 @dataclass
@@ -212,7 +212,7 @@ def _training(experiment: str, seed: int, run_dir: Path, summary: list[dict[str,
     eta = None
     if pace is not None:  # the epochs left at the recent pace, less what the current epoch has run
         eta = max(0.0, (epochs - done) * pace - _age(run_dir / "summary.csv", now))
-    else:  # the first epoch: the last progress line of train.log (gsm.train._log_step)
+    else:  # the first epoch: the last progress line of train.log (gsm.train.loop.log_step)
         for line in reversed(lines):
             m = _PROGRESS.search(line)
             if m:

@@ -245,7 +245,7 @@ def test_status_names_the_process_holding_a_run_lock(tmp_path):
     lock.acquire(wait=False)  # this process, as a trainer: .lock held, .lock.owner written
     try:
         first = lines_by_experiment(cli("status", "table3", "--runs", str(runs_dir)).stdout)[TRAINING]
-        # during the first epoch the ETA is the last progress line's (gsm.train._log_step), less its age
+        # during the first epoch the ETA is the last progress line's (gsm.train.loop.log_step), less its age
         (folder / "train.log").write_text(log_line(f"run dir {folder} | resnet101 on cuda x1") + "\n" + log_line(
             "epoch 1/8 step 50/500  loss=0.7  120 img/s  epoch ETA 0:05:00  run ETA 1:00:00") + "\n")
         past = time.time() - 600
