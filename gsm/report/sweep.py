@@ -163,4 +163,7 @@ def sweep_markdown(records: list[RunRecord], runs_dir: str) -> tuple[str, pd.Dat
                   md_text("Settings that differ: " + (", ".join(keys) if keys else "none (one setting; seeds aside).")),
                   "", md_table(display, ["l" if c in ("run", "seeds", *keys) else "r" for c in display.columns]), ""]
     numeric = pd.concat([n for _, _, n, _ in sections], ignore_index=True)
+    keys = sorted({k for _, _, _, ks in sections for k in ks}, key=lambda k: (k != "head.name", k))
+    rest = [c for c in numeric.columns if c not in ("dataset", "model", "run", *keys)]
+    numeric = numeric[["dataset", "model", "run", *keys, *rest]]
     return "\n".join(lines).rstrip() + "\n", numeric
