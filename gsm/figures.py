@@ -297,7 +297,7 @@ def fig3(grid: Grid, out_dir: Path) -> list[Path]:
                 continue
             if not _scatter(ax, out, c, rec.class_names[c], rec.multilabel, FIG3_FIRST_CLASSES.get(ds)):
                 continue
-            label_axis(ax, "x (fc output)", "x")
+            label_axis(ax, "x, the fc output", "x")
             label_axis(ax, "p")
     figure_legend(fig, scatter_handles("the class's own (x_c, p_c)", "imposters (x_j, p_j), j ≠ c"))
     caption = ("Prediction p vs feature x for all test images of the ground-truth class (blue: the class's own "

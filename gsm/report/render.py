@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import re
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,7 @@ LATEX_PACKAGES = ("booktabs", "graphicx")
 # Widths, in pt, of a two-column paper (IEEEtran, the paper's class, at 10 pt): a column and the text block.
 COLUMN_WIDTH_PT, TEXT_WIDTH_PT = 252.0, 516.0
 CHAR_PT, TABCOLSEP_PT = 5.0, 6.0  # an average character at 10 pt; the padding either side of a column
+HEADER_LINE = 14  # characters per line of a LaTeX column header (longer headers wrap at spaces: \shortstack)
 
 
 def rounded(v: float | None, decimals: int) -> float:
@@ -116,8 +118,6 @@ class TableOutput:
 
 
 def _comment(text: str, width: int = 110) -> list[str]:
-    import textwrap
-
     return ["% " + line for line in textwrap.wrap(text, width)]
 
 
@@ -177,7 +177,7 @@ def tabular_width_pt(df: pd.DataFrame) -> float:
     """An estimate of the tabular's natural width in pt: each column as wide as its longest cell or header."""
     width = 0.0
     for c in df.columns:
-        longest = max([len(str(c)), *(len(str(v)) for v in df[c])])
+        longest = max([*(len(line) for line in _header_lines(str(c))), *(len(str(v)) for v in df[c])])
         width += longest * CHAR_PT + 2 * TABCOLSEP_PT
     return width
 
@@ -185,6 +185,23 @@ def tabular_width_pt(df: pd.DataFrame) -> float:
 def latex_environment(df: pd.DataFrame) -> str:
     """``table`` where the tabular fits one column of a two-column paper, else ``table*`` (both columns)."""
     return "table" if tabular_width_pt(df) <= COLUMN_WIDTH_PT else "table*"
+
+
+def _header_lines(text: str) -> list[str]:
+    return textwrap.wrap(text, HEADER_LINE, break_long_words=False, break_on_hyphens=False) or [text]
+
+
+def _wrap_header(line: str, aligns: list[str]) -> str:
+    """The tabular's header row with each long header (already LaTeX) on lines of HEADER_LINE characters, stacked
+    and aligned as its column, so that a header is no wider than its column needs."""
+    cells = line.rstrip().removesuffix("\\\\").rstrip().split(" & ")
+    if len(cells) != len(aligns):  # a header with its own " & " (not escaped): leave the row as pandas wrote it
+        return line
+    out = []
+    for cell, a in zip(cells, aligns):
+        parts = _header_lines(cell)
+        out.append(cell if len(parts) == 1 else "\\shortstack[" + a + "]{" + "\\\\".join(parts) + "}")
+    return " & ".join(out) + " \\\\"
 
 
 SHRINK_TO_LINE = r"\resizebox{\ifdim\width>\linewidth\linewidth\else\width\fi}{!}{%"
@@ -199,6 +216,10 @@ def styler_latex(df: pd.DataFrame, aligns: list[str], caption: str, label: str) 
     body = sty.to_latex(hrules=True, column_format="".join(aligns), position="t", position_float="centering",
                         caption=tex_text(caption), label=label)
     body = body.replace("*", "\\textasteriskcentered{}")  # *WRN: a literal asterisk in text mode
+    lines = body.split("\n")
+    head = lines.index("\\toprule") + 1  # the header row follows the top rule
+    lines[head] = _wrap_header(lines[head], aligns)
+    body = "\n".join(lines)
     body = body.replace("\\begin{tabular}", SHRINK_TO_LINE + "\n\\begin{tabular}", 1)
     body = body.replace("\\end{tabular}", "\\end{tabular}%\n}", 1)
     env = latex_environment(df)

@@ -100,7 +100,7 @@ def _section(records: list[RunRecord]) -> tuple[pd.DataFrame, pd.DataFrame, list
         flat = settings(recs[0])
         names = run_names(recs)
         seeds = sorted({r.seed for r in recs})
-        row_d: dict[str, Any] = {"run": ", ".join(names), **{k: _cell(flat.get(k)) for k in keys},
+        row_d: dict[str, Any] = {"run": ", ".join(names), **{k: _sweep_cell(flat.get(k)) for k in keys},
                                  "seeds": seeds_text(seeds)}
         row_n: dict[str, Any] = {"dataset": flat.get("dataset.name"), "model": flat.get("model.name"),
                                  "run": ";".join(names), **{k: flat.get(k) for k in keys}, "n": len(recs),
@@ -139,6 +139,12 @@ def _sort_key(v: Any) -> tuple:
 
 
 def _cell(v: Any) -> str:
+    """A setting's value as settings_text writes it (``null`` for None)."""
+    return "null" if v is None else str(v)
+
+
+def _sweep_cell(v: Any) -> str:
+    """A setting's value in a sweep table (NOT_SET for none)."""
     return NOT_SET if v is None else str(v)
 
 
