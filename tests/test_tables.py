@@ -536,6 +536,28 @@ def test_smoke_profile_end_to_end(smoke_root, table, figures_expected):
         assert (smoke_root / "figures" / f"{name}.pdf").stat().st_size > 2_000
         caption = (smoke_root / "figures" / f"{name}.txt").read_text()
         assert caption.startswith("Figure ") and "Not run" not in caption, caption
+    check_publishable(smoke_root / "tables", smoke_root / "figures", table, figures_expected)
+
+
+def check_publishable(tables: Path, figures_dir: Path, table: str, figure_stems: list[str]) -> None:
+    """What a paper needs of a smoke-profile table and its figures, read from the written files: the CSV's numbers
+    are the displayed ones (rounded, no float32 noise), literature rows use the one mark "—", a table wider than a
+    column is a two-column ``table*`` shrunk to the line, and the figures' captions name the watermark that marks
+    them as smoke results on the image (tests/test_figures.py checks the image's text itself)."""
+    data = pd.read_csv(tables / f"{table}.csv")
+    decimals = 2 if table in ("table1", "table2") else 1
+    for col in ("ours_mean_pct", "ours_std_pct"):
+        vals = data[col].dropna()
+        assert (vals == vals.round(decimals)).all(), (col, vals[vals != vals.round(decimals)].head())
+    assert not any("99999" in ln for ln in (tables / f"{table}.csv").read_text().splitlines()[1:])
+    rows = _md_rows((tables / f"{table}.md").read_text())
+    literature = [cells for cells in rows if cells[0].endswith("(literature)")]
+    assert literature and all("n/a" not in cells and "n.r." not in cells and "—" in cells for cells in literature)
+    tex = (tables / f"{table}.tex").read_text()
+    assert tex.startswith("% ") and "\\usepackage{booktabs,graphicx}" in tex.splitlines()[0]
+    assert "\\begin{table*}[t]" in tex and "\\resizebox{\\ifdim\\width>\\linewidth" in tex  # 9+ columns
+    for name in figure_stems:
+        assert "Watermark 'smoke profile — not paper results'" in (figures_dir / f"{name}.txt").read_text()
 
 
 # --------------------------------------------------------------------------- the authors' definitions, older records
