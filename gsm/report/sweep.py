@@ -89,7 +89,8 @@ def run_names(recs: list[RunRecord]) -> list[str]:
 
 
 def _section(records: list[RunRecord]) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
-    """(display table of strings, numeric table, its varying keys) of one section's runs, one row per setting."""
+    """(display table of strings, numeric table, its varying keys) of one section's runs, one row per setting; the
+    numeric table holds every setting of the row (sweep_markdown keeps those that vary in some section)."""
     keys = varying_keys(records)
     metrics = [(k, label) for k, label in METRICS if any(r.metric(k) is not None for r in records)]
     groups: dict[str, list[RunRecord]] = {}
@@ -103,8 +104,8 @@ def _section(records: list[RunRecord]) -> tuple[pd.DataFrame, pd.DataFrame, list
         row_d: dict[str, Any] = {"run": ", ".join(names), **{k: _sweep_cell(flat.get(k)) for k in keys},
                                  "seeds": seeds_text(seeds)}
         row_n: dict[str, Any] = {"dataset": flat.get("dataset.name"), "model": flat.get("model.name"),
-                                 "run": ";".join(names), **{k: flat.get(k) for k in keys}, "n": len(recs),
-                                 "seeds": ",".join(map(str, seeds))}
+                                 "run": ";".join(names), **{k: v for k, v in flat.items() if k not in GROUP_KEYS},
+                                 "n": len(recs), "seeds": ",".join(map(str, seeds))}
         for key, label in metrics:
             vals = np.array([100 * v for v in (r.metric(key) for r in recs) if v is not None], dtype=float)
             mean = rounded(float(vals.mean()), DECIMALS) if vals.size else np.nan
@@ -150,8 +151,9 @@ def _sweep_cell(v: Any) -> str:
 
 def sweep_markdown(records: list[RunRecord], runs_dir: str) -> tuple[str, pd.DataFrame]:
     """The sweep as Markdown, one section (a heading and a table) per dataset and model, and the numeric frame of
-    every row for the CSV: dataset, model, the run folders, the settings that vary in any section (empty where
-    the run has no such setting), n, seeds and the metrics' means and stds in percent, rounded as displayed."""
+    every row for the CSV: dataset, model, the run folders, the settings that vary in any section (each row's own
+    value; empty where its config has no such key), n, seeds and the metrics' means and stds in percent, rounded
+    as displayed."""
     sections = sweep_frames(records)
     n_rows = sum(len(display) for _, display, _, _ in sections)
     lines = [f"# Sweep: {len(records)} runs under {md_text(runs_dir)}, {n_rows} settings in {len(sections)} "
@@ -170,6 +172,6 @@ def sweep_markdown(records: list[RunRecord], runs_dir: str) -> tuple[str, pd.Dat
                   "", md_table(display, ["l" if c in ("run", "seeds", *keys) else "r" for c in display.columns]), ""]
     numeric = pd.concat([n for _, _, n, _ in sections], ignore_index=True)
     keys = sorted({k for _, _, _, ks in sections for k in ks}, key=lambda k: (k != "head.name", k))
-    rest = [c for c in numeric.columns if c not in ("dataset", "model", "run", *keys)]
-    numeric = numeric[["dataset", "model", "run", *keys, *rest]]
+    metrics = [c for c in numeric.columns if c.endswith(("_mean_pct", "_std_pct"))]
+    numeric = numeric[["dataset", "model", "run", *keys, "n", "seeds", *metrics]]
     return "\n".join(lines).rstrip() + "\n", numeric
