@@ -285,10 +285,10 @@ def test_damaged_test_outputs_are_skipped_with_one_warning_each(tmp_path, monkey
     texts = {}
     real_save = figures._save
 
-    def spy(fig, out_dir, stem, number, caption):
+    def spy(fig, out_dir, stem, number, caption, mark=None):
         texts[stem] = {ax.get_title(): ([t.get_text().replace("\n", " ") for t in ax.texts], len(ax.collections))
                        for ax in fig.axes}
-        return real_save(fig, out_dir, stem, number, caption)
+        return real_save(fig, out_dir, stem, number, caption, mark)
 
     monkeypatch.setattr(figures, "_save", spy)
     capsys.readouterr()
