@@ -1094,3 +1094,31 @@ def test_ctrl_c_during_a_launch_is_one_line_and_exit_130(tmp_path, who):
                                 "unfinished one keeps its last checkpoint): rerun the same command to resume"]
     assert "Traceback" not in out + err and time.monotonic() - start < 20
     assert not (tmp_path / "t").exists()  # nothing was tabled after the interrupted launch
+
+
+def test_latex_float_fits_a_two_column_paper(tmp_path):
+    """A table whose tabular is wider than one column of a two-column paper is a ``table*``, a narrow one stays a
+    ``table``; both shrink to the line only where wider (never enlarged). Where pdflatex is installed, every table
+    of a full grid is compiled in a two-column article: no overfull box (nothing runs into the margin)."""
+    from gsm.report.render import COLUMN_WIDTH_PT, TableOutput, latex_environment, tabular_width_pt
+
+    narrow = pd.DataFrame({"Method": ["VGG"], "error (%)": ["5.69"]})
+    assert tabular_width_pt(narrow) <= COLUMN_WIDTH_PT and latex_environment(narrow) == "table"
+    tex = TableOutput("n", "T", "C.", narrow, pd.DataFrame()).latex()
+    assert "\\begin{table}[t]" in tex and "\\begin{table*}" not in tex and "\\resizebox{\\ifdim\\width>" in tex
+    runs = tmp_path / "runs"
+    write_run(runs, "table1/vgg16_cifar10_softmax", 0, top1_error=0.8999999761581421)
+    paths = {n: build_table(n, grid_for(n, runs)).write(tmp_path / "t")[2] for n in (1, 2, 3, 5, 6)}
+    for n, path in paths.items():
+        assert "\\begin{table*}[t]" in path.read_text(), n  # every paper table is wider than one column
+    if not shutil.which("pdflatex"):
+        return
+    for n, path in paths.items():
+        doc = tmp_path / f"doc{n}.tex"
+        doc.write_text("\\documentclass[10pt,twocolumn]{article}\n\\usepackage[margin=0.75in]{geometry}\n"
+                       "\\usepackage{booktabs,graphicx}\n\\begin{document}\n\\input{" + str(path) + "}\nText.\n\\end{document}\n")
+        proc = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", doc.name], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=120)
+        log = (tmp_path / f"doc{n}.log").read_text(errors="replace")
+        assert proc.returncode == 0, log[-2000:]
+        assert "Overfull \\hbox" not in log, (n, [ln for ln in log.splitlines() if "Overfull" in ln])

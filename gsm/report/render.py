@@ -99,6 +99,7 @@ class TableOutput:
         """One float per section (booktabs; ``table`` or ``table*`` by width, :func:`latex_environment`); caption
         one sentence; conditions and notes as comments."""
         out = [f"% {self.title}. Needs \\usepackage{{{','.join(LATEX_PACKAGES)}}}."]
+        out += _comment("Legend: " + LEGEND)
         if self.conditions:
             out += _comment("Conditions: " + " ".join(self.conditions))
         out += [c for n in self.notes for c in _comment("Note: " + n)] + [""]
