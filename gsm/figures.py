@@ -18,7 +18,11 @@ image). The runs a figure plots are the paper rows whose ``figures`` list names 
 Statistics are the empirical ones of the record (eqs. 18-20 with N_pos, N_neg fitted on the evaluated
 features; population std). A panel whose run or data is missing is drawn empty with a label saying
 why; a figure with no run at all is skipped (and says so). A panel whose positive values span more
-than two decades uses a log scale.
+than two decades uses a log scale, and every numeric axis says its scale in its label ("(log scale)",
+"(linear scale)"). Each figure has one legend, outside the panels (:func:`figure_legend`), that also
+explains the marks drawn on them (Fig. 4's black ticks: the values the paper states). Figures drawn from
+runs of a profile other than ``full`` (the smoke profile's tiny runs) carry a watermark on the image
+itself, e.g. "smoke profile — not paper results" (:func:`profile_mark`), and their caption says so.
 
 A damaged or foreign ``test_outputs.pt`` (truncated, empty, another structure: gsm.results.read_test_outputs)
 is skipped with one warning line naming the file and what is wrong; that run's x-vs-p panels are drawn empty
@@ -38,6 +42,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
 
 from gsm import paper  # noqa: E402
 from gsm.grid import Grid  # noqa: E402
@@ -133,9 +139,34 @@ def empty_panel(ax, text: str) -> None:
     ax.set_yticks([])
 
 
-def _legend(ax, **kw) -> None:
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(**kw)
+def figure_legend(fig, handles: list, ncol: int | None = None) -> None:
+    """The figure's one legend, below the panels (constrained layout makes room for it): it covers no data."""
+    if handles:
+        fig.legend(handles=handles, loc="outside lower center", ncol=ncol or min(len(handles), 4), fontsize=8,
+                   frameon=False)
+
+
+def head_patches(heads) -> list:
+    """Legend entries for the heads' colours (bars and curves)."""
+    return [Patch(color=HEAD_COLOR[h], label=HEAD_LABEL[h]) for h in heads]
+
+
+def label_axis(ax, text: str, axis: str = "y") -> None:
+    """An axis label that says the axis's scale: ``ratio (log scale)``, ``p (linear scale)``."""
+    scale = ax.get_yscale() if axis == "y" else ax.get_xscale()
+    (ax.set_ylabel if axis == "y" else ax.set_xlabel)(f"{text} ({scale} scale)")
+
+
+def profile_mark(grid: Grid) -> str | None:
+    """The watermark of figures drawn from a profile's runs other than ``full`` (which reproduces the paper)."""
+    name = grid.profile.name
+    return None if name == "full" else f"{name} profile — not paper results"
+
+
+def _watermark(fig, mark: str) -> None:
+    """``mark`` across the image, large and translucent: a figure of test runs cannot pass for results."""
+    fig.text(0.5, 0.5, mark, ha="center", va="center", rotation=20, fontsize=40, color="tab:red", alpha=0.22,
+             fontweight="bold", zorder=1000)
 
 
 def auto_scale(ax, values, axis: str = "y") -> None:
@@ -163,8 +194,12 @@ def _gauss(ax, mu: float, sigma: float, **kw) -> bool:
     return True
 
 
-def _save(fig, out_dir: Path, stem: str, number: int, caption: str) -> list[Path]:
-    """PNG (200 dpi), PDF and the caption file; returns the three paths."""
+def _save(fig, out_dir: Path, stem: str, number: int, caption: str, mark: str | None = None) -> list[Path]:
+    """PNG (200 dpi), PDF and the caption file; returns the three paths. ``mark`` (profile_mark): a watermark
+    on the image and a sentence of the caption."""
+    if mark:
+        _watermark(fig, mark)
+        caption += f" Watermark '{mark}': drawn from test runs of that profile, not the paper's experiments."
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / f"{stem}.png", out_dir / f"{stem}.pdf", out_dir / f"{stem}.txt"]
@@ -182,7 +217,7 @@ def _runs_text(runs: dict[str, RunRecord | None]) -> str:
     return text + (f" Not run: {', '.join(missing)}." if missing else "")
 
 
-def _bars(ax, labels: list[str], values: list[float], colors: list[str], title: str) -> None:
+def _bars(ax, labels: list[str], values: list[float], colors: list[str], title: str, ylabel: str | None = None) -> None:
     ax.set_title(title, fontsize=9)
     if not any(math.isfinite(v) for v in values):
         empty_panel(ax, "no value: " + ", ".join(lb.split("\n")[0] for lb in labels) + " not run or undefined")
@@ -195,9 +230,22 @@ def _bars(ax, labels: list[str], values: list[float], colors: list[str], title: 
     ax.set_xticks(pos)
     ax.set_xticklabels(labels, fontsize=8)
     auto_scale(ax, values)
+    label_axis(ax, title.rsplit(" ", 1)[-1] if ylabel is None else ylabel)
 
 
 # --------------------------------------------------------------------------- Fig. 3 and 5
+
+
+def scatter_handles(own: str, others: str) -> list:
+    """Legend entries of the x-vs-p scatters (blue: the class, red: the others), as drawn by _scatter."""
+    return [Line2D([], [], ls="none", marker="o", markersize=5, color="tab:blue", label=own),
+            Line2D([], [], ls="none", marker="o", markersize=5, color="tab:red", alpha=0.6, label=others)]
+
+
+def gaussian_handles(own: str, others: str) -> list:
+    """Legend entries of the fitted Gaussians' line styles (colours are the heads', head_patches)."""
+    return [Line2D([], [], color="0.3", label=f"Gaussian fit: {own}"),
+            Line2D([], [], color="0.3", ls="--", label=f"Gaussian fit: {others}")]
 
 
 def _scatter(ax, out: TestOutputs, c: int, name: str, multilabel: bool, first: int | None = None) -> bool:
@@ -249,17 +297,18 @@ def fig3(grid: Grid, out_dir: Path) -> list[Path]:
                 continue
             if not _scatter(ax, out, c, rec.class_names[c], rec.multilabel, FIG3_FIRST_CLASSES.get(ds)):
                 continue
-            ax.set_xlabel("x (fc output)")
-            ax.set_ylabel("p")
-            _legend(ax, fontsize=7, loc="upper left", markerscale=2)
+            label_axis(ax, "x, the fc output", "x")
+            label_axis(ax, "p")
+    figure_legend(fig, scatter_handles("the class's own (x_c, p_c)", "imposters (x_j, p_j), j ≠ c"))
     caption = ("Prediction p vs feature x for all test images of the ground-truth class (blue: the class's own "
                "(x_c, p_c); red: the imposter points (x_j, p_j), j ≠ c), CIFAR-10 'airplane' (top) and CIFAR-100 "
                "'aquarium_fish' (bottom, imposters among the first 10 classes as in the paper), WRN with softmax, "
                "L-softmax and G-softmax." + _runs_text(runs) + _damaged_text(runs))
-    return _save(fig, out_dir, "fig3_x_vs_p_cifar", 3, caption)
+    return _save(fig, out_dir, "fig3_x_vs_p_cifar", 3, caption, profile_mark(grid))
 
 
-def _gaussians_panel(ax, runs: dict[str, RunRecord | None], name: str, fallback: int | None, split: str = "test") -> dict:
+def _gaussians_panel(ax, runs: dict[str, RunRecord | None], name: str, fallback: int | None, split: str = "test",
+                     xlabel: str = "x") -> dict:
     """Fitted Gaussians of x_c (solid) and of the imposter features (dashed) per head; returns the statistics."""
     vals: dict[str, dict[str, float]] = {}
     drawn = False
@@ -273,8 +322,8 @@ def _gaussians_panel(ax, runs: dict[str, RunRecord | None], name: str, fallback:
         drawn |= _gauss(ax, g["mu_neg"], g["sigma_neg"], color=HEAD_COLOR[h], ls="--",
                         label=f"{HEAD_LABEL[h]} non-{plain(name)}")
     if drawn:
-        ax.set_xlabel("x")
-        _legend(ax, fontsize=7)
+        label_axis(ax, xlabel, "x")
+        label_axis(ax, "density")
     else:
         empty_panel(ax, "not run" if not vals else f"no fitted Gaussian: '{name}' has fewer than 2 test images")
     return vals
@@ -294,10 +343,12 @@ def fig5(grid: Grid, out_dir: Path) -> list[Path]:
             labels = [HEAD_LABEL[h] + ("" if runs[h] else "\n(not run)") for h in HEADS]
             _bars(axes[i][k + 1], labels, [vals[h][s] if h in vals else math.nan for h in HEADS],
                   [HEAD_COLOR[h] for h in HEADS], f"{DATASET_LABEL[ds]} '{name}': {s}")
+    figure_legend(fig, head_patches(HEADS) + gaussian_handles("the class's own x_c", "imposter features x_j, j ≠ c"),
+                  ncol=5)
     caption = ("Gaussians fitted to x on the test set (solid: the class's own feature x_c; dashed: the imposter "
                "features) and the class's compactness, separability and ratio (eqs. 18-20), WRN per head, for the "
                "classes of Figure 3." + _runs_text(all_runs))
-    return _save(fig, out_dir, "fig5_gaussians_cifar", 5, caption)
+    return _save(fig, out_dir, "fig5_gaussians_cifar", 5, caption, profile_mark(grid))
 
 
 # --------------------------------------------------------------------------- Figs. 6 and 7
@@ -328,13 +379,15 @@ def _per_class(grid: Grid, out_dir: Path, ds: str, n_classes: int | None, number
                 empty_panel(ax, "not run" if ref is None else f"no {split}-set statistics in the runs")
                 continue
             auto_scale(ax, np.concatenate(shown))
+            label_axis(ax, s)
             ax.set_xticks(np.arange(m))
             ax.set_xticklabels([plain(n) for n in names[:m]], rotation=45, ha="right", fontsize=7)
-            _legend(ax, fontsize=7)
+    figure_legend(fig, [Patch(color=HEAD_COLOR[h], label=f"{HEAD_LABEL[h]} ({_run_label(runs[h])})")
+                        for h in HEADS if runs[h] is not None], ncol=3)
     which = f"the first {m} classes" if n_classes else "each class"
     caption = (f"{DATASET_LABEL[ds]}, WRN: compactness, separability and ratio (eqs. 18-20) of {which}, training set "
                f"(left) and test set (right), per head." + _runs_text({exps[h]: r for h, r in runs.items()}))
-    return _save(fig, out_dir, f"fig{number}_per_class_{ds}", number, caption)
+    return _save(fig, out_dir, f"fig{number}_per_class_{ds}", number, caption, profile_mark(grid))
 
 
 def fig6(grid: Grid, out_dir: Path) -> list[Path]:
@@ -378,11 +431,10 @@ def fig4(grid: Grid, out_dir: Path) -> list[Path]:
                             (no_outputs_text(runs[h]) if outs[h] is None else f"no class '{name}'"))
                 continue
             if _scatter(ax, outs[h], c, name, True):
-                ax.set_xlabel("$x^+$")
-                ax.set_ylabel("p")
-                _legend(ax, fontsize=7)
+                label_axis(ax, "$x^+$", "x")
+                label_axis(ax, "p")
         axes[i][2].set_title(f"'{plain(name)}': Gaussians of $x^+$", fontsize=10)
-        vals = _gaussians_panel(axes[i][2], runs, name, c)
+        vals = _gaussians_panel(axes[i][2], runs, name, c, xlabel="$x^+$")
         ax = axes[i][3]
         ax.set_title(f"'{plain(name)}': statistics", fontsize=10)
         heads = ("softmax", "gsoftmax")
@@ -402,14 +454,19 @@ def fig4(grid: Grid, out_dir: Path) -> list[Path]:
         ax.set_xticks(pos)
         ax.set_xticklabels(STATS, fontsize=8)
         auto_scale(ax, values)
-        _legend(ax, fontsize=7)
+        label_axis(ax, "value")
+    figure_legend(fig, scatter_handles("images with the label (x⁺_c, p_c)", "images without it")
+                  + head_patches(("softmax", "gsoftmax"))
+                  + gaussian_handles("images with the label", "images without it")
+                  + [Line2D([], [], ls="none", marker="_", markersize=14, markeredgewidth=2, color="k",
+                            label="black tick: the value the paper states")], ncol=4)
     caption = ("MS COCO, categories 'cow' (top) and 'baseball bat' (bottom): x⁺ vs p for the test images with the "
                "label (blue) and without it (red) for softmax and G-softmax (0, 1), the Gaussians fitted to x⁺ "
                "(solid: with the label; dashed: without), and compactness, separability and ratio (black ticks: the "
                "values the paper states). On label sets without these categories (fixtures) the first classes with "
                "two positives are shown." + _runs_text({exps[h]: r for h, r in runs.items()})
                + _damaged_text({exps[h]: r for h, r in runs.items()}))
-    return _save(fig, out_dir, "fig4_coco_classes", 4, caption)
+    return _save(fig, out_dir, "fig4_coco_classes", 4, caption, profile_mark(grid))
 
 
 def fig8(grid: Grid, out_dir: Path) -> list[Path]:
@@ -427,17 +484,21 @@ def fig8(grid: Grid, out_dir: Path) -> list[Path]:
             v = v[np.isfinite(v)]
             values.append(float(v.mean()) if v.size else math.nan)
         labels = [label[r.experiment] + ("" if runs[r.experiment] else "\n(not run)") for r in rows]
-        _bars(ax, labels, values, [color[r.experiment] for r in rows], f"average {s} over classes (test)")
+        _bars(ax, labels, values, [color[r.experiment] for r in rows], f"average {s} over classes (test)", f"average {s}")
         ref = said.get(s)
         if isinstance(ref, dict) and any(math.isfinite(v) for v in values):
-            ax.axhline(ref["softmax"], color=HEAD_COLOR["softmax"], ls=":", lw=1.2, label=f"paper softmax {ref['softmax']}")
-            ax.axhline(ref["gsoftmax"], color=HEAD_COLOR["gsoftmax"], ls=":", lw=1.2, label=f"paper G-softmax {ref['gsoftmax']}")
+            ax.axhline(ref["softmax"], color=HEAD_COLOR["softmax"], ls=":", lw=1.2)
+            ax.axhline(ref["gsoftmax"], color=HEAD_COLOR["gsoftmax"], ls=":", lw=1.2)
             auto_scale(ax, [*values, ref["softmax"], ref["gsoftmax"]])
-            _legend(ax, fontsize=7)
+            label_axis(ax, f"average {s}")
+    figure_legend(fig, [Patch(color=HEAD_COLOR["softmax"], label="softmax"),
+                        Patch(color=HEAD_COLOR["gsoftmax"], label="G-softmax (μ, σ)"),
+                        Line2D([], [], color=HEAD_COLOR["softmax"], ls=":", label="dotted: the paper's softmax value"),
+                        Line2D([], [], color=HEAD_COLOR["gsoftmax"], ls=":", label="dotted: the paper's G-softmax value")])
     caption = ("MS COCO: compactness, separability and ratio averaged over the classes with positives in the test "
                "set, softmax against the G-softmax (μ, σ) runs of Table III (dotted: the paper's values)."
                + _runs_text(runs))
-    return _save(fig, out_dir, "fig8_coco_averages", 8, caption)
+    return _save(fig, out_dir, "fig8_coco_averages", 8, caption, profile_mark(grid))
 
 
 FIGURES = {3: fig3, 4: fig4, 5: fig5, 6: fig6, 7: fig7, 8: fig8}

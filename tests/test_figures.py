@@ -1,6 +1,7 @@
 """Figures 3–8 from synthetic run records (results.json + test_outputs.pt): PNG (>= 200 dpi), PDF and a
-caption file each, log scales where values span decades, labelled empty panels, no warnings
-(run these tests with ``-W error``)."""
+caption file each, log scales where values span decades and every axis label naming its scale, one legend
+per figure that covers no panel, the smoke profile's watermark on the image, labelled empty panels, no
+warnings (run these tests with ``-W error``)."""
 
 from __future__ import annotations
 
@@ -57,11 +58,13 @@ def test_all_figures_from_runs(tmp_path, monkeypatch):
     scales = {}
     real_save = figures._save
 
-    def spy(fig, out_dir, stem, number, caption):
+    def spy(fig, out_dir, stem, number, caption, mark=None):
         scales[stem] = [(ax.get_title(), ax.get_yscale()) for ax in fig.axes]
         scales[stem + ":texts"] = [t.get_text().replace("\n", " ") for ax in fig.axes for t in ax.texts]
         scales[stem + ":suptitle"] = fig._suptitle.get_text() if fig._suptitle else ""
-        return real_save(fig, out_dir, stem, number, caption)
+        scales[stem + ":layout"] = _layout(fig)
+        assert mark is None  # the full profile: no watermark
+        return real_save(fig, out_dir, stem, number, caption, mark)
 
     monkeypatch.setattr(figures, "_save", spy)
     written = figures.make_figures(grid, tmp_path / "figs")
@@ -75,6 +78,55 @@ def test_all_figures_from_runs(tmp_path, monkeypatch):
     assert ("compactness, test set", "linear") in scales["fig6_per_class_cifar10"]
     fig4_titles = [t for t, _ in scales["fig4_coco_classes"]]
     assert len(fig4_titles) == 8 and fig4_titles[0].startswith("'cow'") and fig4_titles[4].startswith("'baseball bat'")
+    for stem in STEMS:
+        layout = scales[stem + ":layout"]
+        assert layout["figure legends"] == 1 and layout["axes legends"] == 0, (stem, layout)
+        assert not layout["legend covers"], (stem, layout["legend covers"])
+        assert layout["axis labels"] and all(label.endswith(f"({scale} scale)") for label, scale in layout["axis labels"]), \
+            (stem, layout["axis labels"])
+    fig6_labels = dict(scales["fig6_per_class_cifar10:layout"]["axis labels"])
+    assert fig6_labels["ratio (log scale)"] == "log" and fig6_labels["compactness (linear scale)"] == "linear"
+    # Fig. 4's black ticks (the paper's values) are explained on the figure itself, not only in the caption
+    assert "black tick: the value the paper states" in scales["fig4_coco_classes:layout"]["legend texts"]
+    assert any(t.startswith("softmax") for t in scales["fig5_gaussians_cifar:layout"]["legend texts"])
+
+
+def _layout(fig) -> dict:
+    """What a reader sees of a figure's legends and axes: figure and axes legends, which panels the figure legend
+    overlaps (drawn extents), the legend's texts, and every numeric axis label with its axis's scale."""
+    fig.canvas.draw()
+    legends = list(fig.legends)
+    boxes = [leg.get_window_extent() for leg in legends]
+    covers = [ax.get_title() for ax in fig.axes for b in boxes if b.overlaps(ax.get_window_extent())]
+    labels = [(ax.get_ylabel(), ax.get_yscale()) for ax in fig.axes if ax.get_ylabel()]
+    labels += [(ax.get_xlabel(), ax.get_xscale()) for ax in fig.axes if ax.get_xlabel()]
+    return {"figure legends": len(legends), "axes legends": sum(ax.get_legend() is not None for ax in fig.axes),
+            "legend covers": covers, "legend texts": [t.get_text() for leg in legends for t in leg.get_texts()],
+            "axis labels": labels}
+
+
+def test_smoke_profile_figures_carry_a_watermark(tmp_path, monkeypatch):
+    """Figures drawn from the smoke profile's runs say so on the image (a large figure text) and in the caption;
+    the full profile's carry no such mark (test_all_figures_from_runs)."""
+    runs = tmp_path / "runs"
+    rng = np.random.default_rng(5)
+    for r in paper.figure_rows(4) + paper.figure_rows(8):
+        write_run(runs, r.experiment, 0, "smoke", outputs=True, rng=rng, n_test=80)
+    grid = Grid(ALL, "smoke", runs)
+    texts = {}
+    real_save = figures._save
+
+    def spy(fig, out_dir, stem, number, caption, mark=None):
+        paths = real_save(fig, out_dir, stem, number, caption, mark)  # draws the watermark
+        texts[stem] = [t.get_text() for t in fig.texts]
+        return paths
+
+    monkeypatch.setattr(figures, "_save", spy)
+    written = figures.make_figures(grid, tmp_path / "figs", (4, 8))
+    assert sorted(texts) == ["fig4_coco_classes", "fig8_coco_averages"]
+    for stem, found in texts.items():
+        assert "smoke profile — not paper results" in found, (stem, found)
+        assert "Watermark 'smoke profile — not paper results'" in _check(written, stem)
 
 
 def test_fig3_cifar100_imposters_are_the_first_ten_classes(tmp_path):
@@ -233,10 +285,10 @@ def test_damaged_test_outputs_are_skipped_with_one_warning_each(tmp_path, monkey
     texts = {}
     real_save = figures._save
 
-    def spy(fig, out_dir, stem, number, caption):
+    def spy(fig, out_dir, stem, number, caption, mark=None):
         texts[stem] = {ax.get_title(): ([t.get_text().replace("\n", " ") for t in ax.texts], len(ax.collections))
                        for ax in fig.axes}
-        return real_save(fig, out_dir, stem, number, caption)
+        return real_save(fig, out_dir, stem, number, caption, mark)
 
     monkeypatch.setattr(figures, "_save", spy)
     capsys.readouterr()

@@ -27,14 +27,16 @@ def test_sweep_table_varying_keys_and_seed_means(tmp_path, capsys):
     printed = capsys.readouterr().out
     md, csv = (tmp_path / "tables" / "sweep.md").read_text(), pd.read_csv(tmp_path / "tables" / "sweep.csv")
     assert md in printed and "3 settings" in md and "5 runs" in md
-    assert list(csv.columns[:2]) == ["head.mu", "head.sigma"]  # the keys that differ, nothing else
+    # the section (dataset, model), the run folders, then the keys that differ, nothing else
+    assert list(csv.columns[:csv.columns.get_loc("n")]) == ["dataset", "model", "run", "head.mu", "head.sigma"]
     assert len(csv) == 3
     for exp, (mu, sigma) in GRID.items():
         row = csv[(csv["head.mu"] == mu) & (csv["head.sigma"] == sigma)].iloc[0]
         vals = [100 * v for (e, _), v in values.items() if e == exp]
-        assert row.n == len(vals) and row.mAP_mean_pct == np.mean(vals)
+        assert row.n == len(vals) and row.mAP_mean_pct == round(np.mean(vals), 2)
+        assert len(row.run.split(";")) == len(vals)  # the run folders, one per seed
         if len(vals) > 1:
-            assert np.isclose(row.mAP_std_pct, np.std(vals, ddof=1))
+            assert row.mAP_std_pct == round(np.std(vals, ddof=1), 2)
             assert f"{np.mean(vals):.2f} ± {np.std(vals, ddof=1):.2f}" in md and "n = 2 (seeds 0, 1)" in md
         else:
             assert np.isnan(row.mAP_std_pct)
@@ -96,3 +98,66 @@ def test_sweep_shows_both_definitions_and_the_best_epoch_when_records_have_them(
     assert main(["sweep", "--runs", str(old)]) == 0
     md = (tmp_path / "old" / "tables" / "sweep.md").read_text()
     assert "mAP eq. 21 (%)" in md and "VOC" not in md and "best-epoch" not in md
+
+
+def _sections(md: str) -> dict[str, list[dict[str, str]]]:
+    """The Markdown's sections: heading -> its table's rows as {column: cell}."""
+    out: dict[str, list[dict[str, str]]] = {}
+    heading, header = None, None
+    for ln in md.splitlines():
+        if ln.startswith("## "):
+            heading, header = ln[3:], None
+            out[heading] = []
+        elif ln.startswith("| ") and heading is not None:
+            cells = [c.strip() for c in ln.strip().strip("|").split(" | ")]
+            if header is None:
+                header = cells
+            else:
+                out[heading].append(dict(zip(header, cells)))
+    return out
+
+
+def test_sweep_of_a_mixed_folder_shows_per_dataset_and_model_only_what_varies(tmp_path):
+    """A folder of Table I, III and IV runs: one section per dataset and model, each with a run column, the
+    settings that differ among its own runs (head.mu of G-softmax runs only: a softmax run leaves it empty) and
+    its own metrics; the CSV holds the numbers rounded as displayed (float32 noise gone)."""
+    runs = tmp_path / "runs"
+    noisy = 0.8999999761581421  # a float32 error fraction: 89.99999761581421 %
+    write_run(runs, "table1/vgg16_cifar10_softmax", 0, top1_error=noisy)
+    g_runs = [write_run(runs, "table1/vgg16_cifar10_gsoftmax", seed, top1_error=e).parent.name
+              for seed, e in ((0, 0.25), (1, 0.2))]
+    write_run(runs, "table1/densenet_cifar100_softmax", 0, top1_error=0.5)
+    for exp in ("table3/resnet101_coco_softmax", "table3/resnet101_coco_gsoftmax_mu0_sigma1",
+                "table3/resnet101_coco_gsoftmax_mu0p1_sigma1"):
+        write_run(runs, exp, 0)
+    write_run(runs, "table4/resnet101_nuswide_gsoftmax_mu0_sigma1", 0)
+    write_run(runs, "table4/resnet101_nuswide_gsoftmax_mu0_sigma2", 0)
+    assert main(["sweep", "--runs", str(runs)]) == 0
+    md, csv = (tmp_path / "tables" / "sweep.md").read_text(), pd.read_csv(tmp_path / "tables" / "sweep.csv")
+    sections = _sections(md)
+    assert [h.split(":")[0] for h in sections] == ["cifar10, vgg16", "cifar100, densenet", "coco, resnet101",
+                                                   "nuswide, resnet101"]
+    columns = {h.split(":")[0]: list(rows[0]) for h, rows in sections.items()}
+    single = ["top-1 error (%)", "best-epoch top-1 error (%)", "top-5 error (%)"]
+    assert columns["cifar10, vgg16"] == ["run", "head.name", "seeds", *single]
+    assert columns["cifar100, densenet"] == ["run", "seeds", *single]
+    multi = ["mAP eq. 21 (%)", "mAP VOC (%)", "C-F1 eq. 22 (%)", "C-F1 per-class mean (%)", "O-F1 (%)"]
+    assert columns["coco, resnet101"] == ["run", "head.name", "head.mu", "seeds", *multi]
+    assert columns["nuswide, resnet101"] == ["run", "head.sigma", "seeds", *multi]
+    assert all(cell not in ("null", "None", "nan", "") for rows in sections.values() for r in rows for cell in r.values())
+    coco = {r["head.name"] + r["head.mu"]: r for r in sections[next(h for h in sections if h.startswith("coco"))]}
+    assert set(coco) == {"softmax—", "gsoftmax0.0", "gsoftmax0.1"}  # —: a softmax head has no μ
+    vgg = {r["head.name"]: r for r in sections[next(h for h in sections if h.startswith("cifar10,"))]}
+    assert vgg["softmax"]["top-1 error (%)"] == "90.00" and vgg["gsoftmax"]["top-1 error (%)"] == "22.50 ± 3.54"
+    assert vgg["gsoftmax"]["run"] == ", ".join(g_runs)  # the run folders, in seed order
+    # the CSV: the section, the run folders, the union of the sections' varying settings, rounded numbers
+    assert list(csv.columns[:csv.columns.get_loc("n")]) == ["dataset", "model", "run", "head.name", "head.mu",
+                                                             "head.sigma"]
+    soft = csv[(csv.dataset == "cifar10") & (csv["head.name"] == "softmax")].iloc[0]
+    assert soft.top1_error_mean_pct == 90.0 and "89.999" not in (tmp_path / "tables" / "sweep.csv").read_text()
+    g = csv[(csv.dataset == "cifar10") & (csv["head.name"] == "gsoftmax")].iloc[0]
+    assert (g.top1_error_mean_pct, g.top1_error_std_pct) == (22.5, round(float(np.std([25.0, 20.0], ddof=1)), 2))
+    for _, row in csv.iterrows():  # every number in the CSV is the one displayed
+        for col in [c for c in csv.columns if c.endswith("_pct")]:
+            if np.isfinite(row[col]):
+                assert row[col] == round(row[col], 2), (col, row[col])

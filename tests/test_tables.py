@@ -121,13 +121,18 @@ def test_table1_every_row_ours_and_paper_seeds_and_paired_test(tmp_path):
     assert line(df, "*WRN L-softmax")["seeds"] == "CIFAR-10: not run; CIFAR-100: n = 1 (seed 5)"
     assert line(df, "DSN")["CIFAR-10 ours (%)"] == "not run" and line(df, "DSN")["CIFAR-10 paper (%)"] == "3.77"
     lit = line(df, "DSN [19] (literature)")
-    assert lit["CIFAR-10 ours (%)"] == "n/a" and lit["CIFAR-10 paper (%)"] == "3.46" and lit["# Epoch (paper)"] == "300"
-    assert lit["CIFAR-10 p vs softmax"] == "n/a" and lit["seeds"] == "n/a"
+    assert lit["CIFAR-10 ours (%)"] == "—" and lit["CIFAR-10 paper (%)"] == "3.46" and lit["# Epoch (paper)"] == "300"
+    assert lit["CIFAR-10 p vs softmax"] == "—" and lit["seeds"] == "—"
+    for r in paper.rows(table=1, reference_only=True):  # a literature row: the paper's numbers, "—" everywhere else
+        cells = line(df, r.label).drop(["Method", "# Epoch (paper)", "CIFAR-10 paper (%)", "CIFAR-100 paper (%)"])
+        assert set(cells) == {"—"}, cells
 
     data = out.data
     d = data[(data.experiment == "table1/wrn_cifar10_gsoftmax")].iloc[0]
-    assert d.ours_mean_pct == pytest.approx(np.mean(vals)) and d.ours_std_pct == pytest.approx(np.std(vals, ddof=1))
-    assert d.p_vs_softmax == pytest.approx(expected.pvalue) and d.n_seeds == 3 and d.paper_pct == 3.36
+    # the CSV holds the numbers as displayed: 2 decimals, the p-value as printed (4 decimals)
+    assert d.ours_mean_pct == round(np.mean(vals), 2) and d.ours_std_pct == round(np.std(vals, ddof=1), 2)
+    assert g["CIFAR-10 ours (%)"] == f"{d.ours_mean_pct:.2f} ± {d.ours_std_pct:.2f}"
+    assert d.p_vs_softmax == round(expected.pvalue, 4) and d.n_seeds == 3 and d.paper_pct == 3.36
     assert (data.status == "not run").sum() == 24 - 4 and (data.status == "literature").sum() == 6
 
     paths = out.write(tmp_path / "tables")
@@ -135,6 +140,7 @@ def test_table1_every_row_ours_and_paper_seeds_and_paired_test(tmp_path):
     md = paths[0].read_text()
     assert "not run" in md and "ttest_rel" in md and "Profile full" in md
     assert md.count("*Legend:*") == 1 and "n.r.: not reported by the paper" in md
+    assert "—: a literature row, quoted by the paper from other work and never run here" in md
     assert "from epoch 501 of 1100" in md  # the *WRN note, computed from eq. 17's schedule
     header = next(ln for ln in md.splitlines() if ln.startswith("|---"))
     assert list(df.columns)[-1] == "seeds"
@@ -142,9 +148,12 @@ def test_table1_every_row_ours_and_paper_seeds_and_paired_test(tmp_path):
     assert len(pd.read_csv(paths[1])) == 30
     tex = paths[2].read_text()
     assert "\\begin{tabular}{l" + "r" * (len(df.columns) - 2) + "l}" in tex
-    assert "\\toprule" in tex and "\\midrule" in tex and "\\bottomrule" in tex and "\\usepackage{booktabs}" in tex
+    assert "\\toprule" in tex and "\\midrule" in tex and "\\bottomrule" in tex and "\\usepackage{booktabs,graphicx}" in tex
     body = [ln for ln in tex.splitlines() if ln and not ln.startswith("%")]
-    assert "\\resizebox" not in tex and all(ln.isascii() for ln in body)  # booktabs alone: no Unicode, no graphicx
+    assert all(ln.isascii() for ln in body)  # booktabs and graphicx alone: no Unicode
+    # 9 columns do not fit one column of a two-column paper: both columns, shrunk to the line where still wider
+    assert body[0] == "\\begin{table*}[t]" and body[-1] == "\\end{table*}"
+    assert "\\resizebox{\\ifdim\\width>\\linewidth\\linewidth\\else\\width\\fi}{!}{%" in body
     assert not any("Profile" in ln for ln in body)  # the conditions are comments
     (caption,) = [ln for ln in body if ln.startswith("\\caption{")]
     assert caption.count(". ") == 0 and caption.endswith(".}")  # one sentence
@@ -202,7 +211,7 @@ def test_table2_rows(tmp_path):
 
 def test_table2_best_epoch_column(tmp_path):
     """The best epoch's error is the lowest test error of the history (as the release's main_single.lua picks it),
-    next to the last epoch's; an older record (schema 2) shows "—" there and keeps its last-epoch value."""
+    next to the last epoch's; an older record (schema 2) shows "not recorded" there and keeps its last-epoch value."""
     runs = tmp_path / "runs"
     exp = "table2/resnet101_tiny_imagenet_gsoftmax_mu0_sigma1"
     hist = {0: [0.30, 0.18, 0.19, 0.20], 1: [0.25, 0.21, 0.17, 0.22]}
@@ -218,17 +227,17 @@ def test_table2_best_epoch_column(tmp_path):
     assert g["top-1 error ours, last epoch (%)"] == f"{np.mean(last):.2f} ± {np.std(last, ddof=1):.2f}"
     assert g[BEST] == f"{np.mean(best):.2f} ± {np.std(best, ddof=1):.2f}" and g["best epoch"] == "2, 3"
     soft = line(df, "ResNet-101 (input 224x224)")
-    assert soft["top-1 error ours, last epoch (%)"] == "19.00" and soft[BEST] == "—" and soft["best epoch"] == "—"
+    assert soft["top-1 error ours, last epoch (%)"] == "19.00" and soft[BEST] == "not recorded" and soft["best epoch"] == "not recorded"
     ls = line(df, "ResNet-101 L-Softmax")
     assert ls[BEST] == "15.00" and ls["best epoch"] == "7"
-    assert line(df, "PyramidNet ShakeDrop [57]")[BEST] == "n/a"
+    assert line(df, "PyramidNet ShakeDrop [57]")[BEST] == "—"  # a literature row
     data = out.data
     d = data[(data.experiment == exp) & (data.metric == "best_top1_error")].iloc[0]
-    assert d.ours_mean_pct == pytest.approx(np.mean(best)) and d.best_epochs == "0:2;1:3" and d.paper_pct == 17.04
+    assert d.ours_mean_pct == round(np.mean(best), 2) and d.best_epochs == "0:2;1:3" and d.paper_pct == 17.04
     assert "selected on the test split" in d.definition
     d = data[(data.experiment == "table2/resnet101_tiny_imagenet_softmax") & (data.metric == "best_top1_error")].iloc[0]
     assert d.status == "not recorded" and np.isnan(d.ours_mean_pct)
-    assert "—: the row's runs were recorded by an older gsm" in out.markdown()
+    assert "not recorded: the row's runs were recorded by an older gsm" in out.markdown()
 
 
 # Tables III/IV: (record metric, header, the paper's printed quantity it is compared with)
@@ -265,12 +274,14 @@ def test_multilabel_tables_every_metric_in_place(tmp_path, number):
             assert first["seeds"] == ("n = 1 (seed 0)" if r.label in values else "not run")
         for _, header, printed_key in ML_COLUMNS:  # the paper's number under the column of its definition
             v = r.printed(printed_key) if printed_key else None
-            assert printed[header] == ("n.r." if v is None else f"{v:.1f}")
+            assert printed[header] == (f"{v:.1f}" if v is not None else "—" if r.reference_only else "n.r.")
+        if r.reference_only:  # a literature row: no "n/a" or "n.r.", one mark
+            assert printed["p vs softmax (mAP VOC)"] == printed["seeds"] == "—"
     base = df[(df["values"] == "ours") & (df["Method"] == ours[0].label)].iloc[0]
     assert base["p vs softmax (mAP VOC)"] == "baseline"
     data = out.data
     d = data[(data.experiment == ours[1].experiment) & (data.metric == "mAP_voc")].iloc[0]
-    assert d.ours_mean_pct == pytest.approx(100 * values[ours[1].label]["mAP_voc"]) and d.paper_pct == ours[1].printed("mAP")
+    assert d.ours_mean_pct == round(100 * values[ours[1].label]["mAP_voc"], 1) and d.paper_pct == ours[1].printed("mAP")
     assert "VOC2012" in d.definition
     d = data[(data.experiment == ours[1].experiment) & (data.metric == "mAP")].iloc[0]
     assert np.isnan(d.paper_pct) and "eq. 21" in d.definition  # the paper prints no eq. 21 mAP
@@ -311,7 +322,7 @@ def test_table5_ttest_rel_of_per_class_aps(tmp_path):
     a1, a2 = soft_ap + rng.normal(0, 0.03, 80), soft_ap + rng.normal(0, 0.03, 80)
     write_run(runs, g2, 0, per_class_ap_voc=a1.tolist())
     write_run(runs, g2, 1, per_class_ap_voc=a2.tolist())
-    # a row whose record predates the VOC AP (schema 2): "—", not a test of another definition
+    # a row whose record predates the VOC AP (schema 2): "not recorded", not a test of another definition
     write_run(runs, "table3/resnet101_coco_gsoftmax_mu0_sigma5", 0, schema_version=2)
     out = build_table(5, Grid(paper.experiments(5), "full", runs))
     df, data = out.display, out.data
@@ -322,21 +333,23 @@ def test_table5_ttest_rel_of_per_class_aps(tmp_path):
     row = df[(df["dataset"] == "MS COCO") & (df["G-softmax (μ, σ)"] == "G-softmax(0,0.5)")].iloc[0]
     assert row["p paper"] == "0.0359" and row["classes used"] == "78" and row["classes excluded"] == "2"
     assert row["p ours (VOC AP)"] == (f"{expected.pvalue:.4f}" if expected.pvalue >= 1e-4 else f"{expected.pvalue:.1e}")
-    d = data[data.experiment == g_name].iloc[0]
-    assert d.p == pytest.approx(expected.pvalue, rel=1e-12) and d.t == pytest.approx(expected.statistic, rel=1e-12)
+    d = data[data.experiment == g_name].iloc[0]  # the CSV: the numbers as displayed (p as printed, t to 3 decimals)
+    assert d.p == float(row["p ours (VOC AP)"]) and d.t == round(expected.statistic, 3) and row["t"] == f"{d.t:.3f}"
     assert d.ap == "voc"
     expected_eq21 = stats.ttest_rel(soft_eq21[keep], g_eq21[keep])
-    assert d.p_ap_eq21 == pytest.approx(expected_eq21.pvalue, rel=1e-12) and abs(d.p_ap_eq21 - d.p) > 1e-6
+    assert d.p_ap_eq21 == float(row["p ours (AP eq. 21)"]) and d.p_ap_eq21 != d.p
     assert row["p ours (AP eq. 21)"] == (f"{expected_eq21.pvalue:.4f}" if expected_eq21.pvalue >= 1e-4
                                          else f"{expected_eq21.pvalue:.1e}")
 
     keep2 = [c for c in range(80) if c != 3]
     expected2 = stats.ttest_rel(soft_ap[keep2], ((a1 + a2) / 2)[keep2])
     d2 = data[data.experiment == g2].iloc[0]
-    assert d2.p == pytest.approx(expected2.pvalue, rel=1e-12) and d2.seeds_gsoftmax == "0,1"
+    assert d2.p == float(f"{expected2.pvalue:.4f}" if expected2.pvalue >= 1e-4 else f"{expected2.pvalue:.1e}")
+    assert d2.seeds_gsoftmax == "0,1"
 
     old = df[(df["dataset"] == "MS COCO") & (df["G-softmax (μ, σ)"] == "G-softmax(0,5)")].iloc[0]
-    assert old["p ours (VOC AP)"] == "—" and old["classes used"] == "—" and old["p ours (AP eq. 21)"] != "—"
+    assert old["p ours (VOC AP)"] == "not recorded" and old["classes used"] == "not recorded"
+    assert old["p ours (AP eq. 21)"] != "not recorded"
     assert data[data.experiment == "table3/resnet101_coco_gsoftmax_mu0_sigma5"].iloc[0].status == "not recorded"
     nus = df[df["dataset"] == "NUS-WIDE"]
     assert len(nus) == 5 and (nus["p ours (VOC AP)"] == "not run").all()
@@ -378,8 +391,8 @@ def test_table6_pearson_of_best_class(tmp_path):
         c = int(np.argmax(np.where(ok, M.mean(0), -np.inf)))
         expected = stats.pearsonr(M[:, c], A[:, c])
         assert d.loc[stat, "class"] == c
-        assert d.loc[stat, "rho"] == pytest.approx(expected.statistic, rel=1e-12)
-        assert d.loc[stat, "p"] == pytest.approx(expected.pvalue, rel=1e-10)
+        assert d.loc[stat, "rho"] == round(expected.statistic, 4)  # as displayed: (ρ to 4 decimals, p as printed)
+        assert d.loc[stat, "p"] == float(f"{expected.pvalue:.4f}" if expected.pvalue >= 1e-4 else f"{expected.pvalue:.1e}")
         assert d.loc[stat, "n_runs"] == 5
     assert d.loc["compactness", "class"] == 11 and d.loc["separability", "class"] == 42
     df = out.display
@@ -553,13 +566,35 @@ def test_smoke_profile_end_to_end(smoke_root, table, figures_expected):
         assert (smoke_root / "figures" / f"{name}.pdf").stat().st_size > 2_000
         caption = (smoke_root / "figures" / f"{name}.txt").read_text()
         assert caption.startswith("Figure ") and "Not run" not in caption, caption
+    check_publishable(smoke_root / "tables", smoke_root / "figures", table, figures_expected)
+
+
+def check_publishable(tables: Path, figures_dir: Path, table: str, figure_stems: list[str]) -> None:
+    """What a paper needs of a smoke-profile table and its figures, read from the written files: the CSV's numbers
+    are the displayed ones (rounded, no float32 noise), literature rows use the one mark "—", a table wider than a
+    column is a two-column ``table*`` shrunk to the line, and the figures' captions name the watermark that marks
+    them as smoke results on the image (tests/test_figures.py checks the image's text itself)."""
+    data = pd.read_csv(tables / f"{table}.csv")
+    decimals = 2 if table in ("table1", "table2") else 1
+    for col in ("ours_mean_pct", "ours_std_pct"):
+        vals = data[col].dropna()
+        assert (vals == vals.round(decimals)).all(), (col, vals[vals != vals.round(decimals)].head())
+    assert not any("99999" in ln for ln in (tables / f"{table}.csv").read_text().splitlines()[1:])
+    rows = _md_rows((tables / f"{table}.md").read_text())
+    literature = [cells for cells in rows if cells[0].endswith("(literature)")]
+    assert literature and all("n/a" not in cells and "n.r." not in cells and "—" in cells for cells in literature)
+    tex = (tables / f"{table}.tex").read_text()
+    assert tex.startswith("% ") and "\\usepackage{booktabs,graphicx}" in tex.splitlines()[0]
+    assert "\\begin{table*}[t]" in tex and "\\resizebox{\\ifdim\\width>\\linewidth" in tex  # 9+ columns
+    for name in figure_stems:
+        assert "Watermark 'smoke profile — not paper results'" in (figures_dir / f"{name}.txt").read_text()
 
 
 # --------------------------------------------------------------------------- the authors' definitions, older records
 
 
 def test_multilabel_older_records_show_a_dash_in_the_authors_columns(tmp_path):
-    """A schema-2 record has no VOC mAP or per-class-mean C-F1: "—" there (and in the p column), its eq. 21 / eq. 22
+    """A schema-2 record has no VOC mAP or per-class-mean C-F1: "not recorded" there (and in the p column), its eq. 21 / eq. 22
     values still shown; a row whose seeds only partly have the value says how many do."""
     runs = tmp_path / "runs"
     write_run(runs, "table3/resnet101_coco_softmax", 0, mAP=0.61, CF1=0.55, schema_version=2)
@@ -569,7 +604,7 @@ def test_multilabel_older_records_show_a_dash_in_the_authors_columns(tmp_path):
     df = build_table(3, grid_for(3, runs)).display
     ours = df[df["values"] == "ours"].set_index("Method")
     soft = ours.loc[paper.row("table3/resnet101_coco_softmax").label]
-    assert soft["mAP VOC (%)"] == "—" and soft["C-F1 per-class mean (%)"] == "—"
+    assert soft["mAP VOC (%)"] == "not recorded" and soft["C-F1 per-class mean (%)"] == "not recorded"
     assert soft["mAP eq. 21 (%)"] == "61.0" and soft["C-F1 eq. 22 (%)"] == "55.0"
     gs = ours.loc[paper.row(g).label]
     assert gs["mAP VOC (%)"] == "70.0 (n = 1 of 2)" and gs["C-F1 per-class mean (%)"] == "50.0 (n = 1 of 2)"
@@ -1089,3 +1124,31 @@ def test_ctrl_c_during_a_launch_is_one_line_and_exit_130(tmp_path, who):
                                 "unfinished one keeps its last checkpoint): rerun the same command to resume"]
     assert "Traceback" not in out + err and time.monotonic() - start < 20
     assert not (tmp_path / "t").exists()  # nothing was tabled after the interrupted launch
+
+
+def test_latex_float_fits_a_two_column_paper(tmp_path):
+    """A table whose tabular is wider than one column of a two-column paper is a ``table*``, a narrow one stays a
+    ``table``; both shrink to the line only where wider (never enlarged). Where pdflatex is installed, every table
+    of a full grid is compiled in a two-column article: no overfull box (nothing runs into the margin)."""
+    from gsm.report.render import COLUMN_WIDTH_PT, TableOutput, latex_environment, tabular_width_pt
+
+    narrow = pd.DataFrame({"Method": ["VGG"], "error (%)": ["5.69"]})
+    assert tabular_width_pt(narrow) <= COLUMN_WIDTH_PT and latex_environment(narrow) == "table"
+    tex = TableOutput("n", "T", "C.", narrow, pd.DataFrame()).latex()
+    assert "\\begin{table}[t]" in tex and "\\begin{table*}" not in tex and "\\resizebox{\\ifdim\\width>" in tex
+    runs = tmp_path / "runs"
+    write_run(runs, "table1/vgg16_cifar10_softmax", 0, top1_error=0.8999999761581421)
+    paths = {n: build_table(n, grid_for(n, runs)).write(tmp_path / "t")[2] for n in (1, 2, 3, 5, 6)}
+    for n, path in paths.items():
+        assert "\\begin{table*}[t]" in path.read_text(), n  # every paper table is wider than one column
+    if not shutil.which("pdflatex"):
+        return
+    for n, path in paths.items():
+        doc = tmp_path / f"doc{n}.tex"
+        doc.write_text("\\documentclass[10pt,twocolumn]{article}\n\\usepackage[margin=0.75in]{geometry}\n"
+                       "\\usepackage{booktabs,graphicx}\n\\begin{document}\n\\input{" + str(path) + "}\nText.\n\\end{document}\n")
+        proc = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", doc.name], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=120)
+        log = (tmp_path / f"doc{n}.log").read_text(errors="replace")
+        assert proc.returncode == 0, log[-2000:]
+        assert "Overfull \\hbox" not in log, (n, [ln for ln in log.splitlines() if "Overfull" in ln])

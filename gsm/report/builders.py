@@ -23,8 +23,8 @@ from gsm.errors import ConfigError, DataError
 from gsm.grid import Grid, Row
 from gsm.paper import PaperRow
 from gsm.profiles import variant_name
-from gsm.report.render import (NOT_APPLICABLE, NOT_RECORDED, NOT_REPORTED, NOT_RUN, TableOutput, md_table, md_text,
-                               paper_text, seeds_text)
+from gsm.report.render import (LITERATURE, NOT_APPLICABLE, NOT_RECORDED, NOT_REPORTED, NOT_RUN, TableOutput, md_table,
+                               md_text, paper_text, rounded, seeds_text)
 from gsm.report.stats import AP_KEY, Summary, ap_ttest, correlation, fmt_p, metric_values, paired_ttest, per_class_ap
 from gsm.report.sweep import differing_settings, settings_text
 from gsm.results import RunRecord
@@ -51,7 +51,8 @@ CONVENTIONS = {
               "softmax row of the same block, pairs matched by seed (seeds both rows have; needs at least 2)."),
     "rows": ("'not run': no results.json under the runs folder matches the row's config under this profile (the "
              "experiment config plus the profile's overrides, seed aside). Literature rows are quoted by the paper "
-             "from other work, shown for reference and never run here."),
+             "from other work, shown for reference and never run here: each of their cells that holds no number the "
+             "paper quotes (our values, p-values, seeds, and the paper's columns it quotes nothing for) is '—'."),
 }
 
 
@@ -106,7 +107,7 @@ def conditions(grid: Grid, tables: str) -> list[str]:
 
 def _p_text(row: Row | None, base: Row | None, metric: str, r: PaperRow) -> tuple[str, float, int]:
     if r.reference_only:
-        return NOT_APPLICABLE, math.nan, 0
+        return LITERATURE, math.nan, 0
     if r.is_baseline:
         return "baseline", math.nan, 0
     a, b = metric_values(row, metric), metric_values(base, metric)
@@ -119,7 +120,19 @@ def _p_text(row: Row | None, base: Row | None, metric: str, r: PaperRow) -> tupl
 
 
 def _ours(r: PaperRow, summ: Summary, decimals: int) -> str:
-    return NOT_APPLICABLE if r.reference_only else summ.text(decimals)
+    return LITERATURE if r.reference_only else summ.text(decimals)
+
+
+def paper_cell(r: PaperRow, metric: str | None, decimals: int) -> str:
+    """The paper's printed number of ``metric`` for a row: ``n.r.`` where it prints none for a row of ours, ``—``
+    in a literature row (whose only numbers are those the paper quotes)."""
+    v = r.printed(metric) if metric else None
+    return LITERATURE if v is None and r.reference_only else paper_text(v, decimals)
+
+
+def p_as_shown(p: float | None) -> float:
+    """A p-value rounded as the tables print it (gsm.report.stats.fmt_p); NaN for none."""
+    return math.nan if p is None or not math.isfinite(p) else float(fmt_p(p))
 
 
 def summary_cell(row: Row | None, summ: Summary, decimals: int) -> str:
@@ -134,9 +147,9 @@ def summary_cell(row: Row | None, summ: Summary, decimals: int) -> str:
 
 
 def ours_cell(r: PaperRow, row: Row | None, metric: str, decimals: int) -> tuple[str, Summary]:
-    """(display text, summary) of our value of ``metric`` for a paper row (``n/a`` for a literature row)."""
+    """(display text, summary) of our value of ``metric`` for a paper row (``—`` for a literature row)."""
     summ = Summary(metric_values(row, metric))
-    return (NOT_APPLICABLE if r.reference_only else summary_cell(row, summ, decimals)), summ
+    return (LITERATURE if r.reference_only else summary_cell(row, summ, decimals)), summ
 
 
 def _status(r: PaperRow, summ: Summary, runs: list[RunRecord]) -> str:
@@ -145,18 +158,19 @@ def _status(r: PaperRow, summ: Summary, runs: list[RunRecord]) -> str:
     return "measured" if summ.n else ("not recorded" if runs else "not run")
 
 
-def _data_row(r: PaperRow, metric: str, summ: Summary, p: float, n_pairs: int, runs: list[RunRecord],
+def _data_row(r: PaperRow, metric: str, summ: Summary, p: float, n_pairs: int, runs: list[RunRecord], decimals: int,
               paper_metric: str | None = "") -> dict[str, Any]:
-    """One tidy CSV row; ``paper_metric`` names the paper's printed quantity compared with (default: ``metric``;
-    None: the paper prints no such number)."""
+    """One tidy CSV row, its numbers rounded as the table displays them (``decimals``; p-values as fmt_p prints
+    them); ``paper_metric`` names the paper's printed quantity compared with (default: ``metric``; None: the paper
+    prints no such number)."""
     cond = run_conditions(runs) if runs else {}
     printed = r.printed(metric if paper_metric == "" else paper_metric) if paper_metric is not None else None
     return {
         "table": r.table, "row_id": r.id, "block": r.block, "row": r.label, "experiment": r.experiment or "",
         "dataset": r.dataset or "", "reference_only": r.reference_only, "metric": metric,
-        "ours_mean_pct": summ.mean if summ.n else math.nan, "ours_std_pct": summ.std, "n_seeds": summ.n,
-        "ours_per_seed_pct": ";".join(f"{s}:{v:.6g}" for s, v in sorted(summ.values.items())),
-        "paper_pct": printed, "p_vs_softmax": p, "n_pairs": n_pairs,
+        "ours_mean_pct": rounded(summ.mean, decimals), "ours_std_pct": rounded(summ.std, decimals), "n_seeds": summ.n,
+        "ours_per_seed_pct": ";".join(f"{s}:{v:.{decimals}f}" for s, v in sorted(summ.values.items())),
+        "paper_pct": printed, "p_vs_softmax": p_as_shown(p), "n_pairs": n_pairs,
         "status": _status(r, summ, runs),
         "epochs": cond.get("epochs", ""), "image_size": cond.get("image size", ""),
         "seeds": ",".join(str(s) for s in sorted(summ.values)), "device": cond.get("device", ""),
@@ -238,7 +252,7 @@ BEST_NOTE = ("Best epoch, selected on the evaluation split: the lowest test top-
 def best_epochs_text(r: PaperRow, row: Row | None) -> str:
     """The best epochs of a row's runs, in seed order (``23`` or ``23, 25``)."""
     if r.reference_only:
-        return NOT_APPLICABLE
+        return LITERATURE
     if row is None or not row.runs:
         return NOT_RUN
     epochs = [rec.best_epoch for rec in row.results() if rec.best_epoch is not None]
@@ -264,12 +278,12 @@ def table1(grid: Grid) -> TableOutput:
             summ = Summary(metric_values(row, "top1_error"))
             p_text, p, n_pairs = _p_text(row, base, "top1_error", r)
             line[f"{name} ours (%)"] = _ours(r, summ, 2)
-            line[f"{name} paper (%)"] = paper_text(r.printed("top1_error"), 2)
+            line[f"{name} paper (%)"] = paper_cell(r, "top1_error", 2)
             line[f"{name} p vs softmax"] = p_text
             seeds[name] = row.seeds if row else []
-            data.append(_data_row(r, "top1_error", summ, p, n_pairs, row.results() if row else []))
+            data.append(_data_row(r, "top1_error", summ, p, n_pairs, row.results() if row else [], 2))
         if first.reference_only:
-            line["seeds"] = NOT_APPLICABLE
+            line["seeds"] = LITERATURE
         elif seeds["CIFAR-10"] == seeds["CIFAR-100"]:
             line["seeds"] = seeds_text(seeds["CIFAR-10"])
         else:
@@ -298,15 +312,15 @@ def table2(grid: Grid) -> TableOutput:
         display.append({
             "Method": r.label + (" (literature)" if r.reference_only else ""),
             "top-1 error ours, last epoch (%)": last,
-            "top-1 error paper (%)": paper_text(r.printed("top1_error"), 2),
+            "top-1 error paper (%)": paper_cell(r, "top1_error", 2),
             "p vs softmax (224x224)": p_text,
             BEST_HEADER: best,
             "best epoch": best_epochs_text(r, row),
-            "image size": NOT_APPLICABLE if r.reference_only else (run_conditions(runs)["image size"] if runs else NOT_RUN),
-            "seeds": NOT_APPLICABLE if r.reference_only else seeds_text(row.seeds if row else []),
+            "image size": LITERATURE if r.reference_only else (run_conditions(runs)["image size"] if runs else NOT_RUN),
+            "seeds": LITERATURE if r.reference_only else seeds_text(row.seeds if row else []),
         })
-        data.append({**_data_row(r, "top1_error", summ, p, n_pairs, runs), "definition": DEFINITIONS["top1_error"]})
-        data.append({**_data_row(r, "best_top1_error", best_summ, best_p, best_pairs, runs, "top1_error"),
+        data.append({**_data_row(r, "top1_error", summ, p, n_pairs, runs, 2), "definition": DEFINITIONS["top1_error"]})
+        data.append({**_data_row(r, "best_top1_error", best_summ, best_p, best_pairs, runs, 2, "top1_error"),
                      "definition": DEFINITIONS["best_top1_error"],
                      "best_epochs": ";".join(f"{rec.seed}:{rec.best_epoch}" for rec in runs if rec.best_epoch is not None)})
     notes = ["ResNet-101 initialised from ImageNet weights, input 224x224 unless stated; paired tests against "
@@ -333,12 +347,12 @@ def _multilabel_table(grid: Grid, number: int, title: str, caption: str, intro: 
         for m, header, paper_m in MULTILABEL_COLUMNS:
             ours[header], summ = ours_cell(r, row, m, 1)
             _, p, n_pairs = _p_text(row, base, m, r)
-            printed[header] = paper_text(r.printed(paper_m) if paper_m else None, 1)
-            data.append({**_data_row(r, m, summ, p, n_pairs, runs, paper_m), "definition": DEFINITIONS[m]})
+            printed[header] = paper_cell(r, paper_m, 1)
+            data.append({**_data_row(r, m, summ, p, n_pairs, runs, 1, paper_m), "definition": DEFINITIONS[m]})
         ours[p_header] = _p_text(row, base, P_METRIC, r)[0]
         ours["seeds"] = seeds_text(row.seeds if row else [])
-        printed[p_header] = NOT_REPORTED
-        printed["seeds"] = NOT_REPORTED
+        printed[p_header] = LITERATURE if r.reference_only else NOT_REPORTED
+        printed["seeds"] = LITERATURE if r.reference_only else NOT_REPORTED
         if r.reference_only:
             display.append(printed)
         else:  # two lines per row: ours, then the paper's
@@ -432,9 +446,10 @@ def table5(grid: Grid) -> TableOutput:
                 "seeds (softmax / G-softmax)": seeds}
         display.append(line)
         data.append({"table": 5, "row_id": r.id, "dataset": r.dataset, "row": r.label, "experiment": r.experiment,
-                     "baseline": r.baseline, "ap": "voc", "t": voc["t"], "p": voc["p"], "paper_p": r.printed("p"),
-                     "classes_used": voc["used"], "classes_excluded": voc["excluded"], "mean_ap_diff_pct": voc["diff"],
-                     "t_ap_eq21": std["t"], "p_ap_eq21": std["p"], "mean_ap_eq21_diff_pct": std["diff"],
+                     "baseline": r.baseline, "ap": "voc", "t": rounded(voc["t"], 3), "p": p_as_shown(voc["p"]),
+                     "paper_p": r.printed("p"), "classes_used": voc["used"], "classes_excluded": voc["excluded"],
+                     "mean_ap_diff_pct": rounded(voc["diff"], 2), "t_ap_eq21": rounded(std["t"], 3),
+                     "p_ap_eq21": p_as_shown(std["p"]), "mean_ap_eq21_diff_pct": rounded(std["diff"], 2),
                      "status": "measured" if math.isfinite(voc["p"]) or voc["used"] else
                                ("not recorded" if why == NOT_RECORDED else "not run"),
                      "seeds_softmax": ",".join(map(str, soft_row.seeds)) if soft_row else "",
@@ -483,7 +498,7 @@ def table6(grid: Grid) -> TableOutput:
                 "G-softmax runs used": f"{res.n_runs} of {len(over)}",
             })
             data.append({"table": 6, "row_id": r.id, "dataset": r.dataset, "statistic": r.stat, "source": source,
-                         "rho": res.rho, "p": res.p,
+                         "rho": rounded(res.rho, 4), "p": p_as_shown(res.p),
                          "paper_rho": r.printed("rho") if source == "empirical" else math.nan,
                          "paper_p": r.printed("p") if source == "empirical" else math.nan,
                          "class": res.class_index, "class_name": res.class_name, "n_runs": res.n_runs,
@@ -537,11 +552,11 @@ def _variant_rows(grid: Grid, r: PaperRow) -> tuple[Row | None, Row | None, bool
     return released, (released if same else written), same
 
 
-def _variant_data(r: PaperRow, metric: str, row: Row | None, variant: str, same: bool,
+def _variant_data(r: PaperRow, metric: str, row: Row | None, variant: str, same: bool, decimals: int,
                   paper_metric: str | None = "") -> dict[str, Any]:
     summ = Summary(metric_values(row, metric))
     runs = row.results() if row else []
-    row_data = _data_row(r, metric, summ, math.nan, 0, runs, paper_metric)
+    row_data = _data_row(r, metric, summ, math.nan, 0, runs, decimals, paper_metric)
     for key in ("p_vs_softmax", "n_pairs"):  # no paired tests in this table
         row_data.pop(key)
     return {**row_data, "variant": variant,
@@ -588,8 +603,9 @@ def as_written_table(number: int, grid: Grid) -> TableOutput:
             display += [*lines, printed]
             metrics = tuple((m, pm) for m, _, pm in MULTILABEL_COLUMNS)
         for metric, paper_metric in metrics:
-            data.append(_variant_data(r, metric, released, "as_released", same, paper_metric))
-            data.append(_variant_data(r, metric, written, "as_written", same, paper_metric))
+            decimals = 2 if number == 2 else 1  # as the table shows them
+            data.append(_variant_data(r, metric, released, "as_released", same, decimals, paper_metric))
+            data.append(_variant_data(r, metric, written, "as_written", same, decimals, paper_metric))
     notes = [AS_WRITTEN_NOTE,
              "Literature rows are left out (they are in the main table). " + CONVENTIONS["rows"].split(". ", 1)[0] + ".",
              CONVENTIONS["single"] if number == 2

@@ -2,8 +2,14 @@
 
 Every table has the same parts: a title, a one-sentence caption, a legend line for the three kinds
 of empty cell, the table (text columns left-aligned, numeric columns right-aligned), the
-conditions of the runs, and notes. The LaTeX file is a ``table`` float that needs only
-``\\usepackage{booktabs}`` (named in its first line); the conditions and notes are comments.
+conditions of the runs, and notes. The LaTeX file holds one float per table that needs only
+``\\usepackage{booktabs,graphicx}`` (named in its first line): a one-column ``table`` where the tabular fits a
+column of a two-column paper, a two-column ``table*`` where it does not (:func:`latex_environment`), the tabular
+shrunk to the line width where it is wider still (never enlarged); the conditions and notes are comments.
+
+Empty cells have one mark per meaning (:data:`LEGEND`, printed with every table): "—" in a literature row (quoted
+by the paper from other work: no run of ours, and nothing where the paper quotes no number), "not run", "n.r."
+(the paper reports no number for a row of ours), "n/a" (no p-value) and "not recorded" (a record of an older gsm).
 
 Text is escaped for its format, because parts of it come from run records (class names, revisions,
 device names, config values): in Markdown every cell, condition and note goes through :func:`md_text`
@@ -15,22 +21,36 @@ cells are escaped by pandas (``escape="latex"``) after line breaks become spaces
 
 from __future__ import annotations
 
+import math
 import re
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+LITERATURE = "—"  # every cell of a literature row that holds no number the paper quotes (never run here)
 NOT_RUN = "not run"  # a row of ours without a run under the profile
-NOT_REPORTED = "n.r."  # the paper prints "-"
-NOT_APPLICABLE = "n/a"  # a literature row (never run here), or no p-value (baseline, fewer than 2 paired seeds)
-NOT_RECORDED = "—"  # the row's runs exist but their records predate the value (schema < 3: no VOC mAP, best epoch)
-LEGEND = (f"{NOT_RUN}: no run of this row was found under the profile; {NOT_REPORTED}: not reported by the paper; "
-          f"{NOT_APPLICABLE}: not applicable (a literature row, never run here, or a p-value without two seeds "
-          f"both rows have); {NOT_RECORDED}: the row's runs were recorded by an older gsm that did not store this "
-          f"value (rerun with trainer.force=true to fill it).")
-LATEX_PACKAGES = ("booktabs",)
+NOT_REPORTED = "n.r."  # a row of ours for which the paper prints "-"
+NOT_APPLICABLE = "n/a"  # no value of this kind for the row: no p-value (fewer than 2 paired seeds), no μ, σ
+NOT_RECORDED = "not recorded"  # the row's runs exist but their records predate the value (schema < 3: no VOC mAP, best epoch)
+LEGEND = (f"{LITERATURE}: a literature row, quoted by the paper from other work and never run here (its only numbers "
+          f"are those the paper quotes); {NOT_RUN}: no run of this row was found under the profile; {NOT_REPORTED}: "
+          f"not reported by the paper; {NOT_APPLICABLE}: not applicable (e.g. a p-value without two seeds both rows "
+          f"have); {NOT_RECORDED}: the row's runs were recorded by an older gsm that did not store this value (rerun "
+          f"with trainer.force=true to fill it).")
+LATEX_PACKAGES = ("booktabs", "graphicx")
+# Widths, in pt, of a two-column paper (IEEEtran, the paper's class, at 10 pt): a column and the text block.
+COLUMN_WIDTH_PT, TEXT_WIDTH_PT = 252.0, 516.0
+CHAR_PT, TABCOLSEP_PT = 5.0, 6.0  # an average character at 10 pt; the padding either side of a column
+HEADER_LINE = 14  # characters per line of a LaTeX column header (longer headers wrap at spaces: \shortstack)
+
+
+def rounded(v: float | None, decimals: int) -> float:
+    """``v`` rounded as a table displays it with ``decimals`` decimals (NaN for none): the CSV holds the number
+    the reader sees, not float32 noise such as 89.99999761581421 for 90.00."""
+    return math.nan if v is None or not math.isfinite(v) else round(float(v), decimals)
 
 # Unicode the tables use, as LaTeX (after escaping): pdflatex needs no extra package for these.
 _TEX_SYMBOLS = {"μ": r"$\mu$", "σ": r"$\sigma$", "ρ": r"$\rho$", "±": r"$\pm$", "⁺": r"$^{+}$", "—": "---",
@@ -76,8 +96,10 @@ class TableOutput:
         return "\n".join(lines).rstrip() + "\n"
 
     def latex(self) -> str:
-        """``table`` floats (booktabs); caption one sentence; conditions and notes as comments."""
+        """One float per section (booktabs; ``table`` or ``table*`` by width, :func:`latex_environment`); caption
+        one sentence; conditions and notes as comments."""
         out = [f"% {self.title}. Needs \\usepackage{{{','.join(LATEX_PACKAGES)}}}."]
+        out += _comment("Legend: " + LEGEND)
         if self.conditions:
             out += _comment("Conditions: " + " ".join(self.conditions))
         out += [c for n in self.notes for c in _comment("Note: " + n)] + [""]
@@ -97,8 +119,6 @@ class TableOutput:
 
 
 def _comment(text: str, width: int = 110) -> list[str]:
-    import textwrap
-
     return ["% " + line for line in textwrap.wrap(text, width)]
 
 
@@ -154,11 +174,56 @@ def _tex_symbols(s: str) -> str:
     return s
 
 
+def tabular_width_pt(df: pd.DataFrame) -> float:
+    """An estimate of the tabular's natural width in pt: each column as wide as its longest cell or header."""
+    width = 0.0
+    for c in df.columns:
+        longest = max([*(len(line) for line in _header_lines(str(c))), *(len(str(v)) for v in df[c])])
+        width += longest * CHAR_PT + 2 * TABCOLSEP_PT
+    return width
+
+
+def latex_environment(df: pd.DataFrame) -> str:
+    """``table`` where the tabular fits one column of a two-column paper, else ``table*`` (both columns)."""
+    return "table" if tabular_width_pt(df) <= COLUMN_WIDTH_PT else "table*"
+
+
+def _header_lines(text: str) -> list[str]:
+    return textwrap.wrap(text, HEADER_LINE, break_long_words=False, break_on_hyphens=False) or [text]
+
+
+def _wrap_header(line: str, aligns: list[str]) -> str:
+    """The tabular's header row with each long header (already LaTeX) on lines of HEADER_LINE characters, stacked
+    and aligned as its column, so that a header is no wider than its column needs."""
+    cells = line.rstrip().removesuffix("\\\\").rstrip().split(" & ")
+    if len(cells) != len(aligns):  # a header with its own " & " (not escaped): leave the row as pandas wrote it
+        return line
+    out = []
+    for cell, a in zip(cells, aligns):
+        parts = _header_lines(cell)
+        out.append(cell if len(parts) == 1 else "\\shortstack[" + a + "]{" + "\\\\".join(parts) + "}")
+    return " & ".join(out) + " \\\\"
+
+
+SHRINK_TO_LINE = r"\resizebox{\ifdim\width>\linewidth\linewidth\else\width\fi}{!}{%"
+
+
 def styler_latex(df: pd.DataFrame, aligns: list[str], caption: str, label: str) -> str:
-    """One ``table`` float through pandas' Styler (booktabs rules), cells and headers LaTeX-escaped."""
+    """One float through pandas' Styler (booktabs rules), cells and headers LaTeX-escaped: ``table`` or ``table*``
+    (:func:`latex_environment`), the tabular in a ``\\resizebox`` that shrinks it to the line width where it is
+    wider (graphicx; a narrower tabular keeps its size)."""
     df = df.rename(columns=_one_line).apply(lambda col: col.map(_one_line))  # a blank line would end the tabular
     sty = df.style.hide(axis="index").format(escape="latex").format_index(escape="latex", axis=1)
     body = sty.to_latex(hrules=True, column_format="".join(aligns), position="t", position_float="centering",
                         caption=tex_text(caption), label=label)
     body = body.replace("*", "\\textasteriskcentered{}")  # *WRN: a literal asterisk in text mode
+    lines = body.split("\n")
+    head = lines.index("\\toprule") + 1  # the header row follows the top rule
+    lines[head] = _wrap_header(lines[head], aligns)
+    body = "\n".join(lines)
+    body = body.replace("\\begin{tabular}", SHRINK_TO_LINE + "\n\\begin{tabular}", 1)
+    body = body.replace("\\end{tabular}", "\\end{tabular}%\n}", 1)
+    env = latex_environment(df)
+    if env != "table":
+        body = body.replace("\\begin{table}", f"\\begin{{{env}}}", 1).replace("\\end{table}", f"\\end{{{env}}}", 1)
     return _tex_symbols(body)
