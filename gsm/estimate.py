@@ -455,10 +455,10 @@ def run_costs(cfg: dict[str, Any], m: dict[str, Any]) -> dict[str, float]:
     epoch_s = train_s + eval_s + ckpt_s
     extra = shape["train"] / eval_rate if cfg["trainer"].get("analyze_train") else 0.0  # final train-set pass
     extra += m.get("startup_seconds", 0.0)  # once per run: compiling, autotuning
-    head = cfg["head"]
+    head = cfg.get("head") or {}
     if head.get("init") == "empirical":  # μ, σ from the data: an eval-mode pass over head.init_batches batches
         batches = head.get("init_batches")
-        extra += (shape["train"] if batches is None else min(shape["train"], int(batches) * int(cfg["dataset"]["batch_size"]))) / eval_rate
+        extra += (shape["train"] if batches is None else min(shape["train"], int(batches) * int(cfg["trainer"]["batch_size"]))) / eval_rate
     return {"rate": rate, "train_s": train_s, "eval_s": eval_s, "ckpt_s": ckpt_s, "epoch_s": epoch_s,
             "epochs": epochs, "hours": (epochs * epoch_s + extra) / 3600}
 

@@ -34,8 +34,9 @@ Commands:
                      Figures 4 and 8 (PNG and PDF, with a caption file each).
   figures            draw Figures 3-8 from the runs that exist (no training).
   demo               the table of make demo (the embedded digits sets).
-  sweep              one table of every run under --runs: the settings that differ, headline metrics,
-                     seeds collapsed to mean +- std with n (written as sweep.md and sweep.csv).
+  sweep              every run under --runs, one section per dataset and model: a run column, the
+                     settings that vary within the section, headline metrics, seeds collapsed to
+                     mean +- std with n (written as sweep.md and sweep.csv).
   status TABLE       every run of TABLE's grid (with --profile, --seeds, --as-written, -o as for the table)
                      and its state: finished (its metric), training (epoch k of n, ETA, pid and host
                      from the run's lock), interrupted (its checkpoint's epoch), failed (the error line

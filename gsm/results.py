@@ -24,7 +24,7 @@ config's ``head.mu``, ``head.sigma``) are ``mu_init``, ``sigma_init``; the learn
 ``learned.mu``, ``learned.sigma``. Version 3 is the same record with the initial values under ``mu`` and
 ``sigma``; versions 3 and 2 are upgraded on read with no warning (the same values under the new names). Version 2
 is version 3 without ``mAP_voc_frac``, ``CF1_mean_frac``, ``per_class_ap_voc_frac``, ``best_top1_error_frac``
-and ``best_epoch``, which read as None (shown as "—" in the tables). A results.json without ``schema_version``
+and ``best_epoch``, which read as None (shown as "not recorded" in the tables). A results.json without ``schema_version``
 is version 1 (version 2's content with unit-less metric keys such as ``top1_error``); it is upgraded the same
 way, because its numbers are the same fractions under other names. Any other version, or a file that is
 empty, truncated, not a JSON object, missing required keys or holding keys of no version (the message gives

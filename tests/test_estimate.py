@@ -113,6 +113,11 @@ def test_run_costs_add_up_from_the_probe():
     assert sparse["hours"] == pytest.approx(10 * (10.0 + 0.4 + 0.9) / 3600)
     compiled = estimate.run_costs({"trainer": {"epochs": 10}}, {**m, "startup_seconds": 90.0})
     assert compiled["epoch_s"] == c["epoch_s"] - 1.5 + 3.0 and compiled["hours"] == pytest.approx((10 * 14.0 + 90) / 3600)
+    # head.init=empirical: one eval-mode pass over head.init_batches training batches (null: the whole set), once
+    whole = estimate.run_costs({"trainer": {"epochs": 10, "batch_size": 50}, "head": {"init": "empirical", "init_batches": None}}, m)
+    assert whole["hours"] == pytest.approx((10 * 14.0 + 1000 / 400) / 3600)
+    some = estimate.run_costs({"trainer": {"epochs": 10, "batch_size": 50}, "head": {"init": "empirical", "init_batches": 4}}, m)
+    assert some["hours"] == pytest.approx((10 * 14.0 + 200 / 400) / 3600)
 
 
 def test_launcher_parallelism_and_wall_time():
