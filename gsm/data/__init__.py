@@ -133,7 +133,8 @@ def load_splits(cfg: Mapping[str, Any], *, write: bool = True) -> DatasetSplits:
     a DataError instead).
     """
     splits = dataset_loader(cfg["name"])(cfg, write=write)
-    cap = integer("dataset.subset", cfg.get("subset"), minimum=1, allow_none=True)  # gsm.config's rule, for direct calls
+    # gsm.config's rule and message, for callers that did not validate a whole config
+    cap = integer("dataset.subset", cfg.get("subset"), minimum=1, allow_none=True)
     if cap is not None:
         splits.train, splits.test = _subset(splits.train, cap), _subset(splits.test, cap)
     for split_name in ("train", "test"):

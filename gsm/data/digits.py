@@ -59,8 +59,8 @@ def load_digits(cfg: Mapping[str, Any], *, write: bool = True) -> DatasetSplits:
     test = TensorSplit(_resize(x_te, size), torch.as_tensor(y_te, dtype=torch.long))
     mean, std = _stats(train.images)
     return DatasetSplits(
-        name=DIGITS.name, num_classes=DIGITS.num_classes, multilabel=False, class_names=CLASS_NAMES, train=train,
-        test=test, in_channels=DIGITS.in_channels, image_size=size, mean=mean, std=std,
+        name=DIGITS.name, num_classes=DIGITS.num_classes, multilabel=DIGITS.multilabel, class_names=CLASS_NAMES,
+        train=train, test=test, in_channels=DIGITS.in_channels, image_size=size, mean=mean, std=std,
         crop_padding=integer("dataset.crop_padding", cfg.get("crop_padding", 0), minimum=0),
         flip=boolean("dataset.flip", cfg.get("flip", False)),
     )
@@ -85,14 +85,16 @@ def load_digits_mosaic(cfg: Mapping[str, Any], *, write: bool = True) -> Dataset
     size = _image_size(cfg)
     x_tr, x_te, y_tr, y_te = _digit_split()
     rng = np.random.default_rng(MOSAIC_SEED)
-    m_tr, t_tr = _mosaics(x_tr, y_tr, integer("dataset.train_size", cfg.get("train_size", MOSAIC.train_size), minimum=1), rng)
-    m_te, t_te = _mosaics(x_te, y_te, integer("dataset.test_size", cfg.get("test_size", MOSAIC.test_size), minimum=1), rng)
+    n_train = integer("dataset.train_size", cfg.get("train_size", MOSAIC.train_size), minimum=1)
+    n_test = integer("dataset.test_size", cfg.get("test_size", MOSAIC.test_size), minimum=1)
+    m_tr, t_tr = _mosaics(x_tr, y_tr, n_train, rng)
+    m_te, t_te = _mosaics(x_te, y_te, n_test, rng)
     train = TensorSplit(_resize(m_tr, size), torch.from_numpy(t_tr))
     test = TensorSplit(_resize(m_te, size), torch.from_numpy(t_te))
     mean, std = _stats(train.images)
     return DatasetSplits(
-        name=MOSAIC.name, num_classes=MOSAIC.num_classes, multilabel=True, class_names=CLASS_NAMES, train=train,
-        test=test, in_channels=MOSAIC.in_channels, image_size=size, mean=mean, std=std,
+        name=MOSAIC.name, num_classes=MOSAIC.num_classes, multilabel=MOSAIC.multilabel, class_names=CLASS_NAMES,
+        train=train, test=test, in_channels=MOSAIC.in_channels, image_size=size, mean=mean, std=std,
         crop_padding=integer("dataset.crop_padding", cfg.get("crop_padding", 0), minimum=0),
         flip=boolean("dataset.flip", cfg.get("flip", False)),
     )
