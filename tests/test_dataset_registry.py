@@ -186,32 +186,40 @@ def _composed(*overrides: str, search_dir: Path | None = None):
 
 
 TOY_MODULE = '''
-"""Toy: 2x2 checkerboards, the squares dark or light (4 classes), made in memory."""
+"""Toy: 2x2 checkerboards whose top-left and bottom-right squares are dark or light (4 classes), made in memory."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 
 from gsm.data.types import DatasetInfo, DatasetSplits, TensorSplit
-from gsm.values import integer
+from gsm.values import boolean, integer
+
+CLASS_NAMES = ["none", "top", "bottom", "both"]
 
 
-def load_toy(cfg, *, write: bool = True) -> DatasetSplits:
+def _split(n: int, size: int, seed: int) -> TensorSplit:
+    labels = torch.randint(0, INFO.num_classes, (n,), generator=torch.Generator().manual_seed(seed))
+    half = size // 2
+    images = torch.zeros(n, 1, size, size, dtype=torch.uint8)
+    images[:, 0, :half, :half] = 255 * (labels // 2)[:, None, None]
+    images[:, 0, half:, half:] = 255 * (labels % 2)[:, None, None]
+    return TensorSplit(images, labels)
+
+
+def load_toy(cfg: Mapping[str, Any], *, write: bool = True) -> DatasetSplits:
     size = integer("dataset.image_size", cfg.get("image_size"), minimum=INFO.min_image_size, allow_none=True)
     size = size or INFO.default_image_size
-
-    def split(n: int, seed: int) -> TensorSplit:
-        labels = torch.randint(0, INFO.num_classes, (n,), generator=torch.Generator().manual_seed(seed))
-        bits = torch.stack([labels // 2, labels % 2], 1).float()  # top-left and bottom-right squares
-        images = torch.zeros(n, 1, size, size)
-        half = size // 2
-        images[:, 0, :half, :half] = bits[:, 0, None, None]
-        images[:, 0, half:, half:] = bits[:, 1, None, None]
-        return TensorSplit((images * 255).to(torch.uint8), labels)
-
-    return DatasetSplits(name=INFO.name, num_classes=INFO.num_classes, multilabel=False,
-                         class_names=["dark", "top", "bottom", "both"], train=split(INFO.train_size, 0),
-                         test=split(INFO.test_size, 1), in_channels=INFO.in_channels, image_size=size)
+    return DatasetSplits(
+        name=INFO.name, num_classes=INFO.num_classes, multilabel=INFO.multilabel, class_names=CLASS_NAMES,
+        train=_split(INFO.train_size, size, seed=0), test=_split(INFO.test_size, size, seed=1),
+        in_channels=INFO.in_channels, image_size=size,
+        crop_padding=integer("dataset.crop_padding", cfg.get("crop_padding", 0), minimum=0),
+        flip=boolean("dataset.flip", cfg.get("flip", False)),
+    )
 
 
 INFO = DatasetInfo(name="toy", display_name="Toy checkerboards", load=load_toy, in_channels=1, num_classes=4,
@@ -247,6 +255,9 @@ def test_a_new_dataset_is_its_module_plus_its_configs(tmp_path, monkeypatch):
             validate_config(_composed("dataset=toy", "head=msml", search_dir=configs))
         data = build_data(cfg.dataset, batch_size=16, device=torch.device("cpu"), num_workers=0)
         assert data.input_shape == [1, 8, 8] and len(data.splits.train) == 64 and len(data.splits.test) == 32
+        assert (data.splits.crop_padding, data.splits.flip, data.splits.class_names[3]) == (1, False, "both")
+        images, labels, _ = next(iter(data.test))
+        assert images.shape == (16, 1, 8, 8) and labels.tolist() == data.splits.test.targets[:16].tolist()
         assert data.splits.fingerprint["dataset"] == "toy"
     finally:
         sys.modules.pop("gsm.data.toy", None)
