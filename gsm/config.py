@@ -19,6 +19,12 @@ The value helpers (:func:`integer`, :func:`number`, :func:`boolean`, :func:`one_
 in :mod:`gsm.values`, shared with the models, schedules and datasets (which import them from there, so
 the dependency runs one way).
 This module imports no torch at import time.
+
+Hydra's public API composes whole configs; it has no call that reads one config file of a search path
+unmerged (with its ``# @package`` header and parsed defaults list), lists a search path's groups without
+initialising the global Hydra instance, or parses the command line as ``@hydra.main`` will. Those three
+come from ``hydra._internal`` (:func:`_repository`, :func:`group_options`, :func:`check_overrides`), each
+marked where it is used; everything else uses Hydra's plugin-facing ``hydra.core`` and OmegaConf's public API.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from gsm.errors import ConfigError
 from gsm.values import DIST_UPDATES, LOSS_REDUCTIONS
-from gsm.values import _as_int, _is_int, boolean, integer, number, one_of, text  # noqa: F401 (re-exported)
+from gsm.values import boolean, head_fits_labels, integer, is_int, number, one_of, text
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -90,6 +96,9 @@ def _package(group: str, header_package: str | None) -> str:
 
 
 def _repository(sources: tuple[tuple[str, str], ...]):
+    """Hydra's reader of the configs on the search path ``sources``. Private Hydra API, unavoidable: no public
+    call loads one config unmerged with its header and defaults list (``ConfigResult``) or builds a search path
+    outside an initialised Hydra; the compose API would merge the files and lose which file defines which key."""
     from hydra._internal.config_repository import ConfigRepository
     from hydra._internal.config_search_path_impl import ConfigSearchPathImpl
     from hydra.core.plugins import Plugins
@@ -376,7 +385,7 @@ def _amp(key: str, value: Any) -> Any:
 def _workers(key: str, value: Any) -> Any:
     if value == "auto":
         return value
-    if _is_int(value) and value >= 0:
+    if is_int(value) and value >= 0:
         return value
     raise ConfigError(f"{key} must be auto or an integer >= 0 (got {value!r})")
 
@@ -449,8 +458,6 @@ RULES: dict[str, Callable[[str, Any], Any]] = {
     "head.power": _num(minimum=0),
     "head.beta_min": _num(minimum=0),
 }
-# Multi-label datasets train on crops of image_size (eval resizes to it): at least 16 pixels.
-MIN_IMAGE_SIZE = {"coco": 16, "nuswide": 16}
 
 
 def _check_registry(get: Callable[[str], Any]) -> None:
@@ -465,6 +472,24 @@ def _check_registry(get: Callable[[str], Any]) -> None:
             raise ConfigError(f"{key}.name={name!r} is not a {key} gsm has code for; valid: {', '.join(valid)}")
 
 
+def _check_dataset(get: Callable[[str], Any]) -> None:
+    """What the chosen dataset's module declares (:data:`gsm.data.DATASETS`): the smallest input it takes
+    (the multi-label sets train on crops of image_size: 16), and whether its labels suit the head."""
+    from gsm.data import DATASETS
+
+    dataset = get("dataset.name")
+    if dataset is _ABSENT:
+        return
+    info = DATASETS[dataset]
+    size = get("dataset.image_size")
+    if size not in (None, _ABSENT) and size < info.min_image_size:
+        raise ConfigError(f"dataset.image_size must be an integer >= {info.min_image_size} for dataset={dataset} "
+                          f"(got {size})")
+    head = get("head.name")
+    if head is not _ABSENT:
+        head_fits_labels(head, info.multilabel)
+
+
 def check_values(cfg: Any) -> None:
     """Type and range of every value gsm reads (see :data:`RULES`), then the checks across keys."""
     get = _getter(cfg)
@@ -473,11 +498,7 @@ def check_values(cfg: Any) -> None:
         if value is not _ABSENT:
             rule(key, value)
     _check_registry(get)
-    dataset = get("dataset.name")
-    size = get("dataset.image_size")
-    minimum = MIN_IMAGE_SIZE.get(dataset)
-    if minimum is not None and size not in (None, _ABSENT) and size < minimum:
-        raise ConfigError(f"dataset.image_size must be an integer >= {minimum} for dataset={dataset} (got {size})")
+    _check_dataset(get)
     if get("optimizer.nesterov") is True and number("optimizer.momentum", get("optimizer.momentum")) <= 0:
         raise ConfigError(f"optimizer.nesterov=true needs optimizer.momentum > 0 (got {get('optimizer.momentum')!r}); "
                           "set a momentum such as 0.9, or optimizer.nesterov=false")
@@ -582,6 +603,8 @@ def group_options(sources: tuple[tuple[str, str], ...] | None = None) -> dict[st
     the options it accepts: those of Hydra itself and its plugins (``pkg://hydra.conf``, the ConfigStore:
     ``hydra/launcher=submitit_slurm``) are added, as Hydra adds them. A group's options include those of its
     subgroups as ``sub/option`` (``experiment=table1/wrn_cifar10_gsoftmax``)."""
+    # Private Hydra API: Hydra's default search path (pkg://hydra.conf, the ConfigStore, SearchPathPlugins) has no
+    # public accessor short of initialising the global Hydra instance, which a running app already holds.
     from hydra._internal.utils import create_config_search_path
     from hydra.core.object_type import ObjectType
 
@@ -744,6 +767,8 @@ def check_overrides(argv: Sequence[str], config_dir: Path | str = CONFIG_DIR, co
     Valid group choices (``dataset=cifar10``), ``hydra.*``, ``+``/``++``/``~`` overrides, sweeps and flags
     (``-m``, ``--help``, ``--cfg job``) pass; so does anything Hydra itself will reject (a syntax error).
     """
+    # Private Hydra API: the parser @hydra.main uses, so that argv is read exactly as the app will read it (a copy
+    # of its flags here would drift from the installed Hydra's).
     from hydra._internal.utils import get_args_parser
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.core.override_parser.types import OverrideType

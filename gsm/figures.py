@@ -46,6 +46,7 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
 from gsm import paper  # noqa: E402
+from gsm.data import DATASET_NAMES  # noqa: E402
 from gsm.grid import Grid  # noqa: E402
 from gsm.results import OutputsError, RunRecord, TestOutputs, read_test_outputs  # noqa: E402
 
@@ -53,7 +54,6 @@ DPI = 200
 HEADS = ("softmax", "lsoftmax", "gsoftmax")
 HEAD_LABEL = {"softmax": "softmax", "lsoftmax": "L-softmax", "gsoftmax": "G-softmax"}
 HEAD_COLOR = {"softmax": "tab:blue", "lsoftmax": "tab:orange", "gsoftmax": "tab:green"}
-DATASET_LABEL = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "coco": "MS COCO"}
 STATS = ("compactness", "separability", "ratio")
 FIG3_CLASS = {"cifar10": ("airplane", 0), "cifar100": ("aquarium_fish", 1)}  # (name, index in the official order)
 FIG3_FIRST_CLASSES = {"cifar100": 10}  # the paper shows CIFAR-100's first 10 classes only
@@ -285,7 +285,7 @@ def fig3(grid: Grid, out_dir: Path) -> list[Path]:
             ax = axes[i][j]
             exp = experiment(3, dataset=ds, head=head)
             rec = runs[exp] = first_run(grid, exp)
-            ax.set_title(f"{DATASET_LABEL[ds]}: WRN {HEAD_LABEL[head]}", fontsize=10)
+            ax.set_title(f"{DATASET_NAMES[ds]}: WRN {HEAD_LABEL[head]}", fontsize=10)
             out = load_outputs(rec) if rec else None
             if out is None:
                 empty_panel(ax, f"not run: {exp}" if rec is None else no_outputs_text(rec))
@@ -337,12 +337,12 @@ def fig5(grid: Grid, out_dir: Path) -> list[Path]:
         runs = {h: first_run(grid, e) for h, e in exps.items()}
         all_runs.update({exps[h]: r for h, r in runs.items()})
         name, idx = FIG3_CLASS[ds]
-        axes[i][0].set_title(f"{DATASET_LABEL[ds]} '{name}': Gaussians of x", fontsize=10)
+        axes[i][0].set_title(f"{DATASET_NAMES[ds]} '{name}': Gaussians of x", fontsize=10)
         vals = _gaussians_panel(axes[i][0], runs, name, idx)
         for k, s in enumerate(STATS):
             labels = [HEAD_LABEL[h] + ("" if runs[h] else "\n(not run)") for h in HEADS]
             _bars(axes[i][k + 1], labels, [vals[h][s] if h in vals else math.nan for h in HEADS],
-                  [HEAD_COLOR[h] for h in HEADS], f"{DATASET_LABEL[ds]} '{name}': {s}")
+                  [HEAD_COLOR[h] for h in HEADS], f"{DATASET_NAMES[ds]} '{name}': {s}")
     figure_legend(fig, head_patches(HEADS) + gaussian_handles("the class's own x_c", "imposter features x_j, j ≠ c"),
                   ncol=5)
     caption = ("Gaussians fitted to x on the test set (solid: the class's own feature x_c; dashed: the imposter "
@@ -385,7 +385,7 @@ def _per_class(grid: Grid, out_dir: Path, ds: str, n_classes: int | None, number
     figure_legend(fig, [Patch(color=HEAD_COLOR[h], label=f"{HEAD_LABEL[h]} ({_run_label(runs[h])})")
                         for h in HEADS if runs[h] is not None], ncol=3)
     which = f"the first {m} classes" if n_classes else "each class"
-    caption = (f"{DATASET_LABEL[ds]}, WRN: compactness, separability and ratio (eqs. 18-20) of {which}, training set "
+    caption = (f"{DATASET_NAMES[ds]}, WRN: compactness, separability and ratio (eqs. 18-20) of {which}, training set "
                f"(left) and test set (right), per head." + _runs_text({exps[h]: r for h, r in runs.items()}))
     return _save(fig, out_dir, f"fig{number}_per_class_{ds}", number, caption, profile_mark(grid))
 

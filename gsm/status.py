@@ -343,7 +343,7 @@ def mark_running(table: Any, number: int, grid: Grid, live: dict[str, RunStatus]
     if not live:
         return
     from gsm.profiles import variant_name
-    from gsm.report.builders import DATASET_NAMES
+    from gsm.data import DATASET_NAMES
 
     rows_of: dict[str, list[paper.PaperRow]] = {}
     for r in paper.rows(table=number):

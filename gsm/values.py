@@ -17,12 +17,14 @@ DIST_UPDATES = ("autograd", "release")
 """``head.dist_update`` / ``recipe.dist_update``: how G-softmax's μ, σ move (docs/paper-notes.md E2)."""
 
 
-def _is_int(value: Any) -> bool:
+def is_int(value: Any) -> bool:
+    """``value`` is an int, and not a bool (``True`` is an int to Python, not to a config)."""
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _as_int(value: Any) -> int | None:
-    if _is_int(value):
+def as_int(value: Any) -> int | None:
+    """``value`` as an int when it is one or a string of one (``"3"``); None otherwise (floats, bools, text)."""
+    if is_int(value):
         return int(value)
     if isinstance(value, str):
         try:
@@ -50,7 +52,7 @@ def integer(key: str, value: Any, *, minimum: int | None = None, maximum: int | 
         return None
     what = "an integer" + (f" {_range_text(minimum, maximum, None)}" if minimum is not None or maximum is not None else "")
     what += " or null" if allow_none else ""
-    v = _as_int(value)
+    v = as_int(value)
     if v is None or (minimum is not None and v < minimum) or (maximum is not None and v > maximum):
         raise ConfigError(f"{key} must be {what} (got {value!r})")
     return v
@@ -104,3 +106,15 @@ def text(key: str, value: Any, *, allow_none: bool = False) -> str | None:
     if not isinstance(value, str) or not value.strip():
         raise ConfigError(f"{key} must be a non-empty string{' or null' if allow_none else ''} (got {value!r})")
     return value
+
+
+def head_fits_labels(head: str, multilabel: bool) -> None:
+    """Raise a ConfigError when ``head`` cannot train the dataset's kind of labels: L-softmax needs the one
+    ground-truth class of a single-label set (paper §III-B); MSML is the multi-label soft margin loss (eq. 14).
+    The config check (before any data is read) and the heads' constructors give this one message."""
+    if multilabel and head == "lsoftmax":
+        raise ConfigError("head=lsoftmax is single-label only: L-softmax needs the one ground-truth class "
+                          "(paper §III-B); use head=softmax, gsoftmax or msml on a multi-label dataset")
+    if not multilabel and head == "msml":
+        raise ConfigError("head=msml is the multi-label soft margin loss (eq. 14); use head=softmax on a "
+                          "single-label dataset")

@@ -244,6 +244,69 @@ def test_valid_edge_values_pass(hydra_compose, key, value):
     validate_config(_with(hydra_compose(), key, value))
 
 
+# --------------------------------------------------------------------------- one check per value
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("trainer.device", "gpu", "trainer.device must be one of auto, cpu, cuda (got 'gpu')"),
+    ("trainer.amp", "fp32", "trainer.amp must be one of bf16, fp16, none (got 'fp32')"),
+    ("optimizer.lr", -0.1, "optimizer.lr must be a finite number >= 0 (got -0.1)"),
+    ("optimizer.weight_decay", math.nan, "optimizer.weight_decay must be a finite number >= 0 (got nan)"),
+    ("optimizer.momentum", 1.0, "optimizer.momentum must be a finite number >= 0 and < 1 (got 1.0)"),
+    ("dataset.subset", 0, "dataset.subset must be an integer >= 1 or null (got 0)"),
+    ("head.sigma", 0, "head.sigma must be a finite number > 0 (got 0)"),
+])
+def test_the_config_check_is_the_message(hydra_compose, key, value, message):
+    """The trainer validates each value once, here, before anything is read or built: this is the line a user sees."""
+    assert _error(_with(hydra_compose(), key, value)) == message
+
+
+def test_the_library_guards_give_the_config_checks_message(hydra_compose):
+    """Called directly (not through the trainer), load_splits and param_groups guard the same values with the same
+    rule and message as the config check."""
+    import torch
+
+    from gsm.data import load_splits
+    from gsm.heads import param_groups
+
+    with pytest.raises(ConfigError) as err:
+        load_splits({"name": "digits", "subset": 0})
+    assert str(err.value) == _error(_with(hydra_compose(), "dataset.subset", 0))
+    with pytest.raises(ConfigError) as err:
+        param_groups(torch.nn.Linear(2, 2), -0.1, 0.0)
+    assert str(err.value) == _error(_with(hydra_compose(), "optimizer.lr", -0.1))
+
+
+@pytest.mark.parametrize(("overrides", "head", "multilabel"), [
+    (("dataset=coco", "model=resnet101", "head=lsoftmax"), "lsoftmax", True),
+    (("dataset=digits_mosaic", "head=lsoftmax"), "lsoftmax", True),
+    (("head=msml",), "msml", False),  # digits
+    (("dataset=cifar10", "model=wrn", "head=msml"), "msml", False),
+])
+def test_a_head_that_cannot_train_the_datasets_labels_is_a_config_error(hydra_compose, overrides, head, multilabel):
+    """Before any data is read (the dataset's module declares multi-label), with the head constructor's message."""
+    from gsm.heads import build_head
+
+    msg = _error(hydra_compose(*overrides))
+    with pytest.raises(ConfigError) as err:
+        build_head(head, 8, 4, multilabel=multilabel)
+    assert msg == str(err.value)
+    assert msg.startswith(f"head={head} is ")
+
+
+def test_no_module_imports_a_private_name_of_another():
+    """gsm.config reads gsm.values' public helpers (is_int, as_int): no ``from gsm.x import _name`` anywhere."""
+    import ast
+
+    offenders = []
+    for path in sorted((REPO / "gsm").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("gsm"):
+                offenders += [f"{path.relative_to(REPO)}:{node.lineno} {a.name}"
+                              for a in node.names if a.name.startswith("_")]
+    assert not offenders
+
+
 def test_unknown_code_name_lists_the_valid_ones(hydra_compose):
     cfg = hydra_compose()
     with open_dict(cfg):

@@ -2,7 +2,13 @@
 
 The shared data types live in :mod:`gsm.data.types` (so dataset modules import them without a cycle).
 
-A dataset module returns a :class:`DatasetSplits`: per split either uint8
+A dataset is one module of this package plus its configs (``gsm/configs/dataset/<name>.yaml`` and the
+recipes under ``dataset_model/``): the module declares ``DATASET_INFO``, a tuple of
+:class:`~gsm.data.types.DatasetInfo` (name, display name, loader, channels, classes, multi-label, split
+sizes, input size ...), and :data:`DATASETS` collects every module's on first use. Everything else reads
+the facts there: the config checks, the estimate, the tables, the figures and ``gsm-tables status``.
+
+A loader returns a :class:`DatasetSplits`: per split either uint8
 images in memory (:class:`TensorSplit`, batched on the device) or a
 file-backed torch ``Dataset`` (:class:`FileSplit`, read by DataLoader workers).
 :func:`build_data` applies ``dataset.subset`` and wraps both in loaders.
@@ -12,7 +18,8 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-from collections.abc import Callable, Mapping
+import pkgutil
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,8 +28,9 @@ from torch import Tensor
 from torch.utils.data import Dataset, Subset
 
 from gsm.data.loaders import DeviceLoader, FileLoader
-from gsm.data.types import DatasetSplits, FileSplit, Split, TensorSplit
+from gsm.data.types import DatasetInfo, DatasetSplits, FileSplit, Split, TensorSplit
 from gsm.errors import ConfigError, DataError
+from gsm.values import integer
 
 
 @dataclass
@@ -37,24 +45,73 @@ class DataBundle:
         return [self.splits.in_channels, self.splits.image_size, self.splits.image_size]
 
 
-# name -> "module:function"; a function takes the dataset config (a dict) and ``write`` (keyword: False reads
-# only, for a dry run: no decoded-image cache, no download) and returns DatasetSplits.
-DATASETS: dict[str, str] = {
-    "digits": "gsm.data.digits:load_digits",
-    "digits_mosaic": "gsm.data.digits:load_digits_mosaic",
-    "cifar10": "gsm.data.cifar:load_cifar10",
-    "cifar100": "gsm.data.cifar:load_cifar100",
-    "tiny_imagenet": "gsm.data.tiny_imagenet:load_tiny_imagenet",
-    "coco": "gsm.data.coco:load_coco",
-    "nuswide": "gsm.data.nuswide:load_nuswide",
-}
+# --------------------------------------------------------------------------- the registry
+
+
+def collect_datasets() -> dict[str, DatasetInfo]:
+    """Every ``DATASET_INFO`` declared by a module of this package, by name (sorted). Imports the modules."""
+    found: dict[str, DatasetInfo] = {}
+    for module_info in pkgutil.iter_modules(__path__):
+        module = importlib.import_module(f"{__name__}.{module_info.name}")
+        for info in getattr(module, "DATASET_INFO", ()):
+            if not isinstance(info, DatasetInfo):
+                raise TypeError(f"{module.__name__}.DATASET_INFO holds {info!r}, not a DatasetInfo")
+            if info.name in found:
+                raise ValueError(f"dataset {info.name!r} is declared twice ({module.__name__} and another module)")
+            found[info.name] = info
+    return dict(sorted(found.items()))
+
+
+class _Registry(Mapping[str, DatasetInfo]):
+    """name -> :class:`DatasetInfo`, collected from the dataset modules at the first look-up (so importing
+    ``gsm.data`` does not import every dataset module and its image libraries)."""
+
+    def __init__(self) -> None:
+        self._infos: dict[str, DatasetInfo] | None = None
+
+    def _all(self) -> dict[str, DatasetInfo]:
+        if self._infos is None:
+            self._infos = collect_datasets()
+        return self._infos
+
+    def __getitem__(self, name: str) -> DatasetInfo:
+        return self._all()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+    def __repr__(self) -> str:
+        return f"DATASETS({', '.join(self)})"
+
+
+class _DisplayNames(Mapping[str, str]):
+    """name -> display name ("cifar10" -> "CIFAR-10"), read from :data:`DATASETS`."""
+
+    def __getitem__(self, name: str) -> str:
+        return DATASETS[name].display_name
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(DATASETS)
+
+    def __len__(self) -> int:
+        return len(DATASETS)
+
+
+DATASETS: Mapping[str, DatasetInfo] = _Registry()
+"""Every dataset gsm can load, by ``dataset.name``: the facts its module declares (:class:`DatasetInfo`)."""
+DATASET_NAMES: Mapping[str, str] = _DisplayNames()
+"""``dataset.name`` -> the name tables, figures and status show ("cifar10" -> "CIFAR-10")."""
 
 
 def dataset_loader(name: str) -> Callable[..., DatasetSplits]:
+    """The loader of ``dataset.name=name``: ``load(cfg, *, write=True)`` (``write=False`` reads only, for a dry
+    run: no decoded-image cache, no download) returns DatasetSplits."""
     if name not in DATASETS:
         raise ConfigError(f"dataset={name!r} is not a dataset; valid: {', '.join(DATASETS)}")
-    module, func = DATASETS[name].split(":")
-    return getattr(importlib.import_module(module), func)
+    return DATASETS[name].load
 
 
 def _subset(split: Split, cap: int, seed: int = 0) -> Split:
@@ -76,10 +133,9 @@ def load_splits(cfg: Mapping[str, Any], *, write: bool = True) -> DatasetSplits:
     a DataError instead).
     """
     splits = dataset_loader(cfg["name"])(cfg, write=write)
-    cap = cfg.get("subset")
+    # gsm.config's rule and message, for callers that did not validate a whole config
+    cap = integer("dataset.subset", cfg.get("subset"), minimum=1, allow_none=True)
     if cap is not None:
-        if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
-            raise ConfigError(f"dataset.subset must be a positive number of samples per split or null (got {cap!r})")
         splits.train, splits.test = _subset(splits.train, cap), _subset(splits.test, cap)
     for split_name in ("train", "test"):
         if len(getattr(splits, split_name)) == 0:
@@ -150,19 +206,15 @@ def fingerprint_differences(recorded: Mapping[str, Any], current: Mapping[str, A
     return out
 
 
-# Datasets whose random crop reads dataset.pad_mode (gsm/configs/dataset/<name>.yaml defines it).
-PAD_MODE_DATASETS = ("cifar10", "cifar100", "tiny_imagenet")
-
-
 def _pad_mode(cfg: Mapping[str, Any], splits: DatasetSplits) -> str:
     """``dataset.pad_mode`` for the device loaders (the dataset modules check it against their images)."""
     from gsm.data.files import setting
-    from gsm.data.transforms import PAD_MODES
 
-    if splits.name in PAD_MODE_DATASETS:
-        return setting(cfg, "pad_mode", "zeros", PAD_MODES, f"for dataset={splits.name}")
-    return setting(cfg, "pad_mode", "zeros", ("zeros",),
-                   f"for dataset={splits.name} (reflect is for {', '.join(PAD_MODE_DATASETS)})")
+    modes = DATASETS[splits.name].pad_modes
+    if len(modes) > 1:
+        return setting(cfg, "pad_mode", "zeros", modes, f"for dataset={splits.name}")
+    others = [name for name, info in DATASETS.items() if "reflect" in info.pad_modes]
+    return setting(cfg, "pad_mode", "zeros", modes, f"for dataset={splits.name} (reflect is for {', '.join(others)})")
 
 
 def build_data(

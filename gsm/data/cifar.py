@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from gsm.data.types import DatasetSplits, TensorSplit
+from gsm.data.types import DatasetInfo, DatasetSplits, TensorSplit
 from gsm.data.files import check_not_file, image_size, resize_uint8
 from gsm.data.files import setting
 from gsm.data.transforms import PAD_MODES
@@ -196,7 +196,7 @@ def load_cifar(cfg: Mapping[str, Any], name: str, *, write: bool = True) -> Data
         images = torch.from_numpy(data).view(-1, 3, 32, 32)  # rows are channel-major: R(1024) G(1024) B(1024)
         return TensorSplit(resize_uint8(images, size), torch.from_numpy(labels.astype(np.int64)))
 
-    size = image_size(cfg, 32)
+    size = image_size(cfg, INFO[name].default_image_size)
     padding = integer("dataset.crop_padding", cfg.get("crop_padding", 4), minimum=0)
     if setting(cfg, "pad_mode", "zeros", PAD_MODES, f"for dataset={name}") == "reflect" and padding >= size:
         raise ConfigError(f"dataset.pad_mode=reflect needs dataset.crop_padding < dataset.image_size "
@@ -204,7 +204,7 @@ def load_cifar(cfg: Mapping[str, Any], name: str, *, write: bool = True) -> Data
     train, test = split(spec["train"]), split(spec["test"])
     return DatasetSplits(
         name=name, num_classes=spec["num_classes"], multilabel=False, class_names=class_names, train=train, test=test,
-        in_channels=3, image_size=size, mean=spec["mean"], std=spec["std"],
+        in_channels=INFO[name].in_channels, image_size=size, mean=spec["mean"], std=spec["std"],
         crop_padding=padding,
         flip=boolean("dataset.flip", cfg.get("flip", True)),
         notes={"folder": str(folder)},
@@ -217,3 +217,10 @@ def load_cifar10(cfg: Mapping[str, Any], *, write: bool = True) -> DatasetSplits
 
 def load_cifar100(cfg: Mapping[str, Any], *, write: bool = True) -> DatasetSplits:
     return load_cifar(cfg, "cifar100", write=write)
+
+
+INFO = {name: DatasetInfo(
+    name=name, display_name=spec["title"], load=load, in_channels=3, num_classes=spec["num_classes"],
+    multilabel=False, train_size=50_000, test_size=10_000, default_image_size=32, pad_modes=PAD_MODES,
+) for (name, spec), load in zip(SPECS.items(), (load_cifar10, load_cifar100))}
+DATASET_INFO = tuple(INFO.values())

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 from gsm.data.files import multilabel_file_splits
-from gsm.data.types import DatasetSplits
+from gsm.data.types import DatasetInfo, DatasetSplits
 from gsm.data.files import (
     setting, dataset_root, find_missing, log, report_missing, require,
 )
@@ -125,4 +125,13 @@ def load_coco(cfg: Mapping[str, Any], *, write: bool = True) -> DatasetSplits:
     if drop_unlabeled:
         log.info("%s: dropped %d train / %d val images without annotations (dataset.drop_unlabeled=true)",
                  TITLE, notes["train_unlabeled_dropped"], notes["test_unlabeled_dropped"])
-    return multilabel_file_splits(cfg, "coco", class_names, out["train"], out["test"], notes)
+    return multilabel_file_splits(cfg, INFO, class_names, out["train"], out["test"], notes)
+
+
+# train2014 / val2014 images with at least one annotation (dataset.drop_unlabeled=true)
+INFO = DatasetInfo(
+    name="coco", display_name="MS COCO", load=load_coco, in_channels=3, num_classes=80, multilabel=True,
+    train_size=82_081, test_size=40_137, default_image_size=448, min_image_size=16, files_above=0,
+    file_size=(640, 480),
+)
+DATASET_INFO = (INFO,)

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from gsm.values import boolean, integer
-from gsm.data.types import DatasetSplits, TensorSplit
+from gsm.data.types import DatasetInfo, DatasetSplits, TensorSplit
 
 CLASS_NAMES = [str(d) for d in range(10)]
 SPLIT_SEED = 0
@@ -48,8 +48,8 @@ def _stats(images: Tensor) -> tuple[tuple[float], tuple[float]]:
 
 
 def _image_size(cfg: Mapping[str, Any]) -> int:
-    size = integer("dataset.image_size", cfg.get("image_size"), minimum=8, allow_none=True)
-    return 32 if size is None else size
+    size = integer("dataset.image_size", cfg.get("image_size"), minimum=DIGITS.min_image_size, allow_none=True)
+    return DIGITS.default_image_size if size is None else size
 
 
 def load_digits(cfg: Mapping[str, Any], *, write: bool = True) -> DatasetSplits:
@@ -59,8 +59,8 @@ def load_digits(cfg: Mapping[str, Any], *, write: bool = True) -> DatasetSplits:
     test = TensorSplit(_resize(x_te, size), torch.as_tensor(y_te, dtype=torch.long))
     mean, std = _stats(train.images)
     return DatasetSplits(
-        name="digits", num_classes=10, multilabel=False, class_names=CLASS_NAMES, train=train, test=test,
-        in_channels=1, image_size=size, mean=mean, std=std,
+        name=DIGITS.name, num_classes=DIGITS.num_classes, multilabel=DIGITS.multilabel, class_names=CLASS_NAMES,
+        train=train, test=test, in_channels=DIGITS.in_channels, image_size=size, mean=mean, std=std,
         crop_padding=integer("dataset.crop_padding", cfg.get("crop_padding", 0), minimum=0),
         flip=boolean("dataset.flip", cfg.get("flip", False)),
     )
@@ -85,14 +85,24 @@ def load_digits_mosaic(cfg: Mapping[str, Any], *, write: bool = True) -> Dataset
     size = _image_size(cfg)
     x_tr, x_te, y_tr, y_te = _digit_split()
     rng = np.random.default_rng(MOSAIC_SEED)
-    m_tr, t_tr = _mosaics(x_tr, y_tr, integer("dataset.train_size", cfg.get("train_size", 2000), minimum=1), rng)
-    m_te, t_te = _mosaics(x_te, y_te, integer("dataset.test_size", cfg.get("test_size", 600), minimum=1), rng)
+    n_train = integer("dataset.train_size", cfg.get("train_size", MOSAIC.train_size), minimum=1)
+    n_test = integer("dataset.test_size", cfg.get("test_size", MOSAIC.test_size), minimum=1)
+    m_tr, t_tr = _mosaics(x_tr, y_tr, n_train, rng)
+    m_te, t_te = _mosaics(x_te, y_te, n_test, rng)
     train = TensorSplit(_resize(m_tr, size), torch.from_numpy(t_tr))
     test = TensorSplit(_resize(m_te, size), torch.from_numpy(t_te))
     mean, std = _stats(train.images)
     return DatasetSplits(
-        name="digits_mosaic", num_classes=10, multilabel=True, class_names=CLASS_NAMES, train=train, test=test,
-        in_channels=1, image_size=size, mean=mean, std=std,
+        name=MOSAIC.name, num_classes=MOSAIC.num_classes, multilabel=MOSAIC.multilabel, class_names=CLASS_NAMES,
+        train=train, test=test, in_channels=MOSAIC.in_channels, image_size=size, mean=mean, std=std,
         crop_padding=integer("dataset.crop_padding", cfg.get("crop_padding", 0), minimum=0),
         flip=boolean("dataset.flip", cfg.get("flip", False)),
     )
+
+
+# 1,797 digits split 75/25 (stratified): 1,347 / 450. The mosaic sets' sizes are dataset.train_size / test_size.
+DIGITS = DatasetInfo(name="digits", display_name="Digits", load=load_digits, in_channels=1, num_classes=10,
+                     multilabel=False, train_size=1_347, test_size=450, default_image_size=32)
+MOSAIC = DatasetInfo(name="digits_mosaic", display_name="Digit mosaics", load=load_digits_mosaic, in_channels=1,
+                     num_classes=10, multilabel=True, train_size=2_000, test_size=600, default_image_size=32)
+DATASET_INFO = (DIGITS, MOSAIC)

@@ -32,7 +32,7 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from gsm.data.types import DatasetSplits, FileSplit
+from gsm.data.types import DatasetInfo, DatasetSplits, FileSplit
 from gsm.values import boolean, integer
 from gsm.errors import ConfigError, DataError
 
@@ -324,7 +324,7 @@ def report_missing(name: str, missing: Mapping[str, tuple[list[Path], int]], on_
 # --------------------------------------------------------------------------- multi-label JPEG sets
 
 
-def multilabel_file_splits(cfg: Mapping[str, Any], name: str, class_names: list[str],
+def multilabel_file_splits(cfg: Mapping[str, Any], info: DatasetInfo, class_names: list[str],
                            train: tuple[Sequence[Path], Tensor], test: tuple[Sequence[Path], Tensor],
                            notes: dict[str, Any]) -> Any:
     """DatasetSplits of FileSplits with the multi-label pipelines of docs/datasets.md (COCO, NUS-WIDE)."""
@@ -332,8 +332,8 @@ def multilabel_file_splits(cfg: Mapping[str, Any], name: str, class_names: list[
         IMAGENET_MEAN, IMAGENET_STD, TRAIN_CROPS, augment_options, eval_transform, multilabel_train, multiscale_side,
     )
 
-    size = image_size(cfg, 448, minimum=16)
-    crop = setting(cfg, "train_crop", "multiscale", TRAIN_CROPS, f"for dataset={name}")
+    size = image_size(cfg, info.default_image_size, minimum=info.min_image_size)
+    crop = setting(cfg, "train_crop", "multiscale", TRAIN_CROPS, f"for dataset={info.name}")
     flip = boolean("dataset.flip", cfg.get("flip", True))
     opts = augment_options(cfg)
     train_tf = multilabel_train(size, crop, flip, **opts)
@@ -344,7 +344,7 @@ def multilabel_file_splits(cfg: Mapping[str, Any], name: str, class_names: list[
                             ImageFiles(train[0], train[1], test_tf, size))
     test_split = FileSplit(ImageFiles(test[0], test[1], test_tf, size), test[1])
     return DatasetSplits(
-        name=name, num_classes=len(class_names), multilabel=True, class_names=class_names,
-        train=train_split, test=test_split, in_channels=3, image_size=size,
+        name=info.name, num_classes=len(class_names), multilabel=True, class_names=class_names,
+        train=train_split, test=test_split, in_channels=info.in_channels, image_size=size,
         mean=IMAGENET_MEAN, std=IMAGENET_STD, flip=flip, notes=notes,
     )

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from gsm.data.files import multilabel_file_splits
-from gsm.data.types import DatasetSplits
+from gsm.data.types import DatasetInfo, DatasetSplits
 from gsm.data.files import (
     setting, dataset_root, find_missing, log, read_lines, report_missing, require,
 )
@@ -133,4 +133,13 @@ def load_nuswide(cfg: Mapping[str, Any], *, write: bool = True) -> DatasetSplits
     if drop_unlabeled:
         log.info("%s: dropped %d train / %d test images with no concept label (dataset.drop_unlabeled=true)",
                  TITLE, notes["train_unlabeled_dropped"], notes["test_unlabeled_dropped"])
-    return multilabel_file_splits(cfg, "nuswide", kept, out["train"], out["test"], notes)
+    return multilabel_file_splits(cfg, INFO, kept, out["train"], out["test"], notes)
+
+
+# the official lists' images (an upper bound: dead Flickr links and unlabelled images drop out)
+INFO = DatasetInfo(
+    name="nuswide", display_name=TITLE, load=load_nuswide, in_channels=3, num_classes=81, multilabel=True,
+    train_size=161_789, test_size=107_859, default_image_size=448, min_image_size=16, files_above=0,
+    file_size=(500, 375),
+)
+DATASET_INFO = (INFO,)

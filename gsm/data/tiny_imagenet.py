@@ -41,7 +41,7 @@ from typing import Any
 
 import torch
 
-from gsm.data.types import DatasetSplits, FileSplit, TensorSplit
+from gsm.data.types import DatasetInfo, DatasetSplits, FileSplit, TensorSplit
 from gsm.data.files import (
     ImageFiles, setting, dataset_root, decode_all, file_list_key, find_missing, image_size, log, missing_message,
     read_lines, report_missing, require, resize_uint8,
@@ -175,20 +175,20 @@ def _check_options(size: int, crop: str, pad_mode: str, padding: int, opts: Mapp
 def load_tiny_imagenet(cfg: Mapping[str, Any], *, write: bool = True) -> DatasetSplits:
     """``write=False`` (a dry run): a valid cache is read, none is written (gsm.data.load_splits)."""
     idx = index(cfg)
-    size = image_size(cfg, NATIVE)
+    size = image_size(cfg, INFO.default_image_size, INFO.min_image_size)
     pad64 = integer("dataset.crop_padding", cfg.get("crop_padding", 8), minimum=0)
-    padding = round(pad64 * size / NATIVE)
+    padding = INFO.crop_padding(pad64, size)
     flip = boolean("dataset.flip", cfg.get("flip", True))
     crop = setting(cfg, "train_crop", "pad", TINY_CROPS, "for dataset=tiny_imagenet")
     pad_mode = setting(cfg, "pad_mode", "zeros", PAD_MODES, "for dataset=tiny_imagenet")
     opts = augment_options(cfg)
     _check_options(size, crop, pad_mode, padding, opts)
     notes = {"folder": str(idx["folder"]), "missing_skipped": idx["missing"]}
-    common = dict(name="tiny_imagenet", num_classes=len(idx["wnids"]), multilabel=False,
-                  class_names=idx["class_names"], in_channels=3, image_size=size,
+    common = dict(name=INFO.name, num_classes=len(idx["wnids"]), multilabel=False,
+                  class_names=idx["class_names"], in_channels=INFO.in_channels, image_size=size,
                   mean=IMAGENET_MEAN, std=IMAGENET_STD, flip=flip, notes=notes)
 
-    if size <= NATIVE:
+    if not INFO.reads_files(size):
         cache_dir = _cache_dir(cfg, idx["folder"])
 
         def tensor_split(split: str) -> TensorSplit:
@@ -212,3 +212,11 @@ def load_tiny_imagenet(cfg: Mapping[str, Any], *, write: bool = True) -> Dataset
     train = FileSplit(ImageFiles(train_paths, train_y, train_tf), train_y, ImageFiles(train_paths, train_y, test_tf))
     test = FileSplit(ImageFiles(test_paths, test_y, test_tf), test_y)
     return DatasetSplits(train=train, test=test, **common)
+
+
+INFO = DatasetInfo(
+    name="tiny_imagenet", display_name=TITLE, load=load_tiny_imagenet, in_channels=3, num_classes=200,
+    multilabel=False, train_size=100_000, test_size=10_000, default_image_size=NATIVE,
+    files_above=NATIVE, file_size=(NATIVE, NATIVE), padding_at=NATIVE, pad_modes=PAD_MODES,
+)
+DATASET_INFO = (INFO,)

@@ -1,8 +1,9 @@
-"""The data types every dataset module returns (kept apart from ``gsm.data`` so that the dataset
-modules, which ``gsm.data`` loads lazily, import them without an import cycle)."""
+"""The data types every dataset module declares and returns (kept apart from ``gsm.data`` so that the
+dataset modules, which ``gsm.data`` loads lazily, import them without an import cycle)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,3 +49,36 @@ class DatasetSplits:
     flip: bool = False
     notes: dict[str, Any] = field(default_factory=dict)
     fingerprint: dict[str, Any] = field(default_factory=dict)  # set by gsm.data.load_splits
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What the rest of gsm needs to know about a dataset without reading its files: the one place for these
+    facts. Each dataset module declares ``DATASET_INFO`` (a tuple of these, one per ``dataset.name`` it
+    loads); :data:`gsm.data.DATASETS` collects them. The config checks, the estimate, the tables, the
+    figures and ``gsm-tables status`` read them there."""
+
+    name: str  # dataset.name: gsm/configs/dataset/<name>.yaml
+    display_name: str  # how tables, figures and status name it ("CIFAR-10")
+    load: Callable[..., DatasetSplits]  # load(dataset_cfg, *, write=True): the splits (gsm.data.load_splits)
+    in_channels: int
+    num_classes: int  # of the official files (the loader reports what the files at hand hold)
+    multilabel: bool
+    train_size: int  # images of the official train split (NUS-WIDE: listed, an upper bound: dead links drop)
+    test_size: int  # images of the official test split (Tiny ImageNet: val; MS COCO: annotated val2014)
+    default_image_size: int  # dataset.image_size when null: the side of the loader's square inputs
+    min_image_size: int = 8  # smallest dataset.image_size the loader's pipeline accepts
+    files_above: int | None = None  # image_size above which the splits are read from image files by DataLoader
+    #                                 workers (0: always); None: always uint8 tensors augmented on the device
+    file_size: tuple[int, int] | None = None  # usual (width, height) of one image file (the estimate's decode probe)
+    padding_at: int | None = None  # dataset.crop_padding is in pixels at this image size and scales with
+    #                                image_size; None: in pixels at image_size
+    pad_modes: tuple[str, ...] = ("zeros",)  # dataset.pad_mode values its random crop implements
+
+    def reads_files(self, image_size: int) -> bool:
+        """Whether the splits at ``image_size`` are image files read by DataLoader workers (else tensors)."""
+        return self.files_above is not None and image_size > self.files_above
+
+    def crop_padding(self, padding: int, image_size: int) -> int:
+        """The random crop's padding in pixels at ``image_size`` for ``dataset.crop_padding=padding``."""
+        return round(padding * image_size / self.padding_at) if self.padding_at else padding

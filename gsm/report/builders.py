@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from gsm import paper
+from gsm.data import DATASET_NAMES
 from gsm.errors import ConfigError, DataError
 from gsm.grid import Grid, Row
 from gsm.paper import PaperRow
@@ -272,8 +273,8 @@ def table1(grid: Grid) -> TableOutput:
         line: dict[str, Any] = {"Method": label + (" (literature)" if first.reference_only else ""),
                                 "# Epoch (paper)": str(first.epochs)}
         seeds = {}
-        for ds, name in (("cifar10", "CIFAR-10"), ("cifar100", "CIFAR-100")):
-            r = by_ds[ds]
+        for ds in ("cifar10", "cifar100"):
+            r, name = by_ds[ds], DATASET_NAMES[ds]
             row, base = grid.get(r.experiment), grid.get(r.baseline)
             summ = Summary(metric_values(row, "top1_error"))
             p_text, p, n_pairs = _p_text(row, base, "top1_error", r)
@@ -284,8 +285,8 @@ def table1(grid: Grid) -> TableOutput:
             data.append(_data_row(r, "top1_error", summ, p, n_pairs, row.results() if row else [], 2))
         if first.reference_only:
             line["seeds"] = LITERATURE
-        elif seeds["CIFAR-10"] == seeds["CIFAR-100"]:
-            line["seeds"] = seeds_text(seeds["CIFAR-10"])
+        elif len({tuple(v) for v in seeds.values()}) == 1:  # the same seeds on both datasets
+            line["seeds"] = seeds_text(next(iter(seeds.values())))
         else:
             line["seeds"] = "; ".join(f"{k}: {seeds_text(v)}" for k, v in seeds.items())
         display.append(line)
@@ -404,10 +405,6 @@ def table4(grid: Grid) -> TableOutput:
 
 
 # --------------------------------------------------------------------------- Table V
-
-
-DATASET_NAMES = {"coco": "MS COCO", "nuswide": "NUS-WIDE", "cifar10": "CIFAR-10", "cifar100": "CIFAR-100",
-                 "tiny_imagenet": "Tiny ImageNet"}
 
 
 def _ap_test(soft_row: Row | None, g_row: Row | None, key: str) -> dict[str, Any]:
