@@ -39,6 +39,7 @@ from typing import Any, Iterator
 import torch
 from torch import Tensor
 
+from gsm.data import DATASETS
 from gsm.errors import ConfigError
 from gsm.heads import init_from_data
 from gsm.train.build import build_model, build_run, eval_batch_size
@@ -47,17 +48,6 @@ from gsm.train.device import Dist
 from gsm.train.loop import EvalOutputs, compute_metrics, evaluate, train_one_epoch
 from gsm.train.state import RunStatus, TrainState
 
-# name -> (in_channels, classes, multi-label, train images, test images, usual source size of a JPEG (w, h))
-DATASETS: dict[str, tuple[int, int, bool, int, int, tuple[int, int] | None]] = {
-    "digits": (1, 10, False, 1_347, 450, None),
-    "digits_mosaic": (1, 10, True, 2_000, 600, None),
-    "cifar10": (3, 10, False, 50_000, 10_000, None),
-    "cifar100": (3, 100, False, 50_000, 10_000, None),
-    "tiny_imagenet": (3, 200, False, 100_000, 10_000, (64, 64)),
-    "coco": (3, 80, True, 82_081, 40_137, (640, 480)),  # annotated train2014 / val2014 images
-    "nuswide": (3, 81, True, 161_789, 107_859, (500, 375)),  # listed images (an upper bound: dead links drop)
-}
-TINY_IMAGENET_NATIVE = 64
 
 # Dense bf16/fp16 tensor-core peak in TFLOP/s, matched against torch.cuda.get_device_name (first match wins).
 PEAK_TFLOPS: tuple[tuple[str, float], ...] = (
@@ -91,19 +81,16 @@ class Recipe:
         name = ds["name"]
         if name not in DATASETS:
             raise ConfigError(f"dataset={name!r}: the estimate knows no shapes for it; known: {', '.join(DATASETS)}")
-        in_ch, classes, multilabel, n_train, n_test, source = DATASETS[name]
-        if name == "digits_mosaic":
-            n_train, n_test = int(ds.get("train_size", n_train)), int(ds.get("test_size", n_test))
-        size = int(ds.get("image_size") or 32)
+        info = DATASETS[name]
+        # dataset.train_size / test_size exist only where the dataset's config defines them (digits_mosaic)
+        n_train, n_test = int(ds.get("train_size") or info.train_size), int(ds.get("test_size") or info.test_size)
+        size = int(ds.get("image_size") or info.default_image_size)
         cap = ds.get("subset")
         if cap is not None:
             n_train, n_test = min(n_train, int(cap)), min(n_test, int(cap))
-        files = name in ("coco", "nuswide") or (name == "tiny_imagenet" and size > TINY_IMAGENET_NATIVE)
-        padding = int(ds.get("crop_padding", 0) or 0)
-        if name == "tiny_imagenet":
-            padding = round(padding * size / TINY_IMAGENET_NATIVE)
-        return {"in_channels": in_ch, "num_classes": classes, "multilabel": multilabel, "train": n_train,
-                "test": n_test, "image_size": size, "files": files, "source": source, "crop_padding": padding,
+        return {"in_channels": info.in_channels, "num_classes": info.num_classes, "multilabel": info.multilabel,
+                "train": n_train, "test": n_test, "image_size": size, "files": info.reads_files(size),
+                "source": info.file_size, "crop_padding": info.crop_padding(int(ds.get("crop_padding", 0) or 0), size),
                 "flip": bool(ds.get("flip", False))}
 
     @property
@@ -339,7 +326,7 @@ def loader_rate_per_worker(recipe: Recipe, shape: dict[str, Any], images: int = 
     from gsm.data.transforms import eval_transform, multilabel_train, multiscale_side, pad_crop_train
 
     ds, size = recipe.config["dataset"], shape["image_size"]
-    if recipe.dataset == "tiny_imagenet":
+    if not DATASETS[recipe.dataset].multilabel:
         train_tf, train_min = pad_crop_train(size, shape["crop_padding"], shape["flip"]), size
     else:
         crop = ds.get("train_crop") or "multiscale"

@@ -766,6 +766,7 @@ def test_a_file_where_a_folder_belongs_is_named_as_such(made, tmp_path):
 
 def test_load_splits_write_false_reads_the_cache_and_writes_nothing(made, tmp_path, caplog):
     root = _copy(made, "tiny_imagenet", tmp_path)
+    shutil.rmtree(root / "tiny-imagenet-200" / ".gsm-cache", ignore_errors=True)  # an earlier test's cache, if any
     cfg = {"name": "tiny_imagenet", "root": str(root), "image_size": 32}
     before = _tree(tmp_path)
     dry = load_splits(cfg, write=False)
