@@ -678,14 +678,14 @@ def param_groups(model: nn.Module, lr: float, weight_decay: float) -> list[dict[
 
 
 def _optim_number(key: str, value: Any) -> float:
-    """A library caller's argument of :func:`param_groups` (the trainer's optimizer.* values are checked once, by
-    gsm.config, before they get here)."""
+    """A library caller's argument of :func:`param_groups`, in gsm.config's words for the key (the trainer's
+    optimizer.* values are checked there, once, before they get here)."""
     try:
         v = float(value)
     except (TypeError, ValueError):
         v = math.nan
     if isinstance(value, bool) or not math.isfinite(v) or v < 0:
-        raise ConfigError(f"param_groups({key}=...) must be a finite number >= 0 (got {value!r})")
+        raise ConfigError(f"optimizer.{key} must be a finite number >= 0 (got {value!r})")
     return v
 
 
