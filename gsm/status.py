@@ -320,7 +320,9 @@ def _remaining_lines(statuses: list[RunStatus], estimate_command: str) -> list[s
     unmeasured = len(rest) - len(measured)
     if unmeasured:
         lines.append(f"remaining of {unmeasured} run(s) to start: no measurement in this runs folder; "
-                     f"`{estimate_command}` estimates the table's GPU-hours (a short probe per recipe on a GPU node, nothing trained)")
+                     f"`{estimate_command}` estimates the table's "
+                     + ("run-hours (a short probe per recipe on this CPU, nothing trained)" if "--profile smoke" in estimate_command
+                        else "GPU-hours (a short probe per recipe on a GPU node, nothing trained)"))
     lines.append("(run-hours: the wall time of one run, summed over runs; GPU-hours for runs of one GPU each)")
     return lines
 

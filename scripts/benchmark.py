@@ -1,6 +1,6 @@
 """Training throughput of gsm's hot loop (images/s), per backbone and head.
 
-    python scripts/benchmark.py --preset cpu            # what the README's CPU numbers come from
+    python scripts/benchmark.py --preset cpu            # what docs/cost.md's CPU numbers come from
     python scripts/benchmark.py --preset gpu            # on a CUDA machine (bf16 AMP, channels_last)
     python scripts/benchmark.py --preset gpu --compile  # with torch.compile
     python scripts/benchmark.py --loader                # JPEG pipeline: images/s per DataLoader worker
