@@ -208,3 +208,10 @@ def trained(shared_runs, tmp_path):
         return dest
 
     return copy
+
+
+def pytest_collection_modifyitems(config, items):
+    """Modules with slow tests first (each module's tests stay together, in their order): two xdist workers then
+    finish together instead of one running a minute-long test alone at the end."""
+    slow_modules = {item.module.__name__ for item in items if item.get_closest_marker("slow") and item.module}
+    items.sort(key=lambda item: (item.module.__name__ not in slow_modules) if item.module else True)
