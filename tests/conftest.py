@@ -40,7 +40,9 @@ def pinned(args: tuple[str, ...] | list[str]) -> list[str]:
     args = list(args)
     if any(a.startswith(("trainer.cpu_threads=", "+trainer.cpu_threads=")) for a in args) or "--help" in args:
         return args
-    return [*args, CPU_THREADS]
+    # beside the other overrides: Hydra's parser takes them as one run of positional arguments (not after --cfg job)
+    at = next((i for i, a in enumerate(args) if "=" in a and not a.startswith("-")), len(args))
+    return [*args[:at], CPU_THREADS, *args[at:]]
 
 
 def run_process(*args: str, cwd: Path = REPO, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
@@ -177,11 +179,11 @@ SHARED_RUNS: dict[str, tuple[str, ...]] = {
 
 
 @pytest.fixture(scope="session")
-def shared_runs(tmp_path_factory, worker_id):
+def shared_runs(tmp_path_factory):
     """``get(name)``: the output_root of the shared run ``name`` (SHARED_RUNS), trained once per session. Under
     xdist the workers share one folder beside their base temp, and a file lock makes one of them train it."""
     base = tmp_path_factory.getbasetemp()
-    store = (base.parent if worker_id != "master" else base) / "shared-runs"
+    store = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "shared-runs"
     store.mkdir(exist_ok=True)
 
     def get(name: str) -> Path:
