@@ -213,7 +213,14 @@ def trained(shared_runs, tmp_path):
 
 
 def pytest_collection_modifyitems(config, items):
-    """Modules with slow tests first (each module's tests stay together, in their order): two xdist workers then
-    finish together instead of one running a minute-long test alone at the end."""
-    slow_modules = {item.module.__name__ for item in items if item.get_closest_marker("slow") and item.module}
-    items.sort(key=lambda item: (item.module.__name__ not in slow_modules) if item.module else True)
+    """Modules with slow tests first, and in each its slow tests first (a module's tests stay together): two xdist
+    workers then finish together instead of one running a minute-long test alone at the end."""
+    def module(item) -> str:
+        return item.module.__name__ if item.module else ""
+
+    slow_modules = {module(item) for item in items if item.get_closest_marker("slow")}
+    first = {}
+    for i, item in enumerate(items):
+        first.setdefault(module(item), i)
+    items.sort(key=lambda item: (module(item) not in slow_modules, first[module(item)],
+                                 item.get_closest_marker("slow") is None))
