@@ -22,8 +22,9 @@ demo: $(STAMP)
 	$(BIN)/python train.py -m output_root=outputs/demo dataset=digits_mosaic head=softmax,gsoftmax
 	$(BIN)/python -m gsm.reproduce demo --runs outputs/demo/runs --out outputs/tables
 
+# Every test, slow ones included (about 3 minutes on 2 cores); the 10 slowest are listed at the end.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n 2
+	$(BIN)/python -m pytest -q -n 2 --durations=10
 
 clean-demo:
 	rm -rf outputs/demo outputs/tables/demo.md

@@ -4,7 +4,6 @@ suggestion, every value type- and range-checked with the key in the message, no 
 from __future__ import annotations
 
 import math
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -459,13 +458,8 @@ def test_cli_rejects_chdir_in_one_line_and_writes_nothing(tmp_path, how):
     cwd, out = tmp_path / "cwd", tmp_path / "out"
     cwd.mkdir()
     args = [f"output_root={out}", "trainer.epochs=1", "hydra.job.chdir=true"]
-    if how == "gsm-train":
-        script = Path(sys.executable).with_name("gsm-train")
-        assert script.is_file(), script
-        proc = subprocess.run([str(script), *args], cwd=cwd, capture_output=True, text=True, timeout=300,
-                              env={**os.environ, "HYDRA_FULL_ERROR": "0"})
-    else:
-        proc = run_cli(*(["-m", "head.mu=-0.1,0.1"] if how.endswith("-m") else []), *args, cwd=cwd)
+    proc = run_cli(*(["-m", "head.mu=-0.1,0.1"] if how.endswith("-m") else []), *args, cwd=cwd,
+                   entry="gsm-train" if how == "gsm-train" else "train.py")
     assert proc.returncode == 2, proc.stderr[-2000:]
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"gsm: error: hydra.job.chdir=true: {CHDIR_HINT}"), proc.stderr
@@ -647,17 +641,9 @@ def test_the_check_imports_no_torch():
 
 
 def _run_as(how: str, args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
-    if how == "gsm-train":
-        script = Path(sys.executable).with_name("gsm-train")
-        assert script.is_file(), script
-        cmd = [str(script), *args]
-    elif how == "python -m gsm.train":
-        cmd = [sys.executable, "-m", "gsm.train", *args]
-        env["PYTHONPATH"] = str(REPO)
-    else:
-        return run_cli(*args, cwd=cwd)
-    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=300, env=env)
+    """The command line through the entry ``how`` is (gsm-train and train.py: gsm.cli.train; python -m gsm.train:
+    gsm.train.main), in this process; tests/test_package.py runs the installed console script itself."""
+    return run_cli(*args, cwd=cwd, entry=how)
 
 
 @pytest.mark.slow

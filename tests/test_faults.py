@@ -11,7 +11,7 @@ import pytest
 
 from conftest import run_cli
 
-TINY = ("trainer.epochs=1", "dataset.subset=64", "trainer.analyze_train=false", "trainer.cpu_threads=1")
+TINY = ("trainer.epochs=1", "dataset.subset=64", "trainer.analyze_train=false")  # the shared run "tiny"
 
 
 def test_a_failed_sweep_job_does_not_stop_the_others(tmp_path):
@@ -28,12 +28,12 @@ def test_a_failed_sweep_job_does_not_stop_the_others(tmp_path):
     assert again.returncode == 0 and again.stdout.count("this run is finished") == 2
 
 
-def test_unwritable_tensorboard_is_a_warning_and_the_run_is_recorded(tmp_path):
-    assert run_cli(f"output_root={tmp_path}", *TINY).returncode == 0
-    run_dir = next(tmp_path.rglob("results.json")).parent
+def test_unwritable_tensorboard_is_a_warning_and_the_run_is_recorded(trained):
+    root = trained("tiny")
+    run_dir = next(root.rglob("results.json")).parent
     shutil.rmtree(run_dir / "tensorboard")
     (run_dir / "tensorboard").write_text("a file where the event folder should be")
-    out = run_cli(f"output_root={tmp_path}", *TINY, "trainer.force=true")
+    out = run_cli(f"output_root={root}", *TINY, "trainer.force=true")
     assert out.returncode == 0, out.stderr[-2000:]
     warning = [ln for ln in out.stderr.splitlines() if ln.startswith("gsm: warning:")]
     assert len(warning) == 1 and str(run_dir / "tensorboard") in warning[0] and "results are not affected" in warning[0]

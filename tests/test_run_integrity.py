@@ -17,16 +17,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import REPO, run_cli
+from conftest import REPO, pinned, run_cli, run_dir_of
 from gsm.data import fixtures as fx
 
 TINY = ("trainer.epochs=1", "dataset.subset=64", "trainer.analyze_train=false")
 
 
-def _run_dir(root: Path) -> Path:
-    found = [p.parent for p in root.rglob("results.json")] or [p.parent.parent for p in root.rglob("checkpoints/last.pt")]
-    assert len(found) == 1, found
-    return found[0]
+_run_dir = run_dir_of
 
 
 def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
@@ -102,7 +99,7 @@ def test_finished_run_records_environment_names_and_overhead_and_skips_untouched
         assert mode == 0o666 & ~_umask(), (name, oct(mode))
 
     before = _snapshot(run_dir)
-    again = cli("head.mu=-0.1", "seed=1", *TINY, "trainer.cpu_threads=1")
+    again = cli("head.mu=-0.1", "seed=1", *TINY, "trainer.cpu_threads=2")
     assert again.returncode == 0 and "this run is finished" in again.stdout
     assert "cpu_threads" in again.stderr and "another environment" in again.stderr  # one line says what differs
     assert _snapshot(run_dir) == before
@@ -161,14 +158,13 @@ def test_two_job_sweep_readable_folders_one_sweep_record_each_and_hparams(cli):
     assert "_hparams_/session_start_info" in plugins, plugins
 
 
-def test_legacy_folder_name_is_found_as_finished(cli):
-    out = cli(*TINY)
-    assert out.returncode == 0, out.stderr[-2000:]
-    run_dir = _run_dir(cli.root)
+def test_legacy_folder_name_is_found_as_finished(trained):
+    root = trained("tiny")
+    run_dir = _run_dir(root)
     sig = run_dir.name.rsplit("-", 1)[1]
     legacy = run_dir.parent / f"convnet-gsoftmax-{sig}"  # how earlier versions named it
     run_dir.rename(legacy)
-    again = cli(*TINY)
+    again = run_cli(f"output_root={root}", *TINY)
     assert again.returncode == 0 and "this run is finished" in again.stdout and str(legacy) in again.stdout
     assert sorted(p.name for p in run_dir.parent.iterdir()) == [legacy.name]
 
@@ -176,12 +172,12 @@ def test_legacy_folder_name_is_found_as_finished(cli):
 # --------------------------------------------------------------------------- faults
 
 
-def test_corrupt_results_retrain_with_one_warning(cli):
-    assert cli(*TINY).returncode == 0
-    results = _run_dir(cli.root) / "results.json"
+def test_corrupt_results_retrain_with_one_warning(trained):
+    root = trained("tiny")
+    results = _run_dir(root) / "results.json"
     for content in ("", results.read_text()[:50]):  # (every unreadable kind is covered by tests/test_results.py)
         results.write_text(content)
-        out = cli(*TINY)
+        out = run_cli(f"output_root={root}", *TINY)
         assert out.returncode == 0, (content, out.stderr[-2000:])
         assert "this run is finished" not in out.stdout
         assert str(results) in out.stderr and "trains again" in out.stderr
@@ -191,10 +187,10 @@ def test_corrupt_results_retrain_with_one_warning(cli):
         assert json.loads(results.read_text())["schema_version"] == SCHEMA_VERSION
 
 
-def test_checkpoint_with_wrong_contents_and_debris(cli):
-    args = ("trainer.epochs=2", "dataset.subset=64", "trainer.analyze_train=false")
-    assert cli(*args).returncode == 0
-    run_dir = _run_dir(cli.root)
+def test_checkpoint_with_wrong_contents_and_debris(trained):
+    args = ("trainer.epochs=2", "dataset.subset=64", "trainer.analyze_train=false")  # the shared run "two_epochs"
+    root = trained("two_epochs")
+    run_dir = _run_dir(root)
     (run_dir / "results.json").unlink()
     ckpt_path = run_dir / "checkpoints" / "last.pt"
     ckpt = torch.load(ckpt_path, weights_only=True)
@@ -202,30 +198,28 @@ def test_checkpoint_with_wrong_contents_and_debris(cli):
     torch.save(ckpt, ckpt_path)
     debris = run_dir / "checkpoints" / ".last.pt.abc123.tmp"
     debris.write_bytes(b"x" * 1000)  # what a kill during a checkpoint write leaves
-    out = cli(*args)
+    out = run_cli(f"output_root={root}", *args)
     assert out.returncode == 2 and str(ckpt_path) in out.stderr and "trainer.force=true" in out.stderr, out.stderr[-2000:]
     _no_traceback(out)
     assert not debris.exists()
 
 
-def test_disk_full_while_checkpointing_is_one_line_and_keeps_the_last_checkpoint(cli):
-    # torch.save fails with ENOSPC from the second checkpoint on (a full disk), through the real CLI
-    code = (
-        "import errno, sys, torch\n"
-        "real = torch.save\n"
-        "calls = []\n"
-        "def save(obj, f, *a, **k):\n"
-        "    if isinstance(obj, dict) and 'optimizer' in obj:\n"
-        "        calls.append(1)\n"
-        "        if len(calls) >= 2:\n"
-        "            f.write(b'partial'); raise OSError(errno.ENOSPC, 'No space left on device')\n"
-        "    return real(obj, f, *a, **k)\n"
-        "torch.save = save\n"
-        f"sys.argv = ['train.py', 'output_root={cli.root}', 'trainer.epochs=3', 'dataset.subset=64', 'trainer.analyze_train=false']\n"
-        "from gsm.train import main\n"
-        "main()\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+def test_disk_full_while_checkpointing_is_one_line_and_keeps_the_last_checkpoint(cli, monkeypatch):
+    # torch.save fails with ENOSPC from the second checkpoint on (a full disk), through python -m gsm.train
+    import errno
+
+    real, calls = torch.save, []
+
+    def save(obj, f, *a, **k):
+        if isinstance(obj, dict) and "optimizer" in obj:
+            calls.append(1)
+            if len(calls) >= 2:
+                f.write(b"partial")
+                raise OSError(errno.ENOSPC, "No space left on device")
+        return real(obj, f, *a, **k)
+
+    monkeypatch.setattr(torch, "save", save)
+    out = cli("trainer.epochs=3", "dataset.subset=64", "trainer.analyze_train=false", entry="python -m gsm.train")
     assert out.returncode == 2, out.stderr[-3000:]
     _no_traceback(out)
     run_dir = _run_dir(cli.root)
@@ -242,16 +236,16 @@ def _read_only_mount_works() -> bool:
 
 
 @pytest.mark.skipif(not _read_only_mount_works(), reason="needs a private mount namespace (unshare -m) for a read-only mount")
-def test_finished_run_on_read_only_storage_is_reported(cli, tmp_path):
-    assert cli(*TINY).returncode == 0
-    before = _snapshot(cli.root)
-    root = str(cli.root)
-    train = " ".join([sys.executable, str(REPO / "train.py"), f"output_root={root}", *TINY])
+def test_finished_run_on_read_only_storage_is_reported(trained, tmp_path):
+    output_root = trained("tiny")
+    before = _snapshot(output_root)
+    root = str(output_root)
+    train = " ".join([sys.executable, str(REPO / "train.py"), f"output_root={root}", *pinned(TINY)])
     script = f"mount --bind {root} {root} && mount -o remount,bind,ro {root} && exec {train}"
     out = subprocess.run(["unshare", "-m", "sh", "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and "this run is finished" in out.stdout, out.stderr[-3000:]
     _no_traceback(out)
-    assert _snapshot(cli.root) == before
+    assert _snapshot(output_root) == before
 
 
 def _ctrl_c_as_in_a_terminal() -> None:
@@ -319,7 +313,7 @@ def test_progress_lines_without_a_terminal(cli):
 
 
 def test_ctrl_c_while_starting_up_is_one_line(cli):
-    proc = subprocess.Popen([sys.executable, str(REPO / "train.py"), f"output_root={cli.root}", *TINY], cwd=REPO,
+    proc = subprocess.Popen([sys.executable, str(REPO / "train.py"), f"output_root={cli.root}", *pinned(TINY)], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_ctrl_c_as_in_a_terminal)
     time.sleep(1.0)  # torch and the trainer are still being imported
     proc.send_signal(signal.SIGINT)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import REPO, run_cli
+from conftest import REPO, pinned, run_cli
 
 ARGS = ("trainer.epochs=5", "dataset.subset=512", "head=gsoftmax", "trainer.analyze_train=false")
 COMPARED = ("top1_error_frac", "top5_error_frac", "test_loss", "learned", "empirical")
@@ -37,7 +37,7 @@ def test_sigkill_then_rerun_resumes_and_matches_uninterrupted(tmp_path):
     assert out.returncode == 0, out.stderr
     reference = _results(full)
 
-    cmd = [sys.executable, str(REPO / "train.py"), f"output_root={killed}", *ARGS]
+    cmd = [sys.executable, str(REPO / "train.py"), f"output_root={killed}", *pinned(ARGS)]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ckpt_epoch, deadline = 0, time.time() + 240
     while time.time() < deadline and proc.poll() is None:
@@ -66,19 +66,19 @@ def test_sigkill_then_rerun_resumes_and_matches_uninterrupted(tmp_path):
     assert _metrics_history(resumed) == _metrics_history(reference)
 
 
-def test_force_retrains_and_truncated_checkpoint_is_a_clear_error(cli):
-    args = ("trainer.epochs=1", "dataset.subset=64", "trainer.analyze_train=false")
-    assert cli(*args).returncode == 0
-    res_path = next(cli.root.rglob("results.json"))
+def test_force_retrains_and_truncated_checkpoint_is_a_clear_error(trained):
+    args = ("trainer.epochs=1", "dataset.subset=64", "trainer.analyze_train=false")  # the shared run "tiny"
+    root = trained("tiny")
+    res_path = next(root.rglob("results.json"))
     first = res_path.stat().st_mtime_ns
-    forced = cli(*args, "trainer.force=true")
+    forced = run_cli(f"output_root={root}", *args, "trainer.force=true")
     assert forced.returncode == 0, forced.stderr
     assert "this run is finished" not in forced.stdout and res_path.stat().st_mtime_ns != first
     # a truncated checkpoint of an unfinished run: one clear error naming the file
-    ckpt = next(cli.root.rglob("checkpoints/last.pt"))
+    ckpt = next(root.rglob("checkpoints/last.pt"))
     res_path.unlink()
     ckpt.write_bytes(ckpt.read_bytes()[:100])
-    bad = cli(*args)
+    bad = run_cli(f"output_root={root}", *args)
     assert bad.returncode == 2 and str(ckpt) in bad.stderr and "truncated or corrupt" in bad.stderr
     assert "Traceback" not in bad.stderr
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from conftest import REPO, run_cli
+from conftest import CPU_THREADS, REPO, run_cli, run_process
 from gsm.data import build_data
 from gsm.metrics import top1_error
 from gsm.models import build_classifier
@@ -22,7 +22,7 @@ from gsm.models import build_classifier
 def test_ddp_gloo_two_processes_write_one_result_over_the_whole_test_set(tmp_path):
     torchrun = Path(sys.executable).with_name("torchrun")
     cmd = [str(torchrun), "--nproc_per_node=2", "--master_port=29531", str(REPO / "train.py"),
-           f"output_root={tmp_path}", "trainer.epochs=2", "dataset.subset=250", "trainer.analyze_train=false"]
+           f"output_root={tmp_path}", "trainer.epochs=2", "dataset.subset=250", "trainer.analyze_train=false", CPU_THREADS]
     out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300,
                          env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert out.returncode == 0, out.stderr[-3000:]
@@ -58,7 +58,7 @@ def test_ddp_gloo_two_processes_write_one_result_over_the_whole_test_set(tmp_pat
 
 @pytest.mark.slow
 def test_ray_sweep_two_jobs(tmp_path):
-    out = run_cli("-m", "hydra/launcher=gsm_ray", f"output_root={tmp_path}", "head.mu=-0.1,0.1", "trainer.epochs=1",
+    out = run_process("-m", "hydra/launcher=gsm_ray", f"output_root={tmp_path}", "head.mu=-0.1,0.1", "trainer.epochs=1",
                   "dataset.subset=96", "trainer.analyze_train=false", timeout=400,
                   env={"RAY_USAGE_STATS_ENABLED": "0"})
     assert out.returncode == 0, (out.stdout[-2000:], out.stderr[-3000:])

@@ -513,11 +513,6 @@ def test_a_failed_group_does_not_stop_the_others(tmp_path, monkeypatch, capsys):
 REPO = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(scope="module")
-def smoke_root(tmp_path_factory):
-    return tmp_path_factory.mktemp("smoke")  # shared: table3 reuses table1's fixtures
-
-
 def _make_table(table: str, root: Path) -> subprocess.CompletedProcess:
     """``make tableN PROFILE=smoke`` (the install stamp taken as up to date), writing under ``root``."""
     args = f"--runs {root}/runs --out {root}/tables --figures-out {root}/figures"
@@ -534,22 +529,21 @@ def _md_rows(md: str) -> list[list[str]]:
     return [[c.strip() for c in ln.strip().strip("|").split(" | ")] for ln in lines[1:]]  # first block: the table
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("table, figures_expected", [
-    ("table1", ["fig3_x_vs_p_cifar", "fig5_gaussians_cifar", "fig6_per_class_cifar10", "fig7_per_class_cifar100"]),
-    ("table3", ["fig4_coco_classes", "fig8_coco_averages"]),
-])
-def test_smoke_profile_end_to_end(smoke_root, table, figures_expected):
-    proc = _make_table(table, smoke_root)
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
-    assert "UserWarning" not in proc.stderr and "No artists with labels" not in proc.stderr, proc.stderr[-4000:]
-    data = pd.read_csv(smoke_root / "tables" / f"{table}.csv")
+SMOKE_FIGURES = {
+    "table1": ["fig3_x_vs_p_cifar", "fig5_gaussians_cifar", "fig6_per_class_cifar10", "fig7_per_class_cifar100"],
+    "table3": ["fig4_coco_classes", "fig8_coco_averages"],
+}
+
+
+def _check_smoke_outputs(root: Path, table: str) -> None:
+    """The smoke profile's table (every row of ours measured, every cell filled) and its figures under ``root``."""
+    data = pd.read_csv(root / "tables" / f"{table}.csv")
     ours = data[~data.reference_only]
     number = int(table[5:])
     assert len(ours) == (24 if table == "table1" else 7 * len(ML_COLUMNS))  # table3: 7 rows x 9 metrics
     assert (ours.status == "measured").all(), ours[ours.status != "measured"][["row", "metric"]]
     assert np.isfinite(ours.ours_mean_pct).all() and (ours.n_seeds == 1).all() and (ours.device == "cpu").all()
-    md = (smoke_root / "tables" / f"{table}.md").read_text()
+    md = (root / "tables" / f"{table}.md").read_text()
     assert "Profile smoke" in md
     rows = _md_rows(md)
     n_ours = len(paper.rows(table=number, reference_only=False))
@@ -560,11 +554,11 @@ def test_smoke_profile_end_to_end(smoke_root, table, figures_expected):
     for cells in rows:  # every cell of every row is filled, and no row of ours says "not run"
         assert all(cells) or cells[1] == "paper", cells
         assert "not run" not in cells, cells
-    assert (smoke_root / "tables" / f"{table}.tex").stat().st_size > 0
-    for name in figures_expected:
-        assert (smoke_root / "figures" / f"{name}.png").stat().st_size > 5_000
-        assert (smoke_root / "figures" / f"{name}.pdf").stat().st_size > 2_000
-        caption = (smoke_root / "figures" / f"{name}.txt").read_text()
+    assert (root / "tables" / f"{table}.tex").stat().st_size > 0
+    for name in SMOKE_FIGURES[table]:
+        assert (root / "figures" / f"{name}.png").stat().st_size > 5_000
+        assert (root / "figures" / f"{name}.pdf").stat().st_size > 2_000
+        caption = (root / "figures" / f"{name}.txt").read_text()
         assert caption.startswith("Figure ") and "Not run" not in caption, caption
     check_publishable(smoke_root / "tables", smoke_root / "figures", table, figures_expected)
 
@@ -588,6 +582,34 @@ def check_publishable(tables: Path, figures_dir: Path, table: str, figure_stems:
     assert "\\begin{table*}[t]" in tex and "\\resizebox{\\ifdim\\width>\\linewidth" in tex  # 9+ columns
     for name in figure_stems:
         assert "Watermark 'smoke profile — not paper results'" in (figures_dir / f"{name}.txt").read_text()
+
+
+@pytest.mark.slow
+def test_smoke_profile_end_to_end(tmp_path):
+    """``make table1 PROFILE=smoke``, the whole pipeline once: fixtures, the grid trained through ``train.py -m``,
+    the table and Figs. 3, 5, 6, 7 from those runs. (The other tables share every step but the rows; Table III's
+    smoke outputs are checked from runs below.)"""
+    proc = _make_table("table1", tmp_path)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    assert "UserWarning" not in proc.stderr and "No artists with labels" not in proc.stderr, proc.stderr[-4000:]
+    _check_smoke_outputs(tmp_path, "table1")
+
+
+def test_smoke_table3_and_figures_from_its_runs(tmp_path, capsys):
+    """``gsm-tables table3 --profile smoke --no-run`` on one run of each row (the records and test outputs the
+    trainer writes, gsm.results): the table with every row measured and Figs. 4 and 8, without a warning."""
+    import warnings
+
+    rng = np.random.default_rng(0)
+    for exp in paper.experiments(3):
+        write_run(tmp_path / "runs", exp, 0, "smoke", outputs=True, rng=rng, n_test=40)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(["table3", "--profile", "smoke", "--no-run", "--runs", str(tmp_path / "runs"),
+                     "--out", str(tmp_path / "tables"), "--figures-out", str(tmp_path / "figures")]) == 0
+    problems = [str(w.message) for w in caught if issubclass(w.category, UserWarning) or "No artists" in str(w.message)]
+    assert problems == [] and "Warning" not in capsys.readouterr().err
+    _check_smoke_outputs(tmp_path, "table3")
 
 
 # --------------------------------------------------------------------------- the authors' definitions, older records

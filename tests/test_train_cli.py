@@ -115,8 +115,7 @@ def test_help_does_not_import_torch_and_a_bad_key_is_one_line():
     assert out.stdout.startswith("gsm: G-softmax") and "head: gsoftmax, lsoftmax, msml, softmax" in out.stdout
     assert out.stdout.strip().endswith("EXIT 0 False"), out.stdout[-500:] + out.stderr[-2000:]
     for bad, says in (("trainer.epoch=3", "did you mean trainer.epochs?"), ("dataset=cifar1000", "cifar100")):
-        for entry in (["train.py"], ["-m", "gsm.train"]):
-            proc = run_cli("--help", bad) if entry == ["train.py"] else subprocess.run(
-                [sys.executable, *entry, "--help", bad], cwd=REPO, capture_output=True, text=True, timeout=120)
+        for entry in ("train.py", "python -m gsm.train"):
+            proc = run_cli("--help", bad, entry=entry)
             assert proc.returncode == 2 and proc.stderr.startswith("gsm: error:") and says in proc.stderr, proc.stderr
             assert "Traceback" not in proc.stderr
