@@ -719,7 +719,7 @@ def _choice_errors(overrides: list[Any], sources: tuple[tuple[str, str], ...], k
     is checked) or names a config group that does not exist (``heads=gsoftmax``, ``hydra/launchr=slurm``; a
     word close to no group is left to the key checks: ``epochs=5`` -> trainer.epochs); then a default that
     follows the choices made and is missing (:func:`_derived_errors`)."""
-    from hydra.core.override_parser.types import OverrideType
+    from hydra.core.override_parser.types import ChoiceSweep, OverrideType
 
     options = group_options(sources)
     errors = []
@@ -771,7 +771,7 @@ def check_overrides(argv: Sequence[str], config_dir: Path | str = CONFIG_DIR, co
     # of its flags here would drift from the installed Hydra's).
     from hydra._internal.utils import get_args_parser
     from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.core.override_parser.types import OverrideType
+    from hydra.core.override_parser.types import ChoiceSweep, OverrideType
     from hydra.errors import HydraException
 
     try:
@@ -816,8 +816,7 @@ def check_overrides(argv: Sequence[str], config_dir: Path | str = CONFIG_DIR, co
                 chosen.setdefault(group, option)
     # code-group options swept on the command line (head=softmax,gsoftmax): a key must be a setting of each
     swept = {ov.key_or_group: [str(v) for v in ov.sweep_string_iterator()] for ov in plain
-             if ov.key_or_group in CODE_GROUPS and ov.is_sweep_override() and not ov.is_interval_sweep()
-             and not ov.is_range_sweep()}
+             if ov.key_or_group in CODE_GROUPS and ov.is_choice_sweep() and isinstance(ov.value(), ChoiceSweep)}
     errors = []
     for ov in plain:
         key = ov.key_or_group

@@ -86,11 +86,14 @@ def run_cli(*args: str, cwd: Path = REPO, env: dict | None = None, timeout: int 
             entry: str = "train.py") -> subprocess.CompletedProcess:
     """``python train.py ARGS`` run in this process through :func:`gsm.cli.train`; returns what the process would
     have: exit code (``SystemExit``'s, 1 with the traceback on stderr for an uncaught exception), stdout, stderr.
-    ``entry="python -m gsm.train"``: through :func:`gsm.train.main` instead (``gsm-train`` and ``train.py`` both
-    call :func:`gsm.cli.train`). ``timeout`` is accepted for the signature of :func:`run_process` (an in-process
-    run is not cut short)."""
+    ``entry="python -m gsm.train"``: the package's ``__main__`` module, run as ``python -m`` runs it (it calls
+    :func:`gsm.cli.train` too, as ``gsm-train`` and ``train.py`` do). ``timeout`` is accepted for the signature of
+    :func:`run_process` (an in-process run is not cut short)."""
     if entry == "python -m gsm.train":
-        from gsm.train import main as train
+        import runpy
+
+        def train() -> None:
+            runpy.run_module("gsm.train", run_name="__main__", alter_sys=False)
     else:
         assert entry in ("train.py", "gsm-train"), entry
         from gsm.cli import train
