@@ -353,6 +353,32 @@ def loader_rate_per_worker(recipe: Recipe, shape: dict[str, Any], images: int = 
     return rates[0], rates[1]
 
 
+def process_start_seconds() -> float:
+    """Seconds a new trainer process takes before its first run: the interpreter, torch and the trainer's imports
+    (measured once, in a fresh process). A launcher pays it per process: once per command with the basic launcher,
+    once per job with SLURM or Ray."""
+    import subprocess
+    import sys
+
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import gsm.train.app"], check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+def data_setup_seconds(recipe: Recipe) -> float | None:
+    """Seconds one run takes to load and fingerprint its data (``load_splits`` without writing), when the data is
+    on this machine; None when it is not (the estimate then leaves it out and says so)."""
+    from gsm.data import load_splits
+    from gsm.errors import DataError
+
+    start = time.perf_counter()
+    try:
+        load_splits(dict(recipe.config["dataset"]), write=False)
+    except (DataError, ConfigError):
+        return None
+    return time.perf_counter() - start
+
+
 def probe(recipe: Recipe, device: torch.device, *, warmup: int, steps: int, eval_batches: int) -> dict[str, Any]:
     """Time one recipe on synthetic data (see the module docstring); returns the measurements."""
     from omegaconf import OmegaConf
@@ -403,7 +429,7 @@ def probe(recipe: Recipe, device: torch.device, *, warmup: int, steps: int, eval
     out = {"images_per_second": rate, "eval_images_per_second": eval_rate, "flops_per_image": flops,
            "peak_memory": peak_mem, "checkpoint_seconds": ckpt_wait, "checkpoint_write_seconds": ckpt_total,
            "checkpoint_bytes": ckpt_bytes, "metrics_seconds": metrics_s, "compiled": compiled, "shape": shape,
-           "startup_seconds": startup,
+           "startup_seconds": startup, "data_seconds": data_setup_seconds(recipe),
            "loader_images_per_second": None, "workers": None}
     if shape["files"] and shape["source"] is not None:
         per_worker_train, per_worker_eval = loader_rate_per_worker(recipe, shape)
@@ -442,6 +468,8 @@ def run_costs(cfg: dict[str, Any], m: dict[str, Any]) -> dict[str, float]:
     epoch_s = train_s + eval_s + ckpt_s
     extra = shape["train"] / eval_rate if cfg["trainer"].get("analyze_train") else 0.0  # final train-set pass
     extra += m.get("startup_seconds", 0.0)  # once per run: compiling, autotuning
+    extra += m.get("data_seconds") or 0.0  # once per run: loading and fingerprinting the data
+    extra += m.get("process_seconds", 0.0)  # once per process (each job of SLURM/Ray; at most once per run)
     head = cfg.get("head") or {}
     if head.get("init") == "empirical":  # μ, σ from the data: an eval-mode pass over head.init_batches batches
         batches = head.get("init_batches")
@@ -496,12 +524,15 @@ def run_estimate(experiments: list[str], profile: str, overrides: list[str], lau
     print(f"probe per recipe on synthetic data: {warmup} warm-up + {steps} timed training steps, "
           f"{eval_batches} evaluation batch(es), the test metrics, 1 checkpoint write; nothing is trained or kept\n")
 
+    process_s = process_start_seconds()
+    print(f"process start-up (python, torch, the trainer's imports; measured in a fresh process): {process_s:,.1f} s\n")
     measured: dict[str, dict[str, Any]] = {}
     print("| recipe | what | train images/s | GFLOP/image | MFU | peak memory | eval images/s | checkpoint s | "
-          "loader images/s | start-up s |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "loader images/s | start-up s | data set-up s |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for recipe in recipes:
         m = probe(recipe, dev, warmup=warmup, steps=steps, eval_batches=eval_batches)
+        m["process_seconds"] = process_s
         measured[recipe.name] = m
         mfu = m["flops_per_image"] * m["images_per_second"] / peak if peak else None
         m["mfu"] = mfu
@@ -511,7 +542,8 @@ def run_estimate(experiments: list[str], profile: str, overrides: list[str], lau
               f"{m['images_per_second']:,.1f} | {m['flops_per_image'] / 1e9:,.3f} | {_fmt(mfu, '.1%')} | "
               f"{_fmt(m['peak_memory'] / 2**30 if m['peak_memory'] else None, '.2f')}{' GiB' if m['peak_memory'] else ''} | "
               f"{m['eval_images_per_second']:,.1f} | {m['checkpoint_seconds']:.3f} "
-              f"({m['checkpoint_bytes'] / 2**20:,.1f} MiB) | {loader} | {m['startup_seconds']:,.1f} |", flush=True)
+              f"({m['checkpoint_bytes'] / 2**20:,.1f} MiB) | {loader} | {m['startup_seconds']:,.1f} | "
+              f"{_fmt(m['data_seconds'], ',.1f', 'n/a (data not here)')} |", flush=True)
 
     print("\n| experiment | recipe | images/s | MFU | peak memory | train s/epoch | eval s/epoch | "
           "checkpoint s/epoch | s/epoch | epochs | h/run |")
@@ -535,5 +567,7 @@ def run_estimate(experiments: list[str], profile: str, overrides: list[str], lau
           "checkpoint (the time the training loop waits for it); evaluation and checkpoints count once every "
           "trainer.eval_every / checkpoint_every epochs and at the last, averaged over the run's epochs. "
           "Hours per run add, once, the start-up: what the first training steps took beyond the steady pace "
-          "(torch.compile, cuDNN autotuning).")
+          "(torch.compile, cuDNN autotuning), the data set-up (loading and fingerprinting the data, where it is on "
+          "this machine) and the process start-up (paid per job with SLURM or Ray; with the basic launcher once per "
+          "command, so the total is then an upper bound).")
     return 0

@@ -150,8 +150,8 @@ def compose_train(*overrides: str):
     return cfg
 
 
-def train(root: Path, *overrides: str) -> dict:
-    """``gsm.train.run(cfg)`` in this process with ``output_root=root``; returns the run's results (the trainer's
+def train(root: Path, *overrides: str) -> "RunRecord | None":
+    """``gsm.train.run(cfg)`` in this process with ``output_root=root``; returns the run's record (the trainer's
     errors are raised as they are)."""
     import gsm.train
 

@@ -45,6 +45,9 @@ def test_smoke_estimate_on_cpu_prints_every_row_and_writes_nothing(tmp_path, mon
     recipes = _table(out, "recipe")
     assert len(recipes) == 1  # same model, head, batch and data: one probe serves both rows
     assert _num(recipes[0]["GFLOP/image"]) > 0
+    assert recipes[0]["data set-up s"] == "n/a (data not here)"  # no fixtures under this tmp_path
+    process_s = float(out.split("process start-up (python, torch, the trainer's imports; measured in a fresh process): ")[1].split()[0])
+    assert process_s > 0
     rows = {r["experiment"]: r for r in _table(out, "experiment")}
     assert set(rows) == set(SMOKE_WRN)
     for row in rows.values():
@@ -113,6 +116,10 @@ def test_run_costs_add_up_from_the_probe():
     assert sparse["hours"] == pytest.approx(10 * (10.0 + 0.4 + 0.9) / 3600)
     compiled = estimate.run_costs({"trainer": {"epochs": 10}}, {**m, "startup_seconds": 90.0})
     assert compiled["epoch_s"] == c["epoch_s"] - 1.5 + 3.0 and compiled["hours"] == pytest.approx((10 * 14.0 + 90) / 3600)
+    # once per run: the data's loading and fingerprinting (where the data is here) and the process start-up
+    setup = estimate.run_costs({"trainer": {"epochs": 10}}, {**m, "data_seconds": 12.0, "process_seconds": 6.0})
+    assert setup["hours"] == pytest.approx((10 * 14.0 + 12 + 6) / 3600)
+    assert estimate.run_costs({"trainer": {"epochs": 10}}, {**m, "data_seconds": None})["hours"] == pytest.approx(140 / 3600)
     # head.init=empirical: one eval-mode pass over head.init_batches training batches (null: the whole set), once
     whole = estimate.run_costs({"trainer": {"epochs": 10, "batch_size": 50}, "head": {"init": "empirical", "init_batches": None}}, m)
     assert whole["hours"] == pytest.approx((10 * 14.0 + 1000 / 400) / 3600)

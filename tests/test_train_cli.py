@@ -119,3 +119,24 @@ def test_help_does_not_import_torch_and_a_bad_key_is_one_line():
             proc = run_cli("--help", bad, entry=entry)
             assert proc.returncode == 2 and proc.stderr.startswith("gsm: error:") and says in proc.stderr, proc.stderr
             assert "Traceback" not in proc.stderr
+
+
+def test_run_returns_the_record_that_results_json_holds(tmp_path, capsys):
+    """``gsm.train.run(cfg)`` returns the typed record: the one it wrote, and on a rerun the one it skipped to."""
+    from conftest import run_dir_of, train
+
+    import json
+
+    from gsm.results import RunRecord, read_record
+
+    args = ("dataset=digits", "head=gsoftmax", "trainer.epochs=1", "dataset.subset=64", "trainer.analyze_train=false")
+    first = train(tmp_path, *args)
+    assert isinstance(first, RunRecord)
+    written = read_record(run_dir_of(tmp_path) / "results.json")
+    same = lambda a, b: json.dumps(a.to_dict(), sort_keys=True) == json.dumps(b.to_dict(), sort_keys=True)  # NaN too
+    assert same(first, written)
+    assert first.mu_init == 0.0 and first.learned is not None and len(first.learned.mu) == 10
+    again = train(tmp_path, *args)  # finished: skipped, the recorded record comes back
+    assert "this run is finished" in capsys.readouterr().out
+    assert isinstance(again, RunRecord) and same(again, written)
+    assert train(tmp_path, *args, "dry_run=true") is None

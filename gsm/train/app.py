@@ -28,6 +28,7 @@ from gsm import config, runs
 from gsm.data import load_splits
 from gsm.environment import environment
 from gsm.errors import GsmError
+from gsm.results import RunRecord
 from gsm.train.build import build_model, build_run, per_process_batch
 from gsm.train.device import Dist, close_distributed, cpu_threads, init_distributed, resolve_device
 from gsm.train.epochs import Run, Terminated
@@ -40,8 +41,9 @@ log = logging.getLogger("gsm.train")
 CONFIG_DIR = str(config.CONFIG_DIR)
 
 
-def run(cfg: DictConfig, status: RunStatus | None = None) -> dict[str, Any] | None:
-    """Train and evaluate one config; returns the results dict (None for dry runs). ``status`` (a fresh one when
+def run(cfg: DictConfig, status: RunStatus | None = None) -> RunRecord | None:
+    """Train and evaluate one config; returns its :class:`gsm.results.RunRecord` (what results.json holds; the
+    recorded one when the run had finished before), None for a dry run. ``status`` (a fresh one when
     None) follows where the run stands, for the caller's messages when it ends early."""
     config.validate_config(cfg)
     status = status if status is not None else RunStatus()
@@ -59,7 +61,7 @@ def run(cfg: DictConfig, status: RunStatus | None = None) -> dict[str, Any] | No
 
 
 def _prepare_and_train(cfg: DictConfig, dist: Dist, device: torch.device, status: RunStatus,
-                       wall_start: float) -> dict[str, Any] | None:
+                       wall_start: float) -> RunRecord | None:
     """Data, model and what trains it, then the run folder (skip a finished run, else take it), then
     :meth:`Run.train`."""
     sig = runs.signature(cfg)
@@ -165,9 +167,9 @@ def _hydra_main(cfg: DictConfig) -> float | None:
             record_failure(hc.sweep.dir, int(hc.job.num), list(hc.overrides.task), str(exc))
             return None
         sys.exit(2)
-    if not results:
+    if results is None:
         return None
-    return results.get("top1_error_frac", results.get("mAP_frac"))
+    return results.mAP_frac if results.multilabel else results.top1_error_frac
 
 
 def main() -> None:

@@ -16,6 +16,7 @@ from torch import nn
 from gsm.data.types import DatasetSplits
 from gsm.environment import segments
 from gsm.errors import TrainingError
+from gsm.results import RunRecord
 from gsm.train.build import BuiltRun
 from gsm.train.checkpoints import Checkpointer, checkpoint_state, restore
 from gsm.train.device import Dist, sync_buffers
@@ -50,8 +51,8 @@ class Run:
     def epochs(self) -> int:
         return int(self.cfg.trainer.epochs)
 
-    def train(self) -> dict[str, Any]:
-        """Train the remaining epochs and record the results; returns the results dict."""
+    def train(self) -> RunRecord:
+        """Train the remaining epochs and record the results; returns the run's record."""
         state = self.start()
         train_model = self.parts.training_model(self.dist, self.device)
         checkpointer = None
@@ -145,7 +146,7 @@ class Run:
         return last_eval, last_metrics
 
     def finish(self, state: TrainState, last_eval: EvalOutputs | None, last_metrics: dict[str, Any] | None,
-               reporter: Reporter) -> dict[str, Any]:
+               reporter: Reporter) -> RunRecord:
         """The final analysis and the record; rank 0 writes test_outputs.pt, then results.json (a run is
         finished exactly when its record exists)."""
         cfg, dist, parts, multilabel = self.cfg, self.dist, self.parts, self.splits.multilabel
@@ -157,17 +158,16 @@ class Run:
             train_eval = evaluate(model, parts.data.train_eval, dist, parts.amp)
         record = build_results(cfg, model, self.splits, last_eval, train_eval, state, time.perf_counter() - self.wall_start,
                                self.sig, self.env, self.run_dir, metrics=last_metrics)
-        results = record.to_dict()
         if dist.is_main:
             headline_key = "mAP_frac" if multilabel else "top1_error_frac"
             hp = {"dataset": cfg.dataset.name, "model": cfg.model.name, "head": cfg.head.name, "seed": int(cfg.seed),
                   "lr": float(cfg.optimizer.lr), "epochs": self.epochs, **model.head.hparams()}
-            reporter.hparams(hp, {headline_key: results[headline_key]})
+            reporter.hparams(hp, {headline_key: getattr(record, headline_key)})
             save_outputs(self.run_dir / "test_outputs.pt", last_eval, multilabel)
             record.write(self.run_dir / "results.json")
-            log.info("finished: %s=%s | results: %s", headline_key, _fmt(results[headline_key]), self.run_dir / "results.json")
+            log.info("finished: %s=%s | results: %s", headline_key, _fmt(getattr(record, headline_key)), self.run_dir / "results.json")
         dist.barrier()
-        return results
+        return record
 
 
 def _fmt(value: Any) -> str:

@@ -16,6 +16,7 @@ from gsm import runs
 from gsm.data import fingerprint_differences
 from gsm.data.types import DatasetSplits
 from gsm.errors import DataError
+from gsm.results import ResultsError, RunRecord, read_record
 
 log = logging.getLogger("gsm.train")
 
@@ -56,10 +57,9 @@ def locate_run_dir(cfg: DictConfig, sig: str) -> Path:
 
 
 def finished_results(run_dir: Path, splits: DatasetSplits, cfg: DictConfig, env_now: dict[str, Any],
-                     warn: bool = True) -> dict[str, Any] | None:
-    """The results of a finished run that this config may skip to, after checking its data; None when the run
+                     warn: bool = True) -> RunRecord | None:
+    """The record of a finished run that this config may skip to, after checking its data; None when the run
     must (re)train. Reads only: a skipped run's folder is left exactly as it was."""
-    from gsm.results import ResultsError, read_record
 
     path = run_dir / "results.json"
     if cfg.trainer.force or not path.exists():
@@ -90,7 +90,7 @@ def finished_results(run_dir: Path, splits: DatasetSplits, cfg: DictConfig, env_
         print(f"gsm: note: this run was made in another environment ({', '.join(changes)}); trainer.force=true retrains",
               file=sys.stderr)
     print(f"gsm: this run is finished; results: {path} (trainer.force=true retrains)")
-    return res
+    return record
 
 
 def take_run_dir(run_dir: Path, cfg: DictConfig) -> runs.RunLock:
