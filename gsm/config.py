@@ -37,8 +37,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gsm.errors import ConfigError
+from gsm.settings import TrainerSettings
 from gsm.values import DIST_UPDATES, LOSS_REDUCTIONS
-from gsm.values import boolean, head_fits_labels, integer, is_int, number, one_of, text
+from gsm.values import boolean, head_fits_labels, integer, number, one_of, text
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -376,20 +377,6 @@ def _choice(*valid: Any, allow_none: bool = False) -> Callable[[str, Any], Any]:
     return lambda k, v: one_of(k, v, valid, allow_none=allow_none)
 
 
-def _amp(key: str, value: Any) -> Any:
-    if value is None or value is False or (isinstance(value, str) and value.lower() in ("bf16", "fp16", "none")):
-        return value
-    raise ConfigError(f"{key} must be one of bf16, fp16, none (got {value!r})")
-
-
-def _workers(key: str, value: Any) -> Any:
-    if value == "auto":
-        return value
-    if is_int(value) and value >= 0:
-        return value
-    raise ConfigError(f"{key} must be auto or an integer >= 0 (got {value!r})")
-
-
 _bool = boolean
 RULES: dict[str, Callable[[str, Any], Any]] = {
     "seed": _int(0),
@@ -400,25 +387,7 @@ RULES: dict[str, Callable[[str, Any], Any]] = {
     "recipe.lsoftmax_gamma": _num(minimum=0),
     "recipe.loss_reduction": _choice(*LOSS_REDUCTIONS),
     "recipe.dist_update": _choice(*DIST_UPDATES),
-    "trainer.epochs": _int(1),
-    "trainer.batch_size": _int(1),
-    "trainer.eval_batch_size": _int(1, allow_none=True),
-    "trainer.device": _choice("auto", "cpu", "cuda"),
-    "trainer.amp": _amp,
-    "trainer.channels_last": _bool,
-    "trainer.compile": _choice(True, False, "auto"),
-    "trainer.compile_mode": _choice("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs",
-                                    allow_none=True),
-    "trainer.num_workers": _workers,
-    "trainer.progress": _bool,
-    "trainer.analyze_train": _bool,
-    "trainer.force": _bool,
-    "trainer.resume_anyway": _bool,
-    "trainer.cpu_threads": _int(1, allow_none=True),
-    "trainer.wait_for_lock": _choice(True, False, None),
-    "trainer.log_every_n_steps": _int(0, allow_none=True),
-    "trainer.checkpoint_every": _int(1),
-    "trainer.eval_every": _int(1),
+    **TrainerSettings.checks(),  # trainer.*: gsm/settings.py declares each key once
     "optimizer.lr": _num(minimum=0),
     "optimizer.weight_decay": _num(minimum=0),
     "optimizer.momentum": _num(minimum=0, below=1),

@@ -42,9 +42,10 @@ from torch import Tensor
 from gsm.data import DATASETS
 from gsm.errors import ConfigError
 from gsm.heads import init_from_data
-from gsm.train.build import build_model, build_run, eval_batch_size
+from gsm.settings import TrainerSettings
+from gsm.train.build import build_model, build_run
 from gsm.train.checkpoints import Checkpointer, checkpoint_state
-from gsm.train.device import Dist
+from gsm.train.device import Dist, Machine
 from gsm.train.loop import EvalOutputs, compute_metrics, evaluate, train_one_epoch
 from gsm.train.state import RunStatus, TrainState
 
@@ -94,12 +95,12 @@ class Recipe:
                 "flip": bool(ds.get("flip", False))}
 
     @property
-    def batch_size(self) -> int:
-        return int(self.config["trainer"]["batch_size"])
+    def trainer(self) -> TrainerSettings:
+        return TrainerSettings.from_config(self.config["trainer"])
 
     @property
-    def eval_batch_size(self) -> int:
-        return eval_batch_size(self.config["trainer"])  # as the trainer sizes it for one process
+    def batch_size(self) -> int:
+        return self.trainer.batch_size
 
 
 def recipe_key(cfg: dict[str, Any]) -> str:
@@ -391,15 +392,16 @@ def probe(recipe: Recipe, device: torch.device, *, warmup: int, steps: int, eval
     torch.manual_seed(int(cfg["seed"]))
     model = build_model(dcfg, num_classes=shape["num_classes"], multilabel=shape["multilabel"],
                         in_channels=shape["in_channels"], image_size=shape["image_size"])
-    parts = build_run(dcfg, device, model)  # the trainer's set-up; the batches are the probe's own
-    optimizer, scheduler, scaler, amp = parts.optimizer, parts.scheduler, parts.scaler, parts.amp
-    channels_last, compiled = parts.channels_last, parts.compiled
-    train_model = parts.training_model(Dist(), device)
+    machine = Machine.decide(recipe.trainer, device)  # one process, as the trainer decides it on this device
+    parts = build_run(dcfg, recipe.trainer, machine, model)  # the trainer's set-up; the batches are the probe's own
+    optimizer, scheduler, scaler, amp = parts.optimizer, parts.scheduler, parts.scaler, machine.amp
+    channels_last, compiled = machine.channels_last, machine.compiled
+    train_model = parts.training_model(machine)
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
 
-    bs, ebs = recipe.batch_size, recipe.eval_batch_size
+    bs, ebs = machine.batch_size, machine.eval_batch_size
     if getattr(model.head, "needs_data_init", False):  # head.init=empirical: a step's cost does not depend on μ, σ
         init_from_data(model, make_loader(shape, ebs, 1, False, device, channels_last, seed=0), amp=amp)
     warm = make_loader(shape, bs, warmup, True, device, channels_last, seed=1)
@@ -433,7 +435,7 @@ def probe(recipe: Recipe, device: torch.device, *, warmup: int, steps: int, eval
            "loader_images_per_second": None, "workers": None}
     if shape["files"] and shape["source"] is not None:
         per_worker_train, per_worker_eval = loader_rate_per_worker(recipe, shape)
-        workers = parts.num_workers  # the trainer's trainer.num_workers (auto: gsm.data.loaders.auto_num_workers)
+        workers = machine.num_workers  # the trainer's trainer.num_workers (auto: gsm.data.loaders.auto_num_workers)
         out["workers"] = workers
         out["loader_images_per_second"] = per_worker_train * max(1, workers)
         out["loader_eval_images_per_second"] = per_worker_eval * max(1, workers)

@@ -28,12 +28,11 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from gsm.errors import CheckpointError, ConfigError, GsmError
+from gsm.settings import TrainerSettings
 
 # Settings that do not change a run's numbers (where and how fast it runs, how it reports).
 NON_RESULT_KEYS = {
-    "trainer": {"device", "force", "compile", "compile_mode", "num_workers", "progress", "eval_batch_size",
-                "checkpoint_every", "eval_every", "cpu_threads", "wait_for_lock", "log_every_n_steps",
-                "resume_anyway"},
+    "trainer": TrainerSettings.non_result_keys(),  # declared per key in gsm/settings.py
     "dataset": {"root", "download", "cache", "cache_dir"},
 }
 RESULT_GROUPS = ("dataset", "model", "head", "optimizer", "schedule", "trainer", "seed")

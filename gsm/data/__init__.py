@@ -21,6 +21,7 @@ import importlib
 import pkgutil
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -141,6 +142,8 @@ def load_splits(cfg: Mapping[str, Any], *, write: bool = True) -> DatasetSplits:
         if len(getattr(splits, split_name)) == 0:
             raise DataError(f"dataset={splits.name}: the {split_name} split is empty (dataset.root={cfg.get('root')!r})")
     splits.fingerprint = data_fingerprint(splits)
+    root = cfg.get("root")
+    splits.root = str(Path(str(root)).expanduser().resolve()) if root not in (None, "") else None
     return splits
 
 

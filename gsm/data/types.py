@@ -49,6 +49,7 @@ class DatasetSplits:
     flip: bool = False
     notes: dict[str, Any] = field(default_factory=dict)
     fingerprint: dict[str, Any] = field(default_factory=dict)  # set by gsm.data.load_splits
+    root: str | None = None  # dataset.root as an absolute path (None: the set needs none); set by gsm.data.load_splits
 
 
 @dataclass(frozen=True)

@@ -2,9 +2,10 @@
 ``python -m gsm.train``, all through :func:`gsm.cli.train`, which calls :func:`main` here).
 
 A run goes through its stages in this order, each in the module named:
-validate the config (gsm.config) → threads, device, processes (device) → data, model, loaders, optimiser,
-schedule, compile decision (build) → the run folder: skip a finished run, lock, tidy (folders) → resume or
-empirical μ/σ init, the epochs, the record (epochs, with loop, checkpoints and outputs).
+validate the config (gsm.config) and read trainer.* once (gsm.settings) → threads, device, processes, AMP,
+compile decision, batch per process (device: :class:`Machine`) → data, model, loaders, optimiser, schedule
+(build) → the run folder: skip a finished run, lock, tidy (folders) → resume or empirical μ/σ init, the
+epochs, the record (epochs, with loop, checkpoints and outputs).
 docs/runs.md says when a rerun trains, resumes or skips.
 """
 
@@ -13,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import signal
 import sys
 import time
@@ -29,10 +29,11 @@ from gsm.data import load_splits
 from gsm.environment import environment
 from gsm.errors import GsmError
 from gsm.results import RunRecord
-from gsm.train.build import build_model, build_run, per_process_batch
-from gsm.train.device import Dist, close_distributed, cpu_threads, init_distributed, resolve_device
+from gsm.settings import TrainerSettings
+from gsm.train.build import build_model, build_run
+from gsm.train.device import Machine, close_distributed
 from gsm.train.epochs import Run, Terminated
-from gsm.train.folders import finished_results, in_sweep, locate_run_dir, record_invocation, take_run_dir, tidy_run_dir
+from gsm.train.folders import claim_run_dir, in_sweep
 from gsm.train.outputs import attach_log_file, detach_log_file
 from gsm.train.state import RunStatus
 
@@ -46,26 +47,25 @@ def run(cfg: DictConfig, status: RunStatus | None = None) -> RunRecord | None:
     recorded one when the run had finished before), None for a dry run. ``status`` (a fresh one when
     None) follows where the run stands, for the caller's messages when it ends early."""
     config.validate_config(cfg)
+    trainer = TrainerSettings.from_config(cfg.trainer)
     status = status if status is not None else RunStatus()
     wall_start = time.perf_counter()
-    torch.set_num_threads(cpu_threads(cfg))
-    device = resolve_device(str(cfg.trainer.device), int(os.environ.get("LOCAL_RANK", "0")))
-    dist = init_distributed(device)
-    if not dist.is_main:
+    machine = Machine.set_up(trainer)
+    if not machine.dist.is_main:
         logging.getLogger("gsm").setLevel(logging.WARNING)
     try:
         with stop_on_sigterm(status):
-            return _prepare_and_train(cfg, dist, device, status, wall_start)
+            return _prepare_and_train(cfg, trainer, machine, status, wall_start)
     finally:
-        close_distributed(dist)
+        close_distributed(machine.dist)
 
 
-def _prepare_and_train(cfg: DictConfig, dist: Dist, device: torch.device, status: RunStatus,
+def _prepare_and_train(cfg: DictConfig, trainer: TrainerSettings, machine: Machine, status: RunStatus,
                        wall_start: float) -> RunRecord | None:
     """Data, model and what trains it, then the run folder (skip a finished run, else take it), then
     :meth:`Run.train`."""
+    dist = machine.dist
     sig = runs.signature(cfg)
-    per_process_batch(cfg, dist)  # a batch the processes cannot share fails before anything is loaded
     torch.manual_seed(int(cfg.seed))  # before anything random: the data's subset, the model's initial weights
     splits = load_splits(cfg.dataset, write=not cfg.dry_run)  # a dry run writes nothing (no cache, no download)
     model = build_model(cfg, num_classes=splits.num_classes, multilabel=splits.multilabel,
@@ -79,35 +79,22 @@ def _prepare_and_train(cfg: DictConfig, dist: Dist, device: torch.device, status
             }))
         return None
 
-    parts = build_run(cfg, device, model, dist=dist, splits=splits)  # loaders, optimiser, schedule, compile
-    env = environment(device, dist.world_size, parts.num_workers, parts.compiled)
-    run_dir = dist.from_main(locate_run_dir(cfg, sig) if dist.is_main else None)
-    done = dist.on_main(lambda: finished_results(run_dir, splits, cfg, env))
-    if done is not None:
-        return done
-
-    lock = log_handler = None
-    if dist.is_main:
-        lock = take_run_dir(run_dir, cfg)
+    parts = build_run(cfg, trainer, machine, model, splits=splits)  # loaders, optimiser, schedule
+    env = environment(machine.device, dist.world_size, machine.num_workers, machine.compiled)
+    claim = claim_run_dir(cfg, trainer, sig, splits, env, dist)
+    if claim.finished is not None:
+        return claim.finished
+    log_handler = attach_log_file(claim.run_dir) if dist.is_main else None
     try:
-        done = dist.on_main(lambda: finished_results(run_dir, splits, cfg, env, warn=False))  # finished while we waited?
-        if done is not None:
-            return done
-        if dist.is_main:
-            tidy_run_dir(run_dir, bool(cfg.trainer.force))
-            log_handler = attach_log_file(run_dir)
-            record_invocation(run_dir, cfg)
         dist.barrier()  # every rank now sees the same checkpoint state
-        results = Run(cfg, dist, device, status, sig, splits, parts, env, run_dir, wall_start).train()
+        return Run(cfg, trainer, machine, status, sig, splits, parts, env, claim.run_dir, wall_start).train()
     except GsmError as exc:  # the run's own log ends with the line the user sees (gsm-tables status reads it)
         detach_log_file(log_handler, exc)
         log_handler = None
         raise
     finally:
         detach_log_file(log_handler)
-        if lock is not None:
-            lock.release()
-    return results
+        claim.release()
 
 
 @contextlib.contextmanager

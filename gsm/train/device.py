@@ -1,6 +1,7 @@
-"""Where a run computes: the device, the processes of a DDP run (:class:`Dist`), AMP, CPU threads, loader workers
-and whether to ``torch.compile``. Every value comes from the config as :func:`gsm.config.validate_config`
-checked it; what is decided here is only what depends on the machine (a GPU, the cores, ``torchrun``)."""
+"""Where a run computes (:class:`Machine`): the device, the processes of a DDP run (:class:`Dist`), CPU threads,
+loader workers, AMP, channels-last, whether to ``torch.compile`` and each process's batch. Every value comes from
+the checked :class:`gsm.settings.TrainerSettings`; what is decided here is only what depends on the machine
+(a GPU, the cores, ``torchrun``), once, at the start of the run."""
 
 from __future__ import annotations
 
@@ -10,10 +11,10 @@ from typing import Any, Callable
 
 import torch
 import torch.distributed as torch_dist
-from omegaconf import DictConfig
 from torch import Tensor, nn
 
 from gsm.errors import ConfigError
+from gsm.settings import TrainerSettings
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}
 
@@ -84,35 +85,73 @@ def close_distributed(dist: Dist) -> None:
         torch_dist.destroy_process_group()
 
 
-def amp_dtype(cfg: DictConfig, device: torch.device) -> torch.dtype | None:
-    """``trainer.amp`` as a dtype; AMP only on the GPU (None on the CPU and for ``none``)."""
-    name = str(cfg.trainer.amp).lower() if cfg.trainer.amp not in (None, False) else "none"
-    return AMP_DTYPES[name] if device.type == "cuda" else None
-
-
-def cpu_threads(cfg: DictConfig) -> int:
+def cpu_threads(trainer: TrainerSettings) -> int:
     """``trainer.cpu_threads``, or the cores this process may use shared among the local processes."""
-    want = cfg.trainer.cpu_threads
-    if want is None:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        want = max(1, cores // max(1, local_processes()))
-    return int(want)
+    if trainer.cpu_threads is not None:
+        return trainer.cpu_threads
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // max(1, local_processes()))
 
 
-def num_workers(cfg: DictConfig) -> int:
+def num_workers(trainer: TrainerSettings) -> int:
     """``trainer.num_workers``: ``auto`` is :func:`gsm.data.loaders.auto_num_workers` for this machine's processes."""
-    value = cfg.trainer.num_workers
-    if value == "auto":
+    if trainer.num_workers == "auto":
         from gsm.data.loaders import auto_num_workers
 
         return auto_num_workers(local_processes())
-    return int(value)
+    return int(trainer.num_workers)
 
 
-def compile_enabled(cfg: DictConfig, device: torch.device) -> bool:
-    """``trainer.compile``: ``auto`` compiles on CUDA only."""
-    value = cfg.trainer.compile
-    return device.type == "cuda" if value == "auto" else bool(value)
+def per_process_batch(trainer: TrainerSettings, world_size: int) -> int:
+    """``trainer.batch_size`` (the global batch) split over the DDP processes; it must divide evenly."""
+    if trainer.batch_size % world_size:
+        raise ConfigError(f"trainer.batch_size={trainer.batch_size} (the global batch) must be a positive multiple "
+                          f"of the {world_size} processes")
+    return trainer.batch_size // world_size
+
+
+@dataclass(frozen=True)
+class Machine:
+    """How one process of a run computes, decided once from ``trainer.*`` (:meth:`set_up` for the trainer,
+    :meth:`decide` for a given device, as the estimate probes one)."""
+
+    device: torch.device
+    dist: Dist
+    cpu_threads: int
+    num_workers: int  # DataLoader workers of the JPEG sets
+    amp: torch.dtype | None  # autocast dtype: trainer.amp on CUDA, None (float32) on the CPU
+    channels_last: bool  # trainer.channels_last, CUDA only
+    compiled: bool  # trainer.compile (auto: on CUDA)
+    compile_mode: str | None
+    batch_size: int  # this process's share of trainer.batch_size
+    eval_batch_size: int  # trainer.eval_batch_size; null: 4 x the per-process training batch
+
+    @classmethod
+    def decide(cls, trainer: TrainerSettings, device: torch.device, dist: Dist | None = None) -> Machine:
+        """The decisions for ``device`` and ``dist`` (one process when None); changes nothing."""
+        dist = dist or Dist()
+        cuda = device.type == "cuda"
+        batch = per_process_batch(trainer, dist.world_size)  # a batch the processes cannot share fails here
+        return cls(
+            device=device, dist=dist, cpu_threads=cpu_threads(trainer), num_workers=num_workers(trainer),
+            amp=AMP_DTYPES[trainer.amp] if cuda else None, channels_last=trainer.channels_last and cuda,
+            compiled=cuda if trainer.compile == "auto" else bool(trainer.compile),
+            compile_mode=trainer.compile_mode or None, batch_size=batch,
+            eval_batch_size=trainer.eval_batch_size if trainer.eval_batch_size is not None else 4 * batch,
+        )
+
+    @classmethod
+    def set_up(cls, trainer: TrainerSettings) -> Machine:
+        """This process's machine: its CPU threads set, its device chosen (``trainer.device``; torchrun's
+        LOCAL_RANK picks the GPU) and, under torchrun, the process group joined."""
+        torch.set_num_threads(cpu_threads(trainer))
+        device = resolve_device(trainer.device, int(os.environ.get("LOCAL_RANK", "0")))
+        dist = init_distributed(device)
+        try:
+            return cls.decide(trainer, device, dist)
+        except BaseException:
+            close_distributed(dist)
+            raise
 
 
 def sync_buffers(model: nn.Module, dist: Dist) -> None:

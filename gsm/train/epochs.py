@@ -19,8 +19,8 @@ from gsm.errors import TrainingError
 from gsm.results import RunRecord
 from gsm.train.build import BuiltRun
 from gsm.train.checkpoints import Checkpointer, checkpoint_state, restore
-from gsm.train.device import Dist, sync_buffers
-from gsm.train.folders import data_root
+from gsm.settings import TrainerSettings
+from gsm.train.device import Dist, Machine, sync_buffers
 from gsm.train.loop import EvalOutputs, check_finite, compute_metrics, empirical_init, evaluate, log_every_steps, train_one_epoch
 from gsm.train.outputs import Reporter, build_results, epoch_row, save_outputs
 from gsm.train.state import RunStatus, TrainState
@@ -37,8 +37,8 @@ class Run:
     """What the stages of one run share, from its folder on."""
 
     cfg: DictConfig
-    dist: Dist
-    device: torch.device
+    trainer: TrainerSettings  # the checked trainer.* values
+    machine: Machine  # device, processes, AMP, batch per process
     status: RunStatus  # where the run stands (the entry point's exit messages read it)
     sig: str  # the run signature (gsm.runs.signature)
     splits: DatasetSplits
@@ -49,15 +49,19 @@ class Run:
 
     @property
     def epochs(self) -> int:
-        return int(self.cfg.trainer.epochs)
+        return self.trainer.epochs
+
+    @property
+    def dist(self) -> Dist:
+        return self.machine.dist
 
     def train(self) -> RunRecord:
         """Train the remaining epochs and record the results; returns the run's record."""
         state = self.start()
-        train_model = self.parts.training_model(self.dist, self.device)
+        train_model = self.parts.training_model(self.machine)
         checkpointer = None
         if self.dist.is_main:
-            checkpointer = Checkpointer(self.run_dir / "checkpoints" / "last.pt", self.device.type == "cuda", self.status)
+            checkpointer = Checkpointer(self.run_dir / "checkpoints" / "last.pt", self.machine.device.type == "cuda", self.status)
         reporter = Reporter(self.run_dir, self.dist.is_main)
         try:
             last_eval, last_metrics = self.train_epochs(state, train_model, checkpointer, reporter)
@@ -70,15 +74,15 @@ class Run:
         parts, ckpt_path = self.parts, self.run_dir / "checkpoints" / "last.pt"
         if ckpt_path.exists():
             state = restore(ckpt_path, parts.model, parts.optimizer, parts.scheduler, parts.scaler, self.sig,
-                            self.splits.fingerprint, data_root(self.cfg), self.env, bool(self.cfg.trainer.resume_anyway))
+                            self.splits.fingerprint, self.splits.root, self.env, self.trainer.resume_anyway)
             self.status.checkpoint_epoch = state.epoch
             log.info("resuming %s from epoch %d/%d", self.run_dir, state.epoch, self.epochs)
         else:
             state = TrainState(environments=segments([], self.env, 1))
             if parts.model.head.empirical_init:
-                empirical_init(parts.model, parts.data.train, self.dist, parts.amp)
+                empirical_init(parts.model, parts.data.train, self.dist, self.machine.amp)
         log.info("run dir %s | %s on %s x%d | %d train / %d test images | %d CPU threads", self.run_dir,
-                 self.cfg.model.name, self.device, self.dist.world_size, len(self.splits.train), len(self.splits.test),
+                 self.cfg.model.name, self.machine.device, self.dist.world_size, len(self.splits.train), len(self.splits.test),
                  torch.get_num_threads())
         return state
 
@@ -87,10 +91,10 @@ class Run:
         """Epochs ``state.epoch + 1 .. trainer.epochs``; returns the last evaluation and its metrics (None when
         no epoch was left to train). A SIGTERM after an epoch's training raises :class:`Terminated` once its
         checkpoint is written."""
-        cfg, dist, parts, status, epochs = self.cfg, self.dist, self.parts, self.status, self.epochs
+        trainer, dist, amp, parts, status, epochs = self.trainer, self.dist, self.machine.amp, self.parts, self.status, self.epochs
         model, data, multilabel = parts.model, parts.data, self.splits.multilabel
-        log_every = log_every_steps(cfg, len(data.train))
-        every, eval_every = int(cfg.trainer.checkpoint_every), int(cfg.trainer.eval_every)
+        log_every = log_every_steps(trainer, len(data.train))
+        every, eval_every = trainer.checkpoint_every, trainer.eval_every
         last_eval: EvalOutputs | None = None
         last_metrics: dict[str, Any] | None = None
         try:
@@ -98,8 +102,8 @@ class Run:
                 status.epoch = epoch + 1
                 lr = parts.optimizer.param_groups[0]["lr"]
                 train_stats = train_one_epoch(
-                    train_model, model.head, data.train, parts.optimizer, parts.scaler, parts.amp, epoch,
-                    bool(cfg.trainer.progress) and dist.is_main, log_every=log_every, epochs=epochs,
+                    train_model, model.head, data.train, parts.optimizer, parts.scaler, amp, epoch,
+                    trainer.progress and dist.is_main, log_every=log_every, epochs=epochs,
                     world_size=dist.world_size, on_step=reporter.step if reporter.writer else None,
                     step_every=log_every or max(1, len(data.train) // 10), status=status)
                 status.defer_sigterm = True  # the epoch is trained: a SIGTERM from here waits for its checkpoint
@@ -108,7 +112,7 @@ class Run:
                 eval_seconds, metrics = 0.0, {}
                 if (epoch + 1) % eval_every == 0 or epoch + 1 == epochs:  # evaluation changes no state or RNG stream
                     t0 = time.perf_counter()
-                    last_eval = evaluate(model, data.test, dist, parts.amp, log_every=log_every)
+                    last_eval = evaluate(model, data.test, dist, amp, log_every=log_every)
                     eval_seconds = time.perf_counter() - t0
                     if not torch.isfinite(last_eval.logits).all():
                         raise TrainingError(f"epoch {epoch + 1}: the model's test outputs are not finite (diverged). "
@@ -126,7 +130,7 @@ class Run:
                 due = (epoch + 1) % every == 0 or epoch + 1 == epochs or status.sigterm  # a SIGTERM: keep this epoch
                 if checkpointer is not None and due:
                     checkpointer.save(checkpoint_state(model, parts.optimizer, parts.scheduler, parts.scaler, state,
-                                                       self.sig, self.splits.fingerprint, data_root(cfg), self.env),
+                                                       self.sig, self.splits.fingerprint, self.splits.root, self.env),
                                       epoch + 1)
                 row["checkpoint_seconds"] = time.perf_counter() - t0
                 reporter.epoch(row, model.head)
@@ -149,13 +153,13 @@ class Run:
                reporter: Reporter) -> RunRecord:
         """The final analysis and the record; rank 0 writes test_outputs.pt, then results.json (a run is
         finished exactly when its record exists)."""
-        cfg, dist, parts, multilabel = self.cfg, self.dist, self.parts, self.splits.multilabel
+        cfg, dist, amp, parts, multilabel = self.cfg, self.dist, self.machine.amp, self.parts, self.splits.multilabel
         model = parts.model
         if last_eval is None:  # resumed after the last epoch's checkpoint
-            last_eval = evaluate(model, parts.data.test, dist, parts.amp)
+            last_eval = evaluate(model, parts.data.test, dist, amp)
         train_eval = None
-        if cfg.trainer.analyze_train and parts.data.train_eval is not None:
-            train_eval = evaluate(model, parts.data.train_eval, dist, parts.amp)
+        if self.trainer.analyze_train and parts.data.train_eval is not None:
+            train_eval = evaluate(model, parts.data.train_eval, dist, amp)
         record = build_results(cfg, model, self.splits, last_eval, train_eval, state, time.perf_counter() - self.wall_start,
                                self.sig, self.env, self.run_dir, metrics=last_metrics)
         if dist.is_main:

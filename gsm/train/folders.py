@@ -1,11 +1,12 @@
-"""The run folder: where a config's run lives (:func:`locate_run_dir`), whether it is finished
-(:func:`finished_results`), taking it (:func:`take_run_dir`: create, lock, tidy) and the record of how it was
-invoked. docs/runs.md says when a rerun trains, resumes or skips."""
+"""The run folder (:func:`claim_run_dir`, in this order): where a config's run lives (:func:`locate_run_dir`),
+whether it is finished (:func:`finished_results`), taking it (:func:`take_run_dir`: create, lock), checking again,
+tidying it and recording how it was invoked. docs/runs.md says when a rerun trains, resumes or skips."""
 
 from __future__ import annotations
 
 import logging
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,17 +18,13 @@ from gsm.data import fingerprint_differences
 from gsm.data.types import DatasetSplits
 from gsm.errors import DataError
 from gsm.results import ResultsError, RunRecord, read_record
+from gsm.settings import TrainerSettings
+from gsm.train.device import Dist
 
 log = logging.getLogger("gsm.train")
 
 # what trainer.force=true removes before the run trains again
 FORCED_AWAY = ("results.json", "checkpoints/last.pt", "summary.csv", "test_outputs.pt")
-
-
-def data_root(cfg: DictConfig) -> str | None:
-    """``dataset.root`` as an absolute path (None when the dataset needs none)."""
-    root = cfg.dataset.get("root")
-    return str(Path(str(root)).expanduser().resolve()) if root not in (None, "") else None
 
 
 def in_sweep() -> bool:
@@ -56,13 +53,11 @@ def locate_run_dir(cfg: DictConfig, sig: str) -> Path:
     return found if found is not None else dataset_dir / runs.readable_name(cfg, recipe_config(cfg), sig)
 
 
-def finished_results(run_dir: Path, splits: DatasetSplits, cfg: DictConfig, env_now: dict[str, Any],
-                     warn: bool = True) -> RunRecord | None:
+def finished_results(run_dir: Path, splits: DatasetSplits, env_now: dict[str, Any], warn: bool = True) -> RunRecord | None:
     """The record of a finished run that this config may skip to, after checking its data; None when the run
     must (re)train. Reads only: a skipped run's folder is left exactly as it was."""
-
     path = run_dir / "results.json"
-    if cfg.trainer.force or not path.exists():
+    if not path.exists():
         return None
     try:
         record = read_record(path)
@@ -76,7 +71,7 @@ def finished_results(run_dir: Path, splits: DatasetSplits, cfg: DictConfig, env_
         diff = fingerprint_differences(recorded, splits.fingerprint)
         if diff:
             raise DataError(
-                f"{run_dir} finished on other data than dataset.root={data_root(cfg)!r} holds now (it ran on "
+                f"{run_dir} finished on other data than dataset.root={splits.root!r} holds now (it ran on "
                 f"dataset.root={res.get('data_root')!r}; differs: {'; '.join(diff)}). Rerun with trainer.force=true to "
                 f"retrain on this data (the recorded results are replaced), or use another output_root"
             )
@@ -93,7 +88,7 @@ def finished_results(run_dir: Path, splits: DatasetSplits, cfg: DictConfig, env_
     return record
 
 
-def take_run_dir(run_dir: Path, cfg: DictConfig) -> runs.RunLock:
+def take_run_dir(run_dir: Path, wait: bool | None) -> runs.RunLock:
     """Create the run folder and take its lock: wait for another process that holds it when
     ``trainer.wait_for_lock`` says so (null: in a sweep, which may launch the same config twice), else fail."""
     try:
@@ -101,7 +96,6 @@ def take_run_dir(run_dir: Path, cfg: DictConfig) -> runs.RunLock:
     except OSError as exc:
         raise runs.StorageError(f"cannot create the run folder {run_dir} ({exc.strerror})") from exc
     lock = runs.RunLock(run_dir)
-    wait = cfg.trainer.wait_for_lock
     if wait is None:  # a sweep that launches the same config twice waits, then finds it finished
         wait = in_sweep()
     lock.acquire(bool(wait), on_wait=lambda who: print(f"gsm: {run_dir} is in use by {who}; waiting for it", file=sys.stderr))
@@ -123,3 +117,45 @@ def record_invocation(run_dir: Path, cfg: DictConfig) -> None:
     runs.atomic_write_bytes(run_dir / ".hydra" / "config.yaml", lambda fh: fh.write(OmegaConf.to_yaml(cfg).encode()))
     runs.atomic_write_bytes(run_dir / ".hydra" / "overrides.yaml",
                             lambda fh: fh.write(OmegaConf.to_yaml(OmegaConf.create(overrides)).encode()))
+
+
+@dataclass
+class ClaimedRunDir:
+    """The run's folder as :func:`claim_run_dir` leaves it: the record of a finished run to skip to, or the
+    folder taken (rank 0 holds its ``lock``)."""
+
+    run_dir: Path
+    finished: RunRecord | None
+    lock: runs.RunLock | None = None
+
+    def release(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
+
+
+def claim_run_dir(cfg: DictConfig, trainer: TrainerSettings, sig: str, splits: DatasetSplits, env: dict[str, Any],
+                  dist: Dist) -> ClaimedRunDir:
+    """Every rank gets the run's folder. A finished run (unless ``trainer.force``) is skipped to; otherwise
+    rank 0 takes the folder (lock, waiting per ``trainer.wait_for_lock``), looks again (another process may
+    have finished it meanwhile), removes what interrupted writes (and ``trainer.force``) leave, and records
+    how the run was invoked."""
+    run_dir = dist.from_main(locate_run_dir(cfg, sig) if dist.is_main else None)
+
+    def finished(warn: bool) -> RunRecord | None:
+        return None if trainer.force else finished_results(run_dir, splits, env, warn=warn)
+
+    done = dist.on_main(lambda: finished(warn=True))
+    if done is not None:
+        return ClaimedRunDir(run_dir, done)
+    claim = ClaimedRunDir(run_dir, None, take_run_dir(run_dir, trainer.wait_for_lock) if dist.is_main else None)
+    try:
+        claim.finished = dist.on_main(lambda: finished(warn=False))  # finished while we waited?
+        if claim.finished is None and dist.is_main:
+            tidy_run_dir(run_dir, trainer.force)
+            record_invocation(run_dir, cfg)
+    except BaseException:
+        claim.release()
+        raise
+    if claim.finished is not None:
+        claim.release()
+    return claim

@@ -11,13 +11,13 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
-from omegaconf import DictConfig
 from torch import Tensor, nn
 
 from gsm.errors import DataError, TrainingError
 from gsm.heads import Head, head_loss, init_from_data, logged_loss
 from gsm.metrics import multilabel_metrics, thresholded_metrics, top1_error, topk_error
 from gsm.models import Classifier
+from gsm.settings import TrainerSettings
 from gsm.train.device import Dist, all_reduce, gather
 from gsm.train.state import RunStatus
 
@@ -148,12 +148,11 @@ def train_one_epoch(
     return {"train_loss": mean_loss, "train_seconds": seconds, "images_per_second": seen / seconds}
 
 
-def log_every_steps(cfg: DictConfig, steps: int) -> int:
+def log_every_steps(trainer: TrainerSettings, steps: int) -> int:
     """``trainer.log_every_n_steps``; null: none on a terminal with a progress bar, about ten lines per epoch in a log."""
-    value = cfg.trainer.log_every_n_steps
-    if value is None:
-        return 0 if (sys.stderr.isatty() and cfg.trainer.progress) else max(1, steps // 10)
-    return int(value)
+    if trainer.log_every_n_steps is None:
+        return 0 if (sys.stderr.isatty() and trainer.progress) else max(1, steps // 10)
+    return trainer.log_every_n_steps
 
 
 def log_step(epoch: int, epochs: int | None, step: int, steps: int, loss: float, seen: int, elapsed: float) -> None:

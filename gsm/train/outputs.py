@@ -19,7 +19,6 @@ from gsm import analysis, runs
 from gsm.data.types import DatasetSplits
 from gsm.heads import Head
 from gsm.models import Classifier
-from gsm.train.folders import data_root
 from gsm.train.loop import EvalOutputs, compute_metrics
 from gsm.train.state import TrainState
 
@@ -234,10 +233,10 @@ def build_results(
         run_name=run_dir.name, signature=sig,
         dataset=cfg.dataset.name, model=cfg.model.name, head=cfg.head.name,
         mu_init=cfg.head.get("mu"), sigma_init=cfg.head.get("sigma"), lam=cfg.head.get("lam"),
-        seed=int(cfg.seed), epochs=int(cfg.trainer.epochs), multilabel=multilabel,
+        seed=int(cfg.seed), epochs=state.epoch, multilabel=multilabel,
         num_classes=splits.num_classes, class_names=list(splits.class_names),
         train_samples=len(splits.train), test_samples=len(splits.test), data_notes=splits.notes,
-        data_fingerprint=splits.fingerprint, data_root=data_root(cfg),
+        data_fingerprint=splits.fingerprint, data_root=splits.root,
         **record_metrics(metrics, multilabel),
         **({} if multilabel else dict(zip(("best_top1_error_frac", "best_epoch"), best_epoch(state.history)))),
         learned=model.head.learned_stats(), empirical=empirical,
