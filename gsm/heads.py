@@ -45,13 +45,74 @@ SIGMA_FLOOR = 1e-3
 """σ used in the forward pass is max(σ_param, SIGMA_FLOOR) (decision D1, docs/paper-notes.md)."""
 
 
-def gsoftmax_logits(x: Tensor, mu: Tensor, sigma: Tensor, lam: float | Tensor) -> Tensor:
+def gsoftmax_logits(x: Tensor, mu: Tensor, sigma: Tensor, lam: float | Tensor, *, fused: bool = False) -> Tensor:
     """Eq. 3/4: ``z = x + λ·Φ((x − μ)/σ)`` with Φ the standard normal CDF.
 
     Broadcasts ``mu``/``sigma`` against ``x`` (e.g. x (B, m), mu (m,)).
     ``torch.special.ndtr`` is erfc-based, so Φ stays accurate in both tails.
+    ``fused=True`` computes the same z with :class:`FusedGSoftmaxLogits` (one saved tensor, the
+    derivatives of eqs. 5–10 in one backward pass; ``lam`` must then be a number); the default composes
+    torch operations and lets autograd differentiate them (also twice).
     """
+    if fused:
+        if isinstance(lam, Tensor):
+            raise ConfigError("gsoftmax_logits(fused=True) takes λ as a number (eq. 3: a fixed hyper-parameter), "
+                              "not a tensor; pass float(lam) or use fused=False")
+        return FusedGSoftmaxLogits.apply(x, mu, sigma, float(lam))
     return x + lam * torch.special.ndtr((x - mu) / sigma)
+
+
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+
+
+class FusedGSoftmaxLogits(torch.autograd.Function):
+    """``z = x + λΦ(t)``, ``t = (x − μ)/σ`` (eqs. 3, 4) with a hand-written one-pass backward.
+
+    The forward saves only the standardised value ``t`` (and the per-class σ); the backward forms the
+    Gaussian density ``φ(t) = exp(−t²/2)/√(2π)`` once from it and gives, with ``w = g·λφ(t)/σ`` for the
+    incoming gradient ``g = ∂L/∂z``::
+
+        ∂L/∂x = g + w        ∂L/∂μ = −Σ_b w        ∂L/∂σ = −Σ_b w·t
+
+    (the correct chain rule of eqs. 5–10, erratum E1, docs/paper-notes.md), summed over the dimensions
+    μ and σ were broadcast along (the batch). σ is used as given: pass the head's floored σ
+    (:attr:`GSoftmaxHead.sigma`, straight-through, D1) and its gradient reaches the raw parameter as on
+    the autograd path. The values equal :func:`gsoftmax_logits` with ``fused=False``; the dtypes follow
+    torch's type promotion as there (x in bfloat16 under autocast with float32 μ, σ gives float32 z,
+    and each gradient comes back in its input's dtype). Differentiable once: a second derivative
+    (``create_graph=True``) raises; use ``fused=False`` for that.
+
+    Call it through :func:`gsoftmax_logits` (``fused=True``) or ``GSoftmaxHead(fused=True)``;
+    ``FusedGSoftmaxLogits.apply(x, mu, sigma, lam)`` with ``lam`` a Python number.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, mu: Tensor, sigma: Tensor, lam: float) -> Tensor:
+        t = (x - mu) / sigma
+        ctx.save_for_backward(t, sigma)
+        ctx.lam = lam
+        ctx.shapes = (x.shape, mu.shape, sigma.shape)
+        ctx.dtypes = (x.dtype, mu.dtype, sigma.dtype)
+        return torch.special.ndtr(t).mul_(lam).add_(x)  # the same operations, in order, as x + λ·ndtr(t)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None, None]:
+        t, sigma = ctx.saved_tensors
+        (x_shape, mu_shape, sigma_shape), (x_dtype, mu_dtype, sigma_dtype) = ctx.shapes, ctx.dtypes
+        need_x, need_mu, need_sigma = ctx.needs_input_grad[:3]
+        if not (need_x or need_mu or need_sigma):
+            return None, None, None, None
+        # w = g·λφ(t)/σ, φ(t) = exp(−t²/2)/√(2π): one temporary, updated in place
+        w = t.square().mul_(-0.5).exp_().mul_(grad).mul_((ctx.lam * _INV_SQRT_2PI) / sigma)
+        grad_x = grad_mu = grad_sigma = None
+        if need_sigma:
+            grad_sigma = (w * t).sum_to_size(sigma_shape).neg_().to(sigma_dtype)
+        if need_mu:
+            grad_mu = w.sum_to_size(mu_shape).neg().to(mu_dtype)
+        if need_x:
+            grad_x = w.add_(grad).sum_to_size(x_shape).to(x_dtype)
+        return grad_x, grad_mu, grad_sigma, None
 
 
 def _floor_sigma(sigma_param: Tensor) -> Tensor:
@@ -295,11 +356,17 @@ class GSoftmaxHead(Head):
             decay, with μ moved in the ascent direction (``src/MltGaussianSoftMaxCriterion.lua``,
             ``updateParameters``).
         loss_reduction (str, default ``"mean"``): ``"mean"`` or ``"sum"``, see :func:`head_loss`.
+        fused (bool, default False): True computes z of eqs. 3–4 with :class:`FusedGSoftmaxLogits`, whose
+            backward forms the derivatives of Φ (eqs. 5–10, by the correct chain rule, erratum E1) in one
+            pass from the standardised value the forward saved; False lets autograd differentiate the
+            composed operations. The same values and gradients either way (to rounding), with every
+            other setting (σ floor D1, ``learn_dist``, ``dist_update``, ``init``); a speed setting, not a
+            different method. Not twice differentiable.
     """
 
     name = "gsoftmax"
     config_keys = ("lam", "mu", "sigma", "learn_dist", "dist_lr_mult", "init", "init_batches", "dist_update",
-                   "loss_reduction")
+                   "loss_reduction", "fused")
 
     def __init__(
         self,
@@ -315,9 +382,13 @@ class GSoftmaxHead(Head):
         init_batches: int | None = 50,
         dist_update: str = "autograd",
         loss_reduction: str = "mean",
+        fused: bool = False,
     ) -> None:
         in_features, num_classes = _sizes(in_features, num_classes)
         super().__init__(num_classes, loss_reduction)
+        if not isinstance(fused, bool):
+            raise ConfigError(f"head.fused must be true or false (got {fused!r})")
+        self.fused = fused
         self.lam = _number("lam", lam)
         self.mu_init = _number("mu", mu)
         self.sigma_init = _number("sigma", sigma, positive=True)
@@ -355,7 +426,7 @@ class GSoftmaxHead(Head):
                 "GSoftmaxHead(init='empirical'): μ, σ have not been set from the data yet; call "
                 "gsm.heads.init_from_data(model, loader) before training (or build the head with init='constant')"
             )
-        z = gsoftmax_logits(x, self.mu, self.sigma, self.lam)
+        z = gsoftmax_logits(x, self.mu, self.sigma, self.lam, fused=self.fused)
         return z[..., 0] - z[..., 1] if self.multilabel else z
 
     # ---- λ (and whether an empirical μ, σ is set) travel with the state dict
@@ -438,7 +509,7 @@ class GSoftmaxHead(Head):
         }
 
     def extra_repr(self) -> str:
-        return super().extra_repr() + f", lam={self.lam}"
+        return super().extra_repr() + f", lam={self.lam}" + (", fused=True" if self.fused else "")
 
 
 class LSoftmaxHead(Head):
