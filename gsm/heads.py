@@ -91,28 +91,29 @@ class FusedGSoftmaxLogits(torch.autograd.Function):
         t = (x - mu) / sigma
         ctx.save_for_backward(t, sigma)
         ctx.lam = lam
-        ctx.shapes = (x.shape, mu.shape, sigma.shape)
-        ctx.dtypes = (x.dtype, mu.dtype, sigma.dtype)
+        ctx.inputs = ((x.shape, x.dtype), (mu.shape, mu.dtype), (sigma.shape, sigma.dtype))
         return torch.special.ndtr(t).mul_(lam).add_(x)  # the same operations, in order, as x + λ·ndtr(t)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None, None]:
         t, sigma = ctx.saved_tensors
-        (x_shape, mu_shape, sigma_shape), (x_dtype, mu_dtype, sigma_dtype) = ctx.shapes, ctx.dtypes
-        need_x, need_mu, need_sigma = ctx.needs_input_grad[:3]
-        if not (need_x or need_mu or need_sigma):
+        (x_meta, mu_meta, sigma_meta), need = ctx.inputs, ctx.needs_input_grad
+        if not (need[0] or need[1] or need[2]):
             return None, None, None, None
-        # w = g·λφ(t)/σ, φ(t) = exp(−t²/2)/√(2π): one temporary, updated in place
-        w = t.square().mul_(-0.5).exp_().mul_(grad).mul_((ctx.lam * _INV_SQRT_2PI) / sigma)
-        grad_x = grad_mu = grad_sigma = None
-        if need_sigma:
-            grad_sigma = (w * t).sum_to_size(sigma_shape).neg_().to(sigma_dtype)
-        if need_mu:
-            grad_mu = w.sum_to_size(mu_shape).neg().to(mu_dtype)
-        if need_x:
-            grad_x = w.add_(grad).sum_to_size(x_shape).to(x_dtype)
+        # minus w = −g·λφ(t)/σ, φ(t) = exp(−t²/2)/√(2π): one temporary, updated in place
+        minus_w = t.square().mul_(-0.5).exp_().mul_(grad).mul_(sigma.reciprocal().mul_(-ctx.lam * _INV_SQRT_2PI))
+        grad_mu = _reduced(minus_w, *mu_meta) if need[1] else None
+        grad_sigma = _reduced(minus_w * t, *sigma_meta) if need[2] else None
+        grad_x = _reduced(grad.sub(minus_w), *x_meta) if need[0] else None
         return grad_x, grad_mu, grad_sigma, None
+
+
+def _reduced(grad: Tensor, shape: torch.Size, dtype: torch.dtype) -> Tensor:
+    """``grad`` summed over the dimensions its input was broadcast along, in the input's dtype."""
+    if grad.shape != shape:
+        grad = grad.sum_to_size(shape)
+    return grad if grad.dtype == dtype else grad.to(dtype)
 
 
 def _floor_sigma(sigma_param: Tensor) -> Tensor:

@@ -133,6 +133,10 @@ def test_gradcheck_of_the_function(multilabel):
     sigma = (0.4 + torch.rand(shape)).requires_grad_()
     assert torch.autograd.gradcheck(lambda x, mu, sigma: FusedGSoftmaxLogits.apply(x, mu, sigma, LAM), (x, mu, sigma),
                                     eps=1e-6, atol=1e-8)
+    # μ, σ of x's own shape (nothing to sum over): each gradient is its own tensor
+    full = [t.detach().expand(4, *shape).clone().requires_grad_() for t in (mu, sigma)]
+    assert torch.autograd.gradcheck(lambda x, mu, sigma: FusedGSoftmaxLogits.apply(x, mu, sigma, LAM), (x, *full),
+                                    eps=1e-6, atol=1e-8)
     # only the inputs that need a gradient get one
     x_only = torch.autograd.grad(FusedGSoftmaxLogits.apply(x, mu.detach(), sigma.detach(), LAM).sum(), [x])
     assert x_only[0].shape == x.shape
