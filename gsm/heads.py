@@ -9,7 +9,8 @@ features ``f`` to the logits the loss consumes:
 
 ``x = head.fc(f)`` is the paper's "feature" (the input of the softmax); the
 analysis of §V reads it through :meth:`Head.fc_outputs`.
-Gradients come from autograd; the paper's printed gradients (eqs. 5, 6, 9, 10,
+Gradients come from autograd (G-softmax with ``fused=True``: the hand-written backward of
+:class:`FusedGSoftmaxLogits`, tested equal); the paper's printed gradients (eqs. 5, 6, 9, 10,
 12) are wrong (erratum E1, docs/paper-notes.md).
 
 A head is a plain ``nn.Module``: drop it on any backbone's features, build the

@@ -244,6 +244,18 @@ def test_bf16_autocast_gives_the_dtypes_of_the_autograd_path(multilabel):
     assert ref[0].dtype == torch.float32 and ref[1].dtype == torch.float32
 
 
+@pytest.mark.parametrize("multilabel", [False, True], ids=["single-label", "multi-label"])
+def test_a_fused_training_step_reads_nothing_to_the_host(multilabel):
+    """As tests/test_heads.py checks every head: a read of a device value (float(), .item()) fails on `meta`."""
+    with torch.device("meta"):
+        head = build_head("gsoftmax", 16, 5, multilabel, fused=True).float()
+        f = torch.randn(8, 16, dtype=torch.float32, requires_grad=True)
+        y = torch.randint(0, 2, (8, 5)).float() if multilabel else torch.randint(0, 5, (8,))
+    for _ in range(2):
+        head_loss(head, head(f), y).backward()
+    assert f.grad.device.type == "meta" and all(p.grad.device.type == "meta" for p in head.parameters())
+
+
 def test_fused_is_validated_and_lam_must_be_a_number():
     with pytest.raises(ConfigError, match="head.fused must be true or false"):
         build_head("gsoftmax", D, M, fused="yes")
