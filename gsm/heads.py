@@ -9,7 +9,8 @@ features ``f`` to the logits the loss consumes:
 
 ``x = head.fc(f)`` is the paper's "feature" (the input of the softmax); the
 analysis of §V reads it through :meth:`Head.fc_outputs`.
-Gradients come from autograd; the paper's printed gradients (eqs. 5, 6, 9, 10,
+Gradients come from autograd (G-softmax with ``fused=True``: the hand-written backward of
+:class:`FusedGSoftmaxLogits`, tested equal); the paper's printed gradients (eqs. 5, 6, 9, 10,
 12) are wrong (erratum E1, docs/paper-notes.md).
 
 A head is a plain ``nn.Module``: drop it on any backbone's features, build the
@@ -45,13 +46,75 @@ SIGMA_FLOOR = 1e-3
 """σ used in the forward pass is max(σ_param, SIGMA_FLOOR) (decision D1, docs/paper-notes.md)."""
 
 
-def gsoftmax_logits(x: Tensor, mu: Tensor, sigma: Tensor, lam: float | Tensor) -> Tensor:
+def gsoftmax_logits(x: Tensor, mu: Tensor, sigma: Tensor, lam: float | Tensor, *, fused: bool = False) -> Tensor:
     """Eq. 3/4: ``z = x + λ·Φ((x − μ)/σ)`` with Φ the standard normal CDF.
 
     Broadcasts ``mu``/``sigma`` against ``x`` (e.g. x (B, m), mu (m,)).
     ``torch.special.ndtr`` is erfc-based, so Φ stays accurate in both tails.
+    ``fused=True`` computes the same z with :class:`FusedGSoftmaxLogits` (one saved tensor, the
+    derivatives of eqs. 5–10 in one backward pass; ``lam`` must then be a number); the default composes
+    torch operations and lets autograd differentiate them (also twice).
     """
+    if fused:
+        if isinstance(lam, Tensor):
+            raise ConfigError("gsoftmax_logits(fused=True) takes λ as a number (eq. 3: a fixed hyper-parameter), "
+                              "not a tensor; pass float(lam) or use fused=False")
+        return FusedGSoftmaxLogits.apply(x, mu, sigma, float(lam))
     return x + lam * torch.special.ndtr((x - mu) / sigma)
+
+
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+
+
+class FusedGSoftmaxLogits(torch.autograd.Function):
+    """``z = x + λΦ(t)``, ``t = (x − μ)/σ`` (eqs. 3, 4) with a hand-written one-pass backward.
+
+    The forward saves only the standardised value ``t`` (and the per-class σ); the backward forms the
+    Gaussian density ``φ(t) = exp(−t²/2)/√(2π)`` once from it and gives, with ``w = g·λφ(t)/σ`` for the
+    incoming gradient ``g = ∂L/∂z``::
+
+        ∂L/∂x = g + w        ∂L/∂μ = −Σ_b w        ∂L/∂σ = −Σ_b w·t
+
+    (the correct chain rule of eqs. 5–10, erratum E1, docs/paper-notes.md), summed over the dimensions
+    μ and σ were broadcast along (the batch). σ is used as given: pass the head's floored σ
+    (:attr:`GSoftmaxHead.sigma`, straight-through, D1) and its gradient reaches the raw parameter as on
+    the autograd path. The values equal :func:`gsoftmax_logits` with ``fused=False``; the dtypes follow
+    torch's type promotion as there (x in bfloat16 under autocast with float32 μ, σ gives float32 z,
+    and each gradient comes back in its input's dtype). Differentiable once: a second derivative
+    (``create_graph=True``) raises; use ``fused=False`` for that.
+
+    Call it through :func:`gsoftmax_logits` (``fused=True``) or ``GSoftmaxHead(fused=True)``;
+    ``FusedGSoftmaxLogits.apply(x, mu, sigma, lam)`` with ``lam`` a Python number.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, mu: Tensor, sigma: Tensor, lam: float) -> Tensor:
+        t = (x - mu) / sigma
+        ctx.save_for_backward(t, sigma)
+        ctx.lam = lam
+        ctx.inputs = ((x.shape, x.dtype), (mu.shape, mu.dtype), (sigma.shape, sigma.dtype))
+        return torch.special.ndtr(t).mul_(lam).add_(x)  # the same operations, in order, as x + λ·ndtr(t)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None, None]:
+        t, sigma = ctx.saved_tensors
+        (x_meta, mu_meta, sigma_meta), need = ctx.inputs, ctx.needs_input_grad
+        if not (need[0] or need[1] or need[2]):
+            return None, None, None, None
+        # minus w = −g·λφ(t)/σ, φ(t) = exp(−t²/2)/√(2π): one temporary, updated in place
+        minus_w = t.square().mul_(-0.5).exp_().mul_(grad).mul_(sigma.reciprocal().mul_(-ctx.lam * _INV_SQRT_2PI))
+        grad_mu = _reduced(minus_w, *mu_meta) if need[1] else None
+        grad_sigma = _reduced(minus_w * t, *sigma_meta) if need[2] else None
+        grad_x = _reduced(grad.sub(minus_w), *x_meta) if need[0] else None
+        return grad_x, grad_mu, grad_sigma, None
+
+
+def _reduced(grad: Tensor, shape: torch.Size, dtype: torch.dtype) -> Tensor:
+    """``grad`` summed over the dimensions its input was broadcast along, in the input's dtype."""
+    if grad.shape != shape:
+        grad = grad.sum_to_size(shape)
+    return grad if grad.dtype == dtype else grad.to(dtype)
 
 
 def _floor_sigma(sigma_param: Tensor) -> Tensor:
@@ -295,11 +358,17 @@ class GSoftmaxHead(Head):
             decay, with μ moved in the ascent direction (``src/MltGaussianSoftMaxCriterion.lua``,
             ``updateParameters``).
         loss_reduction (str, default ``"mean"``): ``"mean"`` or ``"sum"``, see :func:`head_loss`.
+        fused (bool, default False): True computes z of eqs. 3–4 with :class:`FusedGSoftmaxLogits`, whose
+            backward forms the derivatives of Φ (eqs. 5–10, by the correct chain rule, erratum E1) in one
+            pass from the standardised value the forward saved; False lets autograd differentiate the
+            composed operations. The same values and gradients either way (to rounding), with every
+            other setting (σ floor D1, ``learn_dist``, ``dist_update``, ``init``); a speed setting, not a
+            different method. Not twice differentiable.
     """
 
     name = "gsoftmax"
     config_keys = ("lam", "mu", "sigma", "learn_dist", "dist_lr_mult", "init", "init_batches", "dist_update",
-                   "loss_reduction")
+                   "loss_reduction", "fused")
 
     def __init__(
         self,
@@ -315,9 +384,13 @@ class GSoftmaxHead(Head):
         init_batches: int | None = 50,
         dist_update: str = "autograd",
         loss_reduction: str = "mean",
+        fused: bool = False,
     ) -> None:
         in_features, num_classes = _sizes(in_features, num_classes)
         super().__init__(num_classes, loss_reduction)
+        if not isinstance(fused, bool):
+            raise ConfigError(f"head.fused must be true or false (got {fused!r})")
+        self.fused = fused
         self.lam = _number("lam", lam)
         self.mu_init = _number("mu", mu)
         self.sigma_init = _number("sigma", sigma, positive=True)
@@ -355,7 +428,7 @@ class GSoftmaxHead(Head):
                 "GSoftmaxHead(init='empirical'): μ, σ have not been set from the data yet; call "
                 "gsm.heads.init_from_data(model, loader) before training (or build the head with init='constant')"
             )
-        z = gsoftmax_logits(x, self.mu, self.sigma, self.lam)
+        z = gsoftmax_logits(x, self.mu, self.sigma, self.lam, fused=self.fused)
         return z[..., 0] - z[..., 1] if self.multilabel else z
 
     # ---- λ (and whether an empirical μ, σ is set) travel with the state dict
@@ -438,7 +511,7 @@ class GSoftmaxHead(Head):
         }
 
     def extra_repr(self) -> str:
-        return super().extra_repr() + f", lam={self.lam}"
+        return super().extra_repr() + f", lam={self.lam}" + (", fused=True" if self.fused else "")
 
 
 class LSoftmaxHead(Head):

@@ -6,7 +6,11 @@ For every recipe shape (features → classes, batch) it times, with the features
 (as they do when a backbone sits below): the head's forward, its loss (``gsm.heads.head_loss``) and
 the backward, and the same for a plain ``nn.Linear`` with cross-entropy (single-label) or
 BCE-with-logits (multi-label). The ratio head / Linear is the head's overhead on the head itself;
-the backbone's step, far larger, is not included. On CUDA each head's step first runs under
+the backbone's step, far larger, is not included. ``gsoftmax fused`` is the G-softmax head with
+``head.fused=true`` (``gsm.heads.FusedGSoftmaxLogits``: Φ's derivatives in one backward pass), next to
+the default ``gsoftmax`` for an A/B of the two; a second table times the G-softmax term alone
+(``head.logits_from_x`` on x of the recipe's shape, forward and backward to x, μ, σ), unfused and fused
+alternately, where the difference is not drowned by ``fc``. On CUDA each head's step first runs under
 ``torch.cuda.set_sync_debug_mode("error")``: a read of a device value to the host fails it.
 """
 
@@ -18,14 +22,16 @@ import torch
 from torch import nn
 from torch.utils import benchmark
 
-from gsm.heads import build_head, head_loss
+from gsm.heads import GSoftmaxHead, build_head, head_loss
 
 # recipe: (in_features, num_classes, batch, multilabel, heads)
 RECIPES = {
-    "WRN-40-14 CIFAR-100": (640, 100, 128, False, ("softmax", "gsoftmax", "lsoftmax")),
-    "ResNet-101 Tiny ImageNet": (2048, 200, 80, False, ("softmax", "gsoftmax", "lsoftmax")),
-    "ResNet-101 MS COCO (multi-label)": (2048, 80, 16, True, ("softmax", "gsoftmax", "msml")),
+    "WRN-40-14 CIFAR-100": (640, 100, 128, False, ("softmax", "gsoftmax", "gsoftmax fused", "lsoftmax")),
+    "ResNet-101 Tiny ImageNet": (2048, 200, 80, False, ("softmax", "gsoftmax", "gsoftmax fused", "lsoftmax")),
+    "ResNet-101 MS COCO (multi-label)": (2048, 80, 16, True, ("softmax", "gsoftmax", "gsoftmax fused", "msml")),
 }
+# a row label that is not a head name: (head name, head.* settings)
+VARIANTS = {"gsoftmax fused": ("gsoftmax", {"fused": True})}
 
 
 class LinearBaseline(nn.Module):
@@ -71,6 +77,31 @@ def time_step(step, device: torch.device, min_time: float) -> float:
     return timer.blocked_autorange(min_run_time=min_time).median
 
 
+def phi_term_step(head: GSoftmaxHead, x: torch.Tensor, grad: torch.Tensor):
+    """The G-softmax head after ``fc``: ``head.logits_from_x(x)`` (z of eqs. 3–4, z⁺ − z⁻ multi-label) and its
+    gradients w.r.t. x, μ, σ."""
+
+    def step() -> None:
+        torch.autograd.grad(head.logits_from_x(x), [x, head.mu_param, head.sigma_param], grad)
+
+    return step
+
+
+def phi_term_table(device: torch.device, min_time: float, rounds: int) -> None:
+    print("\n| recipe | x shape | Φ term unfused µs | fused µs | fused / unfused |")
+    print("|---|---|---:|---:|---:|")
+    for recipe, (_, m, b, multilabel, _) in RECIPES.items():
+        heads = [GSoftmaxHead(1, m, multilabel, fused=fused).to(device) for fused in (False, True)]
+        x = torch.randn(b, *heads[0].mu_param.shape, device=device, requires_grad=True)
+        grad = torch.randn(b, m, device=device)
+        steps = [phi_term_step(head, x, grad) for head in heads]
+        best = [float("inf"), float("inf")]
+        for _ in range(rounds):  # alternate, keep the best of each
+            for i, step in enumerate(steps):
+                best[i] = min(best[i], time_step(step, device, min_time))
+        print(f"| {recipe} | {tuple(x.shape)} | {best[0] * 1e6:.1f} | {best[1] * 1e6:.1f} | {best[1] / best[0]:.2f} |")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cpu")
@@ -91,7 +122,8 @@ def main() -> None:
         base = LinearBaseline(d, m, multilabel).to(device)
         base_step = step_fn(base, base.loss, features, target)
         for name in heads:
-            head = build_head(name, d, m, multilabel).to(device).train()
+            head_name, cfg = VARIANTS.get(name, (name, {}))
+            head = build_head(head_name, d, m, multilabel, **cfg).to(device).train()
             step = step_fn(head, lambda f, y, h=head: head_loss(h, h(f, y), y), features, target)
             if device.type == "cuda":
                 step()  # warm-up outside the check (first-call allocations)
@@ -103,6 +135,7 @@ def main() -> None:
                 t_head = min(t_head, time_step(step, device, args.min_time))
             print(f"| {recipe} | {d} → {m}, {b} | {name} | {t_head * 1e6:.0f} | {t_base * 1e6:.0f} "
                   f"| {t_head / t_base:.2f} |")
+    phi_term_table(device, args.min_time, args.rounds)
 
 
 if __name__ == "__main__":
