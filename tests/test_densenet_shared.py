@@ -154,3 +154,39 @@ def test_shared_concat_is_a_checked_model_key():
         check_model_config({"name": "densenet", "shared_concat": "yes"})
     with pytest.raises(ConfigError, match=r"^model\.shared_concat"):
         check_model_config({"name": "wrn", "shared_concat": True})  # a DenseNet setting only
+
+
+class SharedPathTaken(Exception):
+    pass
+
+
+def test_a_model_being_compiled_takes_the_cat_path(monkeypatch):
+    # Tensor.set_ cannot be traced by torch.compile; while it traces, forward_features must use torch.cat.
+    cat, shared = _pair(False)
+    x = _images(False)
+
+    def taken(*args):
+        raise SharedPathTaken
+
+    monkeypatch.setattr("gsm.models.densenet.dense_block_shared", taken)
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    torch.testing.assert_close(shared(x), cat(x), rtol=0, atol=TOL)
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: False)
+    with pytest.raises(SharedPathTaken):  # and in eager mode the shared path really is the one taken
+        shared(x)
+
+
+@pytest.mark.slow
+def test_torch_compile_traces_shared_concat_in_one_graph():
+    cat, shared = _pair(False)
+    x = _images(False)
+    graphs = []
+
+    def backend(gm, example_inputs):  # records each graph dynamo hands over; a graph break makes a second one
+        graphs.append(gm)
+        return gm.forward
+
+    torch._dynamo.reset()
+    torch.testing.assert_close(torch.compile(shared, backend=backend)(x), cat(x), rtol=0, atol=TOL)
+    assert len(graphs) == 1
+    torch._dynamo.reset()

@@ -35,8 +35,10 @@ the first c_i channels in both NCHW and channels_last, so nothing a saved tensor
 the pieces: :class:`BlockInput` is autograd's ``cat`` of the pieces already written into the buffer
 (no copy in forward; backward splits the gradient by channels, as ``cat``'s backward does).
 
-Written for eager training. Under ``torch.compile`` keep it off: the compiler plans the
-concatenation itself, and the storage aliasing here is opaque to it.
+Eager only: while ``torch.compile`` traces the model (``torch.compiler.is_compiling()``), the
+cat path runs instead, since ``Tensor.set_`` cannot be traced (13 graph breaks in a 3-block
+DenseNet, each of which would also split a CUDA graph) and the compiler plans the concatenation's
+memory itself. The numbers are the same either way.
 """
 
 from __future__ import annotations
@@ -166,7 +168,8 @@ class DenseNet(nn.Module):
         dropout (float, default 0.0): dropout probability after each conv, in [0, 1) (``model.dropout``).
         shared_concat (bool, default False): build each dense block in one pre-allocated buffer instead of a
             ``torch.cat`` per layer (``model.shared_concat``; see the module docstring). Speed and memory
-            only: the same model, parameters, state_dict keys, outputs and gradients.
+            only: the same model, parameters, state_dict keys, outputs and gradients. Eager only: a model
+            being compiled by ``torch.compile`` takes the cat path.
     """
 
     @staticmethod
@@ -206,7 +209,7 @@ class DenseNet(nn.Module):
         kaiming_fan_out_(self)
 
     def forward_features(self, x: Tensor) -> Tensor:
-        if not self.shared_concat:
+        if not self.shared_concat or torch.compiler.is_compiling():
             return self.features(x)
         modules, i = list(self.features), 0
         while i < len(modules):  # each run of consecutive DenseLayers is one block
