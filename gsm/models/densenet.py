@@ -32,8 +32,9 @@ in-place check; the alias is therefore a tensor of its own (``Tensor.set_`` on t
 with its own version counter. Later writes touch only channels >= c_i, which is memory disjoint from
 the first c_i channels in both NCHW and channels_last, so nothing a saved tensor holds ever changes
 (tests/test_densenet_shared.py compares every gradient with the cat path). (2) Gradients must reach
-the pieces: :class:`BlockInput` is autograd's ``cat`` of the pieces already written into the buffer
-(no copy in forward; backward splits the gradient by channels, as ``cat``'s backward does).
+the pieces: :class:`BlockInput` is autograd's ``cat([features, new], 1)`` of two pieces already
+written into the buffer (no copy in forward; backward splits the gradient by channels, as ``cat``'s
+backward does), so the autograd graph, and the gradient additions it makes, are the cat path's.
 
 Eager only: while ``torch.compile`` traces the model (``torch.compiler.is_compiling()``), the
 cat path runs instead, since ``Tensor.set_`` cannot be traced (13 graph breaks in a 3-block
@@ -100,18 +101,19 @@ def storage_alias(buffer: Tensor, channels: int) -> Tensor:
 
 
 class BlockInput(torch.autograd.Function):
-    """``torch.cat(pieces, 1)`` for pieces already written, in order, at the start of ``buffer``'s
-    channels: forward returns :func:`storage_alias` (no copy); backward splits the gradient by channels,
-    as ``cat``'s backward does. ``buffer`` itself takes no gradient."""
+    """``torch.cat([features, new], 1)`` where both are already written, in that order, at the start of
+    ``buffer``'s channels: forward returns :func:`storage_alias` (no copy); backward splits the gradient
+    by channels, as ``cat``'s backward does, so the autograd graph is the cat path's. ``buffer`` itself
+    takes no gradient."""
 
     @staticmethod
-    def forward(ctx: Any, buffer: Tensor, widths: tuple[int, ...], *pieces: Tensor) -> Tensor:
-        ctx.widths = widths
-        return storage_alias(buffer, sum(widths))
+    def forward(ctx: Any, buffer: Tensor, features: Tensor, new: Tensor) -> Tensor:
+        ctx.widths = (features.shape[1], new.shape[1])
+        return storage_alias(buffer, sum(ctx.widths))
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
-        return (None, None, *grad.split(ctx.widths, 1))
+        return (None, *grad.split(ctx.widths, 1))
 
 
 def memory_format_of(x: Tensor) -> torch.memory_format:
@@ -127,19 +129,19 @@ def dense_block_shared(layers: list[DenseLayer], x: Tensor) -> Tensor:
     total = x.shape[1] + sum(layer.growth for layer in layers)
     buffer = torch.empty((x.shape[0], total, *x.shape[2:]), dtype=x.dtype, device=x.device,
                          memory_format=memory_format_of(x))
-    pieces, widths = [x], [x.shape[1]]
     with torch.no_grad():
         buffer[:, :x.shape[1]].copy_(x)
+    features = x  # the first layer reads x itself; layer i + 1 reads an alias of the first c_i channels
     for layer in layers:
-        new = layer.new_features(BlockInput.apply(buffer, tuple(widths), *pieces))
+        new = layer.new_features(features)
         if new.dtype != buffer.dtype:
             raise RuntimeError(f"dense layer made {new.dtype} features from a {buffer.dtype} block input; "
                                "shared_concat needs one dtype per block (use model.shared_concat=false)")
+        c = features.shape[1]
         with torch.no_grad():
-            buffer[:, sum(widths):sum(widths) + new.shape[1]].copy_(new)
-        pieces.append(new)
-        widths.append(new.shape[1])
-    return BlockInput.apply(buffer, tuple(widths), *pieces)
+            buffer[:, c:c + new.shape[1]].copy_(new)
+        features = BlockInput.apply(buffer, features, new)
+    return features
 
 
 class Transition(nn.Sequential):
