@@ -22,7 +22,7 @@ MODELS: dict[str, tuple[str, tuple[str, ...]]] = {
     "convnet": ("gsm.models.convnet:ConvNet", ("width",)),
     "vgg16": ("gsm.models.vgg:VGG16", ()),
     "wrn": ("gsm.models.wrn:WideResNet", ("depth", "width", "dropout")),
-    "densenet": ("gsm.models.densenet:DenseNet", ("depth", "growth", "bc", "dropout")),
+    "densenet": ("gsm.models.densenet:DenseNet", ("depth", "growth", "bc", "dropout", "shared_concat")),
     "resnet101": ("gsm.models.resnet:ResNet101", ("pretrained", "weights_path", "pool")),
 }
 
