@@ -421,6 +421,7 @@ RULES: dict[str, Callable[[str, Any], Any]] = {
     "head.init_batches": _int(1, allow_none=True),
     "head.dist_update": _choice(*DIST_UPDATES),
     "head.loss_reduction": _choice(*LOSS_REDUCTIONS),
+    "head.fused": _bool,
     "head.margin": lambda k, v: integer(k, v, minimum=1, maximum=4),
     "head.base": _num(minimum=0),
     "head.gamma": _num(minimum=0),

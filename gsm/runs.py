@@ -34,6 +34,8 @@ from gsm.settings import TrainerSettings
 NON_RESULT_KEYS = {
     "trainer": TrainerSettings.non_result_keys(),  # declared per key in gsm/settings.py
     "dataset": {"root", "download", "cache", "cache_dir"},
+    "head": {"fused"},  # G-softmax's one-pass Φ, φ (gsm.heads.FusedGSoftmaxLogits): the same numbers, another kernel count
+    "model": {"shared_concat"},  # DenseNet's block buffer instead of a cat per layer: the same model, other memory
 }
 RESULT_GROUPS = ("dataset", "model", "head", "optimizer", "schedule", "trainer", "seed")
 # Keys added after runs were first recorded, with the value that reproduces what runs did before them. A key at

@@ -354,6 +354,6 @@ def test_check_model_config_returns_the_clean_settings():
     from gsm.models.densenet import DenseNet
 
     builder, kwargs = check_model_config({"name": "densenet", "depth": "40", "growth": 12, "bc": False})
-    assert builder is DenseNet and kwargs == {"depth": 40, "growth": 12, "bc": False, "dropout": 0.0}
+    assert builder is DenseNet and kwargs == {"depth": 40, "growth": 12, "bc": False, "dropout": 0.0, "shared_concat": False}
     _, kwargs = check_model_config({**R101, "weights_path": ""})
     assert kwargs["weights_path"] is None  # an empty path is no path

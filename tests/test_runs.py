@@ -141,3 +141,21 @@ def test_new_keys_at_their_defaults_keep_a_run_identity(overrides):
         changed = compose("train", overrides=[*overrides, "head.loss_reduction=sum"])
     assert runs.signature(cfg) == SIGNATURES_BEFORE_FIDELITY_KEYS[overrides]
     assert runs.signature(changed) != runs.signature(cfg)  # any other value is another run
+
+
+@pytest.mark.parametrize("overrides, speed_key", [
+    (("dataset=digits", "head=gsoftmax"), "head.fused=true"),
+    (("experiment=table1/densenet_cifar100_gsoftmax",), "model.shared_concat=true"),
+])
+def test_speed_paths_keep_a_run_identity(overrides, speed_key):
+    """head.fused and model.shared_concat change kernels and memory, not the method: a run made with or without
+    them (or before they existed) is the same run. d063748993 is the DenseNet row's signature before the key."""
+    from hydra import compose, initialize_config_dir
+
+    from gsm import runs
+
+    with initialize_config_dir(config_dir=str(REPO / "gsm" / "configs"), version_base="1.3"):
+        cfg = compose("train", overrides=list(overrides))
+        fast = compose("train", overrides=[*overrides, speed_key])
+    before = SIGNATURES_BEFORE_FIDELITY_KEYS.get(tuple(overrides), "d063748993")
+    assert runs.signature(cfg) == runs.signature(fast) == before
