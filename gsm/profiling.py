@@ -68,7 +68,8 @@ class Rule:
         return re.compile("|".join(f"(?:{p})" for p in parts), re.IGNORECASE)
 
 
-# The classification table: the first rule (in this order) that matches the outermost name it can decides.
+# The classification table. A chain is read from the outside in; the first name that any rule matches decides, and
+# the first rule (in this order) that matches that name gives the category.
 CATEGORY_RULES: tuple[Rule, ...] = (
     Rule("optimiser", patterns=(r"^Optimizer\.(?:step|zero_grad)#",)),
     Rule("input", patterns=(r"^" + re.escape(INPUT_SCOPE) + r"$",)),
@@ -277,7 +278,8 @@ class StepProfile:
         parts = " · ".join(f"{k} {shares[k]:.0%}" for k in CATEGORIES)
         what = "device" if self.device == "cuda" else "CPU op self"
         text = (f"{parts}; {what} {self.ms_per_step(self.busy_seconds):,.1f} ms/step of "
-                f"{self.ms_per_step(self.wall_seconds):,.1f} ms wall (batch {self.batch_size}, {self.steps} steps)")
+                f"{self.ms_per_step(self.wall_seconds):,.1f} ms wall (batch {self.batch_size}, {self.steps} "
+                f"step{'s' if self.steps != 1 else ''})")
         if self.launch_gaps is not None:
             text += f"; launch gaps {self.launch_gaps:.0%} of wall"
         return text
@@ -288,14 +290,16 @@ class StepProfile:
 
 
 def markdown_table(profiles: Sequence[StepProfile]) -> str:
-    """The profiles as a markdown table: one row per recipe, each category's share, time per step, launch gaps."""
-    head = ["recipe", *CATEGORIES, "busy ms/step", "wall ms/step", "launch gaps"]
+    """The profiles as a markdown table: one row per recipe, each category's share, the busy time per step (device
+    time on CUDA, operators' self time on a CPU), the unprofiled wall time per step and the launch gaps."""
+    head = ["recipe", *CATEGORIES, "busy ms/step", "wall ms/step", "launch gaps", "steps"]
     lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
     for p in profiles:
         shares = p.shares()
         gaps = "n/a (CPU)" if p.launch_gaps is None else f"{p.launch_gaps:.0%}"
         cells = [f"{p.label} ({p.device})", *(f"{shares[k]:.0%}" for k in CATEGORIES),
-                 f"{p.ms_per_step(p.busy_seconds):,.1f}", f"{p.ms_per_step(p.wall_seconds):,.1f}", gaps]
+                 f"{p.ms_per_step(p.busy_seconds):,.1f}", f"{p.ms_per_step(p.wall_seconds):,.1f}", gaps,
+                 f"{p.steps} × batch {p.batch_size}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -1,18 +1,23 @@
 #!/usr/bin/env bash
-# Every GPU check of gsm as one command, printing one summary table (well under 8 minutes on one H100):
-#   a. CPU vs GPU agreement of every head's loss and gradients (deep copies; L-softmax at margin 4)
-#   d. each head's cost in a real training step vs softmax (heads alternating on one backbone), head alone vs nn.Linear
-#   c. a 2-epoch full-size WRN-40-14 CIFAR-100 run: train vs eval_seconds / checkpoint_seconds per epoch
-#   g. eager vs torch.compile on the WRN-40-14 and ResNet-101 448² recipes (DenseNet-100-24 with CUDA graphs:
-#      --only compile_densenet, about 5 minutes alone)
-#   f. the real CLI end to end on the digits sets (bf16 AMP, compile=auto; multi-label + empirical init)
-#   b. the cost estimate (gsm.estimate) of Tables III, I and II on this GPU
-#   e. the COCO JPEG pipeline's images/s per DataLoader worker (before / after) and a real DataLoader
-# Sections run in this order, each in its own process with a time limit, while enough of --budget (default
-# 450 s) is left; one failing does not stop the others.
+# Every GPU check of gsm as one command, printing one summary table. The default run (--budget 450 s, about
+# 450 s on one H100/H200 plus the machine's start) measures what the open GPU work needs, in this order:
+#   h. profile           where a training step's time goes (gsm.profiling): WRN-40-14 b128, DenseNet-100-24 b32
+#                        and b50, ResNet-101 448² b16 — convolutions, matmuls, normalisation, elementwise,
+#                        reductions/loss, copies, optimiser step, input, launch gaps
+#   g. compile_densenet  DenseNet-100-24 b32: eager today vs model.shared_concat=true vs CUDA graphs
+#                        (trainer.compile_mode=reduce-overhead), img/s and speedup (goal 2x); its compile is most
+#                        of the run, so it goes second
+#   d. head_cost         G-softmax (and fused G-softmax, where the head has it) vs softmax on ResNet-101 448² b16,
+#                        alternating rounds until the cost's 95 % interval is within ±1 % (or 40 s)
+#   g. compile           WRN-40-14 b128 eager vs torch.compile: MFU against the 40 % goal
+#   b. estimate1         make estimate TABLE=table1 (eager, short probes) against the goal of 50 GPU-hours
+# A section starts only with the seconds it needs left of --budget; one failing does not stop the others; a
+# section a long compile pushes out says so in its row: rerun it with --only. Behind --only (measured before, or
+# minutes each): compile_densenet_combo, compile_wrn_modes, compile_resnet, head_cost_wrn, heads, overhead,
+# end_to_end, estimate3, loader, estimate2 (scripts/gpu_check.py's docstring says what each measures).
 #
 #   scripts/gpu_check.sh                 # on a CUDA machine; summary also in $OUT (default /tmp/gsm-gpu-check)
-#   scripts/gpu_check.sh --cpu-smoke     # every section with tiny sizes on the CPU (tests this script)
+#   scripts/gpu_check.sh --cpu-smoke     # every section with tiny sizes on the CPU, in one process (tests this script)
 #   scripts/gpu_check.sh --only heads,loader
 #
 # Python: $PY, else the repository's .venv, else python3. Where hydra-core / omegaconf / antlr4 / pycocotools

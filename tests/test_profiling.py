@@ -173,6 +173,7 @@ def test_the_summary_row_and_markdown_table():
     assert check == "WRN b128: where a training step's time goes" and status == "info"
     assert value.startswith("conv 75% · matmul 25% · norm 0%") and "device 8.0 ms/step of 10.0 ms wall" in value
     lines = markdown_table([a, b]).splitlines()
-    assert lines[0] == "| recipe | " + " | ".join(CATEGORIES) + " | busy ms/step | wall ms/step | launch gaps |"
-    assert lines[2] == "| WRN b128 (cuda) | 75% | 25% | 0% | 0% | 0% | 0% | 0% | 0% | 0% | 8.0 | 10.0 | 20% |"
-    assert lines[3].endswith("| 100% | 2.0 | 4.0 | n/a (CPU) |") and len(lines) == 4
+    assert lines[0] == "| recipe | " + " | ".join(CATEGORIES) + " | busy ms/step | wall ms/step | launch gaps | steps |"
+    assert lines[2] == "| WRN b128 (cuda) | 75% | 25% | 0% | 0% | 0% | 0% | 0% | 0% | 0% | 8.0 | 10.0 | 20% | 5 × batch 128 |"
+    assert lines[3].endswith("| 100% | 2.0 | 4.0 | n/a (CPU) | 1 × batch 8 |") and len(lines) == 4
+    assert "(batch 8, 1 step)" in b.describe() and "(batch 128, 5 steps)" in a.describe()
