@@ -64,7 +64,6 @@ from typing import Any, Callable, NamedTuple
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "scripts"))
 
 Row = tuple[str, str, str]  # (check, value, status: ok | FAIL | miss | info)
 
@@ -597,6 +596,7 @@ def sec_profile(smoke: bool):
 
 
 def sec_loader(smoke: bool) -> list[Row]:
+    sys.path.insert(0, str(REPO / "scripts"))
     import benchmark
 
     from gsm.data.loaders import auto_num_workers, available_cpus

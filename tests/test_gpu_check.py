@@ -4,6 +4,7 @@ A/B statistics and the goals)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import re
@@ -15,8 +16,10 @@ import pytest
 from conftest import REPO
 
 SCRIPT = REPO / "scripts" / "gpu_check.py"
-sys.path.insert(0, str(REPO / "scripts"))
-import gpu_check  # noqa: E402
+_spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
+gpu_check = importlib.util.module_from_spec(_spec)
+sys.modules["gpu_check"] = gpu_check  # dataclasses look their module up by name
+_spec.loader.exec_module(gpu_check)
 
 
 def _run(*args: str, out) -> subprocess.CompletedProcess:
