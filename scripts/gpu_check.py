@@ -6,7 +6,8 @@ open GPU work (issue #19) needs measured in one session, about 450 s on one H100
 below; the machine's start comes on top):
 
   h. profile:          where a training step's time goes (gsm.profiling: torch.profiler by category, launch
-                       gaps) for WRN-40-14 b128, DenseNet-100-24 b32 and b50, ResNet-101 448² b16, eager    ~40 s
+                       gaps) for WRN-40-14 b128, DenseNet-100-24 b32 (also with shared_concat, where the
+                       model has it) and b50, ResNet-101 448² b16, eager                                   ~40 s
   g. compile_densenet: DenseNet-100-24 b32: eager today vs model.shared_concat=true (where the model has it)
                        vs CUDA graphs (trainer.compile_mode=reduce-overhead): img/s, speedup, goal 2x     ~240 s
   d. head_cost:        the G-softmax A/B at 448² (ResNet-101 GMP b16 multi-label): heads alternating in rounds
@@ -76,6 +77,15 @@ class Table:
     text: str
 
 
+def error_text(exc: BaseException, limit: int = 200) -> str:
+    """``Type: message`` in at most ``limit`` characters, keeping the message's start and its end (the reason)."""
+    text = f"{type(exc).__name__}: {exc}".replace("\n", " ")
+    if len(text) <= limit:
+        return text
+    half = (limit - 5) // 2
+    return f"{text[:half]} ... {text[-half:]}"
+
+
 def _device(smoke: bool):
     import torch
 
@@ -135,7 +145,7 @@ def sec_heads(smoke: bool) -> list[Row]:
                 rows.append((f"{label}: bf16 backbone step", f"loss {float(loss):.4f}",
                              "ok" if torch.isfinite(loss) else "FAIL"))
         except Exception as exc:  # noqa: BLE001 - reported in the table
-            rows.append((label, f"{type(exc).__name__}: {exc}"[:160], "FAIL"))
+            rows.append((label, error_text(exc), "FAIL"))
     return rows
 
 
@@ -269,7 +279,7 @@ def sec_compile(which: str, smoke: bool):
             recipe = estimate.group_recipes(estimate.compose_experiments([exp], "smoke" if smoke else "full", overrides))[0]
             m = estimate.probe(recipe, dev, **probe_kw)
         except Exception as exc:  # noqa: BLE001
-            yield (f"{label} {name}", f"{type(exc).__name__}: {exc}"[:160], "FAIL")
+            yield (f"{label} {name}", error_text(exc), "FAIL")
             continue
         took = time.perf_counter() - start
         rate = m["images_per_second"]
@@ -526,7 +536,7 @@ def sec_head_cost(which: str, smoke: bool):
     try:
         rates = _interleaved_rates(cfg, size, classes, ml, batch, arms, dev, steps, min_rounds, max_rounds, seconds)
     except Exception as exc:  # noqa: BLE001
-        yield (f"{label}", f"{type(exc).__name__}: {exc}"[:160], "FAIL")
+        yield (f"{label}", error_text(exc), "FAIL")
         return
     base = rates[arms[0]]
     yield (f"{label} {arms[0]}: training step", f"{statistics.median(base):,.1f} img/s (median of {len(base)} rounds "
@@ -546,13 +556,14 @@ def sec_head_cost(which: str, smoke: bool):
             yield (f"{label} {arm}: head alone fwd+bwd", f"{ms:.3f} ms vs nn.Linear+loss {ms_lin:.3f} ms "
                    f"({ms / ms_lin:.2f}x)", "info")
         except Exception as exc:  # noqa: BLE001
-            yield (f"{label} {arm}: head alone", f"{type(exc).__name__}: {exc}"[:160], "FAIL")
+            yield (f"{label} {arm}: head alone", error_text(exc), "FAIL")
 
 
 # --------------------------------------------------------------------------- h. profile
 
 
-PROFILE_RECIPES = [  # (label, experiment) — eager, as these recipes train today (or would without compiling)
+PROFILE_RECIPES = [  # (label, experiment) — eager, as these recipes train today (or would without compiling); the
+    # DenseNet b32 recipe again with model.shared_concat=true where the model has it
     ("WRN-40-14 C-100 b128", "table1/wrn_cifar100_gsoftmax"),
     ("DenseNet-100-24 C-100 b32", "table1/densenet_cifar100_gsoftmax"),
     ("DenseNet-100-24 C-10 b50", "table1/densenet_cifar10_gsoftmax"),
@@ -571,16 +582,21 @@ def sec_profile(smoke: bool):
     from gsm.profiling import markdown_table, profile_recipe
 
     dev = _device(smoke)
-    plan = SMOKE_PROFILE_RECIPES if smoke else PROFILE_RECIPES
+    profile = "smoke" if smoke else "full"
+    plan = [(label, exp, None) for label, exp in (SMOKE_PROFILE_RECIPES if smoke else PROFILE_RECIPES)]
+    if shared_concat_available():  # DenseNet b32 after the memory-efficient concatenation, beside today's
+        label, exp, _ = plan[1]
+        plan.insert(2, (f"{label} shared_concat", exp, EAGER + ["model.shared_concat=true"]))
     steps = {"warmup": 1, "steps": 1} if smoke else {"warmup": 3, "steps": 5}
-    configs = estimate.compose_experiments([exp for _, exp in plan], "smoke" if smoke else "full", EAGER)
+    configs = estimate.compose_experiments([exp for _, exp, extra in plan if extra is None], profile, EAGER)
     profiles = []
-    for label, exp in plan:
+    for label, exp, extra in plan:
         try:
-            recipe = estimate.group_recipes({exp: configs[exp]})[0]
+            config = configs[exp] if extra is None else estimate.compose_experiments([exp], profile, extra)[exp]
+            recipe = estimate.group_recipes({exp: config})[0]
             p = profile_recipe(recipe, dev, label=label, **steps)
         except Exception as exc:  # noqa: BLE001
-            yield (f"{label}: profile", f"{type(exc).__name__}: {exc}"[:160], "FAIL")
+            yield (f"{label}: profile", error_text(exc), "FAIL")
             continue
         profiles.append(p)
         yield p.row()
@@ -718,7 +734,7 @@ def run_sections(names: list[str], smoke: bool, folder: Path) -> int:
                 _write(path, record)
         except Exception as exc:  # noqa: BLE001 - reported in the table
             traceback.print_exc()
-            record["rows"].append([name, f"section failed: {type(exc).__name__}: {exc}"[:200], "FAIL"])
+            record["rows"].append([name, f"section failed: {error_text(exc)}", "FAIL"])
             rc = 1
         record["seconds"] = time.perf_counter() - start
         _write(path, record)

@@ -40,7 +40,7 @@ def test_cpu_smoke_sections_pass_and_write_one_summary(tmp_path):
         assert checks[f"{head}: CPU vs cpu (float64)"][3] == "ok"
     # profile: one row per smoke recipe whose shares add up to 100 % (each rounded), and the table below the summary
     profiled = [row for c, row in checks.items() if c.endswith("where a training step's time goes")]
-    assert len(profiled) == 2
+    assert len(profiled) == 2 + gpu_check.shared_concat_available()
     for row in profiled:
         shares = [int(x) for x in re.findall(r"(\d+)%", row[2].split(";")[0])]
         assert len(shares) == 9 and abs(sum(shares) - 100) <= 5, row
@@ -122,3 +122,9 @@ def test_the_estimate_total_against_its_goal():
     assert gpu_check.goal_row("table1", "total: 2 run(s), one seed each: 0.003 device-hours (this CPU)", 50.0, [],
                               False)[2] == "info"
     assert gpu_check.goal_row("table1", "total: nothing", 50.0, [], False)[2] == "FAIL"
+
+
+def test_an_error_row_keeps_the_start_and_the_reason():
+    assert gpu_check.error_text(ValueError("short")) == "ValueError: short"
+    long = gpu_check.error_text(RuntimeError("cannot compose " + "x=1 " * 100 + "\nbecause: the key is unknown"), 120)
+    assert len(long) <= 120 and long.startswith("RuntimeError: cannot compose") and long.endswith("the key is unknown")
