@@ -28,9 +28,8 @@ def _run(*args: str, out) -> subprocess.CompletedProcess:
 
 
 def test_cpu_smoke_sections_pass_and_write_one_summary(tmp_path):
-    """The default run's new and changed sections (estimate1 aside: its smoke costs a fresh process) and the heads
-    check, all in the smoke run's one process."""
-    sections = ["heads", "profile", "head_cost", "compile", "compile_densenet"]
+    """Every section of the default run and the heads check, all in the smoke run's one process."""
+    sections = ["heads", "profile", "head_cost", "compile", "compile_densenet", "estimate1"]
     proc = _run("--cpu-smoke", "--only", ",".join(sections), out=tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     summary = json.loads((tmp_path / "gpu_check_summary.json").read_text())
@@ -59,6 +58,10 @@ def test_cpu_smoke_sections_pass_and_write_one_summary(tmp_path):
     assert "x eager today" in checks[f"{dn} CUDA graphs (reduce-overhead) (eager on CPU)"][2]
     concat = checks[f"{dn} shared_concat, eager"][2]
     assert ("x eager today" in concat) if gpu_check.shared_concat_available() else concat.startswith("skipped")
+    # estimate1: Table I's total against its goal (a CPU's device-hours say nothing about it: info)
+    assert checks["table1 total"][3] == "ok"
+    assert checks["table1 estimate vs goal ≤ 50 GPU-hours"][2].endswith("(as make estimate TABLE=table1, with "
+                                                                      "trainer.compile=false)")
     assert "all checks passed" in proc.stdout
 
 
