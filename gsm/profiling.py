@@ -104,11 +104,12 @@ CATEGORY_RULES: tuple[Rule, ...] = (
                              "reflection_pad\\dd\\w*", "replication_pad\\dd\\w*", "flip", "roll", "repeat",
                              "narrow_copy", "empty", "empty_like", "empty_strided", "new_empty\\w*", "new_zeros",
                              "zero", "zeros", "zeros_like", "fill", "ones", "ones_like", "full", "full_like",
-                             "resize", "as_strided_scatter", "slice_scatter", "select_scatter"),
+                             "resize", "as_strided_scatter", "slice_scatter", "select_scatter", "set"),
          nodes=("Cat", "Clone", "ToCopy", "Copy\\w*", "Stack", "Index", "IndexSelect", "IndexPut", "Gather",
                 "ConstantPadNd", "Flip", "Repeat"),
-         patterns=(r"memcpy", r"memset", r"CatArrayBatchedCopy", r"nchwToNhwc", r"nhwcToNchw", r"transpose_readWrite",
-                   r"copy_kernel", r"direct_copy", r"FillFunctor", r"index_elementwise", r"\bcat_", r"gather",
+         # gsm.models.densenet.BlockInput (model.shared_concat): the dense block's concatenation into shared storage
+         patterns=(r"^BlockInput(?:Backward)?$", r"memcpy", r"memset", r"CatArrayBatchedCopy", r"nchwToNhwc",
+                   r"nhwcToNchw", r"transpose_readWrite", r"copy_kernel", r"direct_copy", r"FillFunctor", r"index_elementwise", r"\bcat_", r"gather",
                    r"scatter", r"flip_kernel")),
     Rule("elementwise", ops=("add", "sub", "mul", "div", "rsub", "neg", "relu", "threshold", "threshold_backward",
                              "sigmoid", "sigmoid_backward", "tanh", "tanh_backward", "erf", "erfc", "erfinv", "exp",
@@ -318,13 +319,13 @@ def profile_callable(fn: Callable[[], Any], device: torch.device) -> list[tuple[
 def profile_recipe(recipe: Any, device: torch.device, *, warmup: int, steps: int, label: str | None = None) -> StepProfile:
     """Profile ``steps`` training steps of ``recipe`` (a :class:`gsm.estimate.Recipe`) on ``device`` after
     ``warmup`` steps; the wall time comes from ``steps`` more steps without the profiler (see the module
-    docstring)."""
+    docstring). One process, the trainer's decisions for this device (:meth:`gsm.train.device.Machine.decide`)."""
     from omegaconf import OmegaConf
 
     from gsm.estimate import make_loader
     from gsm.heads import init_from_data
     from gsm.train.build import build_model, build_run
-    from gsm.train.device import Dist
+    from gsm.train.device import Machine
     from gsm.train.loop import train_one_epoch
 
     if warmup < 1 or steps < 1:
@@ -336,18 +337,19 @@ def profile_recipe(recipe: Any, device: torch.device, *, warmup: int, steps: int
     torch.manual_seed(int(cfg.seed))
     model = build_model(cfg, num_classes=shape["num_classes"], multilabel=shape["multilabel"],
                         in_channels=shape["in_channels"], image_size=shape["image_size"])
-    run = build_run(cfg, device, model)
-    train_model = run.training_model(Dist(), device)
-    batch = recipe.batch_size
+    machine = Machine.decide(recipe.trainer, device)
+    run = build_run(cfg, recipe.trainer, machine, model)
+    train_model = run.training_model(machine)
+    batch, channels_last = machine.batch_size, machine.channels_last
     if getattr(model.head, "needs_data_init", False):  # head.init=empirical: the step's cost does not depend on μ, σ
-        init_from_data(model, make_loader(shape, batch, 1, False, device, run.channels_last, seed=0), amp=run.amp)
+        init_from_data(model, make_loader(shape, batch, 1, False, device, channels_last, seed=0), amp=machine.amp)
 
     def epoch(loader: Any, index: int) -> dict[str, float]:
-        return train_one_epoch(train_model, model.head, ScopedLoader(loader), run.optimizer, run.scaler, run.amp,
+        return train_one_epoch(train_model, model.head, ScopedLoader(loader), run.optimizer, run.scaler, machine.amp,
                                index, False)
 
-    epoch(make_loader(shape, batch, warmup, True, device, run.channels_last, seed=1), 0)
-    loader = make_loader(shape, batch, steps, True, device, run.channels_last, seed=2)
+    epoch(make_loader(shape, batch, warmup, True, device, channels_last, seed=1), 0)
+    loader = make_loader(shape, batch, steps, True, device, channels_last, seed=2)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     start = time.perf_counter()

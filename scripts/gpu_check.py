@@ -18,11 +18,12 @@ below; the machine's start comes on top):
                        short probes to fit) and its GPU-hours against the goal of 50                       ~55 s
 
 DenseNet's CUDA-graph compile is most of it (its default-mode compile took 216 s on an H100); when it runs
-long, the sections after it are skipped and their rows say so: rerun them with ``--only``.
+long, the sections after it are skipped and their rows say so: rerun them with ``--only``. There is no
+shared_concat + CUDA graphs variant: a DenseNet that torch.compile traces takes the cat path
+(gsm.models.densenet), so it would measure the CUDA-graphs row again.
 
 Only with ``--only`` (already measured, or minutes each):
 
-  g. compile_densenet_combo: DenseNet-100-24 b32 with shared_concat and CUDA graphs together
   g. compile_wrn_modes: WRN-40-14 b128 with reduce-overhead and max-autotune (max-autotune: many minutes)
   g. compile_resnet: ResNet-101 448² b16 eager vs compiled (compiled was slower: 290 → 250 img/s)
   d. head_cost_wrn: the same A/B on WRN-40-14 CIFAR-100 b128 (softmax, G-, L-softmax, fused G-softmax)
@@ -243,9 +244,6 @@ def compile_plan(which: str) -> tuple[str, list[tuple[str, list[str] | None]]]:
         "densenet": ("table1/densenet_cifar100_gsoftmax", [
             ("eager today", EAGER + today), ("shared_concat, eager", EAGER + ["model.shared_concat=true"] if concat else None),
             ("CUDA graphs (reduce-overhead)", GRAPHS + today)]),
-        "densenet_combo": ("table1/densenet_cifar100_gsoftmax", [
-            ("eager today", EAGER + today),
-            ("shared_concat + CUDA graphs", GRAPHS + ["model.shared_concat=true"] if concat else None)]),
         "resnet": ("table3/resnet101_coco_gsoftmax_mu0_sigma1", [("eager", EAGER), ("compiled", ["trainer.compile=true"])]),
     }
     return plans[which]
@@ -690,7 +688,6 @@ SECTIONS: dict[str, Section] = {
     "compile": Section("g", functools.partial(sec_compile, "wrn"), 110, 55, True),
     "estimate1": Section("b", functools.partial(sec_estimate, 1), 100, 50, True),
     # with --only (or a larger --budget): already measured, or too long for one session beside the above
-    "compile_densenet_combo": Section("g", functools.partial(sec_compile, "densenet_combo"), 420, 300, False),
     "compile_wrn_modes": Section("g", functools.partial(sec_compile, "wrn_modes"), 600, 400, False),
     "compile_resnet": Section("g", functools.partial(sec_compile, "resnet"), 150, 100, False),
     "head_cost_wrn": Section("d", functools.partial(sec_head_cost, "wrn"), 90, 50, False),

@@ -12,9 +12,9 @@
 #   g. compile           WRN-40-14 b128 eager vs torch.compile: MFU against the 40 % goal
 #   b. estimate1         make estimate TABLE=table1 (eager, short probes) against the goal of 50 GPU-hours
 # A section starts only with the seconds it needs left of --budget; one failing does not stop the others; a
-# section a long compile pushes out says so in its row: rerun it with --only. Behind --only (measured before, or
-# minutes each): compile_densenet_combo, compile_wrn_modes, compile_resnet, head_cost_wrn, heads, overhead,
-# end_to_end, estimate3, loader, estimate2 (scripts/gpu_check.py's docstring says what each measures).
+# section a long compile pushes out says so in its row: rerun it with --only. Only with --only (measured before,
+# or minutes each): compile_wrn_modes, compile_resnet, head_cost_wrn, heads, overhead, end_to_end, estimate3,
+# loader, estimate2 (scripts/gpu_check.py's docstring says what each measures).
 #
 #   scripts/gpu_check.sh                 # on a CUDA machine; summary also in $OUT (default /tmp/gsm-gpu-check)
 #   scripts/gpu_check.sh --cpu-smoke     # every section with tiny sizes on the CPU, in one process (tests this script)

@@ -32,6 +32,8 @@ CPU = torch.device("cpu")
     (["aten::cross_entropy_loss", "aten::log_softmax", "aten::_log_softmax", "cunn_SoftMaxForward"], "reduce/loss"),
     (["aten::adaptive_avg_pool2d", "aten::mean", "aten::div_", "aten::to"], "reduce/loss"),
     (["aten::cat", "CatArrayBatchedCopy_contig"], "copy/memory"),
+    (["BlockInput", "aten::copy_"], "copy/memory"),  # DenseNet's model.shared_concat
+    ([ENGINE_SCOPE + "BlockInputBackward", "BlockInputBackward", "aten::split_with_sizes"], "copy/memory"),
     (["aten::to", "aten::_to_copy", "aten::copy_", "direct_copy_kernel_cuda"], "copy/memory"),
     (["aten::contiguous", "aten::clone", "aten::copy_"], "copy/memory"),
     (["Memcpy DtoD (Device -> Device)"], "copy/memory"),
