@@ -43,7 +43,7 @@ from gsm.data import DATASETS
 from gsm.errors import ConfigError
 from gsm.heads import init_from_data
 from gsm.settings import TrainerSettings
-from gsm.train.build import build_model, build_run
+from gsm.train.build import BuiltRun, build_model, build_run
 from gsm.train.checkpoints import Checkpointer, checkpoint_state
 from gsm.train.device import Dist, Machine
 from gsm.train.loop import EvalOutputs, compute_metrics, evaluate, train_one_epoch
@@ -380,30 +380,51 @@ def data_setup_seconds(recipe: Recipe) -> float | None:
     return time.perf_counter() - start
 
 
-def probe(recipe: Recipe, device: torch.device, *, warmup: int, steps: int, eval_batches: int) -> dict[str, Any]:
-    """Time one recipe on synthetic data (see the module docstring); returns the measurements."""
+@dataclass
+class ProbeRun:
+    """A recipe built as the trainer builds it (:mod:`gsm.train.build`), on one device, one process: what the
+    probe here and :func:`gsm.profiling.profile_recipe` time, on synthetic batches (:func:`make_loader`)."""
+
+    model: Any  # gsm.models.Classifier
+    machine: Machine
+    parts: BuiltRun
+    train_model: torch.nn.Module  # what the training steps call (compiled when the trainer would compile)
+
+
+def build_probe_run(recipe: Recipe, device: torch.device) -> ProbeRun:
+    """The model (no pretrained weights: they do not change the cost, and nothing is downloaded), the trainer's
+    decisions for ``device`` (:meth:`Machine.decide`) and its optimiser, schedule and scaler; an empirical head
+    is initialised from one synthetic batch (a step's cost does not depend on μ, σ)."""
     from omegaconf import OmegaConf
 
-    cfg, shape = recipe.config, recipe.shape()
-    dcfg = OmegaConf.create(cfg)
-    if "pretrained" in dcfg.model:  # the weights do not change the cost; never download them here
-        dcfg.model.pretrained = False
-    dcfg.model.pop("weights_path", None)
-    torch.manual_seed(int(cfg["seed"]))
-    model = build_model(dcfg, num_classes=shape["num_classes"], multilabel=shape["multilabel"],
+    cfg, shape = OmegaConf.create(recipe.config), recipe.shape()
+    if "pretrained" in cfg.model:
+        cfg.model.pretrained = False
+    cfg.model.pop("weights_path", None)
+    torch.manual_seed(int(cfg.seed))
+    model = build_model(cfg, num_classes=shape["num_classes"], multilabel=shape["multilabel"],
                         in_channels=shape["in_channels"], image_size=shape["image_size"])
-    machine = Machine.decide(recipe.trainer, device)  # one process, as the trainer decides it on this device
-    parts = build_run(dcfg, recipe.trainer, machine, model)  # the trainer's set-up; the batches are the probe's own
+    machine = Machine.decide(recipe.trainer, device)
+    parts = build_run(cfg, recipe.trainer, machine, model)
+    train_model = parts.training_model(machine)
+    if getattr(model.head, "needs_data_init", False):
+        loader = make_loader(shape, machine.eval_batch_size, 1, False, device, machine.channels_last, seed=0)
+        init_from_data(model, loader, amp=machine.amp)
+    return ProbeRun(model, machine, parts, train_model)
+
+
+def probe(recipe: Recipe, device: torch.device, *, warmup: int, steps: int, eval_batches: int) -> dict[str, Any]:
+    """Time one recipe on synthetic data (see the module docstring); returns the measurements."""
+    shape = recipe.shape()
+    built = build_probe_run(recipe, device)
+    model, machine, parts, train_model = built.model, built.machine, built.parts, built.train_model
     optimizer, scheduler, scaler, amp = parts.optimizer, parts.scheduler, parts.scaler, machine.amp
     channels_last, compiled = machine.channels_last, machine.compiled
-    train_model = parts.training_model(machine)
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
 
     bs, ebs = machine.batch_size, machine.eval_batch_size
-    if getattr(model.head, "needs_data_init", False):  # head.init=empirical: a step's cost does not depend on μ, σ
-        init_from_data(model, make_loader(shape, ebs, 1, False, device, channels_last, seed=0), amp=amp)
     warm = make_loader(shape, bs, warmup, True, device, channels_last, seed=1)
     timed = make_loader(shape, bs, steps, True, device, channels_last, seed=2)
     start = time.perf_counter()
@@ -439,7 +460,7 @@ def probe(recipe: Recipe, device: torch.device, *, warmup: int, steps: int, eval
         out["workers"] = workers
         out["loader_images_per_second"] = per_worker_train * max(1, workers)
         out["loader_eval_images_per_second"] = per_worker_eval * max(1, workers)
-    del model, train_model, optimizer, parts, warm, timed, eval_loader
+    del model, train_model, optimizer, parts, built, warm, timed, eval_loader
     if device.type == "cuda":
         torch.cuda.empty_cache()
     return out

@@ -320,29 +320,15 @@ def profile_recipe(recipe: Any, device: torch.device, *, warmup: int, steps: int
     """Profile ``steps`` training steps of ``recipe`` (a :class:`gsm.estimate.Recipe`) on ``device`` after
     ``warmup`` steps; the wall time comes from ``steps`` more steps without the profiler (see the module
     docstring). One process, the trainer's decisions for this device (:meth:`gsm.train.device.Machine.decide`)."""
-    from omegaconf import OmegaConf
-
-    from gsm.estimate import make_loader
-    from gsm.heads import init_from_data
-    from gsm.train.build import build_model, build_run
-    from gsm.train.device import Machine
+    from gsm.estimate import build_probe_run, make_loader
     from gsm.train.loop import train_one_epoch
 
     if warmup < 1 or steps < 1:
         raise ValueError(f"profile_recipe needs at least one warm-up and one profiled step (got {warmup}, {steps})")
-    cfg, shape = OmegaConf.create(recipe.config), recipe.shape()
-    if "pretrained" in cfg.model:  # the weights do not change the cost; never download them here
-        cfg.model.pretrained = False
-    cfg.model.pop("weights_path", None)
-    torch.manual_seed(int(cfg.seed))
-    model = build_model(cfg, num_classes=shape["num_classes"], multilabel=shape["multilabel"],
-                        in_channels=shape["in_channels"], image_size=shape["image_size"])
-    machine = Machine.decide(recipe.trainer, device)
-    run = build_run(cfg, recipe.trainer, machine, model)
-    train_model = run.training_model(machine)
+    shape = recipe.shape()
+    built = build_probe_run(recipe, device)
+    model, machine, run, train_model = built.model, built.machine, built.parts, built.train_model
     batch, channels_last = machine.batch_size, machine.channels_last
-    if getattr(model.head, "needs_data_init", False):  # head.init=empirical: the step's cost does not depend on μ, σ
-        init_from_data(model, make_loader(shape, batch, 1, False, device, channels_last, seed=0), amp=machine.amp)
 
     def epoch(loader: Any, index: int) -> dict[str, float]:
         return train_one_epoch(train_model, model.head, ScopedLoader(loader), run.optimizer, run.scaler, machine.amp,
