@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from gsm.errors import ConfigError
 from gsm.settings import TrainerSettings
-from gsm.values import DIST_UPDATES, LOSS_REDUCTIONS
+from gsm.values import DIST_UPDATES, INTERPOLATIONS, LOSS_REDUCTIONS, PAD_MODES, TINY_CROPS, TRAIN_CROPS
 from gsm.values import boolean, head_fits_labels, integer, number, one_of, text
 
 if TYPE_CHECKING:
@@ -399,11 +399,11 @@ RULES: dict[str, Callable[[str, Any], Any]] = {
     "dataset.image_size": _int(8, allow_none=True),
     "dataset.crop_padding": _int(0),
     "dataset.flip": _bool,
-    "dataset.train_crop": _choice("multiscale", "random_resized", "resize", "pad", "inception"),  # per dataset: its loader
+    "dataset.train_crop": _choice(*TRAIN_CROPS, *TINY_CROPS),  # per dataset: its loader
     "dataset.color_jitter": _num(minimum=0),
     "dataset.lighting": _num(minimum=0),
-    "dataset.interpolation": _choice("bilinear", "bicubic"),
-    "dataset.pad_mode": _choice("zeros", "reflect"),
+    "dataset.interpolation": _choice(*INTERPOLATIONS),
+    "dataset.pad_mode": _choice(*PAD_MODES),
     "dataset.drop_unlabeled": _bool,
     "dataset.on_missing": _choice("error", "skip"),
     "dataset.image_dir": text,

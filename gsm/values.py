@@ -15,6 +15,14 @@ LOSS_REDUCTIONS = ("mean", "sum")
 """``head.loss_reduction`` / ``recipe.loss_reduction``: how :func:`gsm.heads.head_loss` reduces the loss."""
 DIST_UPDATES = ("autograd", "release")
 """``head.dist_update`` / ``recipe.dist_update``: how G-softmax's μ, σ move (docs/paper-notes.md E2)."""
+TRAIN_CROPS = ("multiscale", "random_resized", "resize")
+"""``dataset.train_crop`` of MS COCO and NUS-WIDE (gsm.data.transforms.multilabel_train)."""
+TINY_CROPS = ("pad", "inception")
+"""``dataset.train_crop`` of Tiny ImageNet (gsm.data.transforms.pad_crop_train, inception_train)."""
+PAD_MODES = ("zeros", "reflect")
+"""``dataset.pad_mode``: what the padded crop pads with."""
+INTERPOLATIONS = ("bilinear", "bicubic")
+"""``dataset.interpolation``: how the JPEG pipelines resize."""
 
 
 def is_int(value: Any) -> bool:

@@ -1,3 +1,4 @@
+import numpy as np
 import torch
 
 from gsm.data import build_data, load_splits
@@ -49,3 +50,35 @@ def test_bad_subset():
 
     with pytest.raises(ConfigError, match="dataset.subset"):
         load_splits({"name": "digits", "subset": 0})
+
+
+def test_the_shipped_split_is_sklearns_and_gives_the_same_arrays():
+    """gsm/data/digits_split.npz holds scikit-learn's stratified split (the oracle: load_digits and train_test_split
+    as gsm called them before the file existed), so the digits runs keep their data and their fingerprints."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    from gsm.data import digits
+
+    bunch = load_digits()
+    with np.load(digits.SPLIT_FILE) as split:
+        shipped = split["train"], split["test"]
+    for got, want in zip(shipped, digits.sklearn_split(bunch.target)):
+        np.testing.assert_array_equal(got, want)
+    images = np.rint(bunch.images * (255.0 / 16.0)).astype(np.uint8)
+    want = train_test_split(images, bunch.target, test_size=0.25, stratify=bunch.target, random_state=digits.SPLIT_SEED)
+    for got, expected in zip(digits._digit_split(), want):
+        assert got.dtype == expected.dtype
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_a_digits_run_imports_neither_sklearn_nor_torchvision():
+    """Both take seconds to import and a run on the embedded digits needs neither (a trainer process's start-up)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from gsm.data import DATASETS, load_splits; load_splits({'name': 'digits'}); "
+            "DATASETS['coco']; import gsm.train.app; print(sorted(m for m in ('sklearn', 'torchvision') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]"

@@ -49,10 +49,18 @@ class DataBundle:
 # --------------------------------------------------------------------------- the registry
 
 
+# The datasets' helpers: no DATASET_INFO of their own, and not imported to look for one (transforms imports
+# torchvision, which takes seconds that a run on in-memory data does not need).
+HELPER_MODULES = frozenset({"files", "fixtures", "loaders", "transforms", "types"})
+
+
 def collect_datasets() -> dict[str, DatasetInfo]:
-    """Every ``DATASET_INFO`` declared by a module of this package, by name (sorted). Imports the modules."""
+    """Every ``DATASET_INFO`` declared by a module of this package (but :data:`HELPER_MODULES`), by name
+    (sorted). Imports the modules."""
     found: dict[str, DatasetInfo] = {}
     for module_info in pkgutil.iter_modules(__path__):
+        if module_info.name in HELPER_MODULES:
+            continue
         module = importlib.import_module(f"{__name__}.{module_info.name}")
         for info in getattr(module, "DATASET_INFO", ()):
             if not isinstance(info, DatasetInfo):

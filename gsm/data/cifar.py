@@ -35,10 +35,8 @@ import numpy as np
 import torch
 
 from gsm.data.types import DatasetInfo, DatasetSplits, TensorSplit
-from gsm.data.files import check_not_file, image_size, resize_uint8
-from gsm.data.files import setting
-from gsm.data.transforms import PAD_MODES
-from gsm.values import boolean, integer
+from gsm.data.files import check_not_file, image_size, resize_uint8, setting
+from gsm.values import PAD_MODES, boolean, integer
 from gsm.errors import ConfigError, DataError
 
 # Per-channel mean / std of the 50,000 training images (pixel values in [0, 1]).

@@ -10,7 +10,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,16 +24,39 @@ from gsm.data.types import DatasetInfo, DatasetSplits, TensorSplit
 
 CLASS_NAMES = [str(d) for d in range(10)]
 SPLIT_SEED = 0
+SPLIT_FILE = Path(__file__).with_name("digits_split.npz")  # the train / test indices (sklearn_split), in order
 MOSAIC_SEED = 1234
 
 
-def _digit_split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    from sklearn.datasets import load_digits
+def digit_images() -> tuple[np.ndarray, np.ndarray]:
+    """The 1,797 8×8 digits (values 0–16) and their labels, as scikit-learn ships them: the file that
+    ``sklearn.datasets.load_digits`` reads, read here without importing scikit-learn (which takes seconds a
+    digits run does not need); ``load_digits`` itself where the file is not where it has always been."""
+    spec = importlib.util.find_spec("sklearn")
+    path = Path(spec.submodule_search_locations[0]) / "datasets" / "data" / "digits.csv.gz" if spec else None
+    if path is None or not path.is_file():
+        from sklearn.datasets import load_digits
+
+        bunch = load_digits()
+        return bunch.images, bunch.target
+    data = np.loadtxt(path, delimiter=",")
+    return data[:, :-1].reshape(-1, 8, 8), data[:, -1].astype(np.int64)
+
+
+def sklearn_split(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(train, test) indices of scikit-learn's stratified 75/25 split with seed :data:`SPLIT_SEED`: how
+    :data:`SPLIT_FILE` was made (``np.savez(SPLIT_FILE, train=..., test=...)``); the tests check it still is."""
     from sklearn.model_selection import train_test_split
 
-    bunch = load_digits()
-    images = np.rint(bunch.images * (255.0 / 16.0)).astype(np.uint8)  # values 0..16 -> 0..255
-    return train_test_split(images, bunch.target, test_size=0.25, stratify=bunch.target, random_state=SPLIT_SEED)
+    return tuple(train_test_split(np.arange(len(labels)), test_size=0.25, stratify=labels, random_state=SPLIT_SEED))
+
+
+def _digit_split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    images, labels = digit_images()
+    images = np.rint(images * (255.0 / 16.0)).astype(np.uint8)  # values 0..16 -> 0..255
+    with np.load(SPLIT_FILE) as split:
+        train, test = split["train"], split["test"]
+    return images[train], images[test], labels[train], labels[test]
 
 
 def _resize(images: np.ndarray, size: int) -> Tensor:

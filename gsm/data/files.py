@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -33,7 +34,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from gsm.data.types import DatasetInfo, DatasetSplits, FileSplit
-from gsm.values import boolean, integer
+from gsm.values import INTERPOLATIONS, boolean, integer, number, one_of
 from gsm.errors import ConfigError, DataError
 
 log = logging.getLogger("gsm.data")
@@ -41,15 +42,20 @@ log = logging.getLogger("gsm.data")
 # into a tensor that torchvision ships, and PIL takes over (same pixels) where they are missing or fail.
 warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of TorchVision",
                         category=DeprecationWarning)
-try:
-    from torchvision.io import ImageReadMode, decode_jpeg
-except ImportError:  # a torchvision without its image codecs
-    decode_jpeg = None
 
 CACHE_VERSION = 1
 
 
 # --------------------------------------------------------------------------- config values
+
+
+def augment_options(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """``dataset.color_jitter``, ``dataset.lighting`` (>= 0; 0 = off) and ``dataset.interpolation``, checked."""
+    return {
+        "color_jitter": number("dataset.color_jitter", cfg.get("color_jitter", 0.0), minimum=0),
+        "lighting": number("dataset.lighting", cfg.get("lighting", 0.0), minimum=0),
+        "interpolation": one_of("dataset.interpolation", cfg.get("interpolation", "bilinear"), tuple(INTERPOLATIONS)),
+    }
 
 
 def setting(cfg: Mapping[str, Any], key: str, default: str, valid: Sequence[str], where: str = "") -> str:
@@ -152,12 +158,24 @@ def load_rgb(path: str | os.PathLike, min_size: int | None = None) -> Tensor:
         raise DataError(f"image file not found: {path}") from None
     except OSError as exc:
         raise DataError(f"cannot read image {path}: {exc}") from None
-    if decode_jpeg is not None and data[:3] == JPEG_MAGIC:
+    decode_jpeg = jpeg_decoder() if data[:3] == JPEG_MAGIC else None
+    if decode_jpeg is not None:
         try:
-            return decode_jpeg(torch.frombuffer(data, dtype=torch.uint8), mode=ImageReadMode.RGB)
+            return decode_jpeg(torch.frombuffer(data, dtype=torch.uint8))
         except RuntimeError:
             pass  # truncated or unusual JPEG: PIL decodes it or names the file in a DataError
     return _load_rgb_pil(path)
+
+
+@functools.lru_cache(maxsize=None)
+def jpeg_decoder() -> Callable[[Tensor], Tensor] | None:
+    """torchvision's JPEG decode to an RGB uint8 tensor, None where torchvision lacks its image codecs. Imported on
+    the first JPEG (importing torchvision takes seconds: a run on in-memory data never pays it)."""
+    try:
+        from torchvision.io import ImageReadMode, decode_jpeg
+    except ImportError:
+        return None
+    return functools.partial(decode_jpeg, mode=ImageReadMode.RGB)
 
 
 def _load_rgb_pil(path: str | os.PathLike, min_size: int | None = None) -> Tensor:
@@ -329,7 +347,7 @@ def multilabel_file_splits(cfg: Mapping[str, Any], info: DatasetInfo, class_name
                            notes: dict[str, Any]) -> Any:
     """DatasetSplits of FileSplits with the multi-label pipelines of docs/datasets.md (COCO, NUS-WIDE)."""
     from gsm.data.transforms import (
-        IMAGENET_MEAN, IMAGENET_STD, TRAIN_CROPS, augment_options, eval_transform, multilabel_train, multiscale_side,
+        IMAGENET_MEAN, IMAGENET_STD, TRAIN_CROPS, eval_transform, multilabel_train, multiscale_side,
     )
 
     size = image_size(cfg, info.default_image_size, minimum=info.min_image_size)

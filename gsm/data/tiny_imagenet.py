@@ -43,14 +43,10 @@ import torch
 
 from gsm.data.types import DatasetInfo, DatasetSplits, FileSplit, TensorSplit
 from gsm.data.files import (
-    ImageFiles, setting, dataset_root, decode_all, file_list_key, find_missing, image_size, log, missing_message,
-    read_lines, report_missing, require, resize_uint8,
+    ImageFiles, augment_options, setting, dataset_root, decode_all, file_list_key, find_missing, image_size, log,
+    missing_message, read_lines, report_missing, require, resize_uint8,
 )
-from gsm.data.transforms import (
-    IMAGENET_MEAN, IMAGENET_STD, PAD_MODES, TINY_CROPS, augment_options, eval_transform, inception_train,
-    pad_crop_train,
-)
-from gsm.values import boolean, integer, text
+from gsm.values import PAD_MODES, TINY_CROPS, boolean, integer, text
 from gsm.errors import ConfigError, DataError
 
 TITLE = "Tiny ImageNet"
@@ -174,6 +170,9 @@ def _check_options(size: int, crop: str, pad_mode: str, padding: int, opts: Mapp
 
 def load_tiny_imagenet(cfg: Mapping[str, Any], *, write: bool = True) -> DatasetSplits:
     """``write=False`` (a dry run): a valid cache is read, none is written (gsm.data.load_splits)."""
+    # torchvision's transforms only where they are used: importing torchvision takes seconds
+    from gsm.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform, inception_train, pad_crop_train
+
     idx = index(cfg)
     size = image_size(cfg, INFO.default_image_size, INFO.min_image_size)
     pad64 = integer("dataset.crop_padding", cfg.get("crop_padding", 8), minimum=0)

@@ -46,7 +46,7 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
 from gsm.errors import ConfigError
-from gsm.values import number, one_of
+from gsm.values import INTERPOLATIONS, PAD_MODES, TRAIN_CROPS
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -58,18 +58,15 @@ IMAGENET_EIGVEC = ((-0.5675, 0.7192, 0.4009),
                    (-0.5836, -0.6948, 0.4203))
 GRAY_WEIGHTS = (0.299, 0.587, 0.114)  # transforms.lua:220
 
-TRAIN_CROPS = ("multiscale", "random_resized", "resize")  # COCO, NUS-WIDE
-TINY_CROPS = ("pad", "inception")  # Tiny ImageNet
-PAD_MODES = ("zeros", "reflect")
-INTERPOLATIONS = {"bilinear": v2.InterpolationMode.BILINEAR, "bicubic": v2.InterpolationMode.BICUBIC}
+INTERPOLATION_MODES = dict(zip(INTERPOLATIONS, (v2.InterpolationMode.BILINEAR, v2.InterpolationMode.BICUBIC)))
 # brightness, contrast, saturation: the operations of Torch7's ColorJitter, in this index order
 JITTER_OPS = ("brightness", "contrast", "saturation")
 
 
 def _mode(interpolation: str) -> v2.InterpolationMode:
-    if interpolation not in INTERPOLATIONS:
+    if interpolation not in INTERPOLATION_MODES:
         raise ValueError(f"unknown interpolation {interpolation!r}; valid: {', '.join(INTERPOLATIONS)}")
-    return INTERPOLATIONS[interpolation]
+    return INTERPOLATION_MODES[interpolation]
 
 
 class MultiScaleCrop(nn.Module):
@@ -351,12 +348,3 @@ def eval_transform(image_size: int, mean: Sequence[float] = IMAGENET_MEAN,
 
 
 # --------------------------------------------------------------------------- config keys
-
-
-def augment_options(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """``dataset.color_jitter``, ``dataset.lighting`` (>= 0; 0 = off) and ``dataset.interpolation``, checked."""
-    return {
-        "color_jitter": number("dataset.color_jitter", cfg.get("color_jitter", 0.0), minimum=0),
-        "lighting": number("dataset.lighting", cfg.get("lighting", 0.0), minimum=0),
-        "interpolation": one_of("dataset.interpolation", cfg.get("interpolation", "bilinear"), tuple(INTERPOLATIONS)),
-    }
