@@ -204,6 +204,7 @@ def _save(fig, out_dir: Path, stem: str, number: int, caption: str, mark: str | 
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / f"{stem}.png", out_dir / f"{stem}.pdf", out_dir / f"{stem}.txt"]
     fig.savefig(paths[0], dpi=DPI)  # constrained layout: no second "tight" pass needed
+    fig.set_layout_engine("none")  # the layout that drawing the PNG computed, kept: the PDF does not lay it out again
     fig.savefig(paths[1])
     plt.close(fig)
     paths[2].write_text(f"Figure {number}. {caption}\n")

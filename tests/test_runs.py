@@ -15,7 +15,7 @@ import torch
 
 from conftest import REPO, pinned, run_cli
 
-ARGS = ("trainer.epochs=5", "dataset.subset=512", "head=gsoftmax", "trainer.analyze_train=false")
+ARGS = ("trainer.epochs=5", "dataset.subset=256", "head=gsoftmax", "trainer.analyze_train=false")
 COMPARED = ("top1_error_frac", "top5_error_frac", "test_loss", "learned", "empirical")
 
 
