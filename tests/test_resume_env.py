@@ -8,6 +8,8 @@ run; the environment cases assert that nothing is recorded when a resume is refu
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from filelock import FileLock
 
 from conftest import REPO, run_cli
 
@@ -51,23 +54,49 @@ def _terminated_run(root: Path) -> tuple[subprocess.CompletedProcess, int]:
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err), _checkpoint_epoch(root)
 
 
+@pytest.fixture(scope="session")
+def terminated_store(tmp_path_factory) -> Path:
+    """One run SIGTERMed after its first checkpoint (:func:`_terminated_run`), made once per session (all xdist
+    workers): ``out/`` is its output_root, ``process.json`` the process's exit code, stderr and the epoch kept."""
+    base = tmp_path_factory.getbasetemp()
+    store = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "shared-runs"
+    store.mkdir(exist_ok=True)
+    root = store / "terminated"
+    with FileLock(str(store / "terminated.lock")):
+        if not (root / "process.json").exists():
+            shutil.rmtree(root, ignore_errors=True)
+            stopped, epoch = _terminated_run(root / "out")
+            (root / "process.json").write_text(json.dumps(
+                {"returncode": stopped.returncode, "stderr": stopped.stderr, "epoch": epoch}))
+    return root
+
+
+@pytest.fixture
+def terminated(terminated_store, tmp_path) -> tuple[Path, subprocess.CompletedProcess, int]:
+    """This test's own copy of the terminated run: (output_root, the stopped process, the epoch it kept)."""
+    dest = tmp_path / "run"
+    shutil.copytree(terminated_store / "out", dest)
+    info = json.loads((terminated_store / "process.json").read_text())
+    return dest, subprocess.CompletedProcess([], info["returncode"], "", info["stderr"]), info["epoch"]
+
+
 @pytest.mark.slow
-def test_sigterm_keeps_the_epoch_releases_the_lock_and_the_rerun_matches(tmp_path):
-    stopped, epoch = _terminated_run(tmp_path / "run")
+def test_sigterm_keeps_the_epoch_releases_the_lock_and_the_rerun_matches(terminated, tmp_path):
+    root, stopped, epoch = terminated
     assert stopped.returncode == 143, stopped.stderr[-2000:]
     line = stopped.stderr.strip().splitlines()[-1]
     assert line.startswith("gsm: terminated (SIGTERM) in epoch") and f"the checkpoint of epoch {epoch} is kept" in line
     assert "Traceback" not in stopped.stderr
-    run_dir = _one(tmp_path / "run", "checkpoints/last.pt").parent.parent
+    run_dir = _one(root, "checkpoints/last.pt").parent.parent
     assert not (run_dir / ".lock.owner").exists() and not (run_dir / "results.json").exists()
     assert 1 <= epoch < 6
 
-    again = run_cli(f"output_root={tmp_path / 'run'}", *ARGS, "trainer.epochs=6")  # the same command resumes
+    again = run_cli(f"output_root={root}", *ARGS, "trainer.epochs=6")  # the same command resumes
     assert again.returncode == 0, again.stderr[-2000:]
-    assert f"from epoch {epoch}/6" in _one(tmp_path / "run", "train.log").read_text()
+    assert f"from epoch {epoch}/6" in _one(root, "train.log").read_text()
     reference = run_cli(f"output_root={tmp_path / 'reference'}", *ARGS, "trainer.epochs=6")
     assert reference.returncode == 0, reference.stderr[-2000:]
-    got = json.loads(_one(tmp_path / "run", "results.json").read_text())
+    got = json.loads(_one(root, "results.json").read_text())
     want = json.loads(_one(tmp_path / "reference", "results.json").read_text())
     for key in COMPARED:
         assert got[key] == want[key], key
@@ -75,18 +104,18 @@ def test_sigterm_keeps_the_epoch_releases_the_lock_and_the_rerun_matches(tmp_pat
 
 
 @pytest.mark.slow
-def test_resume_in_another_environment_is_refused_unless_asked(tmp_path):
-    stopped, epoch = _terminated_run(tmp_path)
+def test_resume_in_another_environment_is_refused_unless_asked(terminated):
+    root, stopped, epoch = terminated
     assert stopped.returncode == 143, stopped.stderr[-2000:]
-    run_dir = _one(tmp_path, "checkpoints/last.pt").parent.parent
-    args = (f"output_root={tmp_path}", "dataset.subset=128", "trainer.analyze_train=false", "trainer.epochs=6")
+    run_dir = _one(root, "checkpoints/last.pt").parent.parent
+    args = (f"output_root={root}", "dataset.subset=128", "trainer.analyze_train=false", "trainer.epochs=6")
 
     other = run_cli(*args, "trainer.cpu_threads=2")  # a requeue onto another allocation
     assert other.returncode == 2, other.stderr[-2000:]
     line = other.stderr.strip().splitlines()[-1]
     assert line.startswith(f"gsm: error: cannot resume {run_dir}") and "cpu_threads 1 → 2" in line
     assert "trainer.resume_anyway=true" in line and "Traceback" not in other.stderr
-    assert not (run_dir / "results.json").exists() and _checkpoint_epoch(tmp_path) == epoch  # nothing changed
+    assert not (run_dir / "results.json").exists() and _checkpoint_epoch(root) == epoch  # nothing changed
 
     resumed = run_cli(*args, "trainer.cpu_threads=2", "trainer.resume_anyway=true")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
