@@ -178,6 +178,8 @@ SHARED_RUNS: dict[str, tuple[str, ...]] = {
     "tiny": ("trainer.epochs=1", "dataset.subset=64", "trainer.analyze_train=false"),
     # two epochs, a checkpoint per epoch
     "two_epochs": ("trainer.epochs=2", "dataset.subset=64", "trainer.analyze_train=false"),
+    # six epochs on 128 digits, uninterrupted: what the runs stopped by SIGKILL or SIGTERM must end up equal to
+    "six_epochs": ("trainer.epochs=6", "dataset.subset=128", "trainer.analyze_train=false"),
 }
 
 

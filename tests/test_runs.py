@@ -15,7 +15,7 @@ import torch
 
 from conftest import REPO, pinned, run_cli
 
-ARGS = ("trainer.epochs=5", "dataset.subset=256", "head=gsoftmax", "trainer.analyze_train=false")
+ARGS = ("trainer.epochs=6", "dataset.subset=128", "trainer.analyze_train=false")  # the shared run "six_epochs"
 COMPARED = ("top1_error_frac", "top5_error_frac", "test_loss", "learned", "empirical")
 
 
@@ -31,11 +31,9 @@ def _metrics_history(res: dict) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_sigkill_then_rerun_resumes_and_matches_uninterrupted(tmp_path):
-    full, killed = tmp_path / "full", tmp_path / "killed"
-    out = run_cli(f"output_root={full}", *ARGS)
-    assert out.returncode == 0, out.stderr
-    reference = _results(full)
+def test_sigkill_then_rerun_resumes_and_matches_uninterrupted(trained, tmp_path):
+    killed = tmp_path / "killed"
+    reference = _results(trained("six_epochs"))  # the same command, uninterrupted
 
     cmd = [sys.executable, str(REPO / "train.py"), f"output_root={killed}", *pinned(ARGS)]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -52,14 +50,14 @@ def test_sigkill_then_rerun_resumes_and_matches_uninterrupted(tmp_path):
                 break
         time.sleep(0.02)
     proc.wait(timeout=60)
-    assert 2 <= ckpt_epoch < 5, f"the run was not killed between its 2nd checkpoint and its end (epoch {ckpt_epoch})"
+    assert 2 <= ckpt_epoch < 6, f"the run was not killed between its 2nd checkpoint and its end (epoch {ckpt_epoch})"
     assert proc.returncode == -signal.SIGKILL
     assert not list(killed.rglob("results.json"))
 
     again = run_cli(f"output_root={killed}", *ARGS)
     assert again.returncode == 0, again.stderr
     log = next(killed.rglob("train.log")).read_text()
-    assert f"from epoch {ckpt_epoch}/5" in log
+    assert f"from epoch {ckpt_epoch}/6" in log
     resumed = _results(killed)
     for key in COMPARED:
         assert resumed[key] == reference[key], key
