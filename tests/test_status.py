@@ -4,12 +4,15 @@ Finished runs are synthetic records (tests/synthetic_runs.py: the trainer's RunR
 other states are folders made by hand the way the trainer leaves them (gsm.train: ``checkpoints/last.pt``,
 ``summary.csv``, ``train.log``, the run lock of gsm.runs.RunLock), at the path the trainer itself would use
 (checked with gsm.train.locate_run_dir). The training run's lock is held by this test process through filelock,
-as a trainer holds it; the CLI runs in a subprocess, so it sees another process's lock.
+as a trainer holds it; the first test runs the CLI in a new process, which sees another process's lock, the
+others in this process (a lock this process holds is as held to the CLI's new non-blocking acquire).
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import json
 import os
 import re
@@ -99,9 +102,17 @@ def states(tmp_path):
     lock.release()
 
 
-def cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "gsm.reproduce", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=300)
+def cli(*args: str, process: bool = False) -> subprocess.CompletedProcess:
+    """``gsm-tables ARGS``: in this process (``gsm.reproduce.main``; a lock this process holds is as held to a new
+    non-blocking acquire as another process's), or with ``process=True`` as ``python -m gsm.reproduce`` in a new
+    process, as a user runs it."""
+    if process:
+        return subprocess.run([sys.executable, "-m", "gsm.reproduce", *args], cwd=REPO, capture_output=True,
+                              text=True, timeout=300)
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(args))
+    return subprocess.CompletedProcess(["gsm-tables", *args], code, out.getvalue(), err.getvalue())
 
 
 def lines_by_experiment(out: str) -> dict[str, str]:
@@ -112,7 +123,7 @@ def test_status_shows_every_state_and_totals_from_the_runs_folder(states):
     runs_dir, lock, folders, epochs = states
     before = sorted(str(p) for p in runs_dir.rglob("*"))
     mtimes = {p: p.stat().st_mtime_ns for p in runs_dir.rglob("*") if p.is_file()}
-    proc = cli("status", "table3", "--runs", str(runs_dir))
+    proc = cli("status", "table3", "--runs", str(runs_dir), process=True)  # another process sees the lock held
     assert proc.returncode == 0, proc.stderr
     rows = lines_by_experiment(proc.stdout)
     assert len(rows) == 7 and proc.stderr == ""
