@@ -147,15 +147,18 @@ def _groups(repo: Any, parent: str = "") -> Iterator[str]:
         yield from _groups(repo, group)
 
 
-@lru_cache(maxsize=8)
 def catalog(sources: tuple[tuple[str, str], ...] | None = None, primary: str = PRIMARY) -> Catalog:
     """The keys defined by the configs on the search path ``sources`` ((provider, url) pairs; default:
-    gsm's own config folder). Cached: the config files are read once per process."""
+    gsm's own config folder). Cached: the config files are read once per process and search path (the
+    default and the same path given explicitly are one entry)."""
+    return _catalog(sources if sources is not None else (("main", CONFIG_DIR.as_uri()),), primary)
+
+
+@lru_cache(maxsize=8)
+def _catalog(sources: tuple[tuple[str, str], ...], primary: str) -> Catalog:
     from hydra.core.object_type import ObjectType
     from omegaconf import OmegaConf
 
-    if sources is None:
-        sources = (("main", CONFIG_DIR.as_uri()),)
     repo = _repository(sources)
     root = _load(repo, primary)
     primary_keys: set[str] = set()
