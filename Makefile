@@ -22,7 +22,7 @@ demo: $(STAMP)
 	$(BIN)/python train.py -m output_root=outputs/demo dataset=digits_mosaic head=softmax,gsoftmax
 	$(BIN)/python -m gsm.reproduce demo --runs outputs/demo/runs --out outputs/tables
 
-# Every test, slow ones included (5 min 32 s on 2 cores, 2026-11-30); the 10 slowest are listed at the end.
+# Every test, slow ones included (5 min 2 s on 2 cores, 2026-11-30); the 10 slowest are listed at the end.
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 --durations=10
 
