@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from gsm import paper, runs
+from gsm.compose_cache import ComposeCache
 from gsm.errors import ConfigError
 from gsm.profiles import PROFILES, Profile, split_variant, variant_name, variant_overrides
 from gsm.results import RunRecord, load_records
@@ -53,31 +54,55 @@ def compose_many(jobs: list[tuple[str, list[str]]]) -> list[dict[str, Any]]:
 
 
 def _compose(jobs: list[tuple[str, list[str]]]) -> list[tuple[dict[str, Any], dict[str, str]]]:
-    """(resolved config without hydra.*, config-group choices) per job; cached per process (composition is pure)."""
+    """(resolved config without hydra.*, config-group choices) per job; cached per process and on disk
+    (gsm.compose_cache: composition is pure, and keyed by everything it reads)."""
+    runs.register_resolvers()
+    todo = {}
+    for experiment, overrides in jobs:
+        if (str(CONFIG_DIR), experiment, tuple(overrides)) not in _COMPOSED:
+            todo[(experiment, tuple(overrides))] = _hydra_overrides(experiment, list(overrides))
+    if todo:
+        cache = ComposeCache.open(CONFIG_DIR)
+        missing = {}
+        for (experiment, overrides), full in todo.items():
+            hit = cache.get(full) if cache else None
+            if hit is not None:
+                _COMPOSED[(str(CONFIG_DIR), experiment, overrides)] = hit
+            else:
+                missing[(experiment, overrides)] = full
+        if missing:
+            _compose_with_hydra(missing, cache)
+    return [copy.deepcopy(_COMPOSED[(str(CONFIG_DIR), e, tuple(ov))]) for e, ov in jobs]
+
+
+def _hydra_overrides(experiment: str, overrides: list[str]) -> list[str]:
+    """What Hydra's compose gets for ``experiment`` (``<experiment>@<variant>`` adds the variant's overrides
+    unless already given) and ``overrides``."""
+    base, _ = split_variant(experiment)
+    given = {ov.split("=", 1)[0] for ov in overrides}
+    extra = [ov for ov in variant_overrides(experiment) if ov.split("=", 1)[0] not in given]
+    return [f"experiment={base}", *overrides, *extra]
+
+
+def _compose_with_hydra(missing: dict[tuple[str, tuple[str, ...]], list[str]], cache: ComposeCache | None) -> None:
     from hydra import compose as hydra_compose, initialize_config_dir
     from hydra.errors import HydraException
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    runs.register_resolvers()
-    todo = [(e, tuple(ov)) for e, ov in jobs if (str(CONFIG_DIR), e, tuple(ov)) not in _COMPOSED]
-    if todo:
-        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3", job_name="train"):
-            for experiment, overrides in dict.fromkeys(todo):
-                base, _ = split_variant(experiment)
-                given = {ov.split("=", 1)[0] for ov in overrides}
-                extra = [ov for ov in variant_overrides(experiment) if ov.split("=", 1)[0] not in given]
-                try:
-                    cfg = hydra_compose("train", overrides=[f"experiment={base}", *overrides, *extra],
-                                        return_hydra_config=True)
-                    choices = {k: v for k, v in OmegaConf.to_container(cfg.hydra.runtime.choices).items()
-                               if not k.startswith("hydra/") and v is not None}
-                    plain = {k: OmegaConf.to_container(cfg[k], resolve=True) if OmegaConf.is_config(cfg[k]) else cfg[k]
-                             for k in cfg if k != "hydra"}
-                except (HydraException, OmegaConfBaseException) as exc:
-                    raise ConfigError(f"cannot compose experiment={experiment} {' '.join(overrides)}: {exc}") from exc
-                _COMPOSED[(str(CONFIG_DIR), experiment, overrides)] = (plain, choices)
-    return [copy.deepcopy(_COMPOSED[(str(CONFIG_DIR), e, tuple(ov))]) for e, ov in jobs]
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3", job_name="train"):
+        for (experiment, overrides), full in missing.items():
+            try:
+                cfg = hydra_compose("train", overrides=full, return_hydra_config=True)
+                choices = {k: v for k, v in OmegaConf.to_container(cfg.hydra.runtime.choices).items()
+                           if not k.startswith("hydra/") and v is not None}
+                plain = {k: OmegaConf.to_container(cfg[k], resolve=True) if OmegaConf.is_config(cfg[k]) else cfg[k]
+                         for k in cfg if k != "hydra"}
+            except (HydraException, OmegaConfBaseException) as exc:
+                raise ConfigError(f"cannot compose experiment={experiment} {' '.join(overrides)}: {exc}") from exc
+            _COMPOSED[(str(CONFIG_DIR), experiment, overrides)] = (plain, choices)
+            if cache is not None:
+                cache.put(full, plain, choices)
 
 
 _MISSING = object()

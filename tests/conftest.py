@@ -128,6 +128,16 @@ def cli(tmp_path):
     return _run
 
 
+@pytest.fixture(scope="session", autouse=True)
+def compose_cache_of_the_session(tmp_path_factory):
+    """gsm's cache of composed configs (gsm.compose_cache) in a folder of this session, shared by the xdist workers
+    and the processes they start: the suite neither reads nor fills the user's ~/.cache/gsm."""
+    base = tmp_path_factory.getbasetemp()
+    folder = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "gsm-cache"
+    os.environ["GSM_CACHE_DIR"] = str(folder)
+    return folder
+
+
 # --------------------------------------------------------------------------- in-process training
 
 
