@@ -33,17 +33,24 @@ def in_sweep() -> bool:
 
 
 def recipe_config(cfg: DictConfig) -> DictConfig | None:
-    """The same dataset, model and head with no other overrides (what a folder name is relative to)."""
+    """The same dataset, model and head with no other overrides (what a folder name is relative to). Composed
+    once per process for each (config sources, dataset, model, head): the jobs of an in-process sweep share it."""
     try:
         from hydra import compose
 
         hc = HydraConfig.get()
         choices = hc.runtime.choices
         extra = [o for o in hc.overrides.hydra if o.startswith("hydra.searchpath")]
-        return compose("train", overrides=[f"dataset={choices['dataset']}", f"model={choices['model']}",
-                                           f"head={choices['head']}", *extra])
+        overrides = [f"dataset={choices['dataset']}", f"model={choices['model']}", f"head={choices['head']}", *extra]
+        key = (repr(OmegaConf.to_container(hc.runtime.config_sources)), *overrides)
+        if key not in _RECIPES:
+            _RECIPES[key] = compose("train", overrides=overrides)
+        return _RECIPES[key].copy()
     except Exception:  # noqa: BLE001 - only the readable part of the name depends on it
         return None
+
+
+_RECIPES: dict[tuple[str, ...], DictConfig] = {}
 
 
 def locate_run_dir(cfg: DictConfig, sig: str) -> Path:
