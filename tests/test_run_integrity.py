@@ -236,6 +236,7 @@ def _read_only_mount_works() -> bool:
     return probe is not None and probe.returncode == 0
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not _read_only_mount_works(), reason="needs a private mount namespace (unshare -m) for a read-only mount")
 def test_finished_run_on_read_only_storage_is_reported(trained, tmp_path):
     output_root = trained("tiny")
@@ -270,7 +271,9 @@ def _wait_for(predicate, proc: subprocess.Popen, timeout: float = 120) -> None:
 def test_second_process_on_the_same_run_is_refused_or_waits_and_ctrl_c_is_one_line(cli):
     # Far more epochs than the test lasts (it ends the first process with Ctrl-C): on a loaded machine the
     # second process's start-up once took longer than 30 epochs of the first. One CPU thread each, so the two
-    # processes and the other test worker do not oversubscribe the CPUs.
+    # processes and the other test worker do not oversubscribe the CPUs. The second comes from this test's own
+    # process (train.py's entry, in-process: another process than the first, without a second torch import while
+    # the first trains beside it).
     args = [sys.executable, str(REPO / "train.py"), f"output_root={cli.root}", "trainer.epochs=5000", "dataset.subset=256",
             "trainer.analyze_train=false", "trainer.cpu_threads=1"]
     err_path = cli.root.parent / "first.err"
@@ -279,7 +282,7 @@ def test_second_process_on_the_same_run_is_refused_or_waits_and_ctrl_c_is_one_li
                                  env={**os.environ, "PYTHONFAULTHANDLER": "1"}, preexec_fn=_ctrl_c_as_in_a_terminal)
     try:
         _wait_for(lambda: any(cli.root.rglob(".lock.owner")) and any(cli.root.rglob("checkpoints/last.pt")), first)
-        second = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=120)
+        second = run_cli(*args[2:])
         assert second.returncode == 2, second.stderr[-2000:]
         _no_traceback(second)
         assert "is in use by process" in second.stderr and str(first.pid) in second.stderr
@@ -313,6 +316,7 @@ def test_progress_lines_without_a_terminal(cli):
     assert "evaluating:" in log
 
 
+@pytest.mark.slow
 def test_ctrl_c_while_starting_up_is_one_line(cli):
     proc = subprocess.Popen([sys.executable, str(REPO / "train.py"), f"output_root={cli.root}", *pinned(TINY)], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_ctrl_c_as_in_a_terminal)
