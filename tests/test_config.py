@@ -61,6 +61,7 @@ def _error(cfg) -> str:
 # --------------------------------------------------------------------------- no false positives
 
 
+@pytest.mark.slow
 def test_every_paper_row_and_recipe_passes(hydra_compose):
     """All experiments of Tables I-IV (composed as the table grids compose them, cached per process), every
     other (dataset, model) recipe and every head validate as shipped."""

@@ -409,6 +409,7 @@ def test_nuswide_fixture_traps(made):
     assert not (root / next(r for r in gt["train"] if r["missing"])["file"]).exists()
 
 
+@pytest.mark.slow
 def test_nuswide_lists_labels_missing_and_unlabeled(made, caplog):
     gt = made[1]["nuswide"]
     names = gt["concepts"]

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 
 from gsm.data import build_data, load_splits
@@ -72,6 +73,7 @@ def test_the_shipped_split_is_sklearns_and_gives_the_same_arrays():
         np.testing.assert_array_equal(got, expected)
 
 
+@pytest.mark.slow
 def test_a_digits_run_imports_neither_sklearn_nor_torchvision():
     """Both take seconds to import and a run on the embedded digits needs neither (a trainer process's start-up)."""
     import subprocess

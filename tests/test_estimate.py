@@ -34,6 +34,7 @@ def _num(cell: str) -> float:
     return float(cell.split()[0].replace(",", ""))
 
 
+@pytest.mark.slow
 def test_smoke_estimate_on_cpu_prints_every_row_and_writes_nothing(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)  # the smoke profile's output root (outputs/smoke) is relative
     scratch = tmp_path / "tmp"

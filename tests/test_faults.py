@@ -14,6 +14,7 @@ from conftest import run_cli
 TINY = ("trainer.epochs=1", "dataset.subset=64", "trainer.analyze_train=false")  # the shared run "tiny"
 
 
+@pytest.mark.slow
 def test_a_failed_sweep_job_does_not_stop_the_others(tmp_path):
     out = run_cli("-m", f"output_root={tmp_path}", "head.sigma=1.5,-1,2.5", *TINY)
     assert out.returncode == 2, out.stderr[-2000:]

@@ -42,6 +42,7 @@ def _check(written, stem) -> str:
     return caption
 
 
+@pytest.mark.slow
 def test_all_figures_from_runs(tmp_path, monkeypatch):
     runs = tmp_path / "runs"
     rng = np.random.default_rng(0)
@@ -105,6 +106,7 @@ def _layout(fig) -> dict:
             "axis labels": labels}
 
 
+@pytest.mark.slow
 def test_smoke_profile_figures_carry_a_watermark(tmp_path, monkeypatch):
     """Figures drawn from the smoke profile's runs say so on the image (a large figure text) and in the caption;
     the full profile's carry no such mark (test_all_figures_from_runs)."""
@@ -170,6 +172,7 @@ def test_figure_without_any_run_is_skipped_and_said(tmp_path, capsys):
     assert "Not run: table3/resnet101_coco_gsoftmax_mu0_sigma1" in caption
 
 
+@pytest.mark.slow
 def test_figures_subcommand_and_table_commands_draw_their_figures(tmp_path, monkeypatch):
     """The CLI wiring: which figures each command asks for (drawing itself is tested above)."""
     asked = []
@@ -279,6 +282,7 @@ FIG3_DAMAGE = {"table1/wrn_cifar10_softmax": "random", "table1/wrn_cifar10_lsoft
                "table1/wrn_cifar100_gsoftmax": "other_run", "table3/resnet101_coco_gsoftmax_mu0_sigma1": "code"}
 
 
+@pytest.mark.slow
 def test_damaged_test_outputs_are_skipped_with_one_warning_each(tmp_path, monkeypatch, capsys):
     """gsm-tables figures and table1 on runs whose test_outputs.pt is random bytes, truncated, empty, another torch
     structure, another run's, or a pickle that would run code: exit 0, one warning line per damaged file naming it
@@ -346,6 +350,7 @@ def test_damaged_test_outputs_are_skipped_with_one_warning_each(tmp_path, monkey
                                                                  "fig6_per_class_cifar10", "fig7_per_class_cifar100"}
 
 
+@pytest.mark.slow
 def test_figures_cli_process_on_a_truncated_file(tmp_path):
     """python -m gsm.reproduce figures, as a user runs it: exit 0, one warning line naming the file, no traceback."""
     import subprocess
@@ -364,6 +369,7 @@ def test_figures_cli_process_on_a_truncated_file(tmp_path):
                                                                    "fig6_per_class_cifar10"}
 
 
+@pytest.mark.slow
 def test_class_names_with_dollar_signs_are_drawn_literally(tmp_path):
     """A class name from a record is text, not matplotlib mathtext ('$\\frac{' would fail the drawing)."""
     runs = tmp_path / "runs"

@@ -27,6 +27,7 @@ def _run(*args: str, out) -> subprocess.CompletedProcess:
                           text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_cpu_smoke_sections_pass_and_write_one_summary(tmp_path):
     """Every section of the default run and the heads check, all in the smoke run's one process."""
     sections = ["heads", "profile", "head_cost", "compile", "compile_densenet", "estimate1"]

@@ -323,6 +323,7 @@ def test_lsoftmax_first_step_uses_iteration_one_as_caffe():
     assert not np.allclose(out.detach().numpy(), wrong), "step 3 must not use β(2)"
 
 
+@pytest.mark.slow
 def test_lsoftmax_compiled_matches_eager_while_beta_anneals():
     """torch.compile (AOT autograd) must not recompute β in the backward from the advanced counter."""
     torch.set_default_dtype(torch.float32)
@@ -591,6 +592,7 @@ def test_a_fifth_head_is_one_class(monkeypatch):
         build_head("scaled", 4, 3, colour=1)
 
 
+@pytest.mark.slow
 def test_import_has_no_side_effects():
     code = (
         "import warnings, torch, numpy, scipy.special; before = list(warnings.filters)\n"

@@ -75,6 +75,7 @@ def test_backbones_have_no_classifier_of_their_own():
 # ----------------------------------------------------------------------------- output shapes
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["vgg16", "wrn", "densenet"])
 def test_cifar_models_at_32_and_64(name):
     torch.manual_seed(0)
@@ -170,6 +171,7 @@ def test_weights_path_loads_a_torchvision_state_dict_exactly(tv_weights):
         torch.testing.assert_close(backbone(x), tv(x), rtol=0, atol=0)
 
 
+@pytest.mark.slow
 def test_weights_path_round_trips_our_own_files(tv_weights, tmp_path):
     path, tv = tv_weights
     model = build_classifier({**R101, "weights_path": str(path)}, SOFTMAX, num_classes=5, multilabel=False,
@@ -217,6 +219,7 @@ def test_missing_weights_file_names_the_key_and_path(tmp_path):
     assert str(missing) in str(err.value)
 
 
+@pytest.mark.slow
 def test_wrong_weights_files_name_the_key_and_path(tv_weights, tmp_path):
     state = torch.load(tv_weights[0], weights_only=True)
     bad = {

@@ -21,6 +21,7 @@ demo = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(demo)
 
 
+@pytest.mark.slow
 def test_quick_run_gives_both_rows_with_valid_maps(tmp_path):
     result = demo.main(["--quick", "--heads", "softmax", "--out", str(tmp_path / "demo")])
     assert [(r["head"], r["loss_reduction"]) for r in result["rows"]] == [("softmax", "mean"), ("softmax", "sum")]

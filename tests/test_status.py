@@ -119,6 +119,7 @@ def lines_by_experiment(out: str) -> dict[str, str]:
     return {line.split()[0]: line for line in out.splitlines() if line.startswith("table3/")}
 
 
+@pytest.mark.slow
 def test_status_shows_every_state_and_totals_from_the_runs_folder(states):
     runs_dir, lock, folders, epochs = states
     before = sorted(str(p) for p in runs_dir.rglob("*"))
@@ -199,6 +200,7 @@ def test_status_arguments_are_checked(tmp_path, capsys, argv, message):
     assert len(err.splitlines()) == 1 and err.startswith("gsm-tables: error: ") and message in err, err
 
 
+@pytest.mark.slow
 def test_no_run_tables_mark_training_rows_running(states, tmp_path, capsys):
     runs_dir, lock, folders, epochs = states
     out = tmp_path / "tables"

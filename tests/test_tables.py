@@ -428,6 +428,7 @@ def test_cli_no_run_writes_all_files(tmp_path, capsys):
     assert "not run" in (out / "table2.md").read_text()
 
 
+@pytest.mark.slow
 def test_launch_commands_group_by_model_and_pass_launcher_and_seeds(tmp_path):
     grid = Grid(paper.experiments(1), "smoke", tmp_path / "runs", fixtures_dir=tmp_path / "fx")
     assert grid.missing() == paper.experiments(1)
@@ -609,6 +610,7 @@ def test_smoke_profile_end_to_end(tmp_path):
     _check_smoke_outputs(tmp_path, "table1")
 
 
+@pytest.mark.slow
 def test_smoke_table3_and_figures_from_its_runs(tmp_path, capsys):
     """``gsm-tables table3 --profile smoke --no-run`` on one run of each row (the records and test outputs the
     trainer writes, gsm.results): the table with every row measured and Figs. 4 and 8, without a warning."""
@@ -778,6 +780,7 @@ def test_as_written_cli_no_run_writes_both_tables(tmp_path, capsys):
     assert "table4_as_written.md" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_as_written_smoke_no_run_and_help(tmp_path, capsys):
     runs = tmp_path / "smoke" / "runs"
     g = "table3/resnet101_coco_gsoftmax_mu0_sigma1"
@@ -796,6 +799,7 @@ def test_as_written_smoke_no_run_and_help(tmp_path, capsys):
     assert "TABLE_ARGS=--as-written" in makefile
 
 
+@pytest.mark.slow
 def test_as_written_launch_commands_and_estimate(tmp_path, monkeypatch):
     import gsm.estimate
     from gsm.grid import as_written_experiments
@@ -1025,6 +1029,7 @@ def test_options_that_cannot_apply_are_one_line_errors(tmp_path, monkeypatch, ca
     assert not (tmp_path / "t").exists()
 
 
+@pytest.mark.slow
 def test_seed_override_through_the_real_cli_names_seeds(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "gsm.reproduce", "table3", "-o", "seed=7", "--no-run", "--runs",
                            str(tmp_path / "runs"), "--out", str(tmp_path / "t")], cwd=REPO, capture_output=True,
@@ -1051,6 +1056,7 @@ class _FakeTrainer:
         return self.returncode
 
 
+@pytest.mark.slow
 def test_launcher_settings_pass_as_plain_overrides(tmp_path, monkeypatch, capsys):
     """-o hydra.launcher.partition=gpu with --launcher slurm: no '+' needed. It failed before because the grid composed
     every -o into each row's config, where the basic launcher (the default) has no 'partition'; the rows now get the
@@ -1129,6 +1135,7 @@ r.cli()
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("who", ["gsm-tables only", "the process group (a terminal's Ctrl-C)"])
 def test_ctrl_c_during_a_launch_is_one_line_and_exit_130(tmp_path, who):
     import os

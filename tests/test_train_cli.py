@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from conftest import run_cli
 
 
@@ -14,6 +16,7 @@ def test_dry_run_prints_counts(cli):
     assert info["params"] > 10_000
 
 
+@pytest.mark.slow
 def test_train_digits_writes_results_and_skips_finished(cli):
     args = ("trainer.epochs=2", "dataset.subset=256", "head=gsoftmax")
     out = cli(*args)
@@ -47,6 +50,7 @@ def test_train_digits_writes_results_and_skips_finished(cli):
     assert results[0].stat().st_mtime == mtime
 
 
+@pytest.mark.slow
 def test_train_mosaic_multilabel_metrics(cli):
     out = cli("dataset=digits_mosaic", "head=softmax", "trainer.epochs=1", "dataset.subset=200")
     assert out.returncode == 0, out.stderr
@@ -77,6 +81,7 @@ def test_console_script_and_lsoftmax(cli, tmp_path):
     assert res["head"] == "lsoftmax" and 0 <= res["top1_error_frac"] <= 1
 
 
+@pytest.mark.slow
 def test_eval_every_skips_test_passes_without_changing_training_or_the_result(tmp_path):
     """trainer.eval_every=2 over 3 epochs evaluates epochs 2 and 3 (the last, always); training, the final
     result and the run's identity equal those of evaluating every epoch."""
@@ -102,6 +107,7 @@ def test_eval_every_skips_test_passes_without_changing_training_or_the_result(tm
     assert [r["test_top1_error_frac"] == "" for r in rows] == [True, False, False]
 
 
+@pytest.mark.slow
 def test_help_does_not_import_torch_and_a_bad_key_is_one_line():
     import subprocess
     import sys
