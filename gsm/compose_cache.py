@@ -61,11 +61,12 @@ def _tree_digest(h, root: Path, stat_only: bool = False) -> None:
 
 
 def _plugin_dirs() -> list[Path]:
-    try:
-        import hydra_plugins
-    except ImportError:
-        return []
-    return sorted(Path(p) for p in getattr(hydra_plugins, "__path__", []))
+    """The folders of the ``hydra_plugins`` namespace package (where Hydra finds its plugins), found without
+    importing it."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("hydra_plugins")
+    return sorted(Path(p) for p in (spec.submodule_search_locations or [])) if spec else []
 
 
 def _identical(a: Any, b: Any) -> bool:
