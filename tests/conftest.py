@@ -228,8 +228,9 @@ def trained(shared_runs, tmp_path):
 
 
 def pytest_collection_modifyitems(config, items):
-    """Modules with slow tests first, and in each its slow tests first (a module's tests stay together): two xdist
-    workers then finish together instead of one running a minute-long test alone at the end."""
+    """Modules with slow tests first, and in each its slow tests first (a module's tests stay together, so a
+    module-scoped fixture is made once per worker). ``make test`` runs ``--dist worksteal``: the worker that
+    starts on the fast half takes from the other's queue when it runs out, so the two finish together."""
     def module(item) -> str:
         return item.module.__name__ if item.module else ""
 
