@@ -63,9 +63,10 @@ def test_all_figures_from_runs(tmp_path, monkeypatch):
         scales[stem] = [(ax.get_title(), ax.get_yscale()) for ax in fig.axes]
         scales[stem + ":texts"] = [t.get_text().replace("\n", " ") for ax in fig.axes for t in ax.texts]
         scales[stem + ":suptitle"] = fig._suptitle.get_text() if fig._suptitle else ""
-        scales[stem + ":layout"] = _layout(fig)
         assert mark is None  # the full profile: no watermark
-        return real_save(fig, out_dir, stem, number, caption, mark)
+        paths = real_save(fig, out_dir, stem, number, caption, mark)
+        scales[stem + ":layout"] = _layout(fig)  # as saved: laid out by the PNG's drawing, kept for the PDF
+        return paths
 
     monkeypatch.setattr(figures, "_save", spy)
     written = figures.make_figures(grid, tmp_path / "figs")
@@ -93,9 +94,8 @@ def test_all_figures_from_runs(tmp_path, monkeypatch):
 
 
 def _layout(fig) -> dict:
-    """What a reader sees of a figure's legends and axes: figure and axes legends, which panels the figure legend
-    overlaps (drawn extents), the legend's texts, and every numeric axis label with its axis's scale."""
-    fig.canvas.draw()
+    """What a reader sees of a saved figure's legends and axes: figure and axes legends, which panels the figure
+    legend overlaps (extents as drawn), the legend's texts, and every numeric axis label with its axis's scale."""
     legends = list(fig.legends)
     boxes = [leg.get_window_extent() for leg in legends]
     covers = [ax.get_title() for ax in fig.axes for b in boxes if b.overlaps(ax.get_window_extent())]
