@@ -595,13 +595,14 @@ def test_smoke_profile_end_to_end(tmp_path):
     share every step but the rows (Table III's smoke outputs are checked from runs below)."""
     trained = ["table1/wrn_cifar10_gsoftmax", "table1/wrn_cifar100_gsoftmax"]
     rng = np.random.default_rng(0)
+    fixtures = f"dataset.root={(tmp_path / 'fixtures').resolve()}"  # where gsm-tables makes them, as its launch sets it
     for exp in paper.experiments(1):
         if exp not in trained:
-            write_run(tmp_path / "runs", exp, 0, "smoke", outputs=True, rng=rng, n_test=40)
+            write_run(tmp_path / "runs", exp, 0, "smoke", outputs=True, rng=rng, n_test=40, overrides=(fixtures,))
     proc = _make_table("table1", tmp_path)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     assert f"table1: {len(trained)} of 24 runs to do" in proc.stdout + proc.stderr
-    grid = grid_for(1, tmp_path / "runs", "smoke")
+    grid = Grid(paper.experiments(1), "smoke", tmp_path / "runs", fixtures_dir=(tmp_path / "fixtures").resolve())
     for exp in trained:  # trained by the launch: the trainer's own record, with its environment and history
         record = read(grid.rows[exp].runs[0].path)
         assert record["environment"]["device"] == "cpu" and len(record["history"]) == 1, exp
