@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 
 import gsm.train  # noqa: F401  (registers the gsm.* resolvers)
 from conftest import REPO, run_cli
-from gsm import paper
+from gsm import grid, paper
 from gsm.paper import PaperRow
 from gsm.schedules import epoch_factors
 
@@ -58,9 +58,7 @@ def test_every_paper_row_has_an_experiment():
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_experiment_resolves_to_paper_recipe(name):
-    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
-        cfg = compose("train", overrides=[f"experiment={name}"])
-    c = OmegaConf.to_container(cfg, resolve=True)
+    c = grid.compose(name)  # the resolved config, as the trainer and the table grids compose it
     row = ROWS[name]
     exp = expected(row)
     assert c["dataset"]["name"] == exp["dataset"] and c["model"]["name"] == exp["model"] and c["head"]["name"] == exp["head"]
