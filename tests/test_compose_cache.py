@@ -10,6 +10,7 @@ import pytest
 
 from gsm import compose_cache, grid, runs
 from gsm.compose_cache import ComposeCache, _identical
+from gsm.errors import ConfigError
 from gsm.profiles import PROFILES
 
 JOBS = [("table1/wrn_cifar10_softmax", []), ("table1/wrn_cifar100_gsoftmax@as_written", []),
@@ -113,3 +114,39 @@ def test_configs_outside_hydra_interpolate_only_their_own_keys():
             lines = lines[:next((i for i, ln in enumerate(lines) if ln.startswith("hydra:")), len(lines))]
         for ref in re.findall(r"\$\{([^}]*)\}", "\n".join(lines)):
             assert ":" not in ref or ref.startswith("oc.select:"), (rel, ref)
+
+
+def test_a_failed_write_leaves_no_entry_and_no_temporary_file(fresh, monkeypatch):
+    def full_disk(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(compose_cache.os, "replace", full_disk)
+    expected = grid._compose(JOBS[:1])  # composed, not stored: no error
+    assert list(fresh.iterdir()) == []  # neither the entry nor mkstemp's file
+    monkeypatch.undo()
+    monkeypatch.setattr(grid, "_COMPOSED", {})
+    monkeypatch.setenv("GSM_CACHE_DIR", str(fresh.parent))
+    assert _identical(grid._compose(JOBS[:1]), expected)
+
+
+def test_a_key_that_cannot_be_computed_turns_the_cache_off(fresh, monkeypatch):
+    def unreadable(*_a, **_k):
+        raise PermissionError(13, "Permission denied", "gsm/configs/train.yaml")
+
+    monkeypatch.setattr(compose_cache, "_tree_digest", unreadable)
+    assert ComposeCache.open(grid.CONFIG_DIR) is None
+    assert grid._compose(JOBS[:1])[0][0]["dataset"]["name"] == "cifar10" and not fresh.exists()
+
+
+def test_a_composition_error_names_the_experiment_and_is_not_cached(fresh):
+    with pytest.raises(ConfigError) as info:
+        grid.compose("table1/wrn_cifar10_nosuchhead")
+    assert "experiment=table1/wrn_cifar10_nosuchhead" in str(info.value)
+    assert not fresh.exists() or list(fresh.glob("*.json")) == []
+
+
+def test_identical_is_strict_about_types():
+    assert _identical({"a": [1, 2.0, None, "x"]}, {"a": [1, 2.0, None, "x"]})
+    assert not _identical([1], (1,)) and not _identical(1, 1.0) and not _identical(True, 1)
+    assert not _identical({"a": 1, "b": 2}, {"b": 2, "a": 1})  # key order is part of a config's identity here
+    assert _identical(float("nan"), float("nan"))
