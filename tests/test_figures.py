@@ -1,7 +1,7 @@
 """Figures 3–8 from synthetic run records (results.json + test_outputs.pt): PNG (>= 200 dpi), PDF and a
 caption file each, log scales where values span decades and every axis label naming its scale, one legend
-per figure that covers no panel, the smoke profile's watermark on the image, labelled empty panels, no
-warnings (run these tests with ``-W error``)."""
+per figure that covers no panel, labelled empty panels, no warnings (run these tests with ``-W error``). The
+smoke profile's watermark on the image: tests/test_tables.py::test_smoke_table3_and_figures_from_its_runs."""
 
 from __future__ import annotations
 
@@ -104,31 +104,6 @@ def _layout(fig) -> dict:
     return {"figure legends": len(legends), "axes legends": sum(ax.get_legend() is not None for ax in fig.axes),
             "legend covers": covers, "legend texts": [t.get_text() for leg in legends for t in leg.get_texts()],
             "axis labels": labels}
-
-
-@pytest.mark.slow
-def test_smoke_profile_figures_carry_a_watermark(tmp_path, monkeypatch):
-    """Figures drawn from the smoke profile's runs say so on the image (a large figure text) and in the caption;
-    the full profile's carry no such mark (test_all_figures_from_runs)."""
-    runs = tmp_path / "runs"
-    rng = np.random.default_rng(5)
-    for r in paper.figure_rows(4) + paper.figure_rows(8):
-        write_run(runs, r.experiment, 0, "smoke", outputs=True, rng=rng, n_test=80)
-    grid = Grid(ALL, "smoke", runs)
-    texts = {}
-    real_save = figures._save
-
-    def spy(fig, out_dir, stem, number, caption, mark=None):
-        paths = real_save(fig, out_dir, stem, number, caption, mark)  # draws the watermark
-        texts[stem] = [t.get_text() for t in fig.texts]
-        return paths
-
-    monkeypatch.setattr(figures, "_save", spy)
-    written = figures.make_figures(grid, tmp_path / "figs", (4, 8))
-    assert sorted(texts) == ["fig4_coco_classes", "fig8_coco_averages"]
-    for stem, found in texts.items():
-        assert "smoke profile — not paper results" in found, (stem, found)
-        assert "Watermark 'smoke profile — not paper results'" in _check(written, stem)
 
 
 def test_fig3_cifar100_imposters_are_the_first_ten_classes(tmp_path):

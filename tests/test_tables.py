@@ -569,7 +569,7 @@ def check_publishable(tables: Path, figures_dir: Path, table: str, figure_stems:
     """What a paper needs of a smoke-profile table and its figures, read from the written files: the CSV's numbers
     are the displayed ones (rounded, no float32 noise), literature rows use the one mark "—", a table wider than a
     column is a two-column ``table*`` shrunk to the line, and the figures' captions name the watermark that marks
-    them as smoke results on the image (tests/test_figures.py checks the image's text itself)."""
+    them as smoke results on the image (test_smoke_table3_and_figures_from_its_runs checks the image's text itself)."""
     data = pd.read_csv(tables / f"{table}.csv")
     decimals = 2 if table in ("table1", "table2") else 1
     for col in ("ours_mean_pct", "ours_std_pct"):
@@ -612,14 +612,27 @@ def test_smoke_profile_end_to_end(tmp_path):
 
 
 @pytest.mark.slow
-def test_smoke_table3_and_figures_from_its_runs(tmp_path, capsys):
+def test_smoke_table3_and_figures_from_its_runs(tmp_path, capsys, monkeypatch):
     """``gsm-tables table3 --profile smoke --no-run`` on one run of each row (the records and test outputs the
-    trainer writes, gsm.results): the table with every row measured and Figs. 4 and 8, without a warning."""
+    trainer writes, gsm.results): the table with every row measured and Figs. 4 and 8, without a warning. Figures
+    drawn from the smoke profile's runs say so on the image (a large figure text) and in the caption; the full
+    profile's carry no such mark (tests/test_figures.py::test_all_figures_from_runs)."""
     import warnings
+
+    from gsm import figures
 
     rng = np.random.default_rng(0)
     for exp in paper.experiments(3):
         write_run(tmp_path / "runs", exp, 0, "smoke", outputs=True, rng=rng, n_test=40)
+    texts = {}
+    real_save = figures._save
+
+    def spy(fig, out_dir, stem, number, caption, mark=None):
+        paths = real_save(fig, out_dir, stem, number, caption, mark)  # draws the watermark
+        texts[stem] = [t.get_text() for t in fig.texts]
+        return paths
+
+    monkeypatch.setattr(figures, "_save", spy)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         assert main(["table3", "--profile", "smoke", "--no-run", "--runs", str(tmp_path / "runs"),
@@ -627,6 +640,9 @@ def test_smoke_table3_and_figures_from_its_runs(tmp_path, capsys):
     problems = [str(w.message) for w in caught if issubclass(w.category, UserWarning) or "No artists" in str(w.message)]
     assert problems == [] and "Warning" not in capsys.readouterr().err
     _check_smoke_outputs(tmp_path, "table3")
+    assert sorted(texts) == SMOKE_FIGURES["table3"]
+    for stem, found in texts.items():  # the watermark on the image itself (the caption's: check_publishable)
+        assert "smoke profile — not paper results" in found, (stem, found)
 
 
 # --------------------------------------------------------------------------- the authors' definitions, older records
