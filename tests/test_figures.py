@@ -252,6 +252,28 @@ def _save_unrendered(fig, out_dir, stem, number, caption, mark=None):
     return paths
 
 
+def test_a_run_without_test_outputs_gets_a_labelled_empty_panel_and_no_warning(tmp_path, monkeypatch, capsys):
+    """A finished run whose folder has no test_outputs.pt (deleted, or copied without it) is not damaged: its
+    x-vs-p panel says so, the other run's panel is drawn, and nothing is printed."""
+    runs = tmp_path / "runs"
+    rng = np.random.default_rng(1)
+    write_run(runs, "table1/wrn_cifar10_softmax", 0, outputs=True, rng=rng, n_test=80)
+    bare = write_run(runs, "table1/wrn_cifar10_gsoftmax", 0, outputs=False)
+    assert not (bare.parent / "test_outputs.pt").exists()
+    texts = {}
+
+    def spy(fig, out_dir, stem, number, caption, mark=None):
+        texts.update({ax.get_title(): ([t.get_text().replace("\n", " ") for t in ax.texts], len(ax.collections))
+                      for ax in fig.axes})
+        return _save_unrendered(fig, out_dir, stem, number, caption)
+
+    monkeypatch.setattr(figures, "_save", spy)
+    figures.make_figures(Grid(ALL, "full", runs), tmp_path / "figs", (3,))
+    assert texts["CIFAR-10: WRN G-softmax"] == (["no test_outputs.pt in the run folder"], 0)
+    assert texts["CIFAR-10: WRN softmax"][1] == 2  # own points and imposters
+    assert capsys.readouterr().err == ""
+
+
 FIG3_DAMAGE = {"table1/wrn_cifar10_softmax": "random", "table1/wrn_cifar10_lsoftmax": "truncated",
                "table1/wrn_cifar100_softmax": "empty", "table1/wrn_cifar100_lsoftmax": "foreign",
                "table1/wrn_cifar100_gsoftmax": "other_run", "table3/resnet101_coco_gsoftmax_mu0_sigma1": "code"}
