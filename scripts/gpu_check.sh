@@ -21,11 +21,9 @@
 #   scripts/gpu_check.sh --only heads,loader
 #
 # Python: $PY, else the repository's .venv, else python3. Where hydra-core / omegaconf / antlr4 / pycocotools
-# are missing (a bare machine whose python3 has torch), wheels in .whl/ are installed to /tmp/site, e.g.
-# prepared with (python 3.12, x86-64):
-#   pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-#     --platform manylinux2014_x86_64 -d .whl hydra-core==1.3.2 omegaconf==2.3.0 pycocotools==2.0.10
-#   pip wheel --no-deps -w .whl antlr4-python3-runtime==4.9.3      # (no wheel on PyPI: built locally)
+# are missing (a bare machine whose python3 has torch), wheels in .whl/ are installed to /tmp/site: prepare them
+# beforehand where the package registry is reachable with scripts/gpu_wheels.sh (Python 3.12, x86-64, the
+# versions the tests run with; PYVER=3.11 for another Python), and carry .whl/ with the checkout.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 if [ -z "${PY:-}" ]; then
