@@ -48,7 +48,7 @@ from matplotlib.patches import Patch  # noqa: E402
 from gsm import paper  # noqa: E402
 from gsm.data import DATASET_NAMES  # noqa: E402
 from gsm.grid import Grid  # noqa: E402
-from gsm.results import OutputsError, RunRecord, TestOutputs, read_test_outputs  # noqa: E402
+from gsm.results import OutputsError, RunRecord, TestOutputs, read_run_outputs  # noqa: E402
 
 DPI = 200
 HEADS = ("softmax", "lsoftmax", "gsoftmax")
@@ -92,7 +92,7 @@ def load_outputs(rec: RunRecord) -> TestOutputs | None:
     if path is None or not path.exists() or path in _DAMAGED:
         return None
     try:
-        return read_test_outputs(path, multilabel=rec.multilabel, num_classes=rec.num_classes, samples=rec.test_samples)
+        return read_run_outputs(rec)  # checked against the record: shape, signature, the digest written with it
     except OutputsError as exc:
         _DAMAGED[path] = str(exc).removeprefix(f"{path}: ")
         print(f"gsm-tables: warning: skipped {exc}; this run's x-vs-p panels are drawn empty", file=sys.stderr)

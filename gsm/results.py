@@ -16,7 +16,9 @@ eval/evaluate.m prints as mAP; ``CF1_mean_frac``: the mean of the per-class F1, 
 ``best_epoch``: the lowest test top-1 error over the evaluated epochs and its epoch, the number the
 release's main_single.lua:65-91 reports (selected on the evaluation split, which is the test split).
 
-Schema versions: ``schema_version`` 4 is this record. Its statistics, environment and their parts are typed
+Schema versions: ``schema_version`` 5 is this record (version 4 plus ``environment.code``, the content hash of
+gsm's code, and ``test_outputs_sha256``, the digest of the test_outputs.pt written with it; a version-4 file
+reads with both None). Its statistics, environment and their parts are typed
 (:class:`LearnedStats`, :class:`EmpiricalSplits` of :class:`EmpiricalStats`, :class:`Environment` of
 :class:`EnvironmentSegment`); in the file they are plain JSON objects under the same field names, and a null in
 one of their lists of floats is NaN (non-finite floats are stored as null). The G-softmax head's initial μ, σ (the
@@ -61,8 +63,8 @@ if typing.TYPE_CHECKING:
     import numpy as np
     import torch
 
-SCHEMA_VERSION = 4
-READABLE_VERSIONS = (1, 2, 3, 4)
+SCHEMA_VERSION = 5
+READABLE_VERSIONS = (1, 2, 3, 4, 5)
 
 # compute_metrics keys (gsm.train) -> record keys; all are fractions.
 SINGLE_LABEL_FRACTIONS = ("top1_error", "top5_error")
@@ -203,6 +205,7 @@ class EnvironmentSegment(Checked):
     git_rev: str | None = None
     git_dirty: bool | None = None
     cpu_threads: int | None = None
+    code: str | None = None
 
 
 @dataclass(frozen=True)
@@ -224,6 +227,7 @@ class Environment(Checked):
     compiled: bool | None = None
     git_rev: str | None = None  # without "-dirty" (git_dirty says)
     git_dirty: bool | None = None
+    code: str | None = None  # gsm.identity.code_identity: the content hash of gsm's code (None before schema 5)
     python: str | None = None
     hostname: str | None = None
     segments: list[EnvironmentSegment] | None = None
@@ -238,7 +242,7 @@ class Environment(Checked):
 
 @dataclass
 class RunRecord:
-    """``results.json`` of one finished run (schema version 4). Fractions end in ``_frac``."""
+    """``results.json`` of one finished run (schema version 5). Fractions end in ``_frac``."""
 
     # identity and data
     dataset: str
@@ -280,6 +284,7 @@ class RunRecord:
     classes_without_positives: list[int] | None = None
     top3: dict[str, float | None] | None = None
     test_loss: float | None = None
+    test_outputs_sha256: str | None = None  # test_outputs.pt as written with this record (None before schema 5)
     # statistics (eqs. 18-20): learned (the G-softmax head's μ, σ; None for other heads) and empirical (fitted on x)
     learned: LearnedStats | None = None
     empirical: EmpiricalSplits | None = None
@@ -322,6 +327,8 @@ class RunRecord:
             data = upgrade_v1(data, path)
         if version in (1, 2, 3):
             data = upgrade_v3(data, where, version)  # the fields schema 3 added keep their None defaults for 1 and 2
+        elif version == 4:  # schema 5 only adds optional fields (the code hash, the test outputs' digest): None here
+            data = {**data, "schema_version": SCHEMA_VERSION}
         return _parse_block(cls, data, where, "", version, path=Path(path) if path is not None else None)
 
     def to_dict(self) -> dict[str, Any]:
@@ -521,23 +528,46 @@ def _history_key(key: str) -> str:
 
 def read_record(path: Path | str) -> RunRecord:
     """Read and validate ``results.json``; :class:`ResultsError` (naming ``path``) when it is not a run record."""
+    from gsm.identity import FileKindError, regular_file
+
     path = Path(path)
     try:
-        text = path.read_text()
+        if not regular_file(path, "run record"):
+            raise ResultsError(f"{path}: no such file")
+        text = path.read_bytes().decode("utf-8")
+    except FileKindError as exc:
+        raise ResultsError(str(exc)) from None
     except OSError as exc:
-        raise ResultsError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+        raise ResultsError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise ResultsError(f"{path}: not UTF-8 text (byte {exc.start}), so not a run record gsm wrote") from None
     if not text.strip():
         raise ResultsError(f"{path}: empty file (an interrupted write?)")
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ResultsError(f"{path}: not valid JSON, truncated or corrupt ({exc.msg} at line {exc.lineno})") from exc
+        raise ResultsError(f"{path}: not valid JSON, truncated or corrupt ({exc.msg} at line {exc.lineno})") from None
+    except RecursionError:
+        raise ResultsError(f"{path}: nested too deeply to be a run record") from None
     return RunRecord.from_dict(data, path)
 
 
+def record_problems(rec: RunRecord) -> list[str]:
+    """Why a record read from a run folder is not that folder's run: it contradicts its own config
+    (:func:`identity_problems`) or carries another signature than the folder's name (a results.json copied from
+    another run folder); [] when it is the folder's."""
+    from gsm.identity import RunPaths
+
+    problems = identity_problems(rec)
+    if problems:
+        return ["contradicts its own config: " + "; ".join(problems)]
+    foreign = RunPaths(rec.path.parent).foreign(rec.path, rec.signature) if rec.path is not None else None
+    return [foreign.removeprefix(f"{rec.path} ")] if foreign else []
+
+
 def load_records(runs_dir: Path | str) -> tuple[list[RunRecord], list[tuple[Path, str]]]:
-    """Every readable ``results.json`` below ``runs_dir`` whose identity fields agree with its config and,
-    separately, the others with why (unreadable, or :func:`identity_problems`)."""
+    """Every readable ``results.json`` below ``runs_dir`` that is its folder's run and, separately, the others with
+    why (unreadable, or :func:`record_problems`: it contradicts its config or its folder)."""
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
         raise DataError(f"--runs {runs_dir}: no such folder (run the experiments first, e.g. make demo)")
@@ -548,9 +578,9 @@ def load_records(runs_dir: Path | str) -> tuple[list[RunRecord], list[tuple[Path
         except ResultsError as exc:
             bad.append((path, one_line(str(exc).removeprefix(f"{path}: "))))
             continue
-        problems = identity_problems(rec)
+        problems = record_problems(rec)
         if problems:
-            bad.append((path, "contradicts its own config: " + "; ".join(problems)))
+            bad.append((path, problems[0]))
         else:
             good.append(rec)
     return good, bad
@@ -645,8 +675,8 @@ def _short(v: Any) -> str:
 
 # --------------------------------------------------------------------------- test_outputs.pt
 
-OUTPUTS_SCHEMA_VERSION = 1
-READABLE_OUTPUTS_VERSIONS = (0, 1)  # 0: written before the key existed (the same three tensors)
+OUTPUTS_SCHEMA_VERSION = 2
+READABLE_OUTPUTS_VERSIONS = (0, 1, 2)  # 0: written before the key existed (the same three tensors); 2: + signature
 OUTPUTS_KEYS = ("x", "p", "targets")
 
 
@@ -673,23 +703,50 @@ class TestOutputs:
 
 
 def write_test_outputs(path: Path | str, x: torch.Tensor, p: torch.Tensor, targets: torch.Tensor, *,
-                       multilabel: bool) -> Path:
+                       multilabel: bool, signature: str | None = None, create_folder: bool = True) -> Path:
     """Write ``test_outputs.pt`` (schema :data:`OUTPUTS_SCHEMA_VERSION`) atomically: x as float32, p as float16,
-    targets as int16 (class indices) or uint8 (multi-label 0/1), checked by the reader's own validation first."""
+    targets as int16 (class indices) or uint8 (multi-label 0/1), and the run's ``signature``, checked by the
+    reader's own validation first. The run's record keeps the file's digest (:func:`file_sha256`)."""
     import torch
 
     from gsm import runs
 
     path = Path(path)
     blob = {"schema_version": OUTPUTS_SCHEMA_VERSION, "x": x.detach().float().cpu(), "p": p.detach().half().cpu(),
-            "targets": targets.detach().cpu().to(torch.uint8 if multilabel else torch.int16)}
+            "targets": targets.detach().cpu().to(torch.uint8 if multilabel else torch.int16), "signature": signature}
     check_test_outputs(blob, path, multilabel=multilabel)
-    runs.atomic_write_bytes(path, lambda fh: torch.save(blob, fh))
+    runs.atomic_write_bytes(path, lambda fh: torch.save(blob, fh), create_folder=create_folder)
     return path
 
 
+def file_sha256(path: Path | str) -> str:
+    """The SHA-256 of a file's bytes (hex)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_run_outputs(rec: RunRecord) -> TestOutputs:
+    """The test outputs of a run read from its folder, checked against its record: the record's shape, the
+    record's signature and, where the record keeps it (schema 5), the digest of the file written with it. A file
+    copied from another run, or written by another attempt than the record's, raises :class:`OutputsError`."""
+    if rec.run_dir is None:
+        raise OutputsError("a record that was not read from a run folder has no test outputs")
+    path = rec.run_dir / "test_outputs.pt"
+    out = read_test_outputs(path, multilabel=rec.multilabel, num_classes=rec.num_classes, samples=rec.test_samples,
+                            signature=rec.signature)
+    if rec.test_outputs_sha256 is not None and file_sha256(path) != rec.test_outputs_sha256:
+        raise OutputsError(f"{path}: not the test outputs written with {rec.path.name} (its digest differs: replaced "
+                           f"after the run, or copied from another run)")
+    return out
+
+
 def read_test_outputs(path: Path | str, *, multilabel: bool | None = None, num_classes: int | None = None,
-                      samples: int | None = None) -> TestOutputs:
+                      samples: int | None = None, signature: str | None = None) -> TestOutputs:
     """Read and validate ``test_outputs.pt``; :class:`OutputsError` naming the file and what is wrong.
 
     ``torch.load(weights_only=True)``: only tensors and plain containers are unpickled, nothing in the file is
@@ -699,9 +756,15 @@ def read_test_outputs(path: Path | str, *, multilabel: bool | None = None, num_c
 
     import torch
 
+    from gsm.identity import FileKindError, regular_file
+
     path = Path(path)
     try:
+        if not regular_file(path, "test outputs file"):
+            raise OutputsError(f"{path}: no such file")
         size = path.stat().st_size
+    except FileKindError as exc:
+        raise OutputsError(str(exc)) from None
     except OSError as exc:
         raise OutputsError(f"{path}: cannot read ({exc.strerror or exc})") from None
     if size == 0:
@@ -723,7 +786,11 @@ def read_test_outputs(path: Path | str, *, multilabel: bool | None = None, num_c
     except Exception as exc:  # noqa: BLE001 - torch reports damaged files as RuntimeError, EOFError, ValueError, ...
         raise OutputsError(f"{path}: not a torch file, truncated or corrupt "
                            f"({type(exc).__name__}: {_first_sentence(str(exc))})") from None
-    return check_test_outputs(blob, path, multilabel=multilabel, num_classes=num_classes, samples=samples)
+    out = check_test_outputs(blob, path, multilabel=multilabel, num_classes=num_classes, samples=samples)
+    if signature is not None and blob.get("signature") not in (None, signature):
+        raise OutputsError(f"{path}: belongs to another run: it carries signature {blob.get('signature')!r}, the "
+                           f"run's is {signature!r} (copied from another run folder?)")
+    return out
 
 
 def _first_sentence(text: str) -> str:
@@ -749,9 +816,12 @@ def check_test_outputs(blob: Any, path: Path | str, *, multilabel: bool | None =
     if missing:
         keys = ", ".join(one_line(str(k), 40) for k in list(blob)[:8]) or "none"
         raise bad(f"not test outputs: no {', '.join(missing)} (keys: {keys})")
-    unknown = sorted(str(k) for k in blob if k not in (*OUTPUTS_KEYS, "schema_version"))
+    known = (*OUTPUTS_KEYS, "schema_version", *(("signature",) if version >= 2 else ()))
+    unknown = sorted(str(k) for k in blob if k not in known)
     if unknown:
         raise bad(f"keys this gsm does not know: {one_line(', '.join(unknown), 80)} (schema_version {version})")
+    if not isinstance(blob.get("signature"), (str, type(None))):
+        raise bad(f"signature is a {type(blob['signature']).__name__}, not a run signature")
     x, p, t = (blob[k] for k in OUTPUTS_KEYS)
     for name, v in zip(OUTPUTS_KEYS, (x, p, t)):
         if not isinstance(v, torch.Tensor):

@@ -18,16 +18,16 @@ import os
 import re
 import shutil
 import socket
-import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import torch
 from omegaconf import DictConfig, OmegaConf
 
-from gsm.errors import CheckpointError, ConfigError, GsmError
+from gsm.errors import GsmError
+from gsm.identity import FileKindError, regular_file
 from gsm.settings import TrainerSettings
 
 # Settings that do not change a run's numbers (where and how fast it runs, how it reports).
@@ -89,6 +89,8 @@ def _value_text(v: Any) -> str:
         return str(v).lower()
     if isinstance(v, float):
         return f"{v:g}"
+    if v is None:
+        return "null"  # as the override is written (head.init_batches=null)
     if isinstance(v, (list, tuple)):
         return ",".join(_value_text(x) for x in v)
     return re.sub(r"[^A-Za-z0-9.,+-]", "~", str(v))
@@ -127,7 +129,13 @@ def find_run_dir(dataset_dir: Path, sig: str) -> Path | None:
 def register_resolvers() -> None:
     """``${gsm.gpus_per_job:}`` is 1 where CUDA is visible, else 0 (the Ray launcher's GPUs per job)."""
     if not OmegaConf.has_resolver("gsm.gpus_per_job"):
-        OmegaConf.register_new_resolver("gsm.gpus_per_job", lambda: 1 if torch.cuda.is_available() else 0)
+        OmegaConf.register_new_resolver("gsm.gpus_per_job", _gpus_per_job)
+
+
+def _gpus_per_job() -> int:
+    import torch  # only when a launcher config asks (the Ray launcher's GPUs per job)
+
+    return 1 if torch.cuda.is_available() else 0
 
 
 # --------------------------------------------------------------------------- one writer per run folder
@@ -150,11 +158,10 @@ class RunLock:
         self._lock = FileLock(str(run_dir / ".lock"))
 
     def owner(self) -> str:
-        try:
-            info = json.loads(self.owner_path.read_text())
-            return f"process {info['pid']} on {info['host']} (since {info['since']})"
-        except (OSError, ValueError, KeyError, TypeError):
+        info = read_lock_owner(self.owner_path)
+        if "pid" not in info:
             return "another process"
+        return f"process {info['pid']} on {info.get('host', '?')} (since {info.get('since', '?')})"
 
     def acquire(self, wait: bool, on_wait=None) -> None:
         from filelock import Timeout
@@ -162,8 +169,14 @@ class RunLock:
         waited_notice = False
         while True:
             try:
+                regular_file(Path(self._lock.lock_file), "lock file")
                 self._lock.acquire(timeout=0 if not wait else 30)
                 break
+            except FileKindError as exc:
+                raise StorageError(f"cannot lock the run folder: {exc}") from None
+            except OSError as exc:  # a read-only remount, no permission: filelock cannot open .lock
+                raise StorageError(f"cannot lock the run folder: cannot open {self._lock.lock_file} "
+                                   f"({exc.strerror or exc})") from None
             except Timeout:
                 if not wait:
                     raise RunLockedError(
@@ -174,12 +187,39 @@ class RunLock:
                     on_wait(self.owner())
                     waited_notice = True
         info = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}
-        self.owner_path.write_text(json.dumps(info) + "\n")
+        try:
+            self.owner_path.unlink(missing_ok=True)  # never write into a FIFO or through a link left there
+            self.owner_path.write_text(json.dumps(info) + "\n")
+        except OSError as exc:  # who holds the lock is for others' messages only: the lock itself is held
+            print(f"gsm: warning: cannot write {self.owner_path} ({exc.strerror or exc}); other processes will not "
+                  f"see who holds the run", file=sys.stderr)
 
     def release(self) -> None:
         if self._lock.is_locked:
             self.owner_path.unlink(missing_ok=True)
             self._lock.release()
+
+
+def printable(text: Any, limit: int = 120) -> str:
+    """``text`` with control characters (escape sequences, line breaks) shown as ``?``: for values read from
+    files that any process could have written, before they reach a terminal."""
+    out = "".join(c if c.isprintable() else "?" for c in str(text))
+    return out if len(out) <= limit else out[: limit - 1] + "…"
+
+
+def read_lock_owner(path: Path) -> dict[str, str]:
+    """``.lock.owner`` as printable strings (pid, host, since, ...); {} when it is missing, not a regular file
+    or not the JSON object the lock's holder writes."""
+    try:
+        if not regular_file(path):
+            return {}
+        with open(path, "rb") as fh:
+            info = json.loads(fh.read(4096).decode("utf-8", "replace"))
+    except (OSError, ValueError, FileKindError, RecursionError):
+        return {}
+    if not isinstance(info, dict):
+        return {}
+    return {printable(k, 40): printable(v) for k, v in list(info.items())[:16]}
 
 
 def remove_debris(run_dir: Path) -> list[Path]:
@@ -199,11 +239,6 @@ class StorageError(GsmError):
     """A file could not be written: the disk is full, the folder is not writable or was removed."""
 
 
-def storage_fault(exc: BaseException, path: Path) -> StorageError | None:
-    """The :class:`StorageError` (naming ``path`` and the cause) of a failed write, or None if ``exc`` is not one."""
-    return _storage_error(exc, path) if isinstance(exc, (OSError, RuntimeError)) and _is_storage_fault(exc, path) else None
-
-
 def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
@@ -212,11 +247,16 @@ def _umask() -> int:
 
 FILE_MODE = 0o666 & ~_umask()  # what open() would give: teammates sharing a runs folder can read results
 
-def atomic_write_bytes(path: Path, write) -> None:
+def atomic_write_bytes(path: Path, write, *, create_folder: bool = True) -> None:
     """Write through a temporary file in the same folder, then rename: readers never see half a file.
-    The file gets the mode the umask gives (not mkstemp's 0600). A full disk is a StorageError naming the file."""
+    The file gets the mode the umask gives (not mkstemp's 0600). A full disk, an I/O error or a folder that is
+    gone is a StorageError naming the file; a path that is no regular file (a directory, a FIFO) is refused
+    (gsm.identity.FileKindError). ``create_folder=False``: the folder must exist (a run's files: a run folder
+    removed or renamed while it trains is an error, never silently made anew without its log and lock)."""
+    regular_file(path)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if create_folder:
+            path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as exc:
         raise _storage_error(exc, path) from exc
@@ -236,7 +276,8 @@ def atomic_write_bytes(path: Path, write) -> None:
 
 def _is_storage_fault(exc: BaseException, path: Path) -> bool:
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EFBIG,
-                                                  errno.EPERM, errno.ENOENT, errno.ENOTDIR):
+                                                  errno.EPERM, errno.ENOENT, errno.ENOTDIR, errno.EIO, errno.EISDIR,
+                                                  errno.ENOTEMPTY, errno.ENXIO, errno.ESTALE):
         return True
     # torch.save reports a full disk as RuntimeError("[enforce fail at inline_container.cc] ... unexpected pos")
     if isinstance(exc, RuntimeError):
@@ -250,8 +291,13 @@ def _is_storage_fault(exc: BaseException, path: Path) -> bool:
 def _storage_error(exc: BaseException, path: Path) -> StorageError:
     if isinstance(exc, OSError) and exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
         return StorageError(f"cannot write {path}: {path.parent} is not writable ({exc.strerror})")
-    if isinstance(exc, OSError) and exc.errno in (errno.ENOENT, errno.ENOTDIR):
-        return StorageError(f"cannot write {path}: the folder {path.parent} was removed while the run was writing to it")
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ESTALE):
+        return StorageError(f"cannot write {path}: the folder {path.parent} was removed or renamed while the run was "
+                            f"writing to it")
+    if isinstance(exc, OSError) and exc.errno in (errno.EISDIR, errno.ENOTEMPTY):
+        return StorageError(f"cannot write {path}: a directory of that name is in the way")
+    if isinstance(exc, OSError) and exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return StorageError(f"cannot write {path} ({exc.strerror or exc})")
     try:
         device = os.stat(path.parent).st_dev if path.parent.exists() else None
     except OSError:
@@ -270,38 +316,14 @@ def _json_safe(obj: Any) -> Any:
     return obj
 
 
-def write_json(path: Path, data: dict[str, Any]) -> None:
+def write_json(path: Path, data: dict[str, Any], *, create_folder: bool = True) -> None:
     """Atomic JSON; non-finite floats become null (strict JSON)."""
     text = json.dumps(_json_safe(data), indent=2, sort_keys=False, allow_nan=False)
-    atomic_write_bytes(path, lambda fh: fh.write(text.encode()))
+    atomic_write_bytes(path, lambda fh: fh.write(text.encode()), create_folder=create_folder)
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    atomic_write_bytes(path, lambda fh: torch.save(state, fh))
+    """Write a checkpoint atomically (read back by gsm.checkpoint_file)."""
+    import torch
 
-
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated/corrupt file: say which and what to do
-        raise CheckpointError(
-            f"cannot read checkpoint {path} ({type(exc).__name__}: {exc}). It is truncated or corrupt: "
-            f"delete it to restart this run, or rerun with trainer.force=true"
-        ) from exc
-
-
-def git_revision() -> str:
-    """The short git revision of the code, with ``-dirty`` when tracked files have uncommitted changes."""
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short=12", "HEAD"], cwd=Path(__file__).resolve().parent,
-            capture_output=True, text=True, timeout=5,
-        )
-        rev = out.stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=Path(__file__).resolve().parent,
-            capture_output=True, text=True, timeout=5,
-        ).stdout.strip()
-        return (rev + ("-dirty" if dirty else "")) if rev else "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
+    atomic_write_bytes(path, lambda fh: torch.save(state, fh), create_folder=False)

@@ -23,15 +23,18 @@ rows without any measurement are counted, with the command that estimates them (
 from __future__ import annotations
 
 import csv
-import json
 import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gsm import paper
+from gsm import paper, runs
+from gsm.checkpoint_file import read_checkpoint_meta
+from gsm.errors import GsmError
 from gsm.grid import Grid
+from gsm.identity import FileKindError, RunPaths, regular_file
+from gsm.results import one_line
 
 STATES = ("finished", "training", "interrupted", "failed", "not started")
 LOG_TAIL_BYTES = 1 << 20  # the part of train.log read (its last attempt and progress lines are at the end)
@@ -61,12 +64,8 @@ def probe_lock(run_dir: Path) -> tuple[bool | None, dict[str, Any]]:
     folder this user may not write). Non-blocking acquire + release: never waits and never breaks a holder."""
     from filelock import FileLock, Timeout
 
-    owner: dict[str, Any] = {}
-    try:
-        owner = json.loads((run_dir / ".lock.owner").read_text())
-    except (OSError, ValueError):
-        pass
-    if not (run_dir / ".lock").exists():  # the trainer creates it when it takes the lock
+    owner: dict[str, Any] = dict(runs.read_lock_owner(RunPaths(run_dir).lock_owner))  # printable strings only
+    if not (run_dir / ".lock").is_file():  # the trainer creates it when it takes the lock
         return False, owner
     lock = FileLock(str(run_dir / ".lock"))
     try:
@@ -82,21 +81,26 @@ def probe_lock(run_dir: Path) -> tuple[bool | None, dict[str, Any]]:
 
 def read_summary(run_dir: Path) -> list[dict[str, str]]:
     """summary.csv's rows (one per finished epoch), or [] without a readable one."""
+    path = RunPaths(run_dir).summary
     try:
-        with open(run_dir / "summary.csv", newline="") as fh:
+        if not regular_file(path):
+            return []
+        with open(path, newline="", encoding="utf-8", errors="replace") as fh:  # a damaged file: its bytes as U+FFFD
             return list(csv.DictReader(fh))
-    except (OSError, csv.Error):
+    except (OSError, csv.Error, FileKindError):
         return []
 
 
 def log_tail(path: Path, size: int = LOG_TAIL_BYTES) -> list[str]:
     """The last ``size`` bytes of a log as lines ([] without one)."""
     try:
+        if not regular_file(path):
+            return []
         with open(path, "rb") as fh:
             fh.seek(0, 2)
             fh.seek(max(0, fh.tell() - size))
-            return fh.read().decode("utf-8", "replace").splitlines()
-    except OSError:
+            return [runs.printable(line, 400) for line in fh.read().decode("utf-8", "replace").splitlines()]
+    except (OSError, FileKindError):
         return []
 
 
@@ -118,14 +122,19 @@ def last_error(lines: list[str]) -> str | None:
     return found
 
 
-def checkpoint_epoch(path: Path) -> int | None:
-    """The epoch of ``checkpoints/last.pt`` (its pickled metadata only: the tensors are memory-mapped, not read)."""
-    import torch
-
+def checkpoint_epoch(paths: RunPaths) -> tuple[int | None, str | None]:
+    """(the epoch of the folder's checkpoint, why it cannot be used): read without torch and without the weights
+    (gsm.checkpoint_file.read_checkpoint_meta), and checked against the folder (a checkpoint copied from another
+    run folder is not this run's)."""
     try:
-        return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["epoch"])
-    except Exception:  # noqa: BLE001 - unreadable or in another format: the caller says so
-        return None
+        meta = read_checkpoint_meta(paths.checkpoint)
+    except GsmError as exc:
+        return None, str(exc)
+    foreign = paths.foreign(paths.checkpoint, meta.get("signature"))
+    if foreign:
+        return None, foreign
+    epoch = meta.get("epoch")
+    return (epoch, None) if isinstance(epoch, int) and not isinstance(epoch, bool) else (None, f"{paths.checkpoint}: no epoch")
 
 
 def epoch_seconds(rows: list[dict[str, str]], last: int = 5) -> float | None:
@@ -192,10 +201,10 @@ def run_status(grid: Grid, experiment: str, seed: int, now: float | None = None)
     lines = log_tail(log)
     if held or (held is None and "pid" in owner):
         return _training(experiment, seed, run_dir, summary, done, epochs, lines, log, owner, now)
-    ckpt = run_dir / "checkpoints" / "last.pt"
-    at = checkpoint_epoch(ckpt) if ckpt.exists() else None
+    paths = RunPaths(run_dir)
+    at, unusable = checkpoint_epoch(paths) if paths.checkpoint.exists() else (None, None)
     kept = (f"checkpoint of epoch {at} of {epochs}" if at is not None else
-            "checkpoint unreadable" if ckpt.exists() else "no checkpoint")
+            f"checkpoint not used: {one_line(unusable, 240)}" if unusable else "no checkpoint")
     pace, todo = epoch_seconds(summary), epochs - (at or 0)
     left = todo * pace if pace is not None else None
     error = last_error(lines)
