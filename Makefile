@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 TORCH := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install demo test clean-demo table1 table2 table3 table4 table5 table6 figures sweep estimate status
+.PHONY: install demo test test-fast clean-demo table1 table2 table3 table4 table5 table6 figures sweep estimate status
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -28,6 +28,11 @@ demo: $(STAMP)
 # environment turns it off (PYTHONDONTWRITEBYTECODE): the processes the suite starts then read gsm compiled.
 test: $(STAMP)
 	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -q -n 2 --dist worksteal --durations=10
+
+# The inner loop while editing: the tests not marked `slow` (no process starts, no end-to-end training), about a
+# minute on 2 cores (docs/development.md). `make test` stays the whole suite.
+test-fast: $(STAMP)
+	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -q -n 2 --dist worksteal -m "not slow"
 
 clean-demo:
 	rm -rf outputs/demo outputs/tables/demo.md

@@ -316,13 +316,41 @@ def test_progress_lines_without_a_terminal(cli):
     assert "evaluating:" in log
 
 
+# train.py as a terminal runs it, held at the start of ``import torch`` (the start-up a Ctrl-C is meant to interrupt)
+# until the test has sent its Ctrl-C: the hook writes argv[1] when the import begins and goes on once argv[2] exists.
+# Nothing else differs from ``python train.py ARGS``: the same entry (gsm.cli.train), its guard and its exit.
+_HELD_AT_TORCH_IMPORT = """
+import importlib.abc, os, runpy, sys, time
+reached, go = sys.argv[1], sys.argv[2]
+class HoldTorchImport(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch":
+            sys.meta_path.remove(self)
+            open(reached, "w").close()
+            while not os.path.exists(go):
+                time.sleep(0.01)
+        return None
+sys.meta_path.insert(0, HoldTorchImport())
+sys.argv = sys.argv[3:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
 @pytest.mark.slow
-def test_ctrl_c_while_starting_up_is_one_line(cli):
-    proc = subprocess.Popen([sys.executable, str(REPO / "train.py"), f"output_root={cli.root}", *pinned(TINY)], cwd=REPO,
+def test_ctrl_c_while_starting_up_is_one_line(cli, tmp_path):
+    # The Ctrl-C is sent once the process is importing torch, never after a fixed time: a 1 s sleep once landed
+    # after the tiny run had finished (the test worker was not scheduled for seconds on a loaded machine), so the
+    # signal met an exiting process and the run ended 0.
+    reached, go = tmp_path / "importing-torch", tmp_path / "ctrl-c-sent"
+    proc = subprocess.Popen([sys.executable, "-c", _HELD_AT_TORCH_IMPORT, str(reached), str(go), str(REPO / "train.py"),
+                             f"output_root={cli.root}", *pinned(TINY)], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_ctrl_c_as_in_a_terminal)
-    time.sleep(1.0)  # torch and the trainer are still being imported
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
+    try:
+        _wait_for(reached.exists, proc, timeout=300)
+        proc.send_signal(signal.SIGINT)
+    finally:
+        go.touch()
+    _, err = proc.communicate(timeout=300)
     assert proc.returncode == 130, err[-2000:]
     assert "Traceback" not in err and "terminate called" not in err
     assert err.strip().splitlines()[-1].startswith("gsm: interrupted before training started")
