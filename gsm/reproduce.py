@@ -465,6 +465,8 @@ def _run_table(args: argparse.Namespace) -> int:
                   f"(profile {profile.name}, launcher {args.launcher})", flush=True)
             if profile.fixtures:
                 ensure_fixtures(fixtures_dir, profile.fixture_sizes)
+            from gsm.data_check import check_data  # every missing dataset in one message, before any job starts
+            check_data(grid.rows[e].config for e in missing)
             launch(grid, missing, args.launcher, seeds, [ov for ov in args.override if is_hydra_override(ov)])
             still = grid.missing(seeds)
             if still:

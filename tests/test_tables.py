@@ -474,7 +474,11 @@ def test_launch_failure_is_a_clear_error(tmp_path, monkeypatch, capsys):
     grid = Grid(paper.experiments(3), "full", tmp_path / "runs")
     with pytest.raises(LaunchError, match="exit 3"):
         launch(grid, grid.missing())
-    code = main(["table3", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "t")])
+    from gsm.data.fixtures import make_coco
+
+    make_coco(tmp_path / "coco")  # the data is there (gsm.data_check), so the trainer is started and fails
+    code = main(["table3", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "t"),
+                 "-o", f"dataset.root={tmp_path / 'coco'}"])
     assert code == 2 and "the trainer failed in 1 of 1 command(s) (exit 3)" in capsys.readouterr().err
     assert len(calls) == 2 and not (tmp_path / "t").exists()
 
@@ -1147,6 +1151,8 @@ print("child: training", flush=True)
 time.sleep(120)
 '''
 r.launch_commands = lambda *a, **k: [[sys.executable, "-c", child]]
+import gsm.data_check
+gsm.data_check.check_data = lambda *a, **k: None  # the table's data is not the subject (no COCO here)
 sys.argv = ["gsm-tables", *sys.argv[1:]]
 r.cli()
 """
