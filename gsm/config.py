@@ -37,9 +37,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gsm.errors import ConfigError
-from gsm.settings import TrainerSettings
-from gsm.values import DIST_UPDATES, INTERPOLATIONS, LOSS_REDUCTIONS, PAD_MODES, TINY_CROPS, TRAIN_CROPS
-from gsm.values import boolean, head_fits_labels, integer, number, one_of, text
+from gsm.settings import DATASET, HEAD, OPTIMIZER, RECIPE, RUN, Check, TrainerSettings
+from gsm.values import head_fits_labels, number
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -366,70 +365,12 @@ def _getter(cfg: Any) -> Callable[[str], Any]:
     return get
 
 
-# Keys of the primary config and the head/dataset groups: key -> check(key, value). Schedules and
-# models are checked by their own code (gsm.schedules.epoch_factors, gsm.models.check_model_config).
-def _int(minimum: int | None = None, allow_none: bool = False) -> Callable[[str, Any], Any]:
-    return lambda k, v: integer(k, v, minimum=minimum, allow_none=allow_none)
-
-
-def _num(**bounds: float) -> Callable[[str, Any], Any]:
-    return lambda k, v: number(k, v, **bounds)
-
-
-def _choice(*valid: Any, allow_none: bool = False) -> Callable[[str, Any], Any]:
-    return lambda k, v: one_of(k, v, valid, allow_none=allow_none)
-
-
-_bool = boolean
-RULES: dict[str, Callable[[str, Any], Any]] = {
-    "seed": _int(0),
-    "dry_run": _bool,
-    "output_root": text,
-    "recipe.lam": _num(),
-    "recipe.dist_lr_mult": _num(minimum=0),
-    "recipe.lsoftmax_gamma": _num(minimum=0),
-    "recipe.loss_reduction": _choice(*LOSS_REDUCTIONS),
-    "recipe.dist_update": _choice(*DIST_UPDATES),
-    **TrainerSettings.checks(),  # trainer.*: gsm/settings.py declares each key once
-    "optimizer.lr": _num(minimum=0),
-    "optimizer.weight_decay": _num(minimum=0),
-    "optimizer.momentum": _num(minimum=0, below=1),
-    "optimizer.nesterov": _bool,
-    "dataset.name": text,
-    "dataset.root": lambda k, v: text(k, v, allow_none=True),
-    "dataset.download": _bool,
-    "dataset.subset": _int(1, allow_none=True),
-    "dataset.image_size": _int(8, allow_none=True),
-    "dataset.crop_padding": _int(0),
-    "dataset.flip": _bool,
-    "dataset.train_crop": _choice(*TRAIN_CROPS, *TINY_CROPS),  # per dataset: its loader
-    "dataset.color_jitter": _num(minimum=0),
-    "dataset.lighting": _num(minimum=0),
-    "dataset.interpolation": _choice(*INTERPOLATIONS),
-    "dataset.pad_mode": _choice(*PAD_MODES),
-    "dataset.drop_unlabeled": _bool,
-    "dataset.on_missing": _choice("error", "skip"),
-    "dataset.image_dir": text,
-    "dataset.cache": _bool,
-    "dataset.cache_dir": lambda k, v: text(k, v, allow_none=True),
-    "dataset.train_size": _int(1),
-    "dataset.test_size": _int(1),
-    "head.name": text,
-    "head.lam": _num(),
-    "head.mu": _num(),
-    "head.sigma": _num(above=0),
-    "head.learn_dist": _bool,
-    "head.dist_lr_mult": _num(minimum=0),
-    "head.init": _choice("constant", "empirical"),
-    "head.init_batches": _int(1, allow_none=True),
-    "head.dist_update": _choice(*DIST_UPDATES),
-    "head.loss_reduction": _choice(*LOSS_REDUCTIONS),
-    "head.fused": _bool,
-    "head.margin": lambda k, v: integer(k, v, minimum=1, maximum=4),
-    "head.base": _num(minimum=0),
-    "head.gamma": _num(minimum=0),
-    "head.power": _num(minimum=0),
-    "head.beta_min": _num(minimum=0),
+# Every key whose rule does not depend on a chosen option: key -> check(key, value), each declared once in
+# gsm.settings. A model's and a schedule's keys are checked by their own code (gsm.models.check_model_config,
+# gsm.schedules.epoch_factors), since they depend on the option chosen.
+RULES: dict[str, Check] = {
+    **RUN.checks(), **RECIPE.checks(), **TrainerSettings.checks(), **OPTIMIZER.checks(), **DATASET.checks(),
+    **HEAD.checks(),
 }
 
 

@@ -10,17 +10,25 @@ declared here once with
 
 The trainer reads ``settings.<key>`` from the object, never ``cfg.trainer.<key>``. Adding a trainer key is its
 line in train.yaml, its field here, and the code that reads it (docs/development.md shows an example).
+
+The other groups whose keys do not depend on a chosen option are :class:`KeyRules` tables declared here once
+too: the top-level keys (:data:`RUN`), ``recipe.*`` (:data:`RECIPE`), ``optimizer.*`` (:data:`OPTIMIZER`),
+``dataset.*`` (:data:`DATASET`) and ``head.*`` (:data:`HEAD`). :func:`gsm.config.validate_config` checks a
+composed config with them, and the code that takes the values (the heads' constructors, :func:`gsm.heads.param_groups`,
+the dataset loaders) calls the same rule, so each key has one rule and one message. The keys of a model or a schedule
+depend on the option chosen: their rules are the model classes' ``settings`` and :func:`gsm.schedules.epoch_factors`.
 No torch, no Hydra.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 from gsm.errors import ConfigError
-from gsm.values import boolean, integer, is_int, one_of
+from gsm.values import (DIST_UPDATES, INTERPOLATIONS, LOSS_REDUCTIONS, PAD_MODES, TINY_CROPS, TRAIN_CROPS, boolean,
+                        integer, is_int, number, one_of, text)
 
 Check = Callable[[str, Any], Any]
 AMP_NAMES = ("bf16", "fp16", "none")
@@ -37,8 +45,16 @@ def _count(minimum: int, allow_none: bool = False) -> Check:
     return lambda k, v: integer(k, v, minimum=minimum, allow_none=allow_none)
 
 
-def _choice(*valid: Any) -> Check:
-    return lambda k, v: one_of(k, v, valid)
+def _choice(*valid: Any, allow_none: bool = False) -> Check:
+    return lambda k, v: one_of(k, v, valid, allow_none=allow_none)
+
+
+def _number(**bounds: float) -> Check:
+    return lambda k, v: number(k, v, **bounds)
+
+
+def _text(allow_none: bool = False) -> Check:
+    return lambda k, v: text(k, v, allow_none=allow_none)
 
 
 def _amp(key: str, value: Any) -> str:
@@ -108,3 +124,98 @@ class TrainerSettings:
                                   "(gsm/configs/train.yaml has its default)")
             values[f.name] = f.metadata["check"](f"trainer.{f.name}", trainer[f.name])
         return cls(**values)
+
+
+class KeyRules(Mapping[str, Check]):
+    """The rules of one config group's keys (``key`` -> ``check(dotted_key, value)``), declared once.
+
+    ``rules.check("sigma", value)`` returns the value in its type or raises the ConfigError naming
+    ``head.sigma``; :meth:`checks` gives the dotted keys for :data:`gsm.config.RULES`."""
+
+    def __init__(self, group: str, rules: Mapping[str, Check]) -> None:
+        self.group = group
+        self._rules = dict(rules)
+
+    def __getitem__(self, key: str) -> Check:
+        return self._rules[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._rules)
+
+    def __len__(self) -> int:
+        return len(self._rules)
+
+    def dotted(self, key: str) -> str:
+        return f"{self.group}.{key}" if self.group else key
+
+    def check(self, key: str, value: Any) -> Any:
+        """``value`` of ``<group>.<key>`` checked by the key's rule."""
+        return self._rules[key](self.dotted(key), value)
+
+    def checks(self) -> dict[str, Check]:
+        """``<group>.<key>`` -> its rule."""
+        return {self.dotted(k): rule for k, rule in self._rules.items()}
+
+
+RUN = KeyRules("", {"seed": _count(0), "dry_run": boolean, "output_root": text})
+"""The top-level keys of train.yaml."""
+
+RECIPE = KeyRules("recipe", {
+    "lam": _number(),
+    "dist_lr_mult": _number(minimum=0),
+    "lsoftmax_gamma": _number(minimum=0),
+    "loss_reduction": _choice(*LOSS_REDUCTIONS),
+    "dist_update": _choice(*DIST_UPDATES),
+})
+"""``recipe.*``: the per-recipe values the head configs read (train.yaml, docs/recipes.md)."""
+
+OPTIMIZER = KeyRules("optimizer", {
+    "lr": _number(minimum=0),
+    "weight_decay": _number(minimum=0),
+    "momentum": _number(minimum=0, below=1),
+    "nesterov": boolean,
+})
+"""``optimizer.*`` of SGD; :func:`gsm.heads.param_groups` checks its ``lr`` and ``weight_decay`` with these."""
+
+DATASET = KeyRules("dataset", {
+    "name": text,
+    "root": _text(allow_none=True),
+    "download": boolean,
+    "subset": _count(1, allow_none=True),
+    "image_size": _count(8, allow_none=True),  # and >= the dataset's own minimum (gsm.config checks it per dataset)
+    "crop_padding": _count(0),
+    "flip": boolean,
+    "train_crop": _choice(*TRAIN_CROPS, *TINY_CROPS),  # per dataset: its loader
+    "color_jitter": _number(minimum=0),
+    "lighting": _number(minimum=0),
+    "interpolation": _choice(*INTERPOLATIONS),
+    "pad_mode": _choice(*PAD_MODES),
+    "drop_unlabeled": boolean,
+    "on_missing": _choice("error", "skip"),
+    "image_dir": text,
+    "cache": boolean,
+    "cache_dir": _text(allow_none=True),
+    "train_size": _count(1),
+    "test_size": _count(1),
+})
+"""``dataset.*``: each dataset's loader reads its keys through these rules (``gsm.data``)."""
+
+HEAD = KeyRules("head", {
+    "name": text,
+    "lam": _number(),  # λ of eq. 3
+    "mu": _number(),  # μ of eq. 4 (init="constant")
+    "sigma": _number(above=0),  # σ of eq. 4 (init="constant")
+    "learn_dist": boolean,
+    "dist_lr_mult": _number(minimum=0),
+    "init": _choice("constant", "empirical"),
+    "init_batches": _count(1, allow_none=True),
+    "dist_update": _choice(*DIST_UPDATES),
+    "loss_reduction": _choice(*LOSS_REDUCTIONS),
+    "fused": boolean,
+    "margin": lambda k, v: integer(k, v, minimum=1, maximum=4),  # L-softmax's m of cos(mθ)
+    "base": _number(minimum=0),
+    "gamma": _number(minimum=0),
+    "power": _number(minimum=0),
+    "beta_min": _number(minimum=0),
+})
+"""``head.*``: the heads' constructors (``gsm.heads``) check their arguments with these rules."""

@@ -66,9 +66,15 @@ def integer(key: str, value: Any, *, minimum: int | None = None, maximum: int | 
     return v
 
 
+FLOAT32_MAX = 3.4028234663852886e38
+"""The largest finite float32: a config number beyond it would become inf (or fail) in a float32 tensor."""
+
+
 def number(key: str, value: Any, *, minimum: float | None = None, maximum: float | None = None,
            below: float | None = None, above: float | None = None, allow_none: bool = False) -> float | None:
-    """``value`` as a finite float (a number, or a string of one; not a bool), within the bounds."""
+    """``value`` as a finite float (a number, or a string of one; not a bool), within the bounds and within
+    float32's range (±:data:`FLOAT32_MAX`): the heads, models and optimiser compute in float32, where a larger
+    value is inf (``head.mu=1e39`` would otherwise fail inside torch)."""
     if value is None and allow_none:
         return None
     bounds = _range_text(minimum, maximum, below)
@@ -85,6 +91,9 @@ def number(key: str, value: Any, *, minimum: float | None = None, maximum: float
             or (maximum is not None and v > maximum) or (below is not None and v >= below)
             or (above is not None and v <= above)):
         raise ConfigError(f"{key} must be {what} (got {value!r})")
+    if abs(v) > FLOAT32_MAX:
+        raise ConfigError(f"{key} must be {what} within float32's range, -{FLOAT32_MAX:.6g} to {FLOAT32_MAX:.6g} "
+                          f"(got {value!r})")
     return v
 
 

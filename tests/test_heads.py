@@ -428,7 +428,7 @@ def test_build_head_types():
 
 def _yaml_defaults(name):
     """The literal (non-interpolated) settings of gsm/configs/head/<name>.yaml."""
-    path = Path(gsm.heads.__file__).parent / "configs" / "head" / f"{name}.yaml"
+    path = Path(gsm.__file__).parent / "configs" / "head" / f"{name}.yaml"
     cfg = yaml.safe_load(path.read_text())
     return {k: v for k, v in cfg.items() if k != "name" and not (isinstance(v, str) and v.startswith("${"))}
 
@@ -439,7 +439,7 @@ def test_defaults_agree_with_the_configs(name):
     assert cls.name == name
     params = inspect.signature(cls.__init__).parameters
     assert set(cls.config_keys) == set(yaml.safe_load(
-        (Path(gsm.heads.__file__).parent / "configs" / "head" / f"{name}.yaml").read_text())) - {"name"}
+        (Path(gsm.__file__).parent / "configs" / "head" / f"{name}.yaml").read_text())) - {"name"}
     for key, value in _yaml_defaults(name).items():
         assert params[key].default == value, f"head.{key}: constructor default {params[key].default!r}, YAML {value!r}"
 
@@ -448,7 +448,7 @@ def test_single_label_is_the_default_and_lsoftmax_margin_is_4():
     assert not build_head("gsoftmax", 4, 3).multilabel and not build_head("softmax", 4, 3).multilabel
     assert not GSoftmaxHead(4, 3).multilabel and not SoftmaxHead(4, 3).multilabel
     assert build_head("lsoftmax", 4, 3).margin == 4 and LSoftmaxHead(4, 3).margin == 4  # docs/paper-notes.md D10
-    notes = (Path(gsm.heads.__file__).parent.parent / "docs" / "paper-notes.md").read_text()
+    notes = (Path(gsm.__file__).parent.parent / "docs" / "paper-notes.md").read_text()
     assert "Margin default 4" in notes
 
 
