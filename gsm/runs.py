@@ -141,6 +141,13 @@ def _gpus_per_job() -> int:
 # --------------------------------------------------------------------------- one writer per run folder
 
 
+def slurm_job_id() -> str | None:
+    """The SLURM job this process runs in, as squeue shows it (``<array>_<task>`` for a job of an array); None
+    outside SLURM."""
+    array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    return f"{array}_{task}" if array and task else os.environ.get("SLURM_JOB_ID") or None
+
+
 class RunLockedError(GsmError):
     """Another process holds the run folder's lock."""
 
@@ -187,6 +194,8 @@ class RunLock:
                     on_wait(self.owner())
                     waited_notice = True
         info = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}
+        if slurm_job_id():  # gsm-tables status names the job (the id squeue and scancel take)
+            info["slurm_job"] = slurm_job_id()
         try:
             self.owner_path.unlink(missing_ok=True)  # never write into a FIFO or through a link left there
             self.owner_path.write_text(json.dumps(info) + "\n")

@@ -156,7 +156,8 @@ def hms(seconds: float) -> str:
 def _owner_text(owner: dict[str, Any]) -> str:
     if "pid" not in owner:
         return "its owner is not recorded"
-    return f"pid {owner['pid']} on {owner.get('host', '?')} since {owner.get('since', '?')}"
+    job = f", SLURM job {owner['slurm_job']}" if owner.get("slurm_job") else ""
+    return f"pid {owner['pid']} on {owner.get('host', '?')}{job} since {owner.get('since', '?')}"
 
 
 def _age(path: Path, now: float) -> float:
