@@ -46,8 +46,7 @@ def run(cfg: DictConfig, status: RunStatus | None = None) -> RunRecord | None:
     """Train and evaluate one config; returns its :class:`gsm.results.RunRecord` (what results.json holds; the
     recorded one when the run had finished before), None for a dry run. ``status`` (a fresh one when
     None) follows where the run stands, for the caller's messages when it ends early."""
-    config.validate_config(cfg)
-    trainer = TrainerSettings.from_config(cfg.trainer)
+    trainer = config.validate_config(cfg)  # every value checked once; trainer.* comes back typed (gsm.settings)
     status = status if status is not None else RunStatus()
     wall_start = time.perf_counter()
     machine = Machine.set_up(trainer)
