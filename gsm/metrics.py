@@ -10,20 +10,24 @@
   averaged P and R.
 
 Beside these, the definitions the authors' release evaluates with (luoyan407/gsoftmax
-``eval/evaluate.m``), which produced the paper's table numbers:
+``eval/evaluate.m`` with ``eval/tools/AP_VOC.m`` and ``eval/tools/precision_recall_f1.m``), which
+produced the paper's table numbers (docs/recipes.md cites the lines):
 
-* ``mAP_voc`` / ``AP_voc`` (``voc_average_precision``): evaluate.m:20 calls
-  ``AP_VOC(labels, probs)``, whose file (eval/tools/AP_VOC.m) is not in the release; it
-  is taken to be the PASCAL VOC2012 devkit's classification AP (VOCevalcls.m + VOCap.m):
-  rank the images by a *stable* sort of −score (ties keep their input order, so tied
-  scores are not pooled as in eq. 21), then the area under the precision/recall curve
-  with precision made monotone from the right ("interpolated" AP). Mean over the
-  classes that have a positive, like ``mAP``.
-* ``CF1_mean``: evaluate.m:21 takes per-class ``[P_C, R_C, F1_C]`` and :24 reports
-  ``mean(F1_C)``: the mean over all C classes of the per-class F1 = 2PR/(P+R) (0 where
-  P+R = 0), with the per-class P and R of eq. 22 above. The paper's C-F1 column follows
-  this per-class mean: it is not the harmonic mean of its C-P and C-R (``CF1``, eq. 22).
-  O-F1 is the same in both (evaluate.m:22 pools all image-label pairs).
+* ``mAP_voc`` / ``AP_voc`` (``voc_average_precision``): AP_VOC.m, the PASCAL VOC2012 devkit's
+  interpolated AP: rank the images by MATLAB's stable descending sort (tied scores keep their input
+  order, so ties are not pooled as in eq. 21), then the area under the precision/recall curve with
+  precision made monotone from the right. ``mAP_voc``: mean over the classes that have a positive,
+  like ``mAP``. ``mAP_authors``: evaluate.m:24's plain ``mean`` over all classes, NaN when a class
+  has no positive (AP_VOC divides by its zero positives).
+* ``CF1_mean``: the mean over all C classes of the per-class F1 = 2PR/(P+R) (0 where P+R = 0), with
+  the per-class P and R of eq. 22 above. The paper's C-F1 column follows this per-class mean: it is
+  not the harmonic mean of its C-P and C-R (``CF1``, eq. 22).
+* ``CP_authors``, ``CR_authors``, ``CF1_authors``, ``OP_authors``, ``OR_authors``, ``OF1_authors``:
+  precision_recall_f1.m adds MATLAB's eps to every count, so a class never predicted has P = 1 and a
+  class without a positive R ≈ 1 (gsm: 0 for both); C-* are plain means over all classes of the
+  per-class values, O-* pool all image-label pairs (``authors_precision_recall_f1``).
+
+Both APs come from one sort of every column (``both_average_precisions``).
 
 All inputs are whole-split tensors: the trainer gathers every batch (and every
 DDP rank) before calling these, so nothing here loops over samples or classes.
@@ -34,6 +38,7 @@ GPU); only the final numbers are read to the host.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -56,106 +61,107 @@ def average_precision(scores: Tensor, targets: Tensor) -> Tensor:
     """Per-class AP (eq. 21) of (N, m) scores, float64 (m,), NaN for classes without a positive.
 
     Exactly sklearn's ``average_precision_score`` per column: AP = Σ_k (R_k − R_{k−1}) P_k with one
-    threshold k per distinct score. Equivalently, each run of tied scores v contributes
-    (positives in the run) × P(v) / (all positives), where P(v) = #positives ≥ v / #images ≥ v.
-    One sort of every column at once, then prefix sums over the runs; no loop over classes.
-    Scores must be finite (as sklearn requires).
+    threshold k per distinct score. Equivalently, each run of tied scores contributes (positives in the
+    run) × P(run) / (all positives), where P(run) = #positives ≥ its score / #images ≥ its score.
+    Scores must be finite (as sklearn requires). See :func:`both_average_precisions`.
     """
-    _check(scores, targets)
-    values, flags = _sorted_columns(scores.detach(), targets.detach())  # (m, N) ascending, targets in that order
-    m, n = values.shape
-    values, flags = values.reshape(-1), flags.reshape(-1)
-    # starts of the runs of tied scores (each column starts a run) in the flattened m·N order
-    is_start = torch.empty_like(values, dtype=torch.bool)
-    torch.ne(values[1:], values[:-1], out=is_start[1:])
-    is_start[::n] = True
-    start = is_start.nonzero().squeeze(1)
-    stop = torch.cat([start[1:], start.new_tensor([m * n])])  # a run ends where the next one starts
-    column_end = (start // n + 1) * n
-    cum = torch.zeros(m * n + 1, dtype=torch.int64, device=values.device)
-    torch.cumsum(flags, 0, out=cum[1:])  # cum[b] − cum[a]: positives in [a, b)
-    in_run = (cum[stop] - cum[start]).to(torch.float64)
-    pos_at_or_above = (cum[column_end] - cum[start]).to(torch.float64)  # ascending: this run and after
-    all_at_or_above = (column_end - start).to(torch.float64)
-    summed = torch.zeros(m, dtype=torch.float64, device=values.device)
-    summed.index_add_(0, start // n, in_run * pos_at_or_above / all_at_or_above)
-    n_pos = cum[n::n] - cum[:-1:n]
-    ap = summed / n_pos.clamp_min(1)
-    return torch.where(n_pos > 0, ap, torch.full_like(ap, math.nan))
+    return both_average_precisions(scores, targets, "average_precision")[0]
 
 
 def voc_average_precision(scores: Tensor, targets: Tensor) -> Tensor:
     """Per-class VOC2012 AP of (N, m) scores, float64 (m,), NaN for classes without a positive.
 
-    The PASCAL VOC2012 devkit's classification AP (VOCevalcls.m + VOCap.m), which the authors'
-    eval/evaluate.m:20 reports as mAP: rank by a stable descending sort of the scores (ties in input
-    order), precision P_k = TP_k / k and recall R_k = TP_k / n_pos after the k-th image, precision
-    made non-increasing from the right (P̂_k = max_{j ≥ k} P_j, VOCap's backward loop), and
-    AP = Σ (R_k − R_{k−1}) P̂_k over the k where the recall changes: the positive images, each a step
-    of 1/n_pos, so AP = Σ_{positive k} P̂_k / n_pos.
-    One sort of every column at once, then a cumsum and a reversed running max; no loop.
-    Scores must be finite.
+    The authors' eval/tools/AP_VOC.m (the PASCAL VOC2012 devkit's VOCap), which eval/evaluate.m:20
+    reports as mAP: rank by MATLAB's stable descending sort of the scores (``sort(out, 'descend')``,
+    tied scores in input order), precision P_k = TP_k / k and recall R_k = TP_k / n_pos after the
+    k-th image, precision made non-increasing from the right (P̂_k = max_{j ≥ k} P_j, VOCap's backward
+    loop) and AP = Σ (R_k − R_{k−1}) P̂_k over the k where the recall changes: the positive images,
+    each a step of 1/n_pos, so AP = Σ_{positive k} P̂_k / n_pos. Scores must be finite.
+    """
+    return both_average_precisions(scores, targets, "voc_average_precision")[1]
+
+
+def both_average_precisions(scores: Tensor, targets: Tensor, name: str = "multilabel_metrics") -> tuple[Tensor, Tensor]:
+    """(eq. 21 AP, VOC2012 AP) per class, float64 (m,) each, NaN for classes without a positive.
+
+    One sort of every column at once ranks the images as AP_VOC.m does (descending score, ties in
+    input order); both definitions are then read at the positives alone (a few per cent of the
+    entries), no loop over classes:
+
+    * VOC: the interpolated precision P̂ at a positive is the largest precision at it or at a later
+      positive (between two positives the precision only falls), so a running maximum from the right
+      over each class's positives gives it.
+    * eq. 21: each positive counts the precision at the end of its run of tied scores, TP(e) / e,
+      which pools the run whatever the order inside it; e and TP(e) are two binary searches (the run's
+      last entry among the sorted keys, and among the sorted keys of the positives).
     """
     _check(scores, targets)
-    ranked = _voc_ranked_targets(scores.detach(), targets.detach())  # (m, N) 0/1
-    m, n = ranked.shape
-    tp = ranked.cumsum(1)
-    precision = tp / torch.arange(1, n + 1, dtype=torch.float64, device=tp.device)
-    interpolated = _reverse_cummax(precision)  # column n−1−k holds max_{j ≥ k} precision
-    rows, cols = ranked.nonzero(as_tuple=True)  # the positives: there the recall steps up by 1 / n_pos
-    summed = torch.zeros(m, dtype=torch.float64, device=tp.device)
-    summed.index_add_(0, rows, interpolated[rows, n - 1 - cols])
-    n_pos = tp[:, -1]
-    ap = summed / n_pos.clamp_min(1)
-    return torch.where(n_pos > 0, ap, torch.full_like(ap, math.nan))
+    key, flags, upper = _ranked(scores.detach(), targets.detach(), name)  # (m, N) ascending keys, 0/1 targets
+    m, n = key.shape
+    where = flags.reshape(-1).nonzero().squeeze(1)  # the positives, row-major: by class, then by rank
+    rows, ranks = where // n, where % n
+    n_pos = torch.bincount(rows, minlength=m)
+    before = torch.cumsum(n_pos, 0) - n_pos  # positives in the earlier classes
+    slot = torch.arange(where.numel(), device=key.device) - before[rows]  # 0-based index among its class's positives
+    width = max(int(n_pos.max()), 1)
+    # the positives' keys, one row per class, padded with the largest key (never ≤ a search value)
+    pos_key = torch.full((m, width), _key_max(key), dtype=key.dtype, device=key.device)
+    pos_key[rows, slot] = key.reshape(-1)[where]
+    precision = torch.zeros((m, width), dtype=torch.float64, device=key.device)
+    precision[rows, slot] = (slot + 1).to(torch.float64) / (ranks + 1).to(torch.float64)
+    voc = _reverse_cummax(precision).flip(1).sum(1)  # padding holds 0 and adds 0
+    run_top = upper(pos_key)  # the largest key of each positive's run of tied scores
+    images_through_run = torch.searchsorted(key, run_top, right=True)  # e: images ranked up to the run's end
+    positives_through_run = torch.searchsorted(pos_key, run_top, right=True)  # TP(e)
+    eq21 = torch.where(pos_key != _key_max(key), positives_through_run.double() / images_through_run.clamp_min(1).double(), 0.0)
+    eq21 = eq21.sum(1, dtype=torch.float64)
+    nan = torch.full_like(eq21, math.nan)
+    denominator = n_pos.clamp_min(1).to(torch.float64)
+    return (torch.where(n_pos > 0, eq21 / denominator, nan), torch.where(n_pos > 0, voc / denominator, nan))
 
 
-def _sorted_columns(scores: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
-    """Each column of ``scores`` sorted ascending, as an (m, N) tensor, and its targets in that order.
-
-    Scores that are exactly float32 sort as one int64 key per entry, ``order-preserving bits << 1 |
-    target``: a value sort with no permutation (NumPy's on the CPU, several times faster than
-    ``torch.sort`` there). Other scores (float64 beyond float32's precision) take an argsort.
-    """
-    scores = _float32_if_exact(scores)
-    if scores.dtype != torch.float32:
-        _check_finite(scores, "average_precision")
-        s = scores.double().t()
-        order = torch.from_numpy(s.numpy().argsort(axis=1)) if s.device.type == "cpu" else s.argsort(dim=1)
-        return s.gather(1, order), targets.t().bool().gather(1, order)
-    key = _columns_as_int64(_sortable_bits(scores))
-    key <<= 1
-    key |= targets.t().bool()
-    key = _sort_rows(key)
-    _check_finite_bits(key[:, 0].min() >> 1, key[:, -1].max() >> 1, "average_precision")
-    return key >> 1, key & 1
+def _key_max(key: Tensor) -> float | int:
+    return math.inf if key.dtype.is_floating_point else torch.iinfo(key.dtype).max
 
 
-def _voc_ranked_targets(scores: Tensor, targets: Tensor) -> Tensor:
-    """(m, N) int64 0/1: each column's targets in VOCevalcls.m's order ``[~,si] = sort(-confidence)``.
+def _ranked(scores: Tensor, targets: Tensor, name: str) -> tuple[Tensor, Tensor, Callable[[Tensor], Tensor]]:
+    """Each column ranked as AP_VOC.m's ``sort(out, 'descend')``: (keys, targets, upper), both (m, N).
 
-    MATLAB's sort is stable: descending score, tied scores in their input order. Scores that are
-    exactly float32 sort as one int64 key per entry, ``reversed order-preserving bits << 32 | input
-    index << 1 | target`` (distinct keys, so any sort gives the stable order; NumPy's on the CPU).
-    Other scores take a stable argsort.
+    MATLAB's sort is stable: descending score, tied scores in their input order. ``keys`` ascend along
+    each row; ``upper(k)`` is the largest key tied with key ``k`` (the same score), so the images of a
+    run of tied scores are the keys in [k, upper(k)]; targets are int64 0/1. Scores that are exactly float32
+    sort as one int64 key per entry, ``reversed order-preserving bits << 32 | input index << 1 |
+    target`` (distinct keys, so any sort gives the stable order; NumPy's in place on the CPU, several
+    times faster than ``torch.sort`` there). Other scores (float64 beyond float32) take a stable argsort.
     """
     scores = _float32_if_exact(scores)
     n = scores.shape[0]
     if scores.dtype != torch.float32 or n >= 2**31:
-        _check_finite(scores, "voc_average_precision")
+        _check_finite(scores, name)
         s = scores.double().t().neg() + 0.0  # −score ascending; + 0.0 turns −0.0 into +0.0 (a tie)
         if s.device.type == "cpu":
             order = torch.from_numpy(s.numpy().argsort(axis=1, kind="stable"))
         else:
             order = s.sort(dim=1, stable=True).indices
-        return targets.t().bool().long().gather(1, order)
-    key = _columns_as_int64(_sortable_bits(scores).bitwise_not_())  # ~: descending score first
-    key <<= 32
-    key |= torch.arange(n, device=key.device) << 1
-    key |= targets.t().bool()
-    key = _sort_rows(key)
-    _check_finite_bits(~(key[:, -1] >> 32).max(), ~(key[:, 0] >> 32).min(), "voc_average_precision")
-    return key & 1
+        return s.gather(1, order).contiguous(), targets.t().bool().long().gather(1, order), lambda k: k
+    if scores.device.type == "cpu":  # the same steps in NumPy: one strided pass instead of several in torch
+        bits = (scores.numpy() + np.float32(0.0)).view(np.int32)  # a new array; + 0.0: −0.0 ties with 0.0
+        bits ^= (bits >> 31) & 0x7FFFFFFF
+        np.invert(bits, out=bits)  # ~: descending score first
+        packed = np.array(bits.T, dtype=np.int64, order="C")
+        packed <<= 32
+        packed |= np.arange(n, dtype=np.int64) << 1
+        np.bitwise_or(packed, targets.numpy().T != 0, out=packed)
+        packed.sort(axis=1)
+        key = torch.from_numpy(packed)
+    else:
+        key = _columns_as_int64(_sortable_bits(scores).bitwise_not_())  # ~: descending score first
+        key <<= 32
+        key |= torch.arange(n, device=key.device) << 1
+        key |= targets.t().bool()
+        key = _sort_rows(key)
+    _check_finite_bits(~(key[:, -1] >> 32).max(), ~(key[:, 0] >> 32).min(), name)
+    return key, key & 1, lambda k: k | 0xFFFFFFFF  # the same score bits, the largest index and target
 
 
 _FLOAT32_INF_BITS = 0x7F800000  # +inf as int32; NaN bit patterns lie beyond ±inf in the sortable keys
@@ -222,11 +228,12 @@ def _check(scores: Tensor, targets: Tensor) -> None:
 
 
 def thresholded_metrics(scores: Tensor, targets: Tensor, threshold: float = 0.5, top_k: int | None = None) -> dict:
-    """CP, CR, CF1, OP, OR, OF1 (eq. 22) and CF1_mean only — no ranking, so no AP (cheap; the top-3
-    variant uses it).
+    """CP, CR, CF1, OP, OR, OF1 (eq. 22), CF1_mean and the authors' ``*_authors`` counts only — no
+    ranking, so no AP (cheap; the top-3 variant uses it).
 
-    ``CF1_mean`` is the authors' C-F1 (eval/evaluate.m:21, :24 ``mean(F1_C)``): the mean over all
-    classes of the per-class F1 = 2PR/(P+R) of the per-class P and R below, 0 where P+R = 0.
+    ``CF1_mean`` is the mean over all classes of the per-class F1 = 2PR/(P+R) of the per-class P and R
+    below, 0 where P+R = 0 (evaluate.m:21, :24 ``mean(F1_C)``, with gsm's 0 for an empty count).
+    ``CP_authors`` … ``OF1_authors``: :func:`authors_precision_recall_f1` of the same predictions.
     """
     _check(scores, targets)
     gt = targets.bool()
@@ -242,30 +249,59 @@ def thresholded_metrics(scores: Tensor, targets: Tensor, threshold: float = 0.5,
     per_class_p = torch.where(n_pred > 0, n_correct / n_pred.clamp_min(1), zero)
     per_class_r = torch.where(n_gt > 0, n_correct / n_gt.clamp_min(1), zero)
     per_class_f1 = (2 * per_class_p * per_class_r / (per_class_p + per_class_r)).nan_to_num(0.0)  # 0/0: F1 = 0
+    authors = authors_precision_recall_f1(n_correct, n_pred, n_gt)
     totals = torch.stack([per_class_p.mean(), per_class_r.mean(), per_class_f1.mean(),
-                          n_correct.sum(), n_pred.sum(), n_gt.sum()])
-    cp, cr, cf1_mean, correct, predicted, positives = totals.tolist()  # one read from the device
+                          n_correct.sum(), n_pred.sum(), n_gt.sum(), *authors.values()])
+    cp, cr, cf1_mean, correct, predicted, positives, *by_authors = totals.tolist()  # one read from the device
     op = correct / predicted if predicted > 0 else 0.0
     orr = correct / positives if positives > 0 else 0.0
-    return {"CP": cp, "CR": cr, "CF1": _f1(cp, cr), "OP": op, "OR": orr, "OF1": _f1(op, orr), "CF1_mean": cf1_mean}
+    return {"CP": cp, "CR": cr, "CF1": _f1(cp, cr), "OP": op, "OR": orr, "OF1": _f1(op, orr), "CF1_mean": cf1_mean,
+            **dict(zip(authors, by_authors))}
+
+
+MATLAB_EPS = 2.0**-52  # MATLAB's eps: the spacing of doubles at 1
+
+
+def authors_precision_recall_f1(n_correct: Tensor, n_pred: Tensor, n_gt: Tensor) -> dict[str, Tensor]:
+    """C-P, C-R, C-F1, O-P, O-R, O-F1 as the release's eval/evaluate.m:21-24 computes them (0-d tensors).
+
+    eval/tools/precision_recall_f1.m adds eps to every count (true positives, predictions, positives):
+    P = (TP + eps)/(#pred + eps), R = (TP + eps)/(#pos + eps) + eps, F1 = 2PR/(P + R). A class never
+    predicted has P = eps/eps = 1 (gsm's ``CP``: 0), a class without a positive R ≈ 1 (``CR``: 0).
+    evaluate.m:21 applies it per class (columns) and reports ``mean(P_C)``, ``mean(R_C)``,
+    ``mean(F1_C)`` over all classes; :22 applies it once to all (image, class) pairs (O-P, O-R, O-F1).
+    """
+    def prf(tp: Tensor, pred: Tensor, pos: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        p = (tp + MATLAB_EPS) / (pred + MATLAB_EPS)
+        r = (tp + MATLAB_EPS) / (pos + MATLAB_EPS) + MATLAB_EPS
+        return p, r, 2 * p * r / (p + r)
+
+    cp, cr, cf1 = prf(n_correct, n_pred, n_gt)
+    op, orr, of1 = prf(n_correct.sum(), n_pred.sum(), n_gt.sum())
+    return {"CP_authors": cp.mean(), "CR_authors": cr.mean(), "CF1_authors": cf1.mean(),
+            "OP_authors": op, "OR_authors": orr, "OF1_authors": of1}
 
 
 def multilabel_metrics(scores: Tensor, targets: Tensor, threshold: float = 0.5, top_k: int | None = None) -> dict:
-    """mAP, CP, CR, CF1, OP, OR, OF1, CF1_mean, mAP_voc (fractions), per-class ``AP`` and ``AP_voc``.
+    """mAP, CP, CR, CF1, OP, OR, OF1, CF1_mean, mAP_voc, the authors' ``mAP_authors``, ``CP_authors`` …
+    ``OF1_authors`` (fractions), per-class ``AP`` and ``AP_voc``.
 
     ``mAP_voc``/``AP_voc``: VOC2012 AP (``voc_average_precision``), the mean over the same classes
     as ``mAP`` (those with a positive); a class without a positive has ``None`` in both lists.
+    ``mAP_authors``: evaluate.m:24's plain ``mean(AP_VOC)`` over all classes, NaN when a class has no
+    positive (its AP_VOC is 0/0). ``*_authors`` counts: :func:`authors_precision_recall_f1`.
 
     ``scores`` are probabilities P(i) (sigmoid of the head's logits); with
     ``top_k`` (the paper's top-3 variant) an image predicts at most its k
     highest-scoring labels, each still ≥ threshold.
     """
     counts = thresholded_metrics(scores, targets, threshold, top_k)
-    ap, voc = average_precision(scores, targets), voc_average_precision(scores, targets)
+    ap, voc = both_average_precisions(scores, targets)
     m = ap.shape[0]
-    # means over the classes with a positive; one read from the device
-    values = torch.cat([ap, ap.nanmean()[None], voc, voc.nanmean()[None]]).tolist()
-    per_class, mean_ap, per_class_voc, mean_voc = values[:m], values[m], values[m + 1:-1], values[-1]
+    # means over the classes with a positive, and the authors' plain mean; one read from the device
+    values = torch.cat([ap, ap.nanmean()[None], voc, voc.nanmean()[None], voc.mean()[None]]).tolist()
+    per_class, mean_ap, per_class_voc, mean_voc, mean_authors = (values[:m], values[m], values[m + 1:-2],
+                                                                 values[-2], values[-1])
     return {
         "mAP": mean_ap,
         **counts,
@@ -273,4 +309,5 @@ def multilabel_metrics(scores: Tensor, targets: Tensor, threshold: float = 0.5, 
         "classes_without_positives": [c for c, v in enumerate(per_class) if math.isnan(v)],
         "mAP_voc": mean_voc,
         "AP_voc": [None if math.isnan(v) else v for v in per_class_voc],
+        "mAP_authors": mean_authors,
     }

@@ -298,3 +298,145 @@ def test_voc_ap_and_cf1_mean_on_cuda_match_cpu():
         with pytest.raises(ValueError, match="finite"):
             voc_average_precision(torch.tensor([[float("nan")], [0.5]], device="cuda"),
                                   torch.tensor([[1], [0]], device="cuda"))
+
+
+# --- the release's own files, transcribed line by line (luoyan407/gsoftmax eval/; independent of gsm.metrics) ---
+# eval/tools/AP_VOC.m and eval/tools/precision_recall_f1.m as the release ships them; eval/evaluate.m:20-24.
+
+MATLAB_EPS = np.finfo(np.float64).eps  # MATLAB's eps = 2^-52
+
+
+def _ap_voc_m(labels, probs):
+    """eval/tools/AP_VOC.m: one VOC2012 AP per column, NaN where the column has no positive."""
+    num_cls = labels.shape[1]                                  # num_cls = size(labels, 2);
+    ap_voc12 = np.zeros(num_cls)                               # AP_voc12 = zeros(num_cls, 1);
+    for m in range(num_cls):                                   # for m = 1:num_cls
+        gt = labels[:, m].astype(np.float64)                   #   gt = labels(:,m);
+        out = probs[:, m].astype(np.float64)                   #   out = probs(:,m);
+        si = np.argsort(-out, kind="stable")                   #   [~,si]=sort(out, 'descend');  (stable)
+        tp = gt[si]                                            #   tp = gt(si);
+        fp = (gt[si] == 0).astype(np.float64)                  #   fp = (~gt(si));
+        fp = np.cumsum(fp)                                     #   fp = cumsum(fp);
+        tp = np.cumsum(tp)                                     #   tp = cumsum(tp);
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rec = tp / np.sum(gt)                              #   rec = tp/sum(gt);
+            prec = tp / (fp + tp)                              #   prec = tp./(fp+tp);
+        ap_voc12[m] = _vocap_m(rec, prec)                      #   AP_voc12(m) = VOCap(rec,prec);
+    return ap_voc12
+
+
+def _vocap_m(rec, prec):
+    mrec = np.concatenate([[0.0], rec, [1.0]])                 # mrec=[0 ; rec ; 1];
+    mpre = np.concatenate([[0.0], prec, [0.0]])                # mpre=[0 ; prec ; 0];
+    for i in range(len(mpre) - 2, -1, -1):                     # for i=numel(mpre)-1:-1:1
+        mpre[i] = max(mpre[i], mpre[i + 1])                    #   mpre(i)=max(mpre(i),mpre(i+1));
+    i = np.nonzero(mrec[1:] != mrec[:-1])[0] + 1               # i=find(mrec(2:end)~=mrec(1:end-1))+1;  (NaN ~= NaN)
+    return float(np.sum((mrec[i] - mrec[i - 1]) * mpre[i]))    # ap=sum((mrec(i)-mrec(i-1)).*mpre(i));
+
+
+def _precision_recall_f1_m(labels, label_pred):
+    """eval/tools/precision_recall_f1.m on (images × classes) logical arrays: per-column P, R, F1."""
+    tp = labels.astype(bool) & label_pred.astype(bool)         # tp = (labels & label_pred);
+    num_tp = tp.sum(0) + MATLAB_EPS                            # num_tp = sum(tp, 1)+eps;
+    num_pred = label_pred.astype(bool).sum(0) + MATLAB_EPS     # num_pred = sum(label_pred, 1)+eps;
+    num_p = labels.astype(bool).sum(0) + MATLAB_EPS            # num_p = sum(labels, 1)+eps;
+    p_class = num_tp / num_pred                                # P_class = num_tp./num_pred;
+    r_class = num_tp / num_p + MATLAB_EPS                      # R_class = num_tp./num_p+eps;
+    f1_class = 2 * p_class * r_class / (p_class + r_class)     # F1_class = 2*P_class.*R_class./(P_class + R_class);
+    return p_class, r_class, f1_class
+
+
+def _evaluate_m(labels, probs, pred_labels):
+    """eval/evaluate.m:20-24 (fractions, not its 100×): mAP, C-F1, C-P, C-R, O-F1, O-P, O-R."""
+    map_voc = _ap_voc_m(labels, probs)                                          # :20
+    p_c, r_c, f1_c = _precision_recall_f1_m(labels, pred_labels)                # :21
+    p_o, r_o, f1_o = _precision_recall_f1_m(labels.reshape(-1, 1, order="F"),   # :22 labels(:), column-major
+                                            pred_labels.reshape(-1, 1, order="F"))
+    return {"mAP_authors": np.mean(map_voc), "CF1_authors": np.mean(f1_c), "CP_authors": np.mean(p_c),  # :24
+            "CR_authors": np.mean(r_c), "OF1_authors": f1_o[0], "OP_authors": p_o[0], "OR_authors": r_o[0]}
+
+
+AUTHORS_KEYS = ("mAP_authors", "CP_authors", "CR_authors", "CF1_authors", "OP_authors", "OR_authors", "OF1_authors")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("decimals", [1, 2])
+@pytest.mark.parametrize("empty_class", [True, False])
+def test_authors_metrics_match_the_release_m_files(dtype, decimals, empty_class):
+    """Every ``*_authors`` value equals evaluate.m with AP_VOC.m and precision_recall_f1.m: ties in input
+    order, a class never predicted (P = eps/eps = 1), a class with every image positive, and with
+    ``empty_class`` a class without a positive (R ≈ 1; the plain mean(AP_VOC) is NaN)."""
+    scores, targets = _tied_problem(decimals + 7, decimals, dtype)
+    if not empty_class:
+        targets[:5, 4] = 1
+    pred = (scores >= 0.5).astype(np.int64)  # the release's predLabel: p+ >= p-, i.e. sigmoid >= 0.5
+    want = _evaluate_m(targets, scores, pred)
+    got = multilabel_metrics(torch.from_numpy(scores), torch.from_numpy(targets))
+    for k in AUTHORS_KEYS:
+        if np.isnan(want[k]):
+            assert k == "mAP_authors" and empty_class and np.isnan(got[k])
+        else:
+            assert got[k] == pytest.approx(want[k], abs=1e-12), k
+    assert np.isnan(got["mAP_authors"]) == empty_class
+    # the per-class VOC AP is AP_VOC.m's, column by column
+    ap_m = _ap_voc_m(targets, scores)
+    assert [None if np.isnan(v) else v for v in ap_m] == pytest.approx(got["AP_voc"], abs=1e-12)
+    # where the eps semantics and gsm's eq. 22 part: class 11 is never predicted
+    assert pred[:, 11].sum() == 0 and targets[:, 11].sum() > 0
+    p_c, r_c, _ = _precision_recall_f1_m(targets, pred)
+    assert p_c[11] == 1.0
+    never_predicted = int(np.sum(pred.sum(0) == 0))  # P = 1 there (gsm's CP: 0); elsewhere the two differ by ~eps
+    assert got["CP_authors"] - got["CP"] == pytest.approx(never_predicted / targets.shape[1], abs=1e-12)
+    if empty_class:
+        assert r_c[4] == pytest.approx(1.0, abs=1e-15) and got["CR_authors"] > got["CR"]
+
+
+def test_authors_metrics_hand_computed():
+    """Three classes over four images. Class 0: predicted twice, one right of two positives (P = 1/2,
+    R = 1/2). Class 1: never predicted, one positive (P = eps/eps = 1, R = eps/(1 + eps) + eps ≈ 0).
+    Class 2: no positive, predicted once (P = eps/(1 + eps) ≈ 0, R = eps/eps + eps ≈ 1).
+    C-P = (1/2 + 1 + 0)/3 = 1/2, C-R = (1/2 + 0 + 1)/3 = 1/2, C-F1 = (1/2 + 0 + 0)/3 = 1/6 (per-class F1s
+    1/2, ≈ 0, ≈ 0). Pooled: 1 right of 3 predictions and 3 positives: O-P = O-R = O-F1 = 1/3."""
+    targets = torch.tensor([[1, 1, 0], [1, 0, 0], [0, 0, 0], [0, 0, 0]])
+    scores = torch.tensor([[0.9, 0.1, 0.2], [0.3, 0.2, 0.1], [0.8, 0.1, 0.7], [0.1, 0.3, 0.2]])
+    got = multilabel_metrics(scores, targets)
+    assert got["CP_authors"] == pytest.approx(1 / 2, abs=1e-15) and got["CR_authors"] == pytest.approx(1 / 2, abs=1e-15)
+    assert got["CF1_authors"] == pytest.approx(1 / 6, abs=1e-15)
+    for k in ("OP_authors", "OR_authors", "OF1_authors"):
+        assert got[k] == pytest.approx(1 / 3, abs=1e-15)
+    assert got["CP"] == pytest.approx(1 / 6, abs=1e-15) and got["CR"] == pytest.approx(1 / 6, abs=1e-15)  # gsm: 0, 0
+    assert np.isnan(got["mAP_authors"]) and got["classes_without_positives"] == [2]
+    # AP_VOC: class 0 ranks 0.9 (+), 0.8 (−), 0.3 (+), 0.1: (1 + 2/3)/2 = 5/6; class 1 ranks 0.3 (−), 0.2 (−),
+    # then the tie 0.1, 0.1 in input order: image 0 (+) at rank 3, so 1/3
+    assert got["AP_voc"][:2] == pytest.approx([5 / 6, 1 / 3], abs=1e-15)
+    assert got["mAP_voc"] == pytest.approx((5 / 6 + 1 / 3) / 2, abs=1e-15)
+    with_positive = multilabel_metrics(scores[:, :2], targets[:, :2])
+    assert with_positive["mAP_authors"] == pytest.approx((5 / 6 + 1 / 3) / 2, abs=1e-15)
+
+
+def test_authors_metrics_of_the_top3_variant():
+    """thresholded_metrics(top_k=3) gives the authors' counts of the same top-3 predictions."""
+    rng = np.random.default_rng(12)
+    targets = (rng.random((300, 12)) < 0.25).astype(np.int64)
+    scores = rng.random((300, 12))  # distinct: which of tied scores torch.topk keeps is not specified
+    targets[:, 3] = 0
+    pred = np.zeros_like(targets)
+    for i in range(300):
+        for c in np.argsort(-scores[i], kind="stable")[:3]:
+            pred[i, c] = scores[i, c] >= 0.5
+    want = _evaluate_m(targets, scores, pred)
+    got = thresholded_metrics(torch.from_numpy(scores), torch.from_numpy(targets), top_k=3)
+    for k in AUTHORS_KEYS[1:]:
+        assert got[k] == pytest.approx(want[k], abs=1e-12), k
+
+
+def test_one_sort_per_class_for_both_aps(monkeypatch):
+    """multilabel_metrics ranks the scores once (one sort of every column) for both AP definitions."""
+    import gsm.metrics as gm
+
+    calls = []
+    original = gm._ranked
+    monkeypatch.setattr(gm, "_ranked", lambda *a, **k: calls.append(1) or original(*a, **k))
+    scores, targets = _tied_problem(3, 2, np.float32, n=200)
+    out = multilabel_metrics(torch.from_numpy(scores), torch.from_numpy(targets))
+    assert len(calls) == 1 and len(out["AP"]) == len(out["AP_voc"]) == 20
