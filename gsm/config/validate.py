@@ -194,9 +194,8 @@ def _check_dataset(get: Callable[[str], Any]) -> None:
         return
     info = DATASETS[dataset]
     size = get("dataset.image_size")
-    if size not in (None, _ABSENT) and size < info.min_image_size:
-        raise ConfigError(f"dataset.image_size must be an integer >= {info.min_image_size} for dataset={dataset} "
-                          f"(got {size})")
+    if size is not _ABSENT:
+        info.image_size(size)  # the dataset's own minimum, in the loader's words
     head = get("head.name")
     if head is not _ABSENT:
         head_fits_labels(head, info.multilabel)

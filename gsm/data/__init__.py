@@ -31,7 +31,7 @@ from torch.utils.data import Dataset, Subset
 from gsm.data.loaders import DeviceLoader, FileLoader
 from gsm.data.types import DatasetInfo, DatasetSplits, FileSplit, Split, TensorSplit
 from gsm.errors import ConfigError, DataError
-from gsm.values import integer
+from gsm.settings import DATASET
 
 
 @dataclass
@@ -142,8 +142,7 @@ def load_splits(cfg: Mapping[str, Any], *, write: bool = True) -> DatasetSplits:
     a DataError instead).
     """
     splits = dataset_loader(cfg["name"])(cfg, write=write)
-    # gsm.config's rule and message, for callers that did not validate a whole config
-    cap = integer("dataset.subset", cfg.get("subset"), minimum=1, allow_none=True)
+    cap = DATASET.check("subset", cfg.get("subset"))  # the key's one rule (gsm.settings), as gsm.config checks it
     if cap is not None:
         splits.train, splits.test = _subset(splits.train, cap), _subset(splits.test, cap)
     for split_name in ("train", "test"):

@@ -35,8 +35,9 @@ import numpy as np
 import torch
 
 from gsm.data.types import DatasetInfo, DatasetSplits, TensorSplit
-from gsm.data.files import check_not_file, image_size, resize_uint8, setting
-from gsm.values import PAD_MODES, boolean, integer
+from gsm.data.files import check_not_file, resize_uint8, setting
+from gsm.settings import DATASET
+from gsm.values import PAD_MODES
 from gsm.errors import ConfigError, DataError
 
 # Per-channel mean / std of the 50,000 training images (pixel values in [0, 1]).
@@ -164,7 +165,7 @@ def load_cifar(cfg: Mapping[str, Any], name: str, *, write: bool = True) -> Data
     check_not_file(root, spec["title"], _holds(spec))
     folder = _locate(root, spec) if root.is_dir() else None
     incomplete = folder is None or bool(_missing(folder, spec))
-    if incomplete and boolean("dataset.download", cfg.get("download", False)):
+    if incomplete and DATASET.check("download", cfg.get("download", False)):
         if not write:
             import torchvision.datasets as tvd
 
@@ -194,8 +195,8 @@ def load_cifar(cfg: Mapping[str, Any], name: str, *, write: bool = True) -> Data
         images = torch.from_numpy(data).view(-1, 3, 32, 32)  # rows are channel-major: R(1024) G(1024) B(1024)
         return TensorSplit(resize_uint8(images, size), torch.from_numpy(labels.astype(np.int64)))
 
-    size = image_size(cfg, INFO[name].default_image_size)
-    padding = integer("dataset.crop_padding", cfg.get("crop_padding", 4), minimum=0)
+    size = INFO[name].image_size(cfg.get("image_size"))
+    padding = DATASET.check("crop_padding", cfg.get("crop_padding", 4))
     if setting(cfg, "pad_mode", "zeros", PAD_MODES, f"for dataset={name}") == "reflect" and padding >= size:
         raise ConfigError(f"dataset.pad_mode=reflect needs dataset.crop_padding < dataset.image_size "
                           f"(got crop_padding={padding}, image_size={size})")
@@ -204,7 +205,7 @@ def load_cifar(cfg: Mapping[str, Any], name: str, *, write: bool = True) -> Data
         name=name, num_classes=spec["num_classes"], multilabel=False, class_names=class_names, train=train, test=test,
         in_channels=INFO[name].in_channels, image_size=size, mean=spec["mean"], std=spec["std"],
         crop_padding=padding,
-        flip=boolean("dataset.flip", cfg.get("flip", True)),
+        flip=DATASET.check("flip", cfg.get("flip", True)),
         notes={"folder": str(folder)},
     )
 

@@ -36,7 +36,7 @@ from gsm.data.types import DatasetInfo, DatasetSplits
 from gsm.data.files import (
     setting, dataset_root, find_missing, log, report_missing, require,
 )
-from gsm.values import boolean
+from gsm.settings import DATASET
 from gsm.errors import DataError
 
 TITLE = "MS COCO 2014"
@@ -92,7 +92,7 @@ def read_split(root: Path, split_dir: str) -> dict[str, Any]:
 
 def load_coco(cfg: Mapping[str, Any], *, write: bool = True) -> DatasetSplits:
     root = dataset_root(cfg, TITLE, HOW_TO_GET, LAYOUT, HOLDS)
-    drop_unlabeled = boolean("dataset.drop_unlabeled", cfg.get("drop_unlabeled", True))
+    drop_unlabeled = DATASET.check("drop_unlabeled", cfg.get("drop_unlabeled", True))
     on_missing = setting(cfg, "on_missing", "error", ("skip", "error"))
     parts = {split: read_split(root, d) for split, d in SPLITS.items()}
     cat_ids = parts["train"]["cat_ids"]

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from gsm.values import boolean, integer
+from gsm.settings import DATASET
 from gsm.data.types import DatasetInfo, DatasetSplits, TensorSplit
 
 CLASS_NAMES = [str(d) for d in range(10)]
@@ -72,13 +72,8 @@ def _stats(images: Tensor) -> tuple[tuple[float], tuple[float]]:
     return (round(x.mean().item(), 4),), (round(x.std().item(), 4),)
 
 
-def _image_size(cfg: Mapping[str, Any]) -> int:
-    size = integer("dataset.image_size", cfg.get("image_size"), minimum=DIGITS.min_image_size, allow_none=True)
-    return DIGITS.default_image_size if size is None else size
-
-
 def load_digits(cfg: Mapping[str, Any], *, write: bool = True) -> DatasetSplits:
-    size = _image_size(cfg)
+    size = DIGITS.image_size(cfg.get("image_size"))
     x_tr, x_te, y_tr, y_te = _digit_split()
     train = TensorSplit(_resize(x_tr, size), torch.as_tensor(y_tr, dtype=torch.long))
     test = TensorSplit(_resize(x_te, size), torch.as_tensor(y_te, dtype=torch.long))
@@ -86,8 +81,8 @@ def load_digits(cfg: Mapping[str, Any], *, write: bool = True) -> DatasetSplits:
     return DatasetSplits(
         name=DIGITS.name, num_classes=DIGITS.num_classes, multilabel=DIGITS.multilabel, class_names=CLASS_NAMES,
         train=train, test=test, in_channels=DIGITS.in_channels, image_size=size, mean=mean, std=std,
-        crop_padding=integer("dataset.crop_padding", cfg.get("crop_padding", 0), minimum=0),
-        flip=boolean("dataset.flip", cfg.get("flip", False)),
+        crop_padding=DATASET.check("crop_padding", cfg.get("crop_padding", 0)),
+        flip=DATASET.check("flip", cfg.get("flip", False)),
     )
 
 
@@ -107,11 +102,11 @@ def _mosaics(digits: np.ndarray, labels: np.ndarray, count: int, rng: np.random.
 
 
 def load_digits_mosaic(cfg: Mapping[str, Any], *, write: bool = True) -> DatasetSplits:
-    size = _image_size(cfg)
+    size = MOSAIC.image_size(cfg.get("image_size"))
     x_tr, x_te, y_tr, y_te = _digit_split()
     rng = np.random.default_rng(MOSAIC_SEED)
-    n_train = integer("dataset.train_size", cfg.get("train_size", MOSAIC.train_size), minimum=1)
-    n_test = integer("dataset.test_size", cfg.get("test_size", MOSAIC.test_size), minimum=1)
+    n_train = DATASET.check("train_size", cfg.get("train_size", MOSAIC.train_size))
+    n_test = DATASET.check("test_size", cfg.get("test_size", MOSAIC.test_size))
     m_tr, t_tr = _mosaics(x_tr, y_tr, n_train, rng)
     m_te, t_te = _mosaics(x_te, y_te, n_test, rng)
     train = TensorSplit(_resize(m_tr, size), torch.from_numpy(t_tr))
@@ -120,8 +115,8 @@ def load_digits_mosaic(cfg: Mapping[str, Any], *, write: bool = True) -> Dataset
     return DatasetSplits(
         name=MOSAIC.name, num_classes=MOSAIC.num_classes, multilabel=MOSAIC.multilabel, class_names=CLASS_NAMES,
         train=train, test=test, in_channels=MOSAIC.in_channels, image_size=size, mean=mean, std=std,
-        crop_padding=integer("dataset.crop_padding", cfg.get("crop_padding", 0), minimum=0),
-        flip=boolean("dataset.flip", cfg.get("flip", False)),
+        crop_padding=DATASET.check("crop_padding", cfg.get("crop_padding", 0)),
+        flip=DATASET.check("flip", cfg.get("flip", False)),
     )
 
 

@@ -34,7 +34,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from gsm.data.types import DatasetInfo, DatasetSplits, FileSplit
-from gsm.values import INTERPOLATIONS, boolean, integer, number, one_of
+from gsm.settings import DATASET
 from gsm.errors import ConfigError, DataError
 
 log = logging.getLogger("gsm.data")
@@ -52,9 +52,9 @@ CACHE_VERSION = 1
 def augment_options(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """``dataset.color_jitter``, ``dataset.lighting`` (>= 0; 0 = off) and ``dataset.interpolation``, checked."""
     return {
-        "color_jitter": number("dataset.color_jitter", cfg.get("color_jitter", 0.0), minimum=0),
-        "lighting": number("dataset.lighting", cfg.get("lighting", 0.0), minimum=0),
-        "interpolation": one_of("dataset.interpolation", cfg.get("interpolation", "bilinear"), tuple(INTERPOLATIONS)),
+        "color_jitter": DATASET.check("color_jitter", cfg.get("color_jitter", 0.0)),
+        "lighting": DATASET.check("lighting", cfg.get("lighting", 0.0)),
+        "interpolation": DATASET.check("interpolation", cfg.get("interpolation", "bilinear")),
     }
 
 
@@ -67,11 +67,6 @@ def setting(cfg: Mapping[str, Any], key: str, default: str, valid: Sequence[str]
         at = f" {where}" if where else ""
         raise ConfigError(f"dataset.{key} must be one of {', '.join(valid)}{at} (got {value!r})")
     return str(value)
-
-
-def image_size(cfg: Mapping[str, Any], default: int, minimum: int = 8) -> int:
-    size = integer("dataset.image_size", cfg.get("image_size", default), minimum=minimum, allow_none=True)
-    return default if size is None else size
 
 
 def dataset_root(cfg: Mapping[str, Any], name: str, how_to_get: str, layout: str, holds: str) -> Path:
@@ -350,9 +345,9 @@ def multilabel_file_splits(cfg: Mapping[str, Any], info: DatasetInfo, class_name
         IMAGENET_MEAN, IMAGENET_STD, TRAIN_CROPS, eval_transform, multilabel_train, multiscale_side,
     )
 
-    size = image_size(cfg, info.default_image_size, minimum=info.min_image_size)
+    size = info.image_size(cfg.get("image_size"))
     crop = setting(cfg, "train_crop", "multiscale", TRAIN_CROPS, f"for dataset={info.name}")
-    flip = boolean("dataset.flip", cfg.get("flip", True))
+    flip = DATASET.check("flip", cfg.get("flip", True))
     opts = augment_options(cfg)
     train_tf = multilabel_train(size, crop, flip, **opts)
     test_tf = eval_transform(size, interpolation=opts["interpolation"])

@@ -45,7 +45,7 @@ from gsm.data.types import DatasetInfo, DatasetSplits
 from gsm.data.files import (
     setting, dataset_root, find_missing, log, read_lines, report_missing, require,
 )
-from gsm.values import boolean, text
+from gsm.settings import DATASET
 from gsm.errors import DataError
 
 TITLE = "NUS-WIDE"
@@ -85,9 +85,10 @@ def _labels(path: Path, list_path: Path, n: int) -> np.ndarray:
 
 def load_nuswide(cfg: Mapping[str, Any], *, write: bool = True) -> DatasetSplits:
     root = dataset_root(cfg, TITLE, HOW_TO_GET, LAYOUT, HOLDS)
-    drop_unlabeled = boolean("dataset.drop_unlabeled", cfg.get("drop_unlabeled", True))
+    drop_unlabeled = DATASET.check("drop_unlabeled", cfg.get("drop_unlabeled", True))
     on_missing = setting(cfg, "on_missing", "skip", ("skip", "error"))
-    image_dir = text("dataset.image_dir", cfg.get("image_dir"), allow_none=True) or "Flickr"
+    raw_dir = cfg.get("image_dir")
+    image_dir = "Flickr" if raw_dir in (None, "") else DATASET.check("image_dir", raw_dir)
     image_dir = require(root / image_dir, root, TITLE, HOW_TO_GET, LAYOUT, is_dir=True)
     concepts_path = require(root / "ConceptsList" / "Concepts81.txt", root, TITLE, HOW_TO_GET, LAYOUT)
     concepts = read_lines(concepts_path)

@@ -43,10 +43,11 @@ import torch
 
 from gsm.data.types import DatasetInfo, DatasetSplits, FileSplit, TensorSplit
 from gsm.data.files import (
-    ImageFiles, augment_options, setting, dataset_root, decode_all, file_list_key, find_missing, image_size, log,
+    ImageFiles, augment_options, setting, dataset_root, decode_all, file_list_key, find_missing, log,
     missing_message, read_lines, report_missing, require, resize_uint8,
 )
-from gsm.values import PAD_MODES, TINY_CROPS, boolean, integer, text
+from gsm.settings import DATASET
+from gsm.values import PAD_MODES, TINY_CROPS
 from gsm.errors import ConfigError, DataError
 
 TITLE = "Tiny ImageNet"
@@ -143,9 +144,9 @@ def index(cfg: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _cache_dir(cfg: Mapping[str, Any], folder: Path) -> Path | None:
-    if not boolean("dataset.cache", cfg.get("cache", True)):
+    if not DATASET.check("cache", cfg.get("cache", True)):
         return None
-    raw = text("dataset.cache_dir", cfg.get("cache_dir"), allow_none=True)
+    raw = DATASET.check("cache_dir", cfg.get("cache_dir"))
     return Path(str(raw)).expanduser() if raw not in (None, "") else folder / ".gsm-cache"
 
 
@@ -174,10 +175,10 @@ def load_tiny_imagenet(cfg: Mapping[str, Any], *, write: bool = True) -> Dataset
     from gsm.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform, inception_train, pad_crop_train
 
     idx = index(cfg)
-    size = image_size(cfg, INFO.default_image_size, INFO.min_image_size)
-    pad64 = integer("dataset.crop_padding", cfg.get("crop_padding", 8), minimum=0)
+    size = INFO.image_size(cfg.get("image_size"))
+    pad64 = DATASET.check("crop_padding", cfg.get("crop_padding", 8))
     padding = INFO.crop_padding(pad64, size)
-    flip = boolean("dataset.flip", cfg.get("flip", True))
+    flip = DATASET.check("flip", cfg.get("flip", True))
     crop = setting(cfg, "train_crop", "pad", TINY_CROPS, "for dataset=tiny_imagenet")
     pad_mode = setting(cfg, "pad_mode", "zeros", PAD_MODES, "for dataset=tiny_imagenet")
     opts = augment_options(cfg)

@@ -10,6 +10,9 @@ from typing import Any
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from gsm.errors import ConfigError
+from gsm.settings import DATASET
+
 
 @dataclass
 class TensorSplit:
@@ -75,6 +78,18 @@ class DatasetInfo:
     padding_at: int | None = None  # dataset.crop_padding is in pixels at this image size and scales with
     #                                image_size; None: in pixels at image_size
     pad_modes: tuple[str, ...] = ("zeros",)  # dataset.pad_mode values its random crop implements
+
+    def image_size(self, value: Any) -> int:
+        """``dataset.image_size`` for this dataset: null gives :attr:`default_image_size`, else an integer of at
+        least :attr:`min_image_size` (the key's rule, :data:`gsm.settings.DATASET`, then this dataset's minimum;
+        the config check and the loader give the same message)."""
+        size = DATASET.check("image_size", value)
+        if size is None:
+            return self.default_image_size
+        if size < self.min_image_size:
+            raise ConfigError(f"dataset.image_size must be an integer >= {self.min_image_size} for dataset={self.name} "
+                              f"(got {size})")
+        return size
 
     def reads_files(self, image_size: int) -> bool:
         """Whether the splits at ``image_size`` are image files read by DataLoader workers (else tensors)."""
