@@ -1,4 +1,4 @@
-"""What a table costs before anything trains: ``gsm-tables tableN --estimate``.
+"""What a table costs before anything trains: the recipes and the probe of ``gsm-tables tableN --estimate``.
 
 Every experiment's config is composed exactly as the trainer composes it (the profile's overrides,
 then ``-o`` overrides). Rows that train the same way (dataset shapes, model, head, batch, AMP,
@@ -15,20 +15,14 @@ recipe's shapes builds the real model, head and optimiser on the chosen device a
 * for the JPEG sets, the decode + transform rate of one DataLoader worker on a synthetic JPEG of the
   dataset's usual size: the loader caps the training rate at ``workers x`` that rate.
 
-Per experiment it prints images/s, MFU, peak memory, seconds per epoch (training images / rate +
-evaluation + checkpoint), hours per run (with the start-up the warm-up steps show: torch.compile,
-autotuning), and the total device-hours; with the launcher, how many
-runs go in parallel and the wall time. Nothing is trained and no run folder is written.
-
-Launchers: ``basic`` runs one job at a time; ``gsm_ray``/``ray`` one job per GPU of this machine;
-``slurm`` up to ``hydra.launcher.array_parallelism`` jobs (submitit's default 256) at once, one GPU
-each. ``<launcher>:N`` (e.g. ``ray:16``) says N GPUs in parallel explicitly.
+The device, the launcher's parallelism, the costs per epoch and run, the disk a run writes and the printed
+report (:func:`run_estimate`, and the measured planning figure where there is no GPU) are in
+:mod:`gsm.estimate_plan`; their names stay importable from here. Nothing is trained and no run folder is written.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import tempfile
 import time
 from contextlib import contextmanager
@@ -48,17 +42,6 @@ from gsm.train.checkpoints import Checkpointer, checkpoint_state
 from gsm.train.device import Dist, Machine
 from gsm.train.loop import EvalOutputs, compute_metrics, evaluate, train_one_epoch
 from gsm.train.state import RunStatus, TrainState
-
-
-# Dense bf16/fp16 tensor-core peak in TFLOP/s, matched against torch.cuda.get_device_name (first match wins).
-PEAK_TFLOPS: tuple[tuple[str, float], ...] = (
-    ("H200", 989.0), ("H100 PCIe", 756.0), ("H100 NVL", 835.0), ("H100", 989.0), ("H800", 989.0),
-    ("GH200", 989.0), ("B200", 2250.0), ("A100", 312.0), ("A800", 312.0), ("L40S", 362.0), ("L40", 181.0),
-    ("A6000", 155.0), ("RTX 4090", 165.0), ("A10G", 70.0), ("A10", 125.0), ("L4", 121.0), ("V100", 125.0),
-    ("T4", 65.0),
-)
-
-SLURM_DEFAULT_PARALLELISM = 256  # submitit's array_parallelism default
 
 
 # --------------------------------------------------------------------------- recipes
@@ -137,72 +120,6 @@ def compose_experiments(experiments: list[str], profile: str, overrides: list[st
     exps = list(dict.fromkeys(experiments))
     jobs = [(exp, prof.overrides(exp, None) + list(overrides)) for exp in exps]
     return dict(zip(exps, compose_many(jobs)))
-
-
-# --------------------------------------------------------------------------- device, peak, launcher
-
-
-def choose_device(device: str) -> torch.device:
-    if device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
-        raise ConfigError(f"--device must be auto, cpu or cuda (got {device!r})")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"--device {device}: no CUDA device is visible; use --device cpu or auto")
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-def peak_flops(device: torch.device, peak_tflops: float | None) -> tuple[float | None, str]:
-    """(peak FLOP/s or None, where it comes from)."""
-    if peak_tflops is not None:
-        if not math.isfinite(peak_tflops) or peak_tflops <= 0:
-            raise ConfigError(f"--peak-tflops must be a positive number (got {peak_tflops!r})")
-        return peak_tflops * 1e12, f"{peak_tflops:g} TFLOP/s (--peak-tflops)"
-    if device.type != "cuda":
-        return None, "unknown for a CPU (pass --peak-tflops for an MFU)"
-    name = torch.cuda.get_device_name(device)
-    for pattern, tflops in PEAK_TFLOPS:
-        if pattern in name:
-            return tflops * 1e12, f"{tflops:g} TFLOP/s (bf16 dense, {pattern})"
-    return None, f"unknown for {name} (pass --peak-tflops for an MFU)"
-
-
-def parallel_gpus(launcher: str, launcher_overrides: list[str], runs: int) -> tuple[int, str]:
-    """How many runs go at once under ``launcher`` (``name`` or ``name:N``), and why."""
-    name, _, count = (launcher or "basic").partition(":")
-    if count:
-        try:
-            n = int(count)
-        except ValueError:
-            n = 0
-        if n < 1:
-            raise ConfigError(f"--launcher {launcher}: the number after ':' must be a positive number of GPUs")
-        why = f"{n} GPUs ({launcher})"
-    elif name == "basic":
-        n, why = 1, "the basic launcher runs one job at a time"
-    elif name in ("ray", "gsm_ray"):
-        n = max(1, torch.cuda.device_count())
-        why = f"{n} GPU(s) of this machine, one job each (say {name}:N for a cluster of N GPUs)"
-    elif name == "slurm":
-        n = SLURM_DEFAULT_PARALLELISM
-        for ov in launcher_overrides:
-            key, _, value = ov.lstrip("+").partition("=")
-            if key == "hydra.launcher.array_parallelism":
-                n = int(value)
-        why = f"SLURM array of up to {n} one-GPU jobs at once (hydra.launcher.array_parallelism), if granted"
-    else:
-        raise ConfigError(f"--launcher {launcher!r}: the estimate knows basic, gsm_ray/ray and slurm, "
-                          f"or <launcher>:N for N GPUs in parallel")
-    return max(1, min(n, runs)), why
-
-
-def makespan(hours: list[float], slots: int) -> float:
-    """Wall time of jobs on ``slots`` GPUs, longest job first to the GPU free first."""
-    free = [0.0] * max(1, slots)
-    for h in sorted(hours, reverse=True):
-        i = free.index(min(free))
-        free[i] += h
-    return max(free)
 
 
 # --------------------------------------------------------------------------- the probe
@@ -466,131 +383,14 @@ def probe(recipe: Recipe, device: torch.device, *, warmup: int, steps: int, eval
     return out
 
 
-# --------------------------------------------------------------------------- costs and report
+# The launcher, the costs and the report (``run_estimate``) are in gsm.estimate_plan; they stay importable from here.
+_PLAN = ("PEAK_TFLOPS", "SLURM_DEFAULT_PARALLELISM", "choose_device", "peak_flops", "parallel_gpus", "makespan",
+         "run_costs", "run_estimate", "disk_bytes")
 
 
-def _times(epochs: int, every: Any) -> int:
-    """How many of ``epochs`` epochs evaluate / checkpoint when it happens every ``every`` epochs and at the last."""
-    k = max(1, int(every or 1))
-    return epochs // k + (1 if epochs % k else 0)
+def __getattr__(name: str) -> Any:
+    if name in _PLAN:
+        from gsm import estimate_plan
 
-
-def run_costs(cfg: dict[str, Any], m: dict[str, Any]) -> dict[str, float]:
-    """Seconds per epoch (train + eval + checkpoint) and hours per run of one experiment from its recipe's probe."""
-    shape = m["shape"]
-    rate = m["images_per_second"]
-    eval_rate = m["eval_images_per_second"]
-    if m.get("loader_images_per_second"):
-        rate = min(rate, m["loader_images_per_second"])  # the JPEG workers cap the pace
-        eval_rate = min(eval_rate, m["loader_eval_images_per_second"])
-    epochs = int(cfg["trainer"]["epochs"])
-    train_s = shape["train"] / rate
-    # evaluation and checkpoint cost per epoch, averaged over the run: every k epochs and the last
-    eval_s = (shape["test"] / eval_rate + m["metrics_seconds"]) * _times(epochs, cfg["trainer"].get("eval_every")) / epochs
-    ckpt_s = m["checkpoint_seconds"] * _times(epochs, cfg["trainer"].get("checkpoint_every")) / epochs
-    epoch_s = train_s + eval_s + ckpt_s
-    extra = shape["train"] / eval_rate if cfg["trainer"].get("analyze_train") else 0.0  # final train-set pass
-    extra += m.get("startup_seconds", 0.0)  # once per run: compiling, autotuning
-    extra += m.get("data_seconds") or 0.0  # once per run: loading and fingerprinting the data
-    extra += m.get("process_seconds", 0.0)  # once per process (each job of SLURM/Ray; at most once per run)
-    head = cfg.get("head") or {}
-    if head.get("init") == "empirical":  # μ, σ from the data: an eval-mode pass over head.init_batches batches
-        batches = head.get("init_batches")
-        extra += (shape["train"] if batches is None else min(shape["train"], int(batches) * int(cfg["trainer"]["batch_size"]))) / eval_rate
-    return {"rate": rate, "train_s": train_s, "eval_s": eval_s, "ckpt_s": ckpt_s, "epoch_s": epoch_s,
-            "epochs": epochs, "hours": (epochs * epoch_s + extra) / 3600}
-
-
-def _fmt(v: float | None, spec: str = ",.0f", none: str = "n/a") -> str:
-    return none if v is None else format(v, spec)
-
-
-def _describe(recipe: Recipe) -> str:
-    cfg, shape = recipe.config, recipe.shape()
-    model = cfg["model"]
-    extra = ",".join(f"{k}={model[k]}" for k in ("depth", "width", "growth", "pool") if k in model)
-    src = "jpeg" if shape["files"] else "tensor"
-    return (f"{model['name']}{'(' + extra + ')' if extra else ''} {cfg['dataset']['name']} {shape['image_size']}px "
-            f"{src} {cfg['head']['name']} batch {recipe.batch_size}")
-
-
-def run_estimate(experiments: list[str], profile: str, overrides: list[str], launcher: str, device: str = "auto",
-                 peak_tflops: float | None = None, *, warmup: int | None = None, steps: int | None = None,
-                 eval_batches: int | None = None) -> int:
-    """Print the cost of training ``experiments`` under ``profile`` (+ ``overrides``); trains nothing. Returns 0.
-
-    ``overrides`` are Hydra overrides of the runs; ``hydra.launcher.*`` ones only inform the launcher's
-    parallelism. Probe sizes default to 5 warm-up + 20 timed steps and 3 evaluation batches on a GPU,
-    1 + 2 and 1 on a CPU.
-    """
-    launcher_ovs = [o for o in overrides if o.lstrip("+~").startswith("hydra.launcher.")]
-    run_ovs = [o for o in overrides if o not in launcher_ovs]
-    dev = choose_device(device)
-    if profile == "full" and device == "auto" and dev.type == "cpu":
-        raise ConfigError(
-            "no GPU here: the full profile's estimate probes the paper's full-size models (WRN-40-14, DenseNet-100-24, "
-            "ResNet-101 at 448x448), which takes hours and many GB on a CPU; run it on a GPU node, use --profile smoke "
-            "to check the pipeline here, or --device cpu to probe on this CPU anyway")
-    peak, peak_note = peak_flops(dev, peak_tflops)
-    on_gpu = dev.type == "cuda"
-    warmup = warmup if warmup is not None else (5 if on_gpu else 1)
-    steps = steps if steps is not None else (20 if on_gpu else 2)
-    eval_batches = eval_batches if eval_batches is not None else (3 if on_gpu else 1)
-    if min(warmup, steps, eval_batches) < 1:
-        raise ConfigError("the probe needs at least one warm-up step, one timed step and one evaluation batch")
-
-    configs = compose_experiments(experiments, profile, run_ovs)
-    recipes = group_recipes(configs)
-    dev_name = torch.cuda.get_device_name(dev) if on_gpu else "cpu"
-    print(f"gsm estimate: profile {profile}, device {dev_name}, peak {peak_note}; {len(configs)} experiment(s), "
-          f"{len(recipes)} recipe(s)", flush=True)
-    print(f"probe per recipe on synthetic data: {warmup} warm-up + {steps} timed training steps, "
-          f"{eval_batches} evaluation batch(es), the test metrics, 1 checkpoint write; nothing is trained or kept\n")
-
-    process_s = process_start_seconds()
-    print(f"process start-up (python, torch, the trainer's imports; measured in a fresh process): {process_s:,.1f} s\n")
-    measured: dict[str, dict[str, Any]] = {}
-    print("| recipe | what | train images/s | GFLOP/image | MFU | peak memory | eval images/s | checkpoint s | "
-          "loader images/s | start-up s | data set-up s |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for recipe in recipes:
-        m = probe(recipe, dev, warmup=warmup, steps=steps, eval_batches=eval_batches)
-        m["process_seconds"] = process_s
-        measured[recipe.name] = m
-        mfu = m["flops_per_image"] * m["images_per_second"] / peak if peak else None
-        m["mfu"] = mfu
-        loader = (f"{m['loader_images_per_second']:,.0f} ({m['workers']} workers)"
-                  if m["loader_images_per_second"] else "on device")
-        print(f"| {recipe.name} | {_describe(recipe)}{' compiled' if m['compiled'] else ''} | "
-              f"{m['images_per_second']:,.1f} | {m['flops_per_image'] / 1e9:,.3f} | {_fmt(mfu, '.1%')} | "
-              f"{_fmt(m['peak_memory'] / 2**30 if m['peak_memory'] else None, '.2f')}{' GiB' if m['peak_memory'] else ''} | "
-              f"{m['eval_images_per_second']:,.1f} | {m['checkpoint_seconds']:.3f} "
-              f"({m['checkpoint_bytes'] / 2**20:,.1f} MiB) | {loader} | {m['startup_seconds']:,.1f} | "
-              f"{_fmt(m['data_seconds'], ',.1f', 'n/a (data not here)')} |", flush=True)
-
-    print("\n| experiment | recipe | images/s | MFU | peak memory | train s/epoch | eval s/epoch | "
-          "checkpoint s/epoch | s/epoch | epochs | h/run |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    hours: list[float] = []
-    for recipe in recipes:
-        m = measured[recipe.name]
-        for exp in recipe.experiments:
-            c = run_costs(configs[exp], m)
-            hours.append(c["hours"])
-            mem = f"{m['peak_memory'] / 2**30:.2f} GiB" if m["peak_memory"] else "n/a"
-            print(f"| {exp} | {recipe.name} | {c['rate']:,.1f} | {_fmt(m['mfu'], '.1%')} | {mem} | "
-                  f"{c['train_s']:,.2f} | {c['eval_s']:,.2f} | {c['ckpt_s']:,.3f} | {c['epoch_s']:,.2f} | "
-                  f"{c['epochs']} | {c['hours']:,.4g} |")
-    total = sum(hours)
-    slots, why = parallel_gpus(launcher, launcher_ovs, len(hours))
-    unit = "GPU-hours" if on_gpu else "device-hours (this CPU)"
-    print(f"\ntotal: {len(hours)} run(s), one seed each: {total:,.4g} {unit}")
-    print(f"launcher {launcher}: {slots} in parallel ({why}); wall time {makespan(hours, slots):,.4g} h")
-    print("Seconds per epoch = training images / min(step rate, JPEG loader rate) + test evaluation and metrics + "
-          "checkpoint (the time the training loop waits for it); evaluation and checkpoints count once every "
-          "trainer.eval_every / checkpoint_every epochs and at the last, averaged over the run's epochs. "
-          "Hours per run add, once, the start-up: what the first training steps took beyond the steady pace "
-          "(torch.compile, cuDNN autotuning), the data set-up (loading and fingerprinting the data, where it is on "
-          "this machine) and the process start-up (paid per job with SLURM or Ray; with the basic launcher once per "
-          "command, so the total is then an upper bound).")
-    return 0
+        return getattr(estimate_plan, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

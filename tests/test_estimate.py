@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import tempfile
 
 import pytest
@@ -34,6 +35,12 @@ def _num(cell: str) -> float:
     return float(cell.split()[0].replace(",", ""))
 
 
+def _hours(cell: str) -> float:
+    """A duration as printed ('3.3 s', '12.5 min', '1.27 h') in hours."""
+    value, unit = cell.split()
+    return float(value.replace(",", "")) / {"s": 3600, "min": 60, "h": 1}[unit]
+
+
 @pytest.mark.slow
 def test_smoke_estimate_on_cpu_prints_every_row_and_writes_nothing(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)  # the smoke profile's output root (outputs/smoke) is relative
@@ -52,7 +59,7 @@ def test_smoke_estimate_on_cpu_prints_every_row_and_writes_nothing(tmp_path, mon
     rows = {r["experiment"]: r for r in _table(out, "experiment")}
     assert set(rows) == set(SMOKE_WRN)
     for row in rows.values():
-        for col in ("images/s", "train s/epoch", "eval s/epoch", "checkpoint s/epoch", "s/epoch", "h/run"):
+        for col in ("images/s", "train s/epoch", "eval s/epoch", "checkpoint s/epoch", "s/epoch", "time/run", "disk/run"):
             value = _num(row[col])
             assert math.isfinite(value) and value > 0, (col, row[col])
         assert row["MFU"] == "n/a" and row["peak memory"] == "n/a"  # a CPU has no known peak
@@ -64,7 +71,9 @@ def test_smoke_estimate_on_cpu_prints_every_row_and_writes_nothing(tmp_path, mon
     assert (a["epochs"], b["epochs"]) == ("1", "2") and a["train s/epoch"] == b["train s/epoch"]
     assert _num(b["eval s/epoch"]) == pytest.approx(_num(a["eval s/epoch"]) / 2, rel=0.05, abs=0.01)
     total = float(out.split("total: 2 run(s), one seed each: ")[1].split()[0])
-    assert total == pytest.approx(sum(_num(r["h/run"]) for r in rows.values()), rel=0.01)
+    # each run's time is printed to 0.1 s or 0.1 min, the total to two significant digits
+    assert total == pytest.approx(sum(_hours(r["time/run"]) for r in rows.values()), rel=0.05)
+    assert not re.search(r"\de-\d", out.split("total: ")[1].splitlines()[0])  # never 9.253e-04
     assert "launcher basic: 1 in parallel" in out
     assert not (tmp_path / "outputs").exists()  # no run folder
     assert not list(scratch.glob("gsm-estimate-*"))  # the checkpoint's temporary folder is gone
@@ -150,10 +159,12 @@ def test_bad_arguments_are_config_errors():
         estimate.run_estimate(SMOKE_WRN, "smoke", [], "basic", device="cpu", peak_tflops=-1.0)
 
 
-def test_full_profile_without_a_gpu_stops_at_once_with_one_line(monkeypatch):
+def test_full_profile_without_a_gpu_probes_nothing_and_points_at_the_alternatives(monkeypatch, capsys):
     from gsm import estimate
-    from gsm.errors import ConfigError
 
     monkeypatch.setattr(estimate.torch.cuda, "is_available", lambda: False)
-    with pytest.raises(ConfigError, match="no GPU here: .* use --profile smoke .* or --device cpu"):
-        estimate.run_estimate(["table1/wrn_cifar10_softmax"], "full", [], "basic")
+    monkeypatch.setattr(estimate, "probe", lambda *a, **k: pytest.fail("the full profile was probed on a CPU"))
+    assert estimate.run_estimate(["table1/wrn_cifar10_softmax"], "full", [], "basic") == 0
+    out = capsys.readouterr().out
+    assert out.startswith("gsm estimate: no GPU here, so nothing is probed")
+    assert "--profile smoke" in out and "--device cpu" in out  # the measured figure: tests/test_estimate_plan.py
