@@ -70,7 +70,8 @@ READABLE_VERSIONS = (1, 2, 3, 4, 5)
 SINGLE_LABEL_FRACTIONS = ("top1_error", "top5_error")
 MULTILABEL_FRACTIONS = ("mAP", "CP", "CR", "CF1", "OP", "OR", "OF1")
 # the authors' definitions (gsm.metrics.multilabel_metrics since schema 3): None when a caller's metrics lack them
-MULTILABEL_OPTIONAL_FRACTIONS = ("mAP_voc", "CF1_mean")
+MULTILABEL_OPTIONAL_FRACTIONS = ("mAP_voc", "CF1_mean", "mAP_authors", "CP_authors", "CR_authors", "CF1_authors",
+                                 "OP_authors", "OR_authors", "OF1_authors")
 TOP3_FRACTIONS = ("CP", "CR", "CF1", "OP", "OR", "OF1", "CF1_mean")
 
 
@@ -91,8 +92,8 @@ def record_metrics(metrics: dict[str, Any], multilabel: bool, *, history: bool =
     class), ``per_class_ap_voc_frac`` (VOC AP per class), ``classes_without_positives``, ``top3`` and
     ``test_loss``). ``history=True``: the scalar columns of a history row / summary.csv / TensorBoard
     (``test_top1_error_frac``, ``test_mAP_frac``, ..., ``test_mAP_voc_frac``, ``test_CF1_mean_frac``,
-    ``test_loss``). The authors' definitions (``mAP_voc``, ``CF1_mean``, ``AP_voc``) are optional: a
-    metrics dict without them (an older caller) gives None there.
+    ``test_loss``). The authors' definitions (``mAP_voc``, ``CF1_mean``, ``AP_voc``, ``mAP_authors``,
+    ``CP_authors`` … ``OF1_authors``) are optional: a metrics dict without them (an older caller) gives None there.
     """
     names = MULTILABEL_FRACTIONS if multilabel else SINGLE_LABEL_FRACTIONS
     prefix = "test_" if history else ""
@@ -279,6 +280,15 @@ class RunRecord:
     OF1_frac: float | None = None
     mAP_voc_frac: float | None = None  # the authors' VOC2012 interpolated mAP (eval/evaluate.m); None before schema 3
     CF1_mean_frac: float | None = None  # the authors' C-F1: mean of per-class F1; None before schema 3
+    # every column as the release's eval/evaluate.m computes it (gsm.metrics: eps on every count, plain mean over
+    # classes); None when not recorded, and mAP_authors_frac None also when a class lacks a positive (NaN there)
+    mAP_authors_frac: float | None = None
+    CP_authors_frac: float | None = None
+    CR_authors_frac: float | None = None
+    CF1_authors_frac: float | None = None
+    OP_authors_frac: float | None = None
+    OR_authors_frac: float | None = None
+    OF1_authors_frac: float | None = None
     per_class_ap_frac: list[float | None] | None = None
     per_class_ap_voc_frac: list[float | None] | None = None  # VOC AP per class (None where no positive)
     classes_without_positives: list[int] | None = None

@@ -290,8 +290,12 @@ def test_record_metrics_maps_compute_metrics_for_results_and_history():
     assert rec["mAP_frac"] == m["mAP"] and rec["CF1_frac"] == m["CF1"] and rec["per_class_ap_frac"] == m["AP"]
     assert rec["classes_without_positives"] == [5] and rec["top3"] == {f"{k}_frac": v for k, v in m["top3"].items()}
     hist = record_metrics(m, True, history=True)
-    assert set(hist) == {f"test_{k}_frac" for k in ("mAP", "CP", "CR", "CF1", "OP", "OR", "OF1", "mAP_voc", "CF1_mean")} | {"test_loss"}
+    authors = ("mAP_authors", "CP_authors", "CR_authors", "CF1_authors", "OP_authors", "OR_authors", "OF1_authors")
+    assert set(hist) == {f"test_{k}_frac" for k in ("mAP", "CP", "CR", "CF1", "OP", "OR", "OF1", "mAP_voc", "CF1_mean",
+                                                    *authors)} | {"test_loss"}
     assert rec["mAP_voc_frac"] == m.get("mAP_voc") and rec["CF1_mean_frac"] == m.get("CF1_mean")
+    assert rec["mAP_authors_frac"] is None  # class 5 has no positive: evaluate.m's plain mean is NaN
+    assert all(0 < rec[f"{k}_frac"] <= 1 for k in authors[1:]) and rec["CP_authors_frac"] == m["CP_authors"]
     RunRecord(dataset="d", model="m", head="h", seed=0, epochs=1, multilabel=True, num_classes=6,
               class_names=list("abcdef"), signature="s", config={}, **rec)  # the record accepts them as they are
 
