@@ -16,7 +16,15 @@ import torch
 from gsm.values import integer, number
 from gsm.errors import ConfigError
 
-SCHEDULES = ("constant", "staircase", "linspace", "logspace", "malleable")
+SCHEDULE_KEYS: dict[str, tuple[str, ...]] = {
+    "constant": (),
+    "staircase": ("milestones", "gamma"),
+    "linspace": ("start", "end"),
+    "logspace": ("start", "end"),
+    "malleable": ("pieces",),
+}
+"""``schedule.name`` -> the ``schedule.*`` keys it reads; :func:`epoch_factors` holds each one's rule."""
+SCHEDULES = tuple(SCHEDULE_KEYS)
 # The largest base-10 exponent whose power is a finite float64 (logspace and malleable factors are 10^x).
 MAX_EXPONENT = math.log10(sys.float_info.max)
 
@@ -86,21 +94,15 @@ def epoch_factors(name: str, epochs: int, **params: Any) -> torch.Tensor:
     before training starts (never a negative learning rate, i.e. gradient ascent, nor a NaN one).
     """
     epochs = integer("trainer.epochs", epochs, minimum=1)
-    expected = {
-        "constant": set(),
-        "staircase": {"milestones", "gamma"},
-        "linspace": {"start", "end"},
-        "logspace": {"start", "end"},
-        "malleable": {"pieces"},
-    }
-    if name not in expected:
+    if name not in SCHEDULE_KEYS:
         raise ConfigError(f"schedule={name!r} is not a schedule; valid: {', '.join(SCHEDULES)}")
-    unknown = set(params) - expected[name]
-    missing = expected[name] - set(params)
+    expected = set(SCHEDULE_KEYS[name])
+    unknown = set(params) - expected
+    missing = expected - set(params)
     if unknown or missing:
         bad = sorted(unknown or missing)[0]
         why = "is not a setting of" if unknown else "is required by"
-        raise ConfigError(f"schedule.{bad} {why} schedule={name} (keys: {sorted(expected[name]) or 'none'})")
+        raise ConfigError(f"schedule.{bad} {why} schedule={name} (keys: {sorted(expected) or 'none'})")
     if name == "constant":
         return torch.ones(epochs, dtype=torch.float64)
     if name == "staircase":
