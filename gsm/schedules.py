@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from gsm.values import integer, number
+from gsm.values import integer, number, registered
 from gsm.errors import ConfigError
 
 SCHEDULE_KEYS: dict[str, tuple[str, ...]] = {
@@ -94,8 +94,7 @@ def epoch_factors(name: str, epochs: int, **params: Any) -> torch.Tensor:
     before training starts (never a negative learning rate, i.e. gradient ascent, nor a NaN one).
     """
     epochs = integer("trainer.epochs", epochs, minimum=1)
-    if name not in SCHEDULE_KEYS:
-        raise ConfigError(f"schedule={name!r} is not a schedule; valid: {', '.join(SCHEDULES)}")
+    name = registered("schedule", name, SCHEDULES)
     expected = set(SCHEDULE_KEYS[name])
     unknown = set(params) - expected
     missing = expected - set(params)

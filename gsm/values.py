@@ -125,6 +125,15 @@ def text(key: str, value: Any, *, allow_none: bool = False) -> str | None:
     return value
 
 
+def registered(group: str, name: Any, valid: Sequence[str]) -> str:
+    """``<group>.name`` if gsm has code for it (a dataset, model, head or schedule of ``valid``), else one ConfigError
+    listing the valid names: the config check and the code that builds the part give this one message."""
+    names = tuple(valid)
+    if not isinstance(name, str) or name not in names:
+        raise ConfigError(f"{group}.name={name!r} is not a {group} gsm has code for; valid: {', '.join(names)}")
+    return name
+
+
 def head_fits_labels(head: str, multilabel: bool) -> None:
     """Raise a ConfigError when ``head`` cannot train the dataset's kind of labels: L-softmax needs the one
     ground-truth class of a single-label set (paper §III-B); MSML is the multi-label soft margin loss (eq. 14).

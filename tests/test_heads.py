@@ -388,7 +388,7 @@ def test_lsoftmax_beta_anneals_and_step_survives_save_load():
         ("lsoftmax", True, {}, "head=lsoftmax"),
         ("msml", False, {}, "head=msml"),
         ("gsoftmax", False, {"colour": 1}, "head.colour"),
-        ("nohead", False, {}, "head='nohead'"),
+        ("nohead", False, {}, "head.name='nohead'"),
     ],
 )
 def test_invalid_configs_name_the_key(name, multilabel, cfg, key):

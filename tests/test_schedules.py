@@ -59,7 +59,7 @@ def test_bad_schedule_keys():
         epoch_factors("staircase", 10, gamma=0.1)
     with pytest.raises(ConfigError, match="schedule.start"):
         epoch_factors("constant", 10, start=1)
-    with pytest.raises(ConfigError, match="schedule='cosine'"):
+    with pytest.raises(ConfigError, match="schedule.name='cosine'"):
         epoch_factors("cosine", 10)
 
 

@@ -18,7 +18,7 @@ from gsm.config.catalog import CODE_GROUPS, PRIMARY, Catalog, catalog, key_hint,
 from gsm.config.overrides import chdir_message, is_true
 from gsm.errors import ConfigError
 from gsm.settings import DATASET, HEAD, OPTIMIZER, RECIPE, RUN, Check, TrainerSettings
-from gsm.values import head_fits_labels
+from gsm.values import head_fits_labels, registered
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -180,8 +180,8 @@ def _check_registry(get: Callable[[str], Any]) -> None:
 
     for key, valid in (("dataset", DATASETS), ("head", HEAD_NAMES), ("schedule", SCHEDULES)):
         name = get(f"{key}.name")
-        if name is not _ABSENT and name not in valid:
-            raise ConfigError(f"{key}.name={name!r} is not a {key} gsm has code for; valid: {', '.join(valid)}")
+        if name is not _ABSENT:
+            registered(key, name, valid)
 
 
 def _check_dataset(get: Callable[[str], Any]) -> None:

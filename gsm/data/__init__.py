@@ -32,6 +32,7 @@ from gsm.data.loaders import DeviceLoader, FileLoader
 from gsm.data.types import DatasetInfo, DatasetSplits, FileSplit, Split, TensorSplit
 from gsm.errors import ConfigError, DataError
 from gsm.settings import DATASET
+from gsm.values import registered
 
 
 @dataclass
@@ -118,9 +119,7 @@ DATASET_NAMES: Mapping[str, str] = _DisplayNames()
 def dataset_loader(name: str) -> Callable[..., DatasetSplits]:
     """The loader of ``dataset.name=name``: ``load(cfg, *, write=True)`` (``write=False`` reads only, for a dry
     run: no decoded-image cache, no download) returns DatasetSplits."""
-    if name not in DATASETS:
-        raise ConfigError(f"dataset={name!r} is not a dataset; valid: {', '.join(DATASETS)}")
-    return DATASETS[name].load
+    return DATASETS[registered("dataset", name, DATASETS)].load
 
 
 def _subset(split: Split, cap: int, seed: int = 0) -> Split:

@@ -8,6 +8,7 @@ from gsm.errors import ConfigError
 from gsm.heads.base import Head, MSMLHead, SoftmaxHead
 from gsm.heads.gsoftmax import GSoftmaxHead
 from gsm.heads.lsoftmax import LSoftmaxHead
+from gsm.values import registered
 
 HEADS: dict[str, type[Head]] = {cls.name: cls for cls in (SoftmaxHead, MSMLHead, GSoftmaxHead, LSoftmaxHead)}
 """head name (``head.name``, ``gsm/configs/head/<name>.yaml``) → class. A new head adds itself here."""
@@ -20,9 +21,7 @@ def build_head(name: str, in_features: int, num_classes: int, multilabel: bool =
     Unknown keys, keys of another head, and invalid values raise
     :class:`~gsm.errors.ConfigError` naming the key and what would be valid.
     """
-    cls = HEADS.get(name)
-    if cls is None:
-        raise ConfigError(f"head={name!r} is not a head; valid: {', '.join(HEADS)}")
+    cls = HEADS[registered("head", name, HEADS)]
     for key in cfg:
         if key not in cls.config_keys:
             valid = ", ".join(f"head.{k}" for k in cls.config_keys) or "none"

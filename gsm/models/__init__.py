@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from gsm.errors import ConfigError
 from gsm.heads import Head, build_head
+from gsm.values import registered
 
 # name -> ("module:class", config keys the constructor takes besides in_channels/image_size); each class has a
 # static ``settings(**keys)`` that validates them (ConfigError naming model.<key>) without building anything.
@@ -54,9 +55,7 @@ def check_model_config(cfg: Mapping[str, Any]) -> tuple[type[nn.Module], dict[st
 
     An unknown name, a key the model does not take, or a bad value is a ConfigError naming the key.
     """
-    name = cfg.get("name")
-    if name not in MODELS:
-        raise ConfigError(f"model.name={name!r} is not a model gsm has code for; valid: {', '.join(MODELS)}")
+    name = registered("model", cfg.get("name"), MODELS)
     target, keys = MODELS[name]
     unknown = [k for k in cfg if k not in keys and k != "name"]
     if unknown:
