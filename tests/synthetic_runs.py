@@ -23,6 +23,7 @@ from gsm.results import SCHEMA_VERSION, RunRecord, best_epoch, frac_key, read_re
 
 # what schema 3 added to the record: absent from a version-2 file (write_run(..., schema_version=2))
 V3_FIELDS = ("mAP_voc_frac", "CF1_mean_frac", "per_class_ap_voc_frac", "best_top1_error_frac", "best_epoch")
+AUTHORS = ("mAP_authors", "CP_authors", "CR_authors", "CF1_authors", "OP_authors", "OR_authors", "OF1_authors")
 # what schema 4 renamed: the initial μ, σ were "mu", "sigma" up to version 3 (write_run(..., schema_version=3))
 V4_RENAMES = {"mu_init": "mu", "sigma_init": "sigma"}
 
@@ -101,7 +102,7 @@ def write_run(runs_dir: Path, experiment: str | None, seed: int = 0, profile: st
     }
     if multilabel:
         res.update({frac_key(k): float(rng.uniform(0.5, 0.9))
-                    for k in ("mAP", "CP", "CR", "CF1", "OP", "OR", "OF1", "mAP_voc", "CF1_mean")})
+                    for k in ("mAP", "CP", "CR", "CF1", "OP", "OR", "OF1", "mAP_voc", "CF1_mean", *AUTHORS)})
         res["per_class_ap_frac"] = rng.uniform(0.2, 1, m).tolist()
         res["per_class_ap_voc_frac"] = rng.uniform(0.2, 1, m).tolist()
         res["classes_without_positives"] = []

@@ -241,9 +241,14 @@ def test_table2_best_epoch_column(tmp_path):
 
 
 # Tables III/IV: (record metric, header, the paper's printed quantity it is compared with)
-ML_COLUMNS = [("CP", "C-P (%)", "CP"), ("CR", "C-R (%)", "CR"), ("CF1_mean", "C-F1 per-class mean (%)", "CF1"),
-              ("OP", "O-P (%)", "OP"), ("OR", "O-R (%)", "OR"), ("OF1", "O-F1 (%)", "OF1"),
-              ("mAP_voc", "mAP VOC (%)", "mAP"), ("mAP", "mAP eq. 21 (%)", None), ("CF1", "C-F1 eq. 22 (%)", None)]
+ML_COLUMNS = [("CP_authors", "C-P authors (%)", "CP"), ("CR_authors", "C-R authors (%)", "CR"),
+              ("CF1_authors", "C-F1 authors (%)", "CF1"), ("OP_authors", "O-P authors (%)", "OP"),
+              ("OR_authors", "O-R authors (%)", "OR"), ("OF1_authors", "O-F1 authors (%)", "OF1"),
+              ("mAP_authors", "mAP authors (%)", "mAP"),
+              ("CP", "C-P eq. 22 (%)", None), ("CR", "C-R eq. 22 (%)", None), ("CF1", "C-F1 eq. 22 (%)", None),
+              ("CF1_mean", "C-F1 per-class mean (%)", None), ("OP", "O-P eq. 22 (%)", None),
+              ("OR", "O-R eq. 22 (%)", None), ("OF1", "O-F1 eq. 22 (%)", None), ("mAP_voc", "mAP VOC (%)", None),
+              ("mAP", "mAP eq. 21 (%)", None)]
 
 
 @pytest.mark.parametrize("number", [3, 4])
@@ -280,9 +285,12 @@ def test_multilabel_tables_every_metric_in_place(tmp_path, number):
     base = df[(df["values"] == "ours") & (df["Method"] == ours[0].label)].iloc[0]
     assert base["p vs softmax (mAP VOC)"] == "baseline"
     data = out.data
-    d = data[(data.experiment == ours[1].experiment) & (data.metric == "mAP_voc")].iloc[0]
-    assert d.ours_mean_pct == round(100 * values[ours[1].label]["mAP_voc"], 1) and d.paper_pct == ours[1].printed("mAP")
-    assert "VOC2012" in d.definition
+    d = data[(data.experiment == ours[1].experiment) & (data.metric == "mAP_authors")].iloc[0]
+    assert d.ours_mean_pct == round(100 * values[ours[1].label]["mAP_authors"], 1) and d.paper_pct == ours[1].printed("mAP")
+    assert "VOC2012" in d.definition and "evaluate.m" in d.definition
+    for m in ("CP_authors", "CF1_authors", "OR_authors"):  # every printed column is compared on the authors' definition
+        d = data[(data.experiment == ours[1].experiment) & (data.metric == m)].iloc[0]
+        assert d.paper_pct == ours[1].printed(m.removesuffix("_authors")) and "eps" in d.definition
     d = data[(data.experiment == ours[1].experiment) & (data.metric == "mAP")].iloc[0]
     assert np.isnan(d.paper_pct) and "eq. 21" in d.definition  # the paper prints no eq. 21 mAP
     md = out.markdown()
@@ -671,6 +679,25 @@ def test_multilabel_older_records_show_a_dash_in_the_authors_columns(tmp_path):
     assert ours.loc[paper.row("table3/resnet101_coco_gsoftmax_mu0_sigma0p5").label]["mAP VOC (%)"] == "not run"
 
 
+def test_multilabel_map_authors_is_na_with_the_reason_when_a_class_lacks_a_positive(tmp_path):
+    """evaluate.m's plain mean(AP_VOC) is NaN when a class has no positive (the record stores null): the cell and
+    the CSV say n/a and why, the other authors' columns keep their numbers; a seed that has it keeps its number."""
+    runs = tmp_path / "runs"
+    soft = "table3/resnet101_coco_softmax"
+    write_run(runs, soft, 0, mAP_authors=None, CP_authors=0.66, classes_without_positives=[3])
+    g = "table3/resnet101_coco_gsoftmax_mu0_sigma1"
+    write_run(runs, g, 0, mAP_authors=0.7, CP_authors=0.6)
+    write_run(runs, g, 1, mAP_authors=None, CP_authors=0.6, classes_without_positives=[3])
+    out = build_table(3, grid_for(3, runs))
+    ours = out.display[out.display["values"] == "ours"].set_index("Method")
+    row = ours.loc[paper.row(soft).label]
+    assert row["mAP authors (%)"] == "n/a: NaN, a class without a positive" and row["C-P authors (%)"] == "66.0"
+    assert ours.loc[paper.row(g).label]["mAP authors (%)"] == "70.0 (n = 1 of 2); n/a: NaN, a class without a positive in 1 of 2 runs"
+    d = out.data[(out.data.experiment == soft) & (out.data.metric == "mAP_authors")].iloc[0]
+    assert d.status == "n/a: NaN, a class without a positive" and np.isnan(d.ours_mean_pct)
+    assert any("without a positive in the test split" in n and "'mAP authors' is n/a" in n for n in out.notes)
+
+
 # --------------------------------------------------------------------------- as released / as written
 
 
@@ -736,9 +763,9 @@ def test_as_written_table3_values_in_place(tmp_path):
         assert wri["seeds"] == ("n = 1 (seed 0)" if r.head == "gsoftmax" else "same run (no μ, σ)")
     data = out.data
     g = "table3/resnet101_coco_gsoftmax_mu0p1_sigma1"
-    d = data[(data.experiment == g) & (data.metric == "mAP_voc")].set_index("variant")
-    assert d.loc["as_written", "ours_mean_pct"] == pytest.approx(100 * vals[g + "@as_written"]["mAP_voc"])
-    assert d.loc["as_released", "ours_mean_pct"] == pytest.approx(100 * vals[g]["mAP_voc"])
+    d = data[(data.experiment == g) & (data.metric == "mAP_authors")].set_index("variant")
+    assert d.loc["as_written", "ours_mean_pct"] == pytest.approx(100 * vals[g + "@as_written"]["mAP_authors"])
+    assert d.loc["as_released", "ours_mean_pct"] == pytest.approx(100 * vals[g]["mAP_authors"])
     assert d.loc["as_written", "grid_row"] == g + "@as_written" and d.loc["as_written", "paper_pct"] == paper.row(g).printed("mAP")
     soft = data[(data.experiment == "table3/resnet101_coco_softmax") & (data.variant == "as_written")]
     assert soft.same_run_as_released.all() and (soft.grid_row == "table3/resnet101_coco_softmax").all()

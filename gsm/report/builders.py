@@ -33,16 +33,22 @@ from gsm.results import RunRecord
 CONVENTIONS = {
     "single": ("Top-1 error (%) on the test split (CIFAR test sets, the Tiny ImageNet validation set): the share of "
                "images whose highest logit is not the label. Records store fractions (top1_error_frac); tables show percent."),
-    "multi": ("Columns compared with the paper use the authors' definitions, those of the release's eval/evaluate.m "
-              "that produced the paper's numbers: 'mAP VOC' is the mean over classes of the VOC2012 interpolated AP "
-              "(area under the precision envelope, evaluate.m's AP_VOC; record mAP_voc_frac) and 'C-F1 per-class mean' "
-              "is the mean of the per-class F1 (evaluate.m's mean(F1_C); record CF1_mean_frac). gsm's standard "
-              "definitions are shown in their own columns: 'mAP eq. 21' is the non-interpolated AP (the mean of the "
-              "precision at each positive's rank, = scikit-learn average_precision_score; record mAP_frac) and 'C-F1 "
-              "eq. 22' is 2·C-P·C-R/(C-P+C-R), the harmonic mean of the averages as eq. 22 writes (record CF1_frac). "
-              "Both mAPs leave out a class without a positive in the test split (listed below). C-P, C-R, O-P, O-R and "
-              "O-F1 follow eq. 22 with prediction = (P(i) >= 0.5), P(i) = sigmoid of the head's logit; a class with no "
-              "predicted image has precision 0. Records store fractions; tables show percent."),
+    "multi": ("Columns compared with the paper ('… authors') use the definitions of the release's eval/evaluate.m, "
+              "which produced the paper's numbers (with eval/tools/AP_VOC.m and eval/tools/precision_recall_f1.m): "
+              "'mAP authors' is the plain mean over all classes of the VOC2012 interpolated AP (area under the "
+              "precision envelope, tied scores in input order; record mAP_authors_frac), n/a when a class has no "
+              "positive in the test split (its AP is 0/0, so evaluate.m's mean is NaN); 'C-P/C-R/C-F1 authors' are the "
+              "means over all classes of the per-class precision, recall and F1 (C-F1 is mean(F1_C), not the harmonic "
+              "mean of C-P and C-R) and 'O-P/O-R/O-F1 authors' pool all image-label pairs, every count with MATLAB's "
+              "eps added: a class never predicted has precision 1 and a class without a positive recall ≈ 1 (records "
+              "CP_authors_frac … OF1_authors_frac). gsm's definitions are shown beside them: C-P, C-R, O-P, O-R eq. 22 "
+              "(a class with no predicted image has precision 0, one without a positive recall 0), 'C-F1 eq. 22' = "
+              "2·C-P·C-R/(C-P+C-R) as eq. 22 writes (record CF1_frac), O-F1 eq. 22, 'C-F1 per-class mean' (the mean "
+              "of per-class F1 with eq. 22's zeros; record CF1_mean_frac), 'mAP VOC' (the VOC2012 AP averaged over "
+              "the classes with a positive; record mAP_voc_frac) and 'mAP eq. 21' (the non-interpolated AP, the mean "
+              "of the precision at each positive's rank, = scikit-learn average_precision_score, over the classes "
+              "with a positive; record mAP_frac). Prediction = (P(i) >= 0.5), P(i) = sigmoid of the head's logit (the "
+              "release's p⁺ >= p⁻). Records store fractions; tables show percent."),
     "stats": ("Compactness, separability and ratio are the empirical test-set statistics (eqs. 18-20): for class c, "
               "N_pos = N(mean, std of x⁺_c over test images with label c), N_neg = the same over images without it; "
               "compactness = 1/σ_pos, separability = (KL(N_pos‖N_neg) + KL(N_neg‖N_pos))/2 (eq. 19 with m = 2), "
@@ -217,26 +223,44 @@ def cf1_note(rows: list[PaperRow]) -> str | None:
     hm = 2 * cp * cr / (cp + cr)
     return (f"The paper's printed C-F1 does not follow eq. 22 from its own C-P and C-R (e.g. {base.label}: "
             f"2·{cp:.1f}·{cr:.1f}/{cp + cr:.1f} = {hm:.1f}, printed {cf1:.1f}): it is the mean of the per-class F1, "
-            f"as the release's eval/evaluate.m computes it (mean(F1_C)). The 'C-F1 per-class mean' column is that "
+            f"as the release's eval/evaluate.m computes it (mean(F1_C)). The 'C-F1 authors' column is that "
             f"definition and is compared with the paper; the 'C-F1 eq. 22' column is eq. 22 as the paper writes it.")
 
 
 # Tables III/IV columns: (record metric, header, the paper's printed quantity it is compared with or None)
 MULTILABEL_COLUMNS: tuple[tuple[str, str, str | None], ...] = (
-    ("CP", "C-P (%)", "CP"),
-    ("CR", "C-R (%)", "CR"),
-    ("CF1_mean", "C-F1 per-class mean (%)", "CF1"),  # the authors' C-F1 (evaluate.m: mean(F1_C))
-    ("OP", "O-P (%)", "OP"),
-    ("OR", "O-R (%)", "OR"),
-    ("OF1", "O-F1 (%)", "OF1"),
-    ("mAP_voc", "mAP VOC (%)", "mAP"),  # the authors' mAP (evaluate.m: mean(AP_VOC))
-    ("mAP", "mAP eq. 21 (%)", None),  # gsm's standard definitions, which the paper does not print
+    # the release's eval/evaluate.m, which printed the paper's numbers: compared with them
+    ("CP_authors", "C-P authors (%)", "CP"),
+    ("CR_authors", "C-R authors (%)", "CR"),
+    ("CF1_authors", "C-F1 authors (%)", "CF1"),
+    ("OP_authors", "O-P authors (%)", "OP"),
+    ("OR_authors", "O-R authors (%)", "OR"),
+    ("OF1_authors", "O-F1 authors (%)", "OF1"),
+    ("mAP_authors", "mAP authors (%)", "mAP"),
+    # gsm's definitions beside them, which the paper does not print
+    ("CP", "C-P eq. 22 (%)", None),
+    ("CR", "C-R eq. 22 (%)", None),
     ("CF1", "C-F1 eq. 22 (%)", None),
+    ("CF1_mean", "C-F1 per-class mean (%)", None),
+    ("OP", "O-P eq. 22 (%)", None),
+    ("OR", "O-R eq. 22 (%)", None),
+    ("OF1", "O-F1 eq. 22 (%)", None),
+    ("mAP_voc", "mAP VOC (%)", None),
+    ("mAP", "mAP eq. 21 (%)", None),
 )
 # what each record metric is, for the CSV's "definition" column
+_AUTHORS = "the release's eval/evaluate.m, precision_recall_f1.m (eps on every count)"
 DEFINITIONS = {"CP": "eq. 22", "CR": "eq. 22", "OP": "eq. 22", "OR": "eq. 22", "OF1": "eq. 22",
-               "CF1_mean": "mean of per-class F1 (the authors' eval/evaluate.m)",
-               "mAP_voc": "VOC2012 interpolated AP, mean over classes (the authors' eval/evaluate.m)",
+               "CP_authors": f"mean over classes of per-class precision ({_AUTHORS})",
+               "CR_authors": f"mean over classes of per-class recall ({_AUTHORS})",
+               "CF1_authors": f"mean over classes of per-class F1 ({_AUTHORS})",
+               "OP_authors": f"precision over all image-label pairs ({_AUTHORS})",
+               "OR_authors": f"recall over all image-label pairs ({_AUTHORS})",
+               "OF1_authors": f"F1 over all image-label pairs ({_AUTHORS})",
+               "mAP_authors": "VOC2012 interpolated AP, plain mean over all classes (the release's eval/evaluate.m, "
+                              "AP_VOC.m; NaN with a class without a positive)",
+               "CF1_mean": "mean of per-class F1, 0 for an empty count",
+               "mAP_voc": "VOC2012 interpolated AP, mean over the classes with a positive",
                "mAP": "eq. 21, non-interpolated AP (scikit-learn), mean over classes",
                "CF1": "eq. 22, harmonic mean of C-P and C-R",
                "top1_error": "last epoch", "best_top1_error": "best evaluated epoch, selected on the test split"}
@@ -349,7 +373,10 @@ def _multilabel_table(grid: Grid, number: int, title: str, caption: str, intro: 
             ours[header], summ = ours_cell(r, row, m, 1)
             _, p, n_pairs = _p_text(row, base, m, r)
             printed[header] = paper_cell(r, paper_m, 1)
-            data.append({**_data_row(r, m, summ, p, n_pairs, runs, 1, paper_m), "definition": DEFINITIONS[m]})
+            line = {**_data_row(r, m, summ, p, n_pairs, runs, 1, paper_m), "definition": DEFINITIONS[m]}
+            if m == "mAP_authors" and not r.reference_only:
+                ours[header], line["status"] = _authors_map_text(ours[header], summ, runs, line["status"])
+            data.append(line)
         ours[p_header] = _p_text(row, base, P_METRIC, r)[0]
         ours["seeds"] = seeds_text(row.seeds if row else [])
         printed[p_header] = LITERATURE if r.reference_only else NOT_REPORTED
@@ -360,8 +387,8 @@ def _multilabel_table(grid: Grid, number: int, title: str, caption: str, intro: 
             printed["Method"] = ""
             display += [ours, printed]
     notes = [intro, CONVENTIONS["multi"],
-             "The paper's line in the 'mAP eq. 21' and 'C-F1 eq. 22' columns is n.r.: the paper prints only the "
-             "authors' definitions.",
+             "The paper's line in gsm's columns (eq. 21, eq. 22, per-class mean, mAP VOC) is n.r.: the paper prints "
+             "only the authors' definitions.",
              CONVENTIONS["seeds"].replace("per-seed values", "per-seed VOC mAP"), CONVENTIONS["rows"]]
     cf1 = cf1_note(rows)
     if cf1:
@@ -377,12 +404,25 @@ def _multilabel_table(grid: Grid, number: int, title: str, caption: str, intro: 
                 missing = tuple(names[i] if i < len(names) else str(i) for i in rec.classes_without_positives)
                 without.setdefault(missing, []).append(f"{r.label} (seed {rec.seed})")
     for missing, where in without.items():
-        notes.append(f"{len(missing)} classes without a positive in the test split, excluded from mAP, in "
+        notes.append(f"{len(missing)} classes without a positive in the test split (left out of mAP VOC and mAP "
+                     f"eq. 21; 'mAP authors' is {NOT_APPLICABLE} there, evaluate.m's mean being NaN), in "
                      f"{'every measured row' if len(where) == n_runs else '; '.join(where)}: {', '.join(missing)}.")
     notes += [f"{r.label}: {r.note}" for r in rows if r.experiment and r.note]
     return TableOutput(f"table{number}", title, caption, pd.DataFrame(display), pd.DataFrame(data),
                        conditions(grid, f"table{number}/*"), notes + _unmatched_note(grid),
                        text_columns=("Method", "values", "seeds"))
+
+
+def _authors_map_text(text: str, summ: Any, runs: list[RunRecord], status: str) -> tuple[str, str]:
+    """(cell, CSV status) of 'mAP authors': a run whose test split has a class without a positive recorded the
+    authors' values but not this one (evaluate.m's plain mean is NaN, stored as null), shown as n/a with why."""
+    nan = [rec for rec in runs if rec.mAP_authors_frac is None and rec.CP_authors_frac is not None]
+    if not nan:
+        return text, status
+    why = f"{NOT_APPLICABLE}: NaN, a class without a positive"
+    if not summ.n:
+        return why, why
+    return f"{text}; {why} in {len(nan)} of {len(runs)} runs", status
 
 
 def table3(grid: Grid) -> TableOutput:
