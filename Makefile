@@ -4,12 +4,17 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 TORCH := torch==2.14.1 torchvision==0.29.1
+# TORCH_INDEX=cpu: torch's CPU-only build from torch's CPU wheel index, for a machine without a GPU (no NVIDIA
+# libraries or Triton: 4.1 of the CUDA build's 6.3 GB .venv); any other value is used as the index URL itself.
+# Read when .venv is installed: on a fresh clone, or after rm -rf .venv (README "Install").
+TORCH_INDEX ?=
+TORCH_INDEX_ARGS := $(if $(TORCH_INDEX),--index-url $(if $(filter cpu,$(TORCH_INDEX)),https://download.pytorch.org/whl/cpu,$(TORCH_INDEX)))
 
 .PHONY: install demo test test-fast clean-demo table1 table2 table3 table4 table5 table6 figures sweep estimate status
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/pip install --quiet $(TORCH)
+	$(BIN)/pip install --quiet $(TORCH_INDEX_ARGS) $(TORCH)
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
