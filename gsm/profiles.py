@@ -88,7 +88,9 @@ class Profile:
             # every fixture is generated into one folder: the official layouts do not collide
             # (cifar-10-batches-py/, cifar-100-python/, tiny-imagenet-200/, COCO's annotations/, NUS-WIDE's
             # ImageList/ ...), so one dataset.root serves all rows and a table needs one launch per model
-            chosen["dataset.root"] = f"dataset.root={fixtures_dir}"
+            from gsm.overrides import path_override  # quoted: a path is data, never Hydra syntax
+
+            chosen["dataset.root"] = path_override("dataset.root", fixtures_dir)
         return list(chosen.values())
 
 

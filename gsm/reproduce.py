@@ -19,6 +19,7 @@ from pathlib import Path
 from gsm import paper
 from gsm.errors import ConfigError, GsmError
 from gsm.grid import Grid, as_written_experiments
+from gsm.overrides import literal_paths, path_override
 from gsm.profiles import PROFILES
 from gsm.results import load_records, warn_unreadable
 
@@ -110,7 +111,8 @@ def launch_commands(grid: Grid, experiments: list[str], launcher: str = "basic",
         # a variant row (x@as_written) is its experiment config plus the variant's overrides, which its
         # launch overrides hold (gsm.profiles.Profile.overrides), so it groups apart from the plain rows
         names = ",".join(dict.fromkeys(grid.rows[e].base_experiment for e in exps))
-        cmd = [*entry, "-m", "experiment=" + names, *overrides, f"output_root={grid.output_root()}"]
+        # a path is data: quoted, so that Hydra reads "/data/x,y" as one folder, not as a sweep of two
+        cmd = [*entry, "-m", "experiment=" + names, *overrides, path_override("output_root", grid.output_root())]
         if launcher and launcher != "basic":
             cmd.append(f"hydra/launcher={launcher}")
         cmd += list(hydra_overrides)
@@ -132,6 +134,8 @@ def launch(grid: Grid, experiments: list[str], launcher: str = "basic", seeds: l
         print(f"gsm-tables: running {printable}", flush=True)
         cwd = REPO if (REPO / "train.py").exists() else None
         code, interrupted = _run_trainer(cmd, cwd, {**os.environ, "HYDRA_FULL_ERROR": os.environ.get("HYDRA_FULL_ERROR", "0")})
+        if interrupted == "SIGTERM" or code in (143, -signal.SIGTERM):  # SIGTERM here, or to the trainer alone
+            raise Terminated(TERMINATED_LAUNCH)
         if interrupted or code in (130, -signal.SIGINT):  # Ctrl-C here, or in the trainer alone
             raise Interrupted(INTERRUPTED_LAUNCH)
         if code != 0:
@@ -156,22 +160,53 @@ INTERRUPTED_LAUNCH = ("interrupted; the trainer stopped (runs that finished are 
                       "checkpoint): rerun the same command to resume")
 
 
+class Terminated(BaseException):
+    """SIGTERM (``kill``, ``timeout``, a cluster's job stop), with what it stopped: gsm-tables ends in this one line
+    and exit code 143, after the trainer has stopped (never leaving it running on its own)."""
+
+    def __init__(self, message: str = "terminated (SIGTERM)") -> None:
+        super().__init__(message)
+
+
+TERMINATED_LAUNCH = ("terminated (SIGTERM); the trainer stopped (runs that finished are kept, an unfinished one keeps "
+                     "its last checkpoint): rerun the same command to resume")
+
+
+def _raise_terminated_once():
+    """gsm-tables' SIGTERM handler outside a launch: :class:`Terminated` once, later SIGTERMs ignored."""
+    seen: list[int] = []
+
+    def handler(signum: int, frame: object) -> None:
+        if not seen:
+            seen.append(signum)
+            raise Terminated()
+
+    return handler
+
+
 # After a Ctrl-C, what the trainer gets if it is still running: (signal, seconds after the previous step)
 STOP_STEPS = ((signal.SIGINT, 5.0), (signal.SIGTERM, 60.0), (signal.SIGKILL, 60.0))
 
 
-def _run_trainer(cmd: list[str], cwd: Path | None, env: dict[str, str]) -> tuple[int, bool]:
-    """Run the trainer to its end: (exit code, whether Ctrl-C came meanwhile). Ctrl-C does not raise here: the
-    trainer stops as it does on its own (one line, its last checkpoint intact). In a terminal it got the SIGINT too;
-    if it still runs 5 s later (``kill -INT`` of gsm-tables alone) it gets one, then SIGTERM (it stops after the
-    epoch's checkpoint), then SIGKILL; a further Ctrl-C takes the next step at once. The handler is set before the
-    trainer starts, so the trainer starts with Ctrl-C at its default even where gsm-tables started with it ignored."""
+def _run_trainer(cmd: list[str], cwd: Path | None, env: dict[str, str]) -> tuple[int, bool | str]:
+    """Run the trainer to its end: (exit code, what came meanwhile: False, True for Ctrl-C, "SIGTERM"). Neither
+    raises here: the trainer stops as it does on its own (one line, its last checkpoint intact), and gsm-tables
+    waits for it, so no trainer is left running (holding run locks, starting the next job) after gsm-tables ends.
+
+    Ctrl-C: in a terminal the trainer got the SIGINT too; if it still runs 5 s later (``kill -INT`` of gsm-tables
+    alone) it gets one, then SIGTERM (it stops after the epoch's checkpoint), then SIGKILL; a further Ctrl-C takes
+    the next step at once. SIGTERM (``kill`` of gsm-tables, ``timeout``, a cluster stopping the job): passed on to the
+    trainer at once (a second one, when the sender signalled the whole process group, changes nothing: the trainer
+    acts on its first), then SIGKILL if it still runs 60 s later. The handlers are set before the trainer starts, so
+    the trainer starts with Ctrl-C at its default even where gsm-tables started with it ignored."""
     hits: list[None] = []
+    terms: list[None] = []
     try:
         previous = signal.signal(signal.SIGINT, lambda *_: hits.append(None))
-    except ValueError:  # not the main thread: Ctrl-C is not ours to handle
+    except ValueError:  # not the main thread: signals are not ours to handle
         proc = subprocess.Popen(cmd, cwd=cwd, env=env)
         return proc.wait(), False
+    previous_term = signal.signal(signal.SIGTERM, lambda *_: terms.append(None))
     try:
         proc = subprocess.Popen(cmd, cwd=cwd, env=env)
         sent, seen, since = 0, 0, 0.0
@@ -180,21 +215,29 @@ def _run_trainer(cmd: list[str], cwd: Path | None, env: dict[str, str]) -> tuple
                 proc.wait(timeout=0.2)
             except subprocess.TimeoutExpired:
                 pass
-            if not hits or proc.poll() is not None:
+            if not (hits or terms) or proc.poll() is not None:
                 continue
             now = time.monotonic()
-            if not seen:
+            if terms and sent < 2:  # SIGTERM: the SIGINT step is skipped, the trainer gets SIGTERM now
+                proc.send_signal(signal.SIGTERM)
+                sent, seen, since = 2, len(hits), now
+                continue
+            if not since:  # the first Ctrl-C
                 seen, since = 1, now
             if sent < len(STOP_STEPS) and (len(hits) > seen or now - since >= STOP_STEPS[sent][1]):
                 proc.send_signal(STOP_STEPS[sent][0])
                 sent, seen, since = sent + 1, len(hits), now
-        return proc.returncode, bool(hits)
+        return proc.returncode, ("SIGTERM" if terms else bool(hits))
     finally:
         signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGTERM, previous_term)
 
 
 def _quote(arg: str) -> str:
-    return f"'{arg}'" if any(c in arg for c in " []$*?") else arg
+    """``arg`` as a POSIX shell reads it back (the printed command can be pasted into a shell)."""
+    import shlex
+
+    return shlex.quote(arg)
 
 
 # --------------------------------------------------------------------------- CLI
@@ -253,10 +296,23 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     try:
+        previous_term = signal.signal(signal.SIGTERM, _raise_terminated_once())
+    except ValueError:  # not the main thread: signals are not ours to handle
+        previous_term = None
+    try:
+        return _main(argv)
+    finally:
+        if previous_term is not None:
+            signal.signal(signal.SIGTERM, previous_term)
+
+
+def _main(argv: list[str] | None) -> int:
+    try:
         args = _parser().parse_args(argv)
         if args.estimate and not args.table.startswith("table"):
             raise ConfigError(f"--estimate applies to table1 ... table6, not to {args.table}")
         check_options(args)
+        args.override = literal_paths(args.override)  # -o dataset.root=/data/x,y: one folder (gsm.overrides)
         if args.as_written:
             from gsm.report import AS_WRITTEN_TABLES
 
@@ -279,6 +335,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as exc:  # Ctrl-C anywhere (a launch, a table, the estimate): one line
         print(f"gsm-tables: {exc if isinstance(exc, Interrupted) else 'interrupted'}", file=sys.stderr)
         return 130
+    except Terminated as exc:  # SIGTERM anywhere: one line, after the trainer (if one ran) has stopped
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        print(f"gsm-tables: {exc}", file=sys.stderr)
+        return 143
 
 
 # --------------------------------------------------------------------------- options that cannot apply

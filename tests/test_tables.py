@@ -80,8 +80,8 @@ def test_profiles_overrides():
     smoke = PROFILES["smoke"]
     ov = smoke.overrides("table1/wrn1100_cifar10_gsoftmax", "/fx")
     assert "trainer.epochs=2" in ov and "schedule.pieces=[[1,0,-8],[2,-8,-9]]" in ov and "model.width=1" in ov
-    assert "dataset.root=/fx" in ov and "trainer.epochs=1" not in ov  # the later rule wins, one value per key
-    assert "dataset.root=/fx" in smoke.overrides("table3/resnet101_coco_softmax", "/fx")
+    assert "dataset.root='/fx'" in ov and "trainer.epochs=1" not in ov  # the later rule wins, one value per key
+    assert "dataset.root='/fx'" in smoke.overrides("table3/resnet101_coco_softmax", "/fx")
     assert "dataset.image_size=24" in smoke.overrides("table2/resnet101_tiny_imagenet64_softmax")
     assert "dataset.image_size=32" in smoke.overrides("table2/resnet101_tiny_imagenet_softmax")
     assert PROFILES["full"].overrides("table3/resnet101_coco_softmax", "/fx") == []
@@ -444,7 +444,7 @@ def test_launch_commands_group_by_model_and_pass_launcher_and_seeds(tmp_path):
     assert len(cmds) == 4  # vgg16, densenet, wrn, wrn1100 (both datasets read the one fixtures folder)
     for cmd in cmds:
         assert cmd[2] == "-m" and cmd[-2] == "hydra/launcher=gsm_ray" and cmd[-1] == "seed=0,1"
-        assert f"output_root={tmp_path.resolve()}" in cmd and "trainer.device=cpu" in cmd
+        assert f"output_root='{tmp_path.resolve()}'" in cmd and "trainer.device=cpu" in cmd  # a path, quoted
     wrn1100 = next(c for c in cmds if "table1/wrn1100_cifar10_softmax" in c[3])
     assert wrn1100[3] == "experiment=" + ",".join(e for e in paper.experiments(1) if e.startswith("table1/wrn1100_"))
     # keys the default config lacks are forced (++) so that Hydra's primary config accepts them
