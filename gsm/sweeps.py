@@ -6,11 +6,22 @@ When every job has run, :class:`SweepReport` (a Hydra callback, registered in ``
 prints one line per failed job and ends the command with exit code 2; finished jobs are skipped when the
 same command runs again, so fixing the bad value and rerunning trains only what is missing. Ctrl-C and
 SIGTERM still stop the whole sweep. Nothing here imports torch (Hydra builds the callback for every command).
+
+Where the notes go: one folder per sweep, ``failed/`` of the sweep folder the command itself made (absolute),
+whatever a job's own config says. A job's ``hydra.sweep.dir`` may differ from the command's: ``output_root`` is
+swept (``-m output_root=a,b``: each job's sweep folder is under its own output_root) or the job runs in another
+directory (``hydra.job.chdir: true`` from a config file: a relative folder would be read from there). So when
+the sweep starts, :class:`SweepReport` puts that folder in the environment (:data:`FAILURES_ENV`), which the jobs
+inherit wherever they run as the command's children: in this process (Hydra's basic launcher), in Ray's worker
+processes on this machine (the Ray launcher starts Ray after the sweep starts), in SLURM jobs (``sbatch`` passes
+the submitting environment on by default). A job that does not have it (a Ray cluster started beforehand) writes
+into its own sweep folder, made absolute from where Hydra resolved it.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,16 +29,30 @@ from typing import Any
 from hydra.experimental.callback import Callback
 
 FAILED_DIR = "failed"
+FAILURES_ENV = "GSM_SWEEP_FAILURES"  # the absolute folder of this sweep's failure notes (set by SweepReport)
 
 
 def record_failure(sweep_dir: str | Path, job_num: int, overrides: list[str], message: str) -> None:
-    """Note that job ``job_num`` of the sweep in ``sweep_dir`` failed (read by :class:`SweepReport`)."""
-    folder = Path(sweep_dir) / FAILED_DIR
+    """Note that job ``job_num`` of the sweep failed (read by :class:`SweepReport`): in the sweep's folder of
+    notes (:data:`FAILURES_ENV`), else in ``<sweep_dir>/failed``."""
+    folder = Path(os.environ.get(FAILURES_ENV) or Path(sweep_dir) / FAILED_DIR)
     try:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / f"{job_num}.json").write_text(json.dumps({"job": job_num, "overrides": overrides, "error": message}))
     except OSError as exc:  # the job's own line is already printed; the summary just misses it
         print(f"gsm: warning: cannot note the failure of job {job_num} in {folder} ({exc.strerror})", file=sys.stderr)
+
+
+def job_sweep_dir(hydra_cfg: Any) -> Path:
+    """The absolute sweep folder of the running job (``HydraConfig.get()``), however its job ran: Hydra resolves
+    ``hydra.runtime.output_dir`` (``<sweep.dir>/<sweep.subdir>``, absolute) before it changes directory."""
+    out = Path(str(hydra_cfg.runtime.output_dir))
+    sub = Path(str(hydra_cfg.sweep.subdir))
+    if sub.is_absolute():
+        return Path(str(hydra_cfg.sweep.dir)).absolute()
+    for part in sub.parts:
+        out = out if part == "." else out.parent
+    return out
 
 
 def failures(sweep_dir: str | Path) -> list[dict[str, Any]]:
@@ -44,8 +69,23 @@ def failures(sweep_dir: str | Path) -> list[dict[str, Any]]:
 class SweepReport(Callback):
     """At the end of a sweep: one line per failed job, then exit code 2 (0 when every job finished)."""
 
+    def __init__(self) -> None:
+        self._before: str | None = None
+        self._sweep_dir: Path | None = None
+
+    def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
+        """The jobs' failure notes go to this sweep's folder, whatever their own config says (module docstring)."""
+        self._sweep_dir = Path(str(config.hydra.sweep.dir)).absolute()
+        self._before = os.environ.get(FAILURES_ENV)
+        os.environ[FAILURES_ENV] = str(self._sweep_dir / FAILED_DIR)
+
     def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
-        failed = failures(config.hydra.sweep.dir)
+        if self._before is None:
+            os.environ.pop(FAILURES_ENV, None)
+        else:
+            os.environ[FAILURES_ENV] = self._before
+        sweep_dir = self._sweep_dir or Path(str(config.hydra.sweep.dir)).absolute()
+        failed = failures(sweep_dir)
         if not failed:
             return
         print(f"gsm: {len(failed)} job(s) of this sweep failed; the others ran (rerun the same command after "

@@ -148,9 +148,9 @@ def _hydra_main(cfg: DictConfig) -> float | None:
         print(f"gsm: error: {exc}", file=sys.stderr)
         if in_sweep():  # the other jobs go on; gsm.sweeps.SweepReport lists this one at the end
             hc = HydraConfig.get()
-            from gsm.sweeps import record_failure
+            from gsm.sweeps import job_sweep_dir, record_failure
 
-            record_failure(hc.sweep.dir, int(hc.job.num), list(hc.overrides.task), str(exc))
+            record_failure(job_sweep_dir(hc), int(hc.job.num), list(hc.overrides.task), str(exc))
             return None
         sys.exit(2)
     if results is None:
