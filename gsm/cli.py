@@ -1,6 +1,6 @@
-"""Console entry points. ``--help`` is answered without importing torch or the trainer. A Ctrl-C while
-torch and the trainer are still being imported ends in the same kind of one line as a Ctrl-C during
-training, not in a traceback (or an abort inside torch's C++ import)."""
+"""Console entry points. ``--help`` is answered without importing torch or the trainer. A Ctrl-C or a SIGTERM
+while torch and the trainer are still being imported ends in the same kind of one line as one during training
+(exit 130 and 143), not in a traceback, an abort inside torch's C++ import or a silent death."""
 
 from __future__ import annotations
 
@@ -8,6 +8,14 @@ import signal
 import sys
 
 INTERRUPTED = "gsm: interrupted before training started; nothing was written"
+TERMINATED = "gsm: terminated (SIGTERM) before training started; nothing was written"
+# a SIGTERM after the trainer's start-up where no run was training (Hydra composing, between the jobs of a sweep)
+TERMINATED_IDLE = ("gsm: terminated (SIGTERM) while no run was training; runs that finished are kept: rerun the same "
+                   "command to go on")
+
+
+class StartupTerminated(BaseException):
+    """SIGTERM before the trainer is imported (like KeyboardInterrupt: no ``except Exception`` swallows it)."""
 
 
 HELP_FLAGS = ("--help", "-h", "--hydra-help")
@@ -36,13 +44,39 @@ def help_and_exit(argv: list[str]) -> None:
     sys.exit(0)
 
 
+def check_sweep_needs_multirun(argv: list[str]) -> None:
+    """``head.loss_reduction=mean,sum`` without ``-m``: a ConfigError naming the override and the fix (Hydra's own
+    answer is a six-line "Ambiguous value" error)."""
+    from hydra._internal.utils import get_args_parser  # the parser @hydra.main uses (as gsm.config.check_overrides)
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    from gsm.errors import ConfigError
+
+    try:
+        args = get_args_parser().parse_args(list(argv))
+        if args.multirun or args.help or args.hydra_help or args.shell_completion or args.info:
+            return
+        overrides = OverridesParser.create().parse_overrides(args.overrides)
+    except (SystemExit, HydraException):  # Hydra reports its own usage and syntax errors
+        return
+    for ov in overrides:
+        if ov.is_sweep_override():
+            key, value = ov.input_line.split("=", 1) if "=" in ov.input_line else (ov.key_or_group, "")
+            raise ConfigError(f"{ov.input_line} is a sweep (one run per value) and a sweep needs -m: python train.py -m "
+                              f"{ov.input_line} … runs them all; to give {key.lstrip('+~')} one value that contains "
+                              f"commas, quote it ({key}='{value}')")
+
+
 def check_command_line(argv: list[str]) -> None:
-    """A mistyped config group or option (``head=gsofmax``), an unknown key or ``hydra.job.chdir=true``: one
-    ``gsm: error:`` line and exit 2 in about a second, before torch is imported (:func:`gsm.config.check_overrides`)."""
+    """A mistyped config group or option (``head=gsofmax``), an unknown key, ``hydra.job.chdir=true`` or a sweep
+    without ``-m``: one ``gsm: error:`` line and exit 2 in about a second, before torch is imported
+    (:func:`gsm.config.check_overrides`)."""
     from gsm.config import check_overrides
     from gsm.errors import GsmError
 
     try:
+        check_sweep_needs_multirun(argv)
         check_overrides(argv)
     except GsmError as exc:
         print(f"gsm: error: {exc}", file=sys.stderr)
@@ -54,21 +88,67 @@ def check_command_line(argv: list[str]) -> None:
 
 def train() -> None:
     """``gsm-train``, ``python train.py`` and ``python -m gsm.train``: ``--help``, the command-line check, then the
-    trainer (:func:`gsm.train.main`), with Ctrl-C one line at every point."""
+    trainer (:func:`gsm.train.main`), with Ctrl-C and SIGTERM one line at every point.
+
+    SIGTERM: during the command-line check it raises :class:`StartupTerminated`; while torch and the trainer are
+    imported it is held (raising inside torch's import can abort in C++) and acted on right after; then, until a
+    run's own handler takes over (:func:`gsm.train.app.stop_on_sigterm`) and again after it, it raises the
+    trainer's ``Terminated``, which a run reports with its checkpoint (exit 143). Only the first SIGTERM counts: a
+    second one (``kill`` of the process and of its group, gsm-tables passing one on) changes nothing."""
+    try:
+        previous_term = signal.signal(signal.SIGTERM, _raise_once(StartupTerminated))
+    except ValueError:  # not the main thread: signals are not ours to handle
+        previous_term = None
+    try:
+        _train()
+    except StartupTerminated:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        print(TERMINATED, file=sys.stderr)
+        sys.exit(143)
+    finally:
+        if previous_term is not None:
+            signal.signal(signal.SIGTERM, previous_term)
+
+
+def _raise_once(exc_type: type[BaseException]):
+    """A SIGTERM handler that raises ``exc_type`` the first time and ignores the SIGTERMs after it."""
+    seen: list[int] = []
+
+    def handler(signum: int, frame: object) -> None:
+        if not seen:
+            seen.append(signum)
+            raise exc_type()
+
+    return handler
+
+
+def _train() -> None:
     if any(arg in HELP_FLAGS for arg in sys.argv[1:]):
         help_and_exit(sys.argv[1:])
     check_command_line(sys.argv[1:])
     pressed: list[int] = []
+    terminated: list[int] = []
     previous = signal.signal(signal.SIGINT, lambda *_: pressed.append(1))  # held while torch imports
+    held = signal.signal(signal.SIGTERM, lambda *_: terminated.append(1))
     try:
         from gsm.train import main
     finally:
         signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGTERM, held)
+    if terminated:
+        raise StartupTerminated()
     if pressed:
         print(INTERRUPTED, file=sys.stderr)
         sys.exit(130)
+    from gsm.train.epochs import Terminated
+
+    signal.signal(signal.SIGTERM, _raise_once(Terminated))  # what a run reports (gsm.train.app) until its own is set
     try:
         main()
     except KeyboardInterrupt:  # before the trainer's own handler is in place (Hydra composition)
         print(INTERRUPTED, file=sys.stderr)
         sys.exit(130)
+    except Terminated:  # no run was training: Hydra composing, or between the jobs of a sweep
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        print(TERMINATED_IDLE, file=sys.stderr)
+        sys.exit(143)

@@ -101,10 +101,13 @@ def stop_on_sigterm(status: RunStatus) -> Iterator[None]:
     """While a run trains, SIGTERM raises :class:`Terminated` — at once during an epoch's training, or after the
     epoch's checkpoint when the epoch is already trained (so a finished epoch is never lost). The previous handler
     is restored afterwards. Only the main thread can take signals (a run in another thread keeps the default)."""
+    raised: list[int] = []
+
     def handler(signum: int, frame: Any) -> None:
         if status.defer_sigterm:
             status.sigterm = True
-        else:
+        elif not raised:  # only the first: a second SIGTERM (kill of the process and of its group) changes nothing
+            raised.append(signum)
             raise Terminated()
 
     try:
@@ -130,12 +133,16 @@ def _hydra_main(cfg: DictConfig) -> float | None:
             print(f"gsm: interrupted in epoch {status.epoch}; rerun the same command to resume ({status.checkpoint_text()})",
                   file=sys.stderr)
         else:
-            print("gsm: interrupted before training started; no result was recorded", file=sys.stderr)
+            print(f"gsm: interrupted before training started; no result was recorded; {rerun_before_training(cfg)}",
+                  file=sys.stderr)
         sys.exit(130)
     except Terminated:
-        where = f"in epoch {status.epoch}" if status.epoch else "before training started"
-        print(f"gsm: terminated (SIGTERM) {where}; rerun the same command to resume ({status.checkpoint_text()})",
-              file=sys.stderr)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # ending: a second SIGTERM must not cut the line short
+        if status.epoch:
+            print(f"gsm: terminated (SIGTERM) in epoch {status.epoch}; rerun the same command to resume "
+                  f"({status.checkpoint_text()})", file=sys.stderr)
+        else:
+            print(f"gsm: terminated (SIGTERM) before training started; {rerun_before_training(cfg)}", file=sys.stderr)
         sys.exit(143)
     except runs.StorageError as exc:
         kept = ""
@@ -156,6 +163,28 @@ def _hydra_main(cfg: DictConfig) -> float | None:
     if results is None:
         return None
     return results.mAP_frac if results.multilabel else results.top1_error_frac
+
+
+def rerun_before_training(cfg: DictConfig) -> str:
+    """What a rerun of the same command does when this process stopped before it trained an epoch (while loading
+    data, or waiting for the lock of a run that another process trains): read from the run's folder, which may
+    hold a checkpoint (of an earlier run, or of the process it waited for) that the rerun resumes from."""
+    try:
+        if bool(cfg.trainer.force):
+            return "a rerun with trainer.force=true starts the run over"
+        from gsm.checkpoint_file import read_checkpoint_meta
+        from gsm.train.folders import locate_run_dir
+
+        run_dir = locate_run_dir(cfg, runs.signature(cfg))
+        if (run_dir / "results.json").is_file():
+            return f"the run in {run_dir} has a record: a rerun checks it and skips the run when it is finished"
+        checkpoint = run_dir / "checkpoints" / "last.pt"
+        if checkpoint.is_file():
+            epoch = read_checkpoint_meta(checkpoint).get("epoch")
+            return f"rerun the same command to resume from the checkpoint of epoch {epoch} in {run_dir}"
+    except Exception:  # noqa: BLE001 - the folder cannot be read now: say what is certain
+        return "rerun the same command: it resumes from the run's checkpoint if one was written, else starts over"
+    return "no checkpoint of this run exists, so a rerun starts over"
 
 
 def main() -> None:
