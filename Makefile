@@ -27,12 +27,20 @@ demo: $(STAMP)
 	$(BIN)/python train.py -m output_root=outputs/demo dataset=digits_mosaic head=softmax,gsoftmax
 	$(BIN)/python -m gsm.reproduce demo --runs outputs/demo/runs --out outputs/tables
 
-# Every test, slow ones included (4 min 1 s – 4 min 34 s on 2 cores, three fresh clones, 2026-11-30; docs/development.md says where the time goes); the 10 slowest are listed at the end.
+# Every test but the cluster ones, slow ones included (4 min 1 s – 4 min 34 s on 2 cores, three fresh clones, 2026-11-30; docs/development.md says where the time goes); the 10 slowest are listed at the end.
 # --dist worksteal: a worker that runs out of tests takes half of the other's queue (with xdist's default, one
 # worker ran two minutes alone at the end). Python's bytecode cache is on for the run even where the
 # environment turns it off (PYTHONDONTWRITEBYTECODE): the processes the suite starts then read gsm compiled.
 test: $(STAMP)
-	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -q -n 2 --dist worksteal --durations=10
+	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -q -n 2 --dist worksteal --durations=10 -m "not cluster"
+
+# The cluster tests (tests/test_cluster_*.py, marker cluster): a one-node SLURM (scripts/slurm_local.sh installs
+# slurm-wlm and munge with apt-get where missing, as root), a Ray head started with `ray start`, torchrun with
+# restarts, each driven through gsm's commands and faulted (time limit, scancel, killed submitter, killed Ray
+# worker, killed rank). Minutes, one test at a time (they time SLURM jobs and share the node's cores). Where they
+# cannot run (not root, no apt-get, not Linux) they skip with one line; in CI (CI=true) that is a failure.
+test-cluster: $(STAMP)
+	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -q -p no:xdist -m cluster --durations=0 tests/test_cluster_slurm.py tests/test_cluster_ray.py tests/test_cluster_torchrun.py
 
 # The inner loop while editing: the tests not marked `slow` (no process starts, no end-to-end training), about a
 # minute on 2 cores (docs/development.md). `make test` stays the whole suite.
