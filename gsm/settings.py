@@ -152,6 +152,10 @@ class KeyRules(Mapping[str, Check]):
         """``value`` of ``<group>.<key>`` checked by the key's rule."""
         return self._rules[key](self.dotted(key), value)
 
+    def check_each(self, **values: Any) -> dict[str, Any]:
+        """Each ``key=value`` checked by its key's rule, in the order given: ``{key: checked value}``."""
+        return {key: self.check(key, value) for key, value in values.items()}
+
     def checks(self) -> dict[str, Check]:
         """``<group>.<key>`` -> its rule."""
         return {self.dotted(k): rule for k, rule in self._rules.items()}

@@ -34,7 +34,7 @@ import torch
 from gsm.data.files import multilabel_file_splits
 from gsm.data.types import DatasetInfo, DatasetSplits
 from gsm.data.files import (
-    setting, dataset_root, find_missing, log, report_missing, require,
+    setting, dataset_root, find_missing, account_for_missing, require,
 )
 from gsm.settings import DATASET
 from gsm.errors import DataError
@@ -120,11 +120,8 @@ def load_coco(cfg: Mapping[str, Any], *, write: bool = True) -> DatasetSplits:
             for cat in part["labels"][img_id]:
                 targets[row, col[cat]] = 1.0
         out[split] = ([part["paths"][i] for i in ids], targets)
-    report_missing(TITLE, missing, on_missing, root)
-    notes["missing_skipped"] = sum(len(m) for m, _ in missing.values())
-    if drop_unlabeled:
-        log.info("%s: dropped %d train / %d val images without annotations (dataset.drop_unlabeled=true)",
-                 TITLE, notes["train_unlabeled_dropped"], notes["test_unlabeled_dropped"])
+    account_for_missing(TITLE, missing, on_missing, root, notes,
+                        "val images without annotations" if drop_unlabeled else None)
     return multilabel_file_splits(cfg, INFO, class_names, out["train"], out["test"], notes)
 
 

@@ -77,10 +77,16 @@ def load_digits(cfg: Mapping[str, Any], *, write: bool = True) -> DatasetSplits:
     x_tr, x_te, y_tr, y_te = _digit_split()
     train = TensorSplit(_resize(x_tr, size), torch.as_tensor(y_tr, dtype=torch.long))
     test = TensorSplit(_resize(x_te, size), torch.as_tensor(y_te, dtype=torch.long))
+    return _splits(DIGITS, cfg, train, test, size)
+
+
+def _splits(info: DatasetInfo, cfg: Mapping[str, Any], train: TensorSplit, test: TensorSplit, size: int) -> DatasetSplits:
+    """The splits of ``info`` at ``size``, normalised by the training images' statistics; no crop padding and
+    no flip unless ``dataset.crop_padding`` / ``dataset.flip`` ask for them."""
     mean, std = _stats(train.images)
     return DatasetSplits(
-        name=DIGITS.name, num_classes=DIGITS.num_classes, multilabel=DIGITS.multilabel, class_names=CLASS_NAMES,
-        train=train, test=test, in_channels=DIGITS.in_channels, image_size=size, mean=mean, std=std,
+        name=info.name, num_classes=info.num_classes, multilabel=info.multilabel, class_names=CLASS_NAMES,
+        train=train, test=test, in_channels=info.in_channels, image_size=size, mean=mean, std=std,
         crop_padding=DATASET.check("crop_padding", cfg.get("crop_padding", 0)),
         flip=DATASET.check("flip", cfg.get("flip", False)),
     )
@@ -111,13 +117,7 @@ def load_digits_mosaic(cfg: Mapping[str, Any], *, write: bool = True) -> Dataset
     m_te, t_te = _mosaics(x_te, y_te, n_test, rng)
     train = TensorSplit(_resize(m_tr, size), torch.from_numpy(t_tr))
     test = TensorSplit(_resize(m_te, size), torch.from_numpy(t_te))
-    mean, std = _stats(train.images)
-    return DatasetSplits(
-        name=MOSAIC.name, num_classes=MOSAIC.num_classes, multilabel=MOSAIC.multilabel, class_names=CLASS_NAMES,
-        train=train, test=test, in_channels=MOSAIC.in_channels, image_size=size, mean=mean, std=std,
-        crop_padding=DATASET.check("crop_padding", cfg.get("crop_padding", 0)),
-        flip=DATASET.check("flip", cfg.get("flip", False)),
-    )
+    return _splits(MOSAIC, cfg, train, test, size)
 
 
 # 1,797 digits split 75/25 (stratified): 1,347 / 450. The mosaic sets' sizes are dataset.train_size / test_size.

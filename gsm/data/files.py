@@ -337,6 +337,18 @@ def report_missing(name: str, missing: Mapping[str, tuple[list[Path], int]], on_
 # --------------------------------------------------------------------------- multi-label JPEG sets
 
 
+def account_for_missing(name: str, missing: Mapping[str, tuple[list[Path], int]], on_missing: str, where: Path,
+                        notes: dict[str, Any], dropped: str | None) -> None:
+    """:func:`report_missing`, then the count of skipped images in ``notes`` and one log line for the images
+    ``dataset.drop_unlabeled`` dropped (``dropped``: what the test split's dropped images are, e.g. "val images
+    without annotations"; None: none were dropped)."""
+    report_missing(name, missing, on_missing, where)
+    notes["missing_skipped"] = sum(len(m) for m, _ in missing.values())
+    if dropped:
+        log.info("%s: dropped %d train / %d %s (dataset.drop_unlabeled=true)", name, notes["train_unlabeled_dropped"],
+                 notes["test_unlabeled_dropped"], dropped)
+
+
 def multilabel_file_splits(cfg: Mapping[str, Any], info: DatasetInfo, class_names: list[str],
                            train: tuple[Sequence[Path], Tensor], test: tuple[Sequence[Path], Tensor],
                            notes: dict[str, Any]) -> Any:

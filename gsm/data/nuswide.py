@@ -43,7 +43,7 @@ import torch
 from gsm.data.files import multilabel_file_splits
 from gsm.data.types import DatasetInfo, DatasetSplits
 from gsm.data.files import (
-    setting, dataset_root, find_missing, log, read_lines, report_missing, require,
+    setting, dataset_root, find_missing, log, read_lines, account_for_missing, require,
 )
 from gsm.settings import DATASET
 from gsm.errors import DataError
@@ -129,11 +129,8 @@ def load_nuswide(cfg: Mapping[str, Any], *, write: bool = True) -> DatasetSplits
             notes[f"{split}_unlabeled_dropped"] = int(unlabeled.sum())
             keep &= ~unlabeled
         out[split] = ([p for p, k in zip(paths, keep) if k], torch.from_numpy(y[keep]))
-    report_missing(TITLE, missing, on_missing, image_dir)
-    notes["missing_skipped"] = sum(len(m) for m, _ in missing.values())
-    if drop_unlabeled:
-        log.info("%s: dropped %d train / %d test images with no concept label (dataset.drop_unlabeled=true)",
-                 TITLE, notes["train_unlabeled_dropped"], notes["test_unlabeled_dropped"])
+    account_for_missing(TITLE, missing, on_missing, image_dir, notes,
+                        "test images with no concept label" if drop_unlabeled else None)
     return multilabel_file_splits(cfg, INFO, kept, out["train"], out["test"], notes)
 
 

@@ -100,16 +100,12 @@ class GSoftmaxHead(Head):
         in_features, num_classes = head_sizes(in_features, num_classes)
         super().__init__(num_classes, loss_reduction)
         # each argument is checked by its head.* key's rule (gsm.settings.HEAD), as a config's value is
-        self.fused = HEAD.check("fused", fused)
-        self.lam = HEAD.check("lam", lam)
-        self.mu_init = HEAD.check("mu", mu)
-        self.sigma_init = HEAD.check("sigma", sigma)
-        self.dist_lr_mult = HEAD.check("dist_lr_mult", dist_lr_mult)
-        self.init = HEAD.check("init", init)
-        learn_dist = HEAD.check("learn_dist", learn_dist)
+        s = HEAD.check_each(fused=fused, lam=lam, mu=mu, sigma=sigma, dist_lr_mult=dist_lr_mult, init=init,
+                            learn_dist=learn_dist, init_batches=init_batches, dist_update=dist_update)
+        self.fused, self.lam, self.mu_init, self.sigma_init = s["fused"], s["lam"], s["mu"], s["sigma"]
+        self.dist_lr_mult, self.init, learn_dist = s["dist_lr_mult"], s["init"], s["learn_dist"]
         self.empirical_init = self.init == "empirical"
-        self.init_batches = HEAD.check("init_batches", init_batches)
-        self.dist_update = HEAD.check("dist_update", dist_update)
+        self.init_batches, self.dist_update = s["init_batches"], s["dist_update"]
         self.multilabel = self.paired = bool(multilabel)
         self.fc = nn.Linear(in_features, 2 * num_classes if multilabel else num_classes)
         shape = (num_classes, 2) if multilabel else (num_classes,)

@@ -60,11 +60,8 @@ class LSoftmaxHead(Head):
         in_features, num_classes = head_sizes(in_features, num_classes)
         super().__init__(num_classes, loss_reduction)
         # each argument is checked by its head.* key's rule (gsm.settings.HEAD), as a config's value is
-        self.margin = HEAD.check("margin", margin)
-        self.base = HEAD.check("base", base)
-        self.gamma = HEAD.check("gamma", gamma)
-        self.power = HEAD.check("power", power)
-        self.beta_min = HEAD.check("beta_min", beta_min)
+        s = HEAD.check_each(margin=margin, base=base, gamma=gamma, power=power, beta_min=beta_min)
+        self.margin, self.base, self.gamma, self.power, self.beta_min = s.values()
         if LSoftmaxHead._advance_outside_graph is None:  # imports torch._dynamo: not at import of gsm.heads
             LSoftmaxHead._advance_outside_graph = torch.compiler.disable(LSoftmaxHead._advance)
         self.fc = nn.Linear(in_features, num_classes, bias=False)
