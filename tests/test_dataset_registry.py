@@ -196,7 +196,7 @@ from typing import Any
 import torch
 
 from gsm.data.types import DatasetInfo, DatasetSplits, TensorSplit
-from gsm.values import boolean, integer
+from gsm.settings import DATASET
 
 CLASS_NAMES = ["none", "top", "bottom", "both"]
 
@@ -211,14 +211,13 @@ def _split(n: int, size: int, seed: int) -> TensorSplit:
 
 
 def load_toy(cfg: Mapping[str, Any], *, write: bool = True) -> DatasetSplits:
-    size = integer("dataset.image_size", cfg.get("image_size"), minimum=INFO.min_image_size, allow_none=True)
-    size = size or INFO.default_image_size
+    size = INFO.image_size(cfg.get("image_size"))  # null: the default; else the key's rule, then INFO's minimum
     return DatasetSplits(
         name=INFO.name, num_classes=INFO.num_classes, multilabel=INFO.multilabel, class_names=CLASS_NAMES,
         train=_split(INFO.train_size, size, seed=0), test=_split(INFO.test_size, size, seed=1),
         in_channels=INFO.in_channels, image_size=size,
-        crop_padding=integer("dataset.crop_padding", cfg.get("crop_padding", 0), minimum=0),
-        flip=boolean("dataset.flip", cfg.get("flip", False)),
+        crop_padding=DATASET.check("crop_padding", cfg.get("crop_padding", 0)),  # each key's one rule
+        flip=DATASET.check("flip", cfg.get("flip", False)),
     )
 
 
