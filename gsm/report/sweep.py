@@ -153,7 +153,7 @@ def sweep_markdown(records: list[RunRecord], runs_dir: str) -> tuple[str, pd.Dat
     """The sweep as Markdown, one section (a heading and a table) per dataset and model, and the numeric frame of
     every row for the CSV: dataset, model, the run folders, the settings that vary in any section (each row's own
     value; empty where its config has no such key), n, seeds and the metrics' means and stds in percent, rounded
-    as displayed."""
+    as displayed (a metric's std column only where some row has two or more seeds)."""
     sections = sweep_frames(records)
     n_rows = sum(len(display) for _, display, _, _ in sections)
     lines = [f"# Sweep: {len(records)} runs under {md_text(runs_dir)}, {n_rows} settings in {len(sections)} "
@@ -172,6 +172,8 @@ def sweep_markdown(records: list[RunRecord], runs_dir: str) -> tuple[str, pd.Dat
                   "", md_table(display, ["l" if c in ("run", "seeds", *keys) else "r" for c in display.columns]), ""]
     numeric = pd.concat([n for _, _, n, _ in sections], ignore_index=True)
     keys = sorted({k for _, _, _, ks in sections for k in ks}, key=lambda k: (k != "head.name", k))
-    metrics = [c for c in numeric.columns if c.endswith(("_mean_pct", "_std_pct"))]
+    # a std column only where some row has two or more seeds: a sweep of single seeds has none (empty in every row)
+    metrics = [c for c in numeric.columns
+               if c.endswith("_mean_pct") or (c.endswith("_std_pct") and numeric[c].notna().any())]
     numeric = numeric[["dataset", "model", "run", *keys, "n", "seeds", *metrics]]
     return "\n".join(lines).rstrip() + "\n", numeric
