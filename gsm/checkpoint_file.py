@@ -50,7 +50,7 @@ class _MetaUnpickler(pickle.Unpickler):
 
 
 def _damaged(path: Path, detail: str) -> CheckpointError:
-    return CheckpointError(f"cannot read checkpoint {path}: {detail}. It is truncated, corrupt or not a gsm "
+    return CheckpointError(f"cannot read checkpoint {path} ({detail}). It is truncated or corrupt, or not a gsm "
                            f"checkpoint: delete it to restart this run, or rerun with trainer.force=true")
 
 

@@ -36,6 +36,10 @@ class FileKindError(GsmError):
     """A path a run reads or writes is not a regular file (a FIFO, a directory, a device)."""
 
 
+class ForeignFileError(GsmError):
+    """A file in a run folder is not that folder's run (another run's record or checkpoint, copied or edited)."""
+
+
 # --------------------------------------------------------------------------- code identity
 
 

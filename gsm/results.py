@@ -349,12 +349,12 @@ class RunRecord:
                 out.pop(f.name, None)
         return out
 
-    def write(self, path: Path | str) -> Path:
+    def write(self, path: Path | str, *, create_folder: bool = True) -> Path:
         """Write atomically (gsm.runs.write_json: readers never see half a file)."""
         from gsm import runs
 
         path = Path(path)
-        runs.write_json(path, self.to_dict())
+        runs.write_json(path, self.to_dict(), create_folder=create_folder)
         self.path = path
         return path
 
@@ -771,7 +771,7 @@ def read_test_outputs(path: Path | str, *, multilabel: bool | None = None, num_c
     path = Path(path)
     try:
         if not regular_file(path, "test outputs file"):
-            raise OutputsError(f"{path}: no such file")
+            raise OutputsError(f"{path}: cannot read (no such file)")
         size = path.stat().st_size
     except FileKindError as exc:
         raise OutputsError(str(exc)) from None

@@ -45,6 +45,7 @@ IDENTITY_DEFAULTS = {
     "head": {"loss_reduction": "mean", "dist_update": "autograd"},
     "dataset": {"pad_mode": "zeros", "color_jitter": 0.0, "lighting": 0.0, "interpolation": "bilinear",
                 "train_crop": "pad"},  # train_crop: new for tiny_imagenet (coco and nuswide never had "pad")
+    "model": {"weights": "torchvision"},  # ResNet-101's ImageNet weights before model.weights existed (D37)
 }
 
 
@@ -181,9 +182,6 @@ class RunLock:
                 break
             except FileKindError as exc:
                 raise StorageError(f"cannot lock the run folder: {exc}") from None
-            except OSError as exc:  # a read-only remount, no permission: filelock cannot open .lock
-                raise StorageError(f"cannot lock the run folder: cannot open {self._lock.lock_file} "
-                                   f"({exc.strerror or exc})") from None
             except Timeout:
                 if not wait:
                     raise RunLockedError(
@@ -193,6 +191,9 @@ class RunLock:
                 if on_wait is not None and not waited_notice:
                     on_wait(self.owner())
                     waited_notice = True
+            except OSError as exc:  # a read-only remount, no permission: filelock cannot open .lock (Timeout is one too)
+                raise StorageError(f"cannot lock the run folder: cannot open {self._lock.lock_file} "
+                                   f"({exc.strerror or exc})") from None
         info = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}
         if slurm_job_id():  # gsm-tables status names the job (the id squeue and scancel take)
             info["slurm_job"] = slurm_job_id()

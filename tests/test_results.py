@@ -25,7 +25,7 @@ from gsm.train import EvalOutputs, compute_metrics
 def test_synthetic_run_round_trips_through_the_record(tmp_path):
     path = write_run(tmp_path / "runs", "table1/wrn_cifar10_gsoftmax", 3, top1_error=0.25)
     rec = read_record(path)
-    assert rec.schema_version == SCHEMA_VERSION == 4 and rec.seed == 3 and rec.top1_error_frac == 0.25
+    assert rec.schema_version == SCHEMA_VERSION == 5 and rec.seed == 3 and rec.top1_error_frac == 0.25
     assert rec.path == path and rec.run_name == path.parent.name and rec.headline == 0.25
     assert RunRecord.from_dict(rec.to_dict(), path) == rec
     assert "path" not in json.loads(path.read_text())
@@ -55,9 +55,10 @@ def test_wrong_types_other_versions_percent_and_unknown_keys(tmp_path):
     good = json.loads(write_run(tmp_path / "runs", "table1/vgg16_cifar10_softmax", 0).read_text())
     path = tmp_path / "bad.json"
     for change, why in (({"seed": "0"}, "seed = '0' is not int"), ({"class_names": "abc"}, "class_names"),
-                        ({"schema_version": 5}, "schema_version 5"), ({"schema_version": "3"}, "schema_version '3'"), ({"top1_error_frac": 12.5}, "percent"),
+                        ({"schema_version": 6}, "schema_version 6"), ({"schema_version": "3"}, "schema_version '3'"), ({"top1_error_frac": 12.5}, "percent"),
                         ({"top_1_error": 0.1}, "keys this gsm does not know: top_1_error"),
-                        ({"mu": 0.0}, r"keys this gsm does not know: mu \(schema_version 4\)"),
+                        ({"mu": 0.0}, r"keys this gsm does not know: mu \(schema_version 5\)"),
+                        ({"schema_version": 4, "mu": 0.0}, r"keys this gsm does not know: mu \(schema_version 4\)"),
                         ({"schema_version": 3, "mu_init": 0.0}, r"keys this gsm does not know: mu_init, sigma_init \(schema_version 3\)"),
                         ({"environment": {"device": "cpu", "gpu": "x"}}, "keys this gsm does not know: environment.gpu"),
                         ({"environment": {"segments": [{"device": "cpu"}]}}, re.escape("missing environment.segments[0].first_epoch")),
@@ -90,7 +91,7 @@ def test_schema_v1_is_upgraded_on_read(tmp_path):
     path.parent.mkdir()
     path.write_text(json.dumps(v1))
     rec = read_record(path)
-    assert rec.schema_version == 4 and rec.mAP_frac == v2["mAP_frac"] and rec.per_class_ap_frac == v2["per_class_ap_frac"]
+    assert rec.schema_version == 5 and rec.mAP_frac == v2["mAP_frac"] and rec.per_class_ap_frac == v2["per_class_ap_frac"]
     assert rec.top3 == v2["top3"] and rec.history == [{"epoch": 1, "test_mAP_frac": 0.4, "test_loss": 0.7, "train_loss": 0.9}]
     assert rec.run_name == "old-run" and rec.environment == Environment(device="cpu", world_size=1, torch=v1["torch"])
     assert all(getattr(rec, k) is None for k in V3_FIELDS)
@@ -108,9 +109,9 @@ def test_schema_v2_is_upgraded_on_read_without_warning(tmp_path, experiment):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         rec = read_record(path)
-    assert rec.schema_version == 4 and all(getattr(rec, k) is None for k in V3_FIELDS)
+    assert rec.schema_version == 5 and all(getattr(rec, k) is None for k in V3_FIELDS)
     renamed = {k: v for k, v in stored.items() if k not in ("mu", "sigma", "environment")}
-    assert rec.to_dict() == {**renamed, "schema_version": 4, **{k: None for k in V3_FIELDS},
+    assert rec.to_dict() == {**renamed, "schema_version": 5, **{k: None for k in V3_FIELDS}, "test_outputs_sha256": None,
                              "mu_init": stored["mu"], "sigma_init": stored["sigma"],
                              "environment": {**{f.name: None for f in fields(Environment)}, **stored["environment"]}}
     new = read_record(write_run(tmp_path / "new", experiment, 0))  # the same run, as schema 4 writes it
@@ -135,7 +136,7 @@ def test_schema_v3_written_by_the_trainer_is_upgraded_on_read_with_its_values(tm
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         rec = read_record(path)
-    assert rec.schema_version == 4 and identity_problems(rec) == []
+    assert rec.schema_version == 5 and identity_problems(rec) == []
     assert (rec.mu_init, rec.sigma_init, rec.lam) == (old["mu"], old["sigma"], old["lam"])
     assert isinstance(rec.environment, Environment) and isinstance(rec.empirical, EmpiricalSplits)
     assert rec.environment == Environment(**{k: v for k, v in old["environment"].items() if k != "segments"},
@@ -153,11 +154,14 @@ def test_schema_v3_written_by_the_trainer_is_upgraded_on_read_with_its_values(tm
         assert rec.learned == LearnedStats(**old["learned"]) and rec.learned.mu != [rec.mu_init] * rec.num_classes
     same = {k: v for k, v in old.items() if k not in ("schema_version", "mu", "sigma", "learned", "empirical", "environment")}
     assert {k: getattr(rec, k) for k in same} == same  # every other field as stored
-    again = read_record(rec.write(tmp_path / "v4.json"))  # written back as schema 4: plain JSON, the same record
-    stored = json.loads((tmp_path / "v4.json").read_text())
-    assert stored["schema_version"] == 4 and "mu" not in stored and stored["mu_init"] == old["mu"]
+    again = read_record(rec.write(tmp_path / "v5.json"))  # written back as schema 5: plain JSON, the same record
+    stored = json.loads((tmp_path / "v5.json").read_text())
+    assert stored["schema_version"] == 5 and "mu" not in stored and stored["mu_init"] == old["mu"]
     assert stored["learned"] == old["learned"] and stored["empirical"] == {"train": None, **old["empirical"]}
-    assert {k: v for k, v in stored["environment"].items() if v is not None} == old["environment"]
+    env = {k: v for k, v in stored["environment"].items() if v is not None}
+    if env.get("segments"):  # schema 5's segments also say the code hash (None for a run before it)
+        env["segments"] = [{k: v for k, v in seg.items() if k != "code"} for seg in env["segments"]]
+    assert env == old["environment"]
     assert again.to_dict() == rec.to_dict()
 
 
@@ -175,7 +179,7 @@ def test_initial_and_learned_mu_sigma_are_named_apart(tmp_path):
     assert (rec.mu_init, rec.sigma_init) == (-0.1, 1.0) and rec.learned.mu == learned["mu"] and rec.learned.sigma == learned["sigma"]
     old = write_run(tmp_path / "old", "table3/resnet101_coco_gsoftmax_mu-0p1_sigma1", 0, learned=learned, schema_version=3)
     assert {"mu", "sigma"} <= set(json.loads(old.read_text()))
-    assert read_record(old).to_dict() == {**rec.to_dict(), "schema_version": 4}
+    assert read_record(old).to_dict() == {**rec.to_dict(), "schema_version": 5}
 
 
 def test_typed_parts_nan_and_plain_json(tmp_path):
@@ -200,9 +204,9 @@ def test_typed_parts_nan_and_plain_json(tmp_path):
     assert "NaN" not in text and stored["empirical"]["test"]["compactness"][3] is None and stored["empirical"]["train"] is None
     assert stored["learned"] == {k: getattr(learned, k) for k in ("mu", "sigma", "compactness", "separability", "ratio")}
     assert stored["environment"]["segments"] == [{"first_epoch": 1, "world_size": None, "device": None, "torch": None,
-                                                  "git_rev": None, "git_dirty": None, "cpu_threads": 1},
+                                                  "git_rev": None, "git_dirty": None, "cpu_threads": 1, "code": None},
                                                  {"first_epoch": 3, "world_size": None, "device": None, "torch": None,
-                                                  "git_rev": None, "git_dirty": None, "cpu_threads": 2}]
+                                                  "git_rev": None, "git_dirty": None, "cpu_threads": 2, "code": None}]
     back = read_record(path)
     assert isinstance(back.learned, LearnedStats) and isinstance(back.empirical.test, EmpiricalStats)
     assert math.isnan(back.empirical.test.compactness[3]) and back.empirical.test.count_pos == emp.count_pos
@@ -393,16 +397,16 @@ def test_test_outputs_round_trip_and_the_file_before_schema_version(tmp_path, mu
     x, p, t = _outputs(multilabel)
     path = write_test_outputs(tmp_path / "test_outputs.pt", x, p, t, multilabel=multilabel)
     blob = torch.load(path, weights_only=True)
-    assert blob["schema_version"] == OUTPUTS_SCHEMA_VERSION == 1 and set(blob) == {"schema_version", "x", "p", "targets"}
+    assert blob["schema_version"] == OUTPUTS_SCHEMA_VERSION == 2 and set(blob) == {"schema_version", "x", "p", "targets", "signature"}
     assert blob["x"].dtype == torch.float32 and blob["p"].dtype == torch.float16
     assert blob["targets"].dtype == (torch.uint8 if multilabel else torch.int16)  # as the trainer has always stored them
     out = read_test_outputs(path, multilabel=multilabel, num_classes=5, samples=12)
-    assert out.schema_version == 1 and out.multilabel == multilabel
+    assert out.schema_version == 2 and out.multilabel == multilabel
     assert torch.equal(torch.from_numpy(out.x), x) and torch.equal(torch.from_numpy(out.targets), t)
     assert torch.allclose(torch.from_numpy(out.p), p, atol=1e-3)
     assert torch.equal(torch.from_numpy(out.x_pos), x[..., 0] if multilabel else x)
     legacy = tmp_path / "legacy.pt"  # what gsm.train.save_outputs wrote before the version key: the same less the key
-    torch.save({k: v for k, v in blob.items() if k != "schema_version"}, legacy)
+    torch.save({k: v for k, v in blob.items() if k not in ("schema_version", "signature")}, legacy)
     old = read_test_outputs(legacy, multilabel=multilabel, num_classes=5, samples=12)
     assert old.schema_version == 0 and (old.x == out.x).all() and (old.p == out.p).all() and (old.targets == out.targets).all()
 
@@ -412,7 +416,11 @@ def test_test_outputs_reader_names_the_file_and_what_is_wrong(tmp_path):
 
     x, p, t = _outputs(False)
     cases = [
-        ({"schema_version": 2, "x": x, "p": p, "targets": t}, {}, "schema_version 2; this gsm reads test outputs of version 1"),
+        ({"schema_version": 3, "x": x, "p": p, "targets": t}, {}, "schema_version 3; this gsm reads test outputs of version 2"),
+        ({"schema_version": 1, "x": x, "p": p, "targets": t, "signature": "0123456789"}, {}, "keys this gsm does not know: signature (schema_version 1)"),
+        ({"schema_version": 2, "x": x, "p": p, "targets": t, "signature": 7}, {}, "signature is a int, not a run signature"),
+        ({"schema_version": 2, "x": x, "p": p, "targets": t, "signature": "aaaaaaaaaa"}, {"signature": "bbbbbbbbbb"},
+         "belongs to another run: it carries signature 'aaaaaaaaaa', the run's is 'bbbbbbbbbb'"),
         ({"x": x, "p": p, "targets": t, "logits": x}, {}, "keys this gsm does not know: logits"),
         ({"x": x, "p": p}, {}, "not test outputs: no targets (keys: x, p)"),
         ([x, p, t], {}, "a list, not test outputs"),

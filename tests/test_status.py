@@ -84,7 +84,8 @@ def states(tmp_path):
 
     interrupted = run_folder(runs_dir, INTERRUPTED)
     (interrupted / "checkpoints").mkdir()
-    torch.save({"epoch": 3, "history": [], "model": {"w": torch.zeros(1000)}}, interrupted / "checkpoints" / "last.pt")
+    torch.save({"signature": interrupted.name[-10:], "epoch": 3, "history": [], "model": {"w": torch.zeros(1000)}},
+               interrupted / "checkpoints" / "last.pt")  # a checkpoint carries its run's signature (gsm.identity)
     write_summary(interrupted, 3, epochs)
     (interrupted / ".lock").touch()  # a lock file nobody holds: the run was killed (the kernel released its lock)
     (interrupted / ".lock.owner").write_text(json.dumps({"pid": 1, "host": "gone", "since": "2026-11-29 00:00:00"}))

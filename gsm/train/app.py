@@ -28,6 +28,7 @@ from gsm import config, runs
 from gsm.data import load_splits
 from gsm.environment import environment
 from gsm.errors import GsmError
+from gsm.identity import RunIdentity
 from gsm.results import RunRecord
 from gsm.settings import TrainerSettings
 from gsm.train.build import build_model, build_run
@@ -80,13 +81,14 @@ def _prepare_and_train(cfg: DictConfig, trainer: TrainerSettings, machine: Machi
 
     parts = build_run(cfg, trainer, machine, model, splits=splits)  # loaders, optimiser, schedule
     env = environment(machine.device, dist.world_size, machine.num_workers, machine.compiled)
-    claim = claim_run_dir(cfg, trainer, sig, splits, env, dist)
+    identity = RunIdentity(sig, splits.fingerprint, splits.root, env)  # what every file of the run carries
+    claim = claim_run_dir(cfg, trainer, identity, dist)
     if claim.finished is not None:
         return claim.finished
     log_handler = attach_log_file(claim.run_dir) if dist.is_main else None
     try:
         dist.barrier()  # every rank now sees the same checkpoint state
-        return Run(cfg, trainer, machine, status, sig, splits, parts, env, claim.run_dir, wall_start).train()
+        return Run(cfg, trainer, machine, status, identity, splits, parts, claim.paths, wall_start).train()
     except GsmError as exc:  # the run's own log ends with the line the user sees (gsm-tables status reads it)
         detach_log_file(log_handler, exc)
         log_handler = None

@@ -1,5 +1,5 @@
-"""Checkpoints: what one holds (:func:`checkpoint_state`), loading one back (:func:`restore`, with its data and
-environment checks) and writing them in the background (:class:`Checkpointer`). docs/runs.md says when a
+"""Checkpoints: what one holds (:func:`checkpoint_state`: the run's identity and its state), loading one back
+(:func:`restore`, with its identity, data and environment checks) and writing them in the background (:class:`Checkpointer`). docs/runs.md says when a
 rerun resumes."""
 
 from __future__ import annotations
@@ -15,23 +15,25 @@ import torch
 from torch import Tensor
 
 from gsm import runs
+from gsm.checkpoint_file import read_checkpoint
 from gsm.data import fingerprint_differences
 from gsm.environment import resume_differences, segments
 from gsm.errors import CheckpointError, DataError, ResumeError
+from gsm.identity import RunIdentity, RunPaths, code_identity
 from gsm.models import Classifier
+from gsm.train.build import BuiltRun
 from gsm.train.state import RunStatus, TrainState
 
 log = logging.getLogger("gsm.train")
 
 
-def checkpoint_state(model: Classifier, optimizer, scheduler, scaler, state: TrainState, sig: str,
-                     fingerprint: dict[str, Any] | None = None, data_root: str | None = None,
-                     env: dict[str, Any] | None = None) -> dict[str, Any]:
+def checkpoint_state(model: Classifier, optimizer, scheduler, scaler, state: TrainState,
+                     identity: RunIdentity) -> dict[str, Any]:
+    """What ``checkpoints/last.pt`` holds: the run's identity (:meth:`RunIdentity.stamp`: signature, data
+    fingerprint and root, environment with the code hash, the code's per-file hashes), where the run stands, and
+    the weights, optimiser, schedule, AMP scaler and RNG states."""
     return {
-        "signature": sig,
-        "data_fingerprint": fingerprint or {},
-        "data_root": data_root,
-        "environment": env or {},
+        **identity.stamp(),
         "environments": state.environments,
         "epoch": state.epoch,
         "history": state.history,
@@ -45,27 +47,38 @@ def checkpoint_state(model: Classifier, optimizer, scheduler, scaler, state: Tra
     }
 
 
-def restore(path: Path, model: Classifier, optimizer, scheduler, scaler, sig: str,
-            fingerprint: dict[str, Any] | None = None, data_root: str | None = None,
-            env: dict[str, Any] | None = None, resume_anyway: bool = False) -> TrainState:
-    """Load a checkpoint of this config. Refuses other data (fingerprint) and, unless ``resume_anyway``, another
-    environment (:func:`gsm.environment.resume_differences`: world size, device type, torch, code revision, CPU
-    threads on the CPU), since the resumed run's numbers would be those of neither environment."""
-    ckpt = runs.load_checkpoint(path)
-    if not isinstance(ckpt, dict) or ckpt.get("signature") != sig:
-        other = ckpt.get("signature") if isinstance(ckpt, dict) else None
-        raise CheckpointError(f"checkpoint {path} belongs to another config (signature {other} != {sig}); "
-                              f"delete it or rerun with trainer.force=true")
-    recorded = ckpt.get("data_fingerprint")
-    if fingerprint and recorded:
-        diff = fingerprint_differences(recorded, fingerprint)
+def restore(paths: RunPaths, parts: BuiltRun, identity: RunIdentity, resume_anyway: bool = False) -> TrainState:
+    """Load the run folder's checkpoint into ``parts``. Refuses a checkpoint of another run (its signature is not
+    the folder's and this config's), other data (fingerprint) and, unless ``resume_anyway``, another environment
+    (:func:`gsm.environment.resume_differences`: world size, device type, torch, the code's content, CPU threads
+    on the CPU), since the resumed run's numbers would be those of neither."""
+    path = paths.checkpoint
+    ckpt = read_checkpoint(path)
+    then = RunIdentity.from_stamp(ckpt)
+    foreign = paths.foreign(path, ckpt.get("signature"))
+    if foreign or then.signature != identity.signature:
+        raise CheckpointError(f"{foreign or f'checkpoint {path} belongs to another config (signature {then.signature} != {identity.signature})'}"
+                              f"; it is not used: move it away, or rerun with trainer.force=true to start over")
+    if identity.fingerprint and then.fingerprint:
+        diff = fingerprint_differences(then.fingerprint, identity.fingerprint)
         if diff:
             raise DataError(
-                f"cannot resume {path.parent.parent}: its checkpoint was trained on other data "
-                f"(dataset.root {ckpt.get('data_root')!r} then, {data_root!r} now; differs: {'; '.join(diff)}). "
+                f"cannot resume {paths.run_dir}: its checkpoint was trained on other data "
+                f"(dataset.root {then.data_root!r} then, {identity.data_root!r} now; differs: {'; '.join(diff)}). "
                 f"Point dataset.root at the data it started on, or rerun with trainer.force=true to start over on this data"
             )
+    env_then, env = then.environment, identity.environment
+    diff = resume_differences(env_then, env) if env_then else []
+    if diff and not resume_anyway:
+        changed = code_identity().changed_files(ckpt.get("code_files")) if "code" in " ".join(diff) else []
+        files = f"; files changed: {', '.join(changed[:6])}{' …' if len(changed) > 6 else ''}" if changed else ""
+        raise ResumeError(
+            f"cannot resume {paths.run_dir}: its checkpoint (epoch {ckpt.get('epoch')}) was written in another "
+            f"environment ({', '.join(diff)}{files}), so resuming here would give the numbers of neither. Rerun where "
+            f"it ran, or add trainer.resume_anyway=true to continue here (results.json then lists which epochs ran where)"
+        )
     try:
+        model, optimizer, scheduler, scaler = parts.model, parts.optimizer, parts.scheduler, parts.scaler
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
@@ -80,20 +93,11 @@ def restore(path: Path, model: Classifier, optimizer, scheduler, scaler, sig: st
             f"checkpoint {path} has this config's signature but contents this code cannot load "
             f"({type(exc).__name__}: {str(exc).splitlines()[0][:300]}); delete it or rerun with trainer.force=true"
         ) from exc
-    then = ckpt.get("environment")
-    if env is not None and then:
-        diff = resume_differences(then, env)
-        if diff and not resume_anyway:
-            raise ResumeError(
-                f"cannot resume {path.parent.parent}: its checkpoint (epoch {state.epoch}) was written in another "
-                f"environment ({', '.join(diff)}), so resuming here would give the numbers of neither. Rerun where it "
-                f"ran, or add trainer.resume_anyway=true to continue here (results.json then lists which epochs ran where)"
-            )
-        if diff:
-            log.warning("resuming in another environment (%s): trainer.resume_anyway=true; results.json lists "
-                        "which epochs ran where", ", ".join(diff))
-            state.environments = segments(state.environments or segments([], then, 1), env, state.epoch + 1)
-    elif env is not None:
+    if diff:
+        log.warning("resuming in another environment (%s): trainer.resume_anyway=true; results.json lists "
+                    "which epochs ran where", ", ".join(diff))
+        state.environments = segments(state.environments or segments([], env_then, 1), env, state.epoch + 1)
+    elif not env_then:
         print(f"gsm: note: {path} predates environment records, so this resume cannot check that it runs in the "
               f"environment the run started in", file=sys.stderr)
     return state

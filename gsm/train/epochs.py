@@ -16,6 +16,7 @@ from torch import nn
 from gsm.data.types import DatasetSplits
 from gsm.environment import segments
 from gsm.errors import TrainingError
+from gsm.identity import RunIdentity, RunPaths
 from gsm.results import RunRecord
 from gsm.train.build import BuiltRun
 from gsm.train.checkpoints import Checkpointer, checkpoint_state, restore
@@ -40,12 +41,15 @@ class Run:
     trainer: TrainerSettings  # the checked trainer.* values
     machine: Machine  # device, processes, AMP, batch per process
     status: RunStatus  # where the run stands (the entry point's exit messages read it)
-    sig: str  # the run signature (gsm.runs.signature)
+    identity: RunIdentity  # signature, data fingerprint, environment with the code hash: stamped on every file
     splits: DatasetSplits
     parts: BuiltRun
-    env: dict[str, Any]  # gsm.environment.environment: how this process trains
-    run_dir: Path
+    paths: RunPaths  # the run folder's files
     wall_start: float  # time.perf_counter() when the run started
+
+    @property
+    def run_dir(self) -> Path:
+        return self.paths.run_dir
 
     @property
     def epochs(self) -> int:
@@ -61,7 +65,7 @@ class Run:
         train_model = self.parts.training_model(self.machine)
         checkpointer = None
         if self.dist.is_main:
-            checkpointer = Checkpointer(self.run_dir / "checkpoints" / "last.pt", self.machine.device.type == "cuda", self.status)
+            checkpointer = Checkpointer(self.paths.checkpoint, self.machine.device.type == "cuda", self.status)
         reporter = Reporter(self.run_dir, self.dist.is_main)
         try:
             last_eval, last_metrics = self.train_epochs(state, train_model, checkpointer, reporter)
@@ -71,14 +75,13 @@ class Run:
 
     def start(self) -> TrainState:
         """The checkpoint's state when there is one; else a fresh state, after ``head.init=empirical``."""
-        parts, ckpt_path = self.parts, self.run_dir / "checkpoints" / "last.pt"
-        if ckpt_path.exists():
-            state = restore(ckpt_path, parts.model, parts.optimizer, parts.scheduler, parts.scaler, self.sig,
-                            self.splits.fingerprint, self.splits.root, self.env, self.trainer.resume_anyway)
+        parts = self.parts
+        if self.paths.checkpoint.exists() or self.paths.checkpoint.is_symlink():
+            state = restore(self.paths, parts, self.identity, self.trainer.resume_anyway)
             self.status.checkpoint_epoch = state.epoch
             log.info("resuming %s from epoch %d/%d", self.run_dir, state.epoch, self.epochs)
         else:
-            state = TrainState(environments=segments([], self.env, 1))
+            state = TrainState(environments=segments([], self.identity.environment, 1))
             if parts.model.head.empirical_init:
                 empirical_init(parts.model, parts.data.train, self.dist, self.machine.amp)
         log.info("run dir %s | %s on %s x%d | %d train / %d test images | %d CPU threads", self.run_dir,
@@ -130,8 +133,7 @@ class Run:
                 due = (epoch + 1) % every == 0 or epoch + 1 == epochs or status.sigterm  # a SIGTERM: keep this epoch
                 if checkpointer is not None and due:
                     checkpointer.save(checkpoint_state(model, parts.optimizer, parts.scheduler, parts.scaler, state,
-                                                       self.sig, self.splits.fingerprint, self.splits.root, self.env),
-                                      epoch + 1)
+                                                       self.identity), epoch + 1)
                 row["checkpoint_seconds"] = time.perf_counter() - t0
                 reporter.epoch(row, model.head)
                 reporter.summary(state.history)
@@ -160,16 +162,15 @@ class Run:
         train_eval = None
         if self.trainer.analyze_train and parts.data.train_eval is not None:
             train_eval = evaluate(model, parts.data.train_eval, dist, amp)
-        record = build_results(cfg, model, self.splits, last_eval, train_eval, state, time.perf_counter() - self.wall_start,
-                               self.sig, self.env, self.run_dir, metrics=last_metrics)
+        record = build_results(self, state, last_eval, train_eval, last_metrics)
         if dist.is_main:
             headline_key = "mAP_frac" if multilabel else "top1_error_frac"
             hp = {"dataset": cfg.dataset.name, "model": cfg.model.name, "head": cfg.head.name, "seed": int(cfg.seed),
                   "lr": float(cfg.optimizer.lr), "epochs": self.epochs, **model.head.hparams()}
             reporter.hparams(hp, {headline_key: getattr(record, headline_key)})
-            save_outputs(self.run_dir / "test_outputs.pt", last_eval, multilabel)
-            record.write(self.run_dir / "results.json")
-            log.info("finished: %s=%s | results: %s", headline_key, _fmt(getattr(record, headline_key)), self.run_dir / "results.json")
+            record.test_outputs_sha256 = save_outputs(self.paths, last_eval, multilabel, self.identity.signature)
+            record.write(self.paths.record, create_folder=False)
+            log.info("finished: %s=%s | results: %s", headline_key, _fmt(getattr(record, headline_key)), self.paths.record)
         dist.barrier()
         return record
 

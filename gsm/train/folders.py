@@ -8,23 +8,19 @@ import logging
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from gsm import runs
 from gsm.data import fingerprint_differences
-from gsm.data.types import DatasetSplits
 from gsm.errors import DataError
-from gsm.results import ResultsError, RunRecord, read_record
+from gsm.identity import ForeignFileError, RunIdentity, RunPaths, regular_file
+from gsm.results import ResultsError, RunRecord, read_record, record_problems
 from gsm.settings import TrainerSettings
 from gsm.train.device import Dist
 
 log = logging.getLogger("gsm.train")
-
-# what trainer.force=true removes before the run trains again
-FORCED_AWAY = ("results.json", "checkpoints/last.pt", "summary.csv", "test_outputs.pt")
 
 
 def in_sweep() -> bool:
@@ -60,11 +56,13 @@ def locate_run_dir(cfg: DictConfig, sig: str) -> Path:
     return found if found is not None else dataset_dir / runs.readable_name(cfg, recipe_config(cfg), sig)
 
 
-def finished_results(run_dir: Path, splits: DatasetSplits, env_now: dict[str, Any], warn: bool = True) -> RunRecord | None:
-    """The record of a finished run that this config may skip to, after checking its data; None when the run
-    must (re)train. Reads only: a skipped run's folder is left exactly as it was."""
-    path = run_dir / "results.json"
-    if not path.exists():
+def finished_results(paths: RunPaths, identity: RunIdentity, warn: bool = True) -> RunRecord | None:
+    """The record of the finished run in ``paths`` that this run may skip to; None when the run must (re)train.
+    The record must be the folder's run (its signature and config: gsm.results.record_problems; otherwise
+    :class:`ForeignFileError`) on this data (its fingerprint; otherwise :class:`DataError`). Reads only: a
+    skipped run's folder is left exactly as it was."""
+    path = paths.record
+    if not regular_file(path, "run record"):  # a FIFO or a directory named results.json: refused, never waited on
         return None
     try:
         record = read_record(path)
@@ -72,22 +70,29 @@ def finished_results(run_dir: Path, splits: DatasetSplits, env_now: dict[str, An
         if warn:
             log.warning("%s; the run is treated as unfinished and trains again", exc)
         return None
+    problems = record_problems(record)
+    if problems or record.signature != identity.signature:
+        why = problems[0] if problems else f"it carries signature {record.signature!r}, this config's is {identity.signature!r}"
+        raise ForeignFileError(f"{path} is not this run's record: {why}. It is not used: move it away, or rerun with "
+                               f"trainer.force=true to train this run and replace it")
     res = record.to_dict()
     recorded = res.get("data_fingerprint")
     if recorded:
-        diff = fingerprint_differences(recorded, splits.fingerprint)
+        diff = fingerprint_differences(recorded, identity.fingerprint)
         if diff:
             raise DataError(
-                f"{run_dir} finished on other data than dataset.root={splits.root!r} holds now (it ran on "
+                f"{paths.run_dir} finished on other data than dataset.root={identity.data_root!r} holds now (it ran on "
                 f"dataset.root={res.get('data_root')!r}; differs: {'; '.join(diff)}). Rerun with trainer.force=true to "
                 f"retrain on this data (the recorded results are replaced), or use another output_root"
             )
     else:
         print(f"gsm: note: {path} predates data fingerprints, so its data cannot be checked", file=sys.stderr)
+    env_now = identity.environment
     env_then = ({k: v for k, v in (res.get("environment") or {}).items() if v is not None}
                 or {"git_rev": str(res.get("git_rev", "")).removesuffix("-dirty"), "torch": res.get("torch")})
-    changes = [f"{k} {env_then.get(k)} → {env_now.get(k)}" for k in ("git_rev", "git_dirty", "torch", "device_name", "world_size", "cpu_threads")
-               if k in env_then and env_then.get(k) != env_now.get(k)]
+    keys = ("code", "torch", "device_name", "world_size", "cpu_threads") if "code" in env_then else \
+        ("git_rev", "git_dirty", "torch", "device_name", "world_size", "cpu_threads")
+    changes = [f"{k} {env_then.get(k)} → {env_now.get(k)}" for k in keys if k in env_then and env_then.get(k) != env_now.get(k)]
     if changes:
         print(f"gsm: note: this run was made in another environment ({', '.join(changes)}); trainer.force=true retrains",
               file=sys.stderr)
@@ -109,13 +114,20 @@ def take_run_dir(run_dir: Path, wait: bool | None) -> runs.RunLock:
     return lock
 
 
-def tidy_run_dir(run_dir: Path, force: bool) -> None:
-    """Remove what interrupted writes left; with ``trainer.force=true`` also the earlier run's results and checkpoint."""
-    for tmp in runs.remove_debris(run_dir):
+def tidy_run_dir(paths: RunPaths, force: bool) -> None:
+    """Remove what interrupted writes left; with ``trainer.force=true`` also the earlier run's results, checkpoint,
+    summary and test outputs (regular files only: anything else is refused). Makes the checkpoints folder, so
+    that the run's writes never create folders (a run folder removed mid-run is an error, not made anew)."""
+    for tmp in runs.remove_debris(paths.run_dir):
         log.info("removed %s (left by an interrupted write)", tmp)
     if force:
-        for name in FORCED_AWAY:
-            (run_dir / name).unlink(missing_ok=True)
+        for path in (paths.record, paths.checkpoint, paths.summary, paths.outputs):
+            if regular_file(path) or path.is_symlink():
+                path.unlink()
+    try:
+        paths.checkpoint.parent.mkdir(exist_ok=True)
+    except OSError as exc:
+        raise runs.StorageError(f"cannot create {paths.checkpoint.parent} ({exc.strerror or exc})") from None
 
 
 def record_invocation(run_dir: Path, cfg: DictConfig) -> None:
@@ -131,35 +143,38 @@ class ClaimedRunDir:
     """The run's folder as :func:`claim_run_dir` leaves it: the record of a finished run to skip to, or the
     folder taken (rank 0 holds its ``lock``)."""
 
-    run_dir: Path
+    paths: RunPaths
     finished: RunRecord | None
     lock: runs.RunLock | None = None
+
+    @property
+    def run_dir(self) -> Path:
+        return self.paths.run_dir
 
     def release(self) -> None:
         if self.lock is not None:
             self.lock.release()
 
 
-def claim_run_dir(cfg: DictConfig, trainer: TrainerSettings, sig: str, splits: DatasetSplits, env: dict[str, Any],
-                  dist: Dist) -> ClaimedRunDir:
+def claim_run_dir(cfg: DictConfig, trainer: TrainerSettings, identity: RunIdentity, dist: Dist) -> ClaimedRunDir:
     """Every rank gets the run's folder. A finished run (unless ``trainer.force``) is skipped to; otherwise
     rank 0 takes the folder (lock, waiting per ``trainer.wait_for_lock``), looks again (another process may
     have finished it meanwhile), removes what interrupted writes (and ``trainer.force``) leave, and records
     how the run was invoked."""
-    run_dir = dist.from_main(locate_run_dir(cfg, sig) if dist.is_main else None)
+    paths = RunPaths(dist.from_main(locate_run_dir(cfg, identity.signature) if dist.is_main else None))
 
     def finished(warn: bool) -> RunRecord | None:
-        return None if trainer.force else finished_results(run_dir, splits, env, warn=warn)
+        return None if trainer.force else finished_results(paths, identity, warn=warn)
 
     done = dist.on_main(lambda: finished(warn=True))
     if done is not None:
-        return ClaimedRunDir(run_dir, done)
-    claim = ClaimedRunDir(run_dir, None, take_run_dir(run_dir, trainer.wait_for_lock) if dist.is_main else None)
+        return ClaimedRunDir(paths, done)
+    claim = ClaimedRunDir(paths, None, take_run_dir(paths.run_dir, trainer.wait_for_lock) if dist.is_main else None)
     try:
         claim.finished = dist.on_main(lambda: finished(warn=False))  # finished while we waited?
         if claim.finished is None and dist.is_main:
-            tidy_run_dir(run_dir, trainer.force)
-            record_invocation(run_dir, cfg)
+            tidy_run_dir(paths, trainer.force)
+            record_invocation(paths.run_dir, cfg)
     except BaseException:
         claim.release()
         raise

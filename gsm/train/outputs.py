@@ -10,17 +10,21 @@ import logging
 import math
 import sys
 import threading
+import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from omegaconf import DictConfig, OmegaConf
 
 from gsm import analysis, runs
-from gsm.data.types import DatasetSplits
+from gsm.errors import GsmError
 from gsm.heads import Head
-from gsm.models import Classifier
+from gsm.identity import FileKindError, RunPaths
 from gsm.train.loop import EvalOutputs, compute_metrics
 from gsm.train.state import TrainState
+
+if TYPE_CHECKING:
+    from gsm.train.epochs import Run
 
 log = logging.getLogger("gsm.train")
 
@@ -142,10 +146,12 @@ class Reporter:
         writer.writeheader()
         writer.writerows(history)
         try:
-            runs.atomic_write_bytes(self.run_dir / "summary.csv", lambda fh: fh.write(buf.getvalue().encode()))
-        except runs.StorageError as exc:
+            runs.atomic_write_bytes(self.run_dir / "summary.csv", lambda fh: fh.write(buf.getvalue().encode()),
+                                    create_folder=False)
+        except (runs.StorageError, FileKindError, OSError) as exc:  # telemetry: any failed write is one warning
             self._summary_ok = False
-            warn(f"{exc}; summary.csv is not updated any more (results.json will hold the whole history)")
+            text = str(exc) if isinstance(exc, GsmError) else f"cannot write {self.run_dir / 'summary.csv'} ({cause(exc)})"
+            warn(f"{text}; summary.csv is not updated any more (results.json will hold the whole history)")
 
     def close(self) -> None:
         self._guard(lambda: self.writer.close() if self.writer is not None else None)
@@ -214,15 +220,15 @@ def epoch_row(epoch: int, epochs: int, lr: float, train: dict[str, float], metri
     return {"epoch": epoch, "epochs": epochs, "lr": lr, **train, **test}
 
 
-def build_results(
-    cfg: DictConfig, model: Classifier, splits: DatasetSplits, test: EvalOutputs, train_out: EvalOutputs | None,
-    state: TrainState, wall: float, sig: str, env: dict[str, Any], run_dir: Path,
-    metrics: dict[str, Any] | None = None,
-) -> Any:
-    """The run's :class:`gsm.results.RunRecord` (what results.json holds; tables and figures read only it)."""
+def build_results(run: Run, state: TrainState, test: EvalOutputs, train_out: EvalOutputs | None,
+                  metrics: dict[str, Any] | None = None) -> Any:
+    """The :class:`gsm.results.RunRecord` of ``run`` (what results.json holds; tables and figures read only it):
+    its identity (signature, data, environment with the code hash), the last evaluation's ``metrics`` (computed
+    from ``test`` when None), the statistics of ``test`` and ``train_out``, and ``state``'s history."""
     from gsm.results import EmpiricalSplits, Environment, RunRecord, best_epoch, record_metrics
 
-    multilabel = splits.multilabel
+    cfg, model, splits, identity = run.cfg, run.parts.model, run.splits, run.identity
+    env, multilabel = identity.environment, splits.multilabel
     metrics = metrics if metrics is not None else compute_metrics(test, multilabel)  # the last epoch's, when known
     empirical = EmpiricalSplits(
         test=analysis.empirical_stats(test.x, test.targets, multilabel),
@@ -230,17 +236,17 @@ def build_results(
     )
     history = state.history
     return RunRecord(
-        run_name=run_dir.name, signature=sig,
+        run_name=run.paths.run_dir.name, signature=identity.signature,
         dataset=cfg.dataset.name, model=cfg.model.name, head=cfg.head.name,
         mu_init=cfg.head.get("mu"), sigma_init=cfg.head.get("sigma"), lam=cfg.head.get("lam"),
         seed=int(cfg.seed), epochs=state.epoch, multilabel=multilabel,
         num_classes=splits.num_classes, class_names=list(splits.class_names),
         train_samples=len(splits.train), test_samples=len(splits.test), data_notes=splits.notes,
-        data_fingerprint=splits.fingerprint, data_root=splits.root,
+        data_fingerprint=identity.fingerprint, data_root=identity.data_root,
         **record_metrics(metrics, multilabel),
         **({} if multilabel else dict(zip(("best_top1_error_frac", "best_epoch"), best_epoch(state.history)))),
         learned=model.head.learned_stats(), empirical=empirical,
-        history=history, train_time_s=state.train_time, wall_time_s=wall,
+        history=history, train_time_s=state.train_time, wall_time_s=time.perf_counter() - run.wall_start,
         eval_seconds_total=sum(r.get("eval_seconds", 0.0) for r in history),
         checkpoint_seconds_total=sum(r.get("checkpoint_seconds", 0.0) for r in history),
         environment=Environment.of_run(env, state.environments),
@@ -250,8 +256,11 @@ def build_results(
     )
 
 
-def save_outputs(path: Path, out: EvalOutputs, multilabel: bool) -> None:
-    """Test-set x, p and targets for the figures: gsm.results.write_test_outputs (versioned; read back safely)."""
-    from gsm.results import write_test_outputs
+def save_outputs(paths: RunPaths, out: EvalOutputs, multilabel: bool, signature: str) -> str:
+    """Test-set x, p and targets for the figures, stamped with the run's signature (gsm.results.write_test_outputs:
+    versioned, read back safely); returns the file's SHA-256, which the record keeps."""
+    from gsm.results import file_sha256, write_test_outputs
 
-    write_test_outputs(path, out.x, out.probabilities(multilabel), out.targets, multilabel=multilabel)
+    path = write_test_outputs(paths.outputs, out.x, out.probabilities(multilabel), out.targets, multilabel=multilabel,
+                              signature=signature, create_folder=False)
+    return file_sha256(path)
