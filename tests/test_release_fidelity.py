@@ -14,7 +14,8 @@ An independent transcription of the release's update, in float64 torch:
 
 4 steps of gsm's own ``train_one_epoch`` with the optimiser, head and loss that the real Table II, III and IV
 recipes compose to (only the backbone is swapped for a tiny ConvNet, the same one on both sides) must equal 4
-release steps on the same weights and batches — the last batch partial — to ≤ 1e-10 relative (weights, μ, σ),
+release steps — with the release's own λ, lr, weight decay, momentum and ``gsm_lr_w``, transcribed from its scripts
+and ``opts.lua`` (``OPTS_LUA``, ``SCRIPTS``), not read from gsm's config — on the same weights and batches — the last batch partial — to ≤ 1e-10 relative (weights, μ, σ),
 and the updates themselves to ≤ 1e-8 relative. The learning-rate schedules are compared with the release's
 ``learningRate(epoch)`` epoch by epoch.
 """
@@ -93,17 +94,40 @@ def gsm_steps(cfg: dict, model, data) -> None:
 
 # --------------------------------------------------------------------------- the release, transcribed
 
+# The release's hyper-parameters, from its own files (luoyan407/gsoftmax 0e1278a), not from gsm's config: a wrong
+# recipe value then fails the comparison below. opts.lua: the defaults every script inherits.
+OPTS_LUA = {
+    "momentum": 0.9,     # opts.lua:41  cmd:option('-momentum',        0.9,   'momentum')
+    "weightDecay": 1e-4,  # opts.lua:42  cmd:option('-weightDecay',     1e-4,  'weight decay')
+    "gsm_scale": 1,      # opts.lua:62  cmd:option('-gsm_scale',      1, 'Gaussian softmax scale')
+    "gsm_lr_w": 1,       # opts.lua:63  cmd:option('-gsm_lr_w',      1, 'Gaussian learning rate weight')
+}
+# The G-softmax command of each script (its second command, lines 19-39/40).
+SCRIPTS = {
+    "coco": {"LR": 1e-05, "gsm_scale": 1},                       # train_coco.sh:32 -LR 1e-05, :38 -gsm_scale 1
+    "nuswide": {"LR": 1e-05, "gsm_scale": .1, "gsm_lr_w": 100},  # train_nuswide.sh:32, :38 -gsm_scale .1, :39 -gsm_lr_w 100
+    "tiny_imagenet": {"LR": 1e-03, "gsm_scale": .1},             # train_tinyimgnet.sh:32 -LR 1e-03, :38 -gsm_scale .1
+}
+
+
+def release_constants(dataset: str) -> tuple[float, float, float, float, float]:
+    """(λ, lr, weight decay, momentum, gsm_lr_w) of the release's G-softmax run on ``dataset``. λ: main_single.lua:45
+    passes opt.gsm_scale to GaussianSoftMaxCriterion; main_multi.lua:50 builds MltGaussianSoftMaxCriterion without
+    it, whose λ then defaults to 1 (src/MltGaussianSoftMaxCriterion.lua:25), so -gsm_scale is unused there."""
+    opt = {**OPTS_LUA, **SCRIPTS[dataset]}
+    lam = float(opt["gsm_scale"]) if dataset == "tiny_imagenet" else 1.0
+    return lam, float(opt["LR"]), float(opt["weightDecay"]), float(opt["momentum"]), float(opt["gsm_lr_w"])
+
 
 def _phi_unnormalised(x, mu, sigma):
     return torch.exp(-((x - mu) ** 2) / (2 * sigma**2))
 
 
-def release_steps(cfg: dict, model, data, multilabel: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """4 release steps on ``model`` (a copy of gsm's initial model); returns the final μ, σ."""
+def release_steps(dataset: str, model, data, multilabel: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """4 release steps on ``model`` (a copy of gsm's initial model) with the release's constants for ``dataset``;
+    returns the final μ, σ."""
     head = model.head
-    lam, lr = float(cfg["head"]["lam"]), float(cfg["optimizer"]["lr"])
-    wd, mom = float(cfg["optimizer"]["weight_decay"]), float(cfg["optimizer"]["momentum"])
-    lr_w = float(cfg["head"]["dist_lr_mult"])
+    lam, lr, wd, mom, lr_w = release_constants(dataset)
     mu = head.mu_param.detach().clone()
     sigma = head.sigma_param.detach().clone()
     params = {n: p for n, p in model.named_parameters() if n not in ("head.mu_param", "head.sigma_param")}
@@ -164,7 +188,7 @@ def _compare(cfg: dict, num_classes: int, multilabel: bool) -> dict[str, float]:
     theirs = copy.deepcopy(ours)
     before = {n: p.detach().clone() for n, p in ours.named_parameters()}
     gsm_steps(cfg, ours, data)
-    mu, sigma = release_steps(cfg, theirs, data, multilabel)
+    mu, sigma = release_steps(cfg["dataset"]["name"], theirs, data, multilabel)
     errors: dict[str, float] = {}
     expected = dict(theirs.named_parameters())
     expected["head.mu_param"], expected["head.sigma_param"] = mu, sigma
@@ -188,6 +212,19 @@ def test_four_gsm_steps_equal_four_release_steps(case):
     for name, err in errors.items():
         assert err <= (1e-8 if name.endswith("(update)") else 1e-10), (name, err)
     assert {"head.mu_param (update)", "head.sigma_param (update)", "head.fc.weight (update)"} <= set(errors)
+
+
+def test_a_wrong_recipe_value_would_fail_the_comparison():
+    """The release's constants come from the transcription above: a recipe whose λ, lr, weight decay, momentum or
+    μ/σ lr factor differed from the scripts' would not match (each off by a factor of 2 here; weight decay moves the
+    update least, ~1e-5 relative at lr 1e-5, still 100x over the comparison's 1e-8)."""
+    experiment, num_classes, multilabel = CASES["table4 (NUS-WIDE, multi-label, mu/sigma lr x100)"]
+    for override, moved in [("recipe.lam=2.0", "head.fc.weight (update)"), ("optimizer.lr=2e-5", "head.fc.weight (update)"),
+                            ("optimizer.weight_decay=2e-4", "head.fc.weight (update)"),
+                            ("optimizer.momentum=0.45", "head.fc.weight (update)"),
+                            ("recipe.dist_lr_mult=200", "head.mu_param (update)")]:
+        errors = _compare(recipe(experiment, override), num_classes, multilabel)
+        assert errors[moved] > 100 * 1e-8, (override, errors[moved])  # 100x the comparison's tolerance
 
 
 def test_mean_reduction_or_autograd_mu_sigma_would_not_reproduce_the_release():
