@@ -13,9 +13,10 @@ swept (``-m output_root=a,b``: each job's sweep folder is under its own output_r
 directory (``hydra.job.chdir: true`` from a config file: a relative folder would be read from there). So when
 the sweep starts, :class:`SweepReport` puts that folder in the environment (:data:`FAILURES_ENV`), which the jobs
 inherit wherever they run as the command's children: in this process (Hydra's basic launcher), in Ray's worker
-processes on this machine (the Ray launcher starts Ray after the sweep starts), in SLURM jobs (``sbatch`` passes
-the submitting environment on by default). A job that does not have it (a Ray cluster started beforehand) writes
-into its own sweep folder, made absolute from where Hydra resolved it.
+processes on this machine (the Ray launcher starts Ray after the sweep starts; the ``gsm_ray`` preset also passes
+it in each task's ``runtime_env``, for a cluster started beforehand), in SLURM jobs (``sbatch`` passes the
+submitting environment on by default). A job that does not have it writes into its own sweep folder, made
+absolute from where Hydra resolved it.
 """
 
 from __future__ import annotations

@@ -1,0 +1,314 @@
+"""The command line and the processes of a run (issue #26): paths are data, never Hydra syntax; a sweep reports
+every failed job and exits 2 wherever its failure note lands; SIGTERM is one line and leaves no trainer behind;
+a sweep without -m is one line. Every test goes through the real entry points (train.py, gsm-tables)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, pinned, run_cli, run_process
+
+TINY = ("trainer.epochs=1", "dataset.subset=64", "trainer.analyze_train=false")  # the shared run "tiny"
+TWO_EPOCHS = ("trainer.epochs=2", "dataset.subset=64", "trainer.analyze_train=false")  # the shared run "two_epochs"
+# a folder name made of what Hydra's override grammar reads as syntax: a sweep (,), a key (=), a dict ({ }),
+# whitespace and both quotes
+HOSTILE = "a,b=c {d} 'e\""
+
+
+def _gsm_lines(text: str) -> list[str]:
+    return [ln for ln in text.splitlines() if ln.startswith(("gsm:", "gsm-tables:"))]
+
+
+def _hydra_value(override: str):
+    """What Hydra's own parser makes of ``key=value`` on a command line (as ``train.py -m`` reads it)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_override(override)
+    assert not parsed.is_sweep_override(), override
+    return parsed.value()
+
+
+# --------------------------------------------------------------------------- paths are data
+
+
+@pytest.mark.parametrize("value", [
+    HOSTILE, "/data/x,y/runs", "with space", "${oc.env:HOME}", "$HOME/x", "a\\b", "trailing\\", "it\\'s", "\\${x}",
+    "[1,2]", "{a: 1}", "null", "true", "1e3", "~x", "a:b", "x=y", "'", '"', "",
+])
+def test_a_quoted_path_composes_back_to_itself(value):
+    """gsm.overrides.quote: whatever a path holds, Hydra's parser and OmegaConf's interpolation give it back."""
+    from omegaconf import OmegaConf
+
+    from gsm.overrides import path_override
+
+    cfg = OmegaConf.create({"output_root": "outputs"})
+    OmegaConf.update(cfg, "output_root", _hydra_value(path_override("output_root", value)), merge=True)
+    assert cfg.output_root == value
+
+
+@pytest.mark.slow
+def test_gsm_tables_launches_into_a_folder_named_with_hydra_syntax(tmp_path, capsys):
+    """The issue's case: --runs "/data/x,y/runs" launched every row twice, into /data/x and y. A one-row grid of
+    the smoke profile, whose runs folder and fixtures (dataset.root) live in a folder named a,b=c {d} 'e", is
+    launched as gsm-tables launches (the real train.py -m): the run lands in that exact folder, on those fixtures,
+    and the printed command, pasted into a shell, is the command that ran."""
+    from gsm.grid import Grid
+    from gsm.profiles import PROFILES
+    from gsm.reproduce import ensure_fixtures, launch, launch_commands
+
+    base = tmp_path / HOSTILE
+    exp = "table1/vgg16_cifar10_softmax"
+    fixtures = ensure_fixtures(base / "fixtures", {"cifar10": PROFILES["smoke"].fixture_sizes.get("cifar10", {})})
+    grid = Grid([exp], "smoke", base / "runs", fixtures_dir=fixtures)
+    (cmd,) = launch_commands(grid, [exp])
+    launch(grid, [exp])
+    assert grid.missing() == []
+    records = list(tmp_path.rglob("results.json"))
+    assert len(records) == 1 and records[0].is_relative_to(base / "runs" / "cifar10"), records
+    assert sorted(p.name for p in tmp_path.iterdir()) == [HOSTILE]  # nothing split off beside it
+    assert json.loads(records[0].read_text())["data_root"] == str(fixtures)
+    printed = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("gsm-tables: running "))
+    assert shlex.split(printed.removeprefix("gsm-tables: running ")) == cmd
+
+
+@pytest.mark.slow
+def test_gsm_tables_takes_runs_and_o_paths_literally(tmp_path, monkeypatch, capsys):
+    """--runs and -o dataset.root with a comma, '=', braces and quotes: Table IV's 6 rows are still 6 jobs in
+    one command (with Table I's rows it was 48 jobs for 24: every row twice, into two wrong folders), with one
+    output_root and one dataset.root, exactly the folders given."""
+    import gsm.data_check
+    import gsm.reproduce
+
+    started: list[list[str]] = []
+    monkeypatch.setattr(gsm.reproduce, "_run_trainer", lambda cmd, *a, **kw: started.append(cmd) or (0, False))
+    monkeypatch.setattr(gsm.data_check, "check_data", lambda *a, **kw: None)  # no dataset there: not the subject
+    runs, data = tmp_path / HOSTILE / "runs", tmp_path / "data,x=y {z}"
+    code = gsm.reproduce.main(["table4", "--runs", str(runs), "-o", f"dataset.root={data}", "--out", str(tmp_path / "t"),
+                               "--figures-out", str(tmp_path / "f")])
+    assert code == 0, capsys.readouterr().err[-3000:]
+    (cmd,) = started
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    sweeps = [o for o in OverridesParser.create().parse_overrides(cmd[3:]) if o.is_sweep_override()]
+    assert [(o.key_or_group, len(list(o.sweep_string_iterator()))) for o in sweeps] == [("experiment", 6)]
+    (root,) = [_hydra_value(a) for a in cmd if a.startswith("output_root=")]
+    (data_root,) = [_hydra_value(a) for a in cmd if a.startswith("dataset.root=")]
+    assert (root, data_root) == (str(runs.parent.resolve()), str(data))
+
+
+# --------------------------------------------------------------------------- sweeps: every failed job, exit 2
+
+
+def _failed_jobs(err: str) -> list[str]:
+    return [ln for ln in err.splitlines() if ln.startswith("gsm:   job ")]
+
+
+@pytest.mark.slow
+def test_a_sweep_over_output_root_reports_every_failed_job(tmp_path):
+    """-m output_root=a,b: each job's own sweep folder is under its own output_root; both failures are reported
+    and the sweep exits 2 (it printed two errors and exited 0)."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    out = run_cli("-m", f"output_root={a},{b}", "optimizer.lr=-1", *TINY)
+    assert out.returncode == 2, out.stderr[-3000:]
+    assert out.stderr.count("gsm: error: optimizer.lr must be") == 2
+    assert "gsm: 2 job(s) of this sweep failed" in out.stderr and len(_failed_jobs(out.stderr)) == 2
+    assert "Traceback" not in out.stderr
+
+
+@pytest.mark.slow
+def test_a_sweep_whose_config_file_changes_directory_reports_its_failed_jobs(tmp_path):
+    """hydra.job.chdir: true from a user's experiment (--config-dir): the jobs run in their sweep folder, every
+    job is refused (gsm resolves paths from where it starts) and the sweep says so and exits 2."""
+    (tmp_path / "cfg" / "experiment").mkdir(parents=True)
+    (tmp_path / "cfg" / "experiment" / "mine.yaml").write_text("# @package _global_\nhydra:\n  job:\n    chdir: true\n")
+    out = run_cli("-m", "--config-dir", str(tmp_path / "cfg"), "experiment=mine", "optimizer.lr=0.1,0.2", *TINY,
+                  "output_root=runs_here", cwd=tmp_path)
+    assert out.returncode == 2, out.stderr[-3000:]
+    assert len(_failed_jobs(out.stderr)) == 2 and all("hydra.job.chdir" in ln for ln in _failed_jobs(out.stderr))
+    notes = sorted(p.relative_to(tmp_path).parts for p in tmp_path.rglob("failed/*.json"))
+    assert len(notes) == 2 and all(len(parts) == 5 for parts in notes), notes  # runs_here/sweeps/<time>/failed/N.json
+
+
+@pytest.mark.slow
+def test_a_ray_sweep_reports_the_failed_jobs_of_its_workers(tmp_path):
+    """The Ray launcher runs each job in a worker process: their failures (each job with its own output_root) reach
+    the command's report, exit 2. Ray is started by the sweep (address=local), never joined: a cluster another
+    process left running on this machine would otherwise be joined (ray.init's default)."""
+    pytest.importorskip("hydra_plugins.hydra_ray_launcher")
+    out = run_process("-m", "hydra/launcher=gsm_ray", "hydra.launcher.ray.init.address=local",
+                      f"output_root={tmp_path / 'a'},{tmp_path / 'b'}", "optimizer.lr=-1",
+                      *TINY, timeout=400, env={"RAY_USAGE_STATS_ENABLED": "0"})
+    assert out.returncode == 2, (out.stdout[-2000:], out.stderr[-3000:])
+    assert "gsm: 2 job(s) of this sweep failed" in out.stderr and len(_failed_jobs(out.stderr)) == 2
+
+
+def test_a_sweep_without_multirun_is_one_line(cli):
+    for arg in ("head.loss_reduction=mean,sum", "head=softmax,gsoftmax"):
+        out = cli(arg)
+        assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
+        line = out.stderr.strip()
+        assert line.startswith(f"gsm: error: {arg} is a sweep") and f"python train.py -m {arg}" in line, line
+    assert not any(cli.root.iterdir())
+
+
+# --------------------------------------------------------------------------- SIGTERM
+
+
+# train.py as a shell starts it, held at the start of ``import torch`` until the test has sent its signal: the hook
+# writes argv[1] when the import begins and goes on once argv[2] exists (as tests/test_run_integrity.py's Ctrl-C test)
+_HELD_AT_TORCH_IMPORT = """
+import importlib.abc, os, runpy, sys, time
+reached, go = sys.argv[1], sys.argv[2]
+class HoldTorchImport(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch":
+            sys.meta_path.remove(self)
+            open(reached, "w").close()
+            while not os.path.exists(go):
+                time.sleep(0.01)
+        return None
+sys.meta_path.insert(0, HoldTorchImport())
+sys.argv = sys.argv[3:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def _wait_for(predicate, proc: subprocess.Popen, timeout: float = 300) -> None:
+    """Until ``predicate()`` (a state of the process, never a time); fails if the process ends first."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(f"state not reached (process exit {proc.poll()})")
+        time.sleep(0.01)
+
+
+@pytest.mark.slow
+def test_sigterm_while_the_trainer_imports_torch_is_one_line(tmp_path):
+    reached, go = tmp_path / "importing-torch", tmp_path / "sigterm-sent"
+    proc = subprocess.Popen([sys.executable, "-c", _HELD_AT_TORCH_IMPORT, str(reached), str(go), str(REPO / "train.py"),
+                             f"output_root={tmp_path / 'out'}", *pinned(TINY)], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for(reached.exists, proc)
+        proc.send_signal(signal.SIGTERM)
+    finally:
+        go.touch()
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 143, err[-2000:]
+    assert err.strip().splitlines() == ["gsm: terminated (SIGTERM) before training started; nothing was written"]
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_sigterm_while_waiting_for_a_run_lock_says_the_rerun_resumes_from_the_checkpoint(trained):
+    """A second process on a run that holds the checkpoint of epoch 2 waits for the run's lock (held here); a
+    SIGTERM then says what a rerun does: resume from that checkpoint (it said "no checkpoint was written yet, so a
+    rerun starts over"). The SIGTERM is sent once the trainer is inside the lock's wait (its stack says so)."""
+    from filelock import FileLock
+
+    root = trained("two_epochs")
+    run_dir = next(root.rglob("results.json")).parent
+    (run_dir / "results.json").unlink()  # stopped after its checkpoint of epoch 2, before its record
+    holder = FileLock(str(run_dir / ".lock"))
+    holder.acquire()
+    main = threading.main_thread().ident
+    got: list[int] = []
+    previous = signal.signal(signal.SIGTERM, lambda *_: got.append(1))  # the suite's own, should the trainer's be unset
+
+    def in_lock_wait() -> bool:
+        frame = sys._current_frames().get(main)
+        while frame is not None:
+            if frame.f_code.co_name == "acquire" and "filelock" in frame.f_code.co_filename:
+                return True
+            frame = frame.f_back
+        return False
+
+    def send_when_waiting() -> None:
+        deadline = time.monotonic() + 300
+        while not in_lock_wait() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    sender = threading.Thread(target=send_when_waiting, daemon=True)
+    try:
+        sender.start()
+        out = run_cli(f"output_root={root}", *TWO_EPOCHS, "trainer.wait_for_lock=true")
+        sender.join(timeout=300)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        holder.release()
+    assert not got, "the SIGTERM reached the suite, not the trainer"
+    assert out.returncode == 143, out.stderr[-3000:]
+    assert _gsm_lines(out.stderr) == [f"gsm: terminated (SIGTERM) before training started; rerun the same command to "
+                                      f"resume from the checkpoint of epoch 2 in {run_dir}"]
+    assert not (run_dir / "results.json").exists()
+
+
+# gsm-tables whose launch command is a child that waits like a trainer and stops like one on SIGTERM (printing its
+# pid, so that the test can see it is gone)
+_WAITING_LAUNCH = """
+import sys
+import gsm.reproduce as r
+child = '''
+import os, signal, sys, time
+def stop(*_):
+    print("child: terminated, checkpoint kept", flush=True)
+    sys.exit(143)
+signal.signal(signal.SIGTERM, stop)
+print(f"child: training {os.getpid()}", flush=True)
+time.sleep(300)
+'''
+r.launch_commands = lambda *a, **k: [[sys.executable, "-c", child], [sys.executable, "-c", "print('child: second group')"]]
+import gsm.data_check
+gsm.data_check.check_data = lambda *a, **k: None  # the table's data is not the subject (no COCO here)
+sys.argv = ["gsm-tables", *sys.argv[1:]]
+r.cli()
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("who", ["gsm-tables only", "the process group"])
+def test_sigterm_to_gsm_tables_stops_its_trainer_first_one_line_exit_143(tmp_path, who):
+    proc = subprocess.Popen([sys.executable, "-c", _WAITING_LAUNCH, "table3", "--runs", str(tmp_path / "runs"),
+                             "--out", str(tmp_path / "t")], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    try:
+        lines = []
+        for line in proc.stdout:  # gsm-tables composes the grid, prints its command, starts the child
+            lines.append(line)
+            if line.startswith("child: training"):
+                break
+        child = int(lines[-1].split()[-1])
+        if who == "gsm-tables only":
+            proc.send_signal(signal.SIGTERM)  # kill <pid>, timeout(1): the child did not get it
+        else:
+            os.killpg(proc.pid, signal.SIGTERM)  # both got it: the child acts on its first
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 143, err
+    assert "child: terminated, checkpoint kept" in out  # the trainer stopped its own way
+    assert "child: second group" not in out  # nothing launched after it
+    assert err.splitlines() == ["gsm-tables: terminated (SIGTERM); the trainer stopped (runs that finished are kept, an "
+                                "unfinished one keeps its last checkpoint): rerun the same command to resume"]
+    assert not _alive(child)  # no orphan left training
+    assert not (tmp_path / "t").exists()  # nothing was tabled after the stopped launch
