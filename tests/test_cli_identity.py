@@ -164,21 +164,22 @@ def test_a_sweep_without_multirun_is_one_line(cli):
 # --------------------------------------------------------------------------- SIGTERM
 
 
-# train.py as a shell starts it, held at the start of ``import torch`` until the test has sent its signal: the hook
-# writes argv[1] when the import begins and goes on once argv[2] exists (as tests/test_run_integrity.py's Ctrl-C test)
-_HELD_AT_TORCH_IMPORT = """
+# train.py as a shell starts it, held at the start of ``import <argv[1]>`` until the test has sent its signal: the
+# hook writes argv[2] when the import begins and goes on once argv[3] exists (as tests/test_run_integrity.py's
+# Ctrl-C test)
+_HELD_AT_IMPORT = """
 import importlib.abc, os, runpy, sys, time
-reached, go = sys.argv[1], sys.argv[2]
-class HoldTorchImport(importlib.abc.MetaPathFinder):
+module, reached, go = sys.argv[1], sys.argv[2], sys.argv[3]
+class HoldImport(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
-        if name == "torch":
+        if name == module:
             sys.meta_path.remove(self)
             open(reached, "w").close()
             while not os.path.exists(go):
                 time.sleep(0.01)
         return None
-sys.meta_path.insert(0, HoldTorchImport())
-sys.argv = sys.argv[3:]
+sys.meta_path.insert(0, HoldImport())
+sys.argv = sys.argv[4:]
 runpy.run_path(sys.argv[0], run_name="__main__")
 """
 
@@ -193,9 +194,12 @@ def _wait_for(predicate, proc: subprocess.Popen, timeout: float = 300) -> None:
 
 
 @pytest.mark.slow
-def test_sigterm_while_the_trainer_imports_torch_is_one_line(tmp_path):
-    reached, go = tmp_path / "importing-torch", tmp_path / "sigterm-sent"
-    proc = subprocess.Popen([sys.executable, "-c", _HELD_AT_TORCH_IMPORT, str(reached), str(go), str(REPO / "train.py"),
+@pytest.mark.parametrize("module", ["hydra", "torch"])
+def test_sigterm_while_the_trainer_starts_is_one_line(tmp_path, module):
+    """SIGTERM while the command line is checked (Hydra being imported) or while torch is imported (the first
+    seconds, where it killed the process without a line): one line, exit 143, nothing written."""
+    reached, go = tmp_path / f"importing-{module}", tmp_path / "sigterm-sent"
+    proc = subprocess.Popen([sys.executable, "-c", _HELD_AT_IMPORT, module, str(reached), str(go), str(REPO / "train.py"),
                              f"output_root={tmp_path / 'out'}", *pinned(TINY)], cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
