@@ -147,6 +147,35 @@ def test_console_scripts_of_the_wheel_run_from_another_directory(installed):
     assert "usage:" in proc.stdout.lower() and "gsm-tables" in proc.stdout
 
 
+def test_an_edit_of_the_installed_code_refuses_the_resume_without_git(installed, tmp_path):
+    """A pip-installed gsm (no .git anywhere: git_rev "unknown" before and after) sees an edit of its own source
+    between an interrupted run and its rerun through the content hash, names the file, and resumes with
+    trainer.resume_anyway=true, recording both code hashes."""
+    from gsm.results import read_record
+
+    _, site, work = installed
+    copy = tmp_path / "site"
+    shutil.copytree(site, copy, symlinks=True)  # our own copy: the module's installed folder stays as built
+    cmd = [sys.executable, "-m", "gsm.train", f"output_root={tmp_path / 'out'}", "trainer.cpu_threads=1",
+           "trainer.epochs=1", "dataset.subset=64", "trainer.analyze_train=false"]
+    first = _run(cmd, copy, work)
+    assert first.returncode == 0, first.stderr[-3000:]
+    (result,) = (tmp_path / "out").rglob("results.json")
+    rec = read_record(result)
+    assert rec.git_rev == "unknown" and rec.environment.code is not None
+    result.unlink()  # as if it had been interrupted after its last checkpoint
+    metrics = copy / "gsm" / "metrics.py"
+    metrics.write_text(metrics.read_text() + "\n# an edit after the interruption\n")
+    refused = _run(cmd, copy, work)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr[-3000:]
+    (line,) = [ln for ln in refused.stderr.splitlines() if ln.startswith("gsm: error:")]
+    assert f"code {rec.environment.code} →" in line and "files changed: metrics.py" in line and not result.exists()
+    anyway = _run([*cmd, "trainer.resume_anyway=true"], copy, work)
+    assert anyway.returncode == 0, anyway.stderr[-3000:]
+    segments = read_record(result).environment.segments
+    assert [s.code for s in segments][0] == rec.environment.code and segments[1].code not in (None, rec.environment.code)
+
+
 def test_help_says_what_gsm_is_with_groups_keys_and_run_folders(installed):
     """``gsm-train --help`` uses gsm's help template (gsm/configs/hydra/help/gsm.yaml), not Hydra's generic text."""
     _, site, work = installed

@@ -13,6 +13,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from gsm import runs
+from gsm.checkpoint_file import read_checkpoint_meta
 from gsm.data import fingerprint_differences
 from gsm.errors import DataError
 from gsm.identity import ForeignFileError, RunIdentity, RunPaths, regular_file
@@ -100,6 +101,18 @@ def finished_results(paths: RunPaths, identity: RunIdentity, warn: bool = True) 
     return record
 
 
+def check_checkpoint(paths: RunPaths, identity: RunIdentity) -> None:
+    """Refuse a checkpoint in the folder that is not this run's (another run's copied in: its signature is not the
+    folder's), read without the weights; the full checks (data, environment, code) come with the resume."""
+    if not (paths.checkpoint.exists() or paths.checkpoint.is_symlink()):
+        return
+    signature = read_checkpoint_meta(paths.checkpoint).get("signature")
+    foreign = paths.foreign(paths.checkpoint, signature)
+    if foreign or signature != identity.signature:
+        raise ForeignFileError(f"{foreign or f'{paths.checkpoint} belongs to another config (signature {signature!r}, this run is {identity.signature!r})'}"
+                               f"; it is not used: move it away, or rerun with trainer.force=true to start over")
+
+
 def take_run_dir(run_dir: Path, wait: bool | None) -> runs.RunLock:
     """Create the run folder and take its lock: wait for another process that holds it when
     ``trainer.wait_for_lock`` says so (null: in a sweep, which may launch the same config twice), else fail."""
@@ -173,6 +186,8 @@ def claim_run_dir(cfg: DictConfig, trainer: TrainerSettings, identity: RunIdenti
     try:
         claim.finished = dist.on_main(lambda: finished(warn=False))  # finished while we waited?
         if claim.finished is None and dist.is_main:
+            if not trainer.force:
+                check_checkpoint(paths, identity)  # before anything in the folder is touched
             tidy_run_dir(paths, trainer.force)
             record_invocation(paths.run_dir, cfg)
     except BaseException:
