@@ -217,7 +217,7 @@ def fingerprint_differences(recorded: Mapping[str, Any], current: Mapping[str, A
 
 def _pad_mode(cfg: Mapping[str, Any], splits: DatasetSplits) -> str:
     """``dataset.pad_mode`` for the device loaders (the dataset modules check it against their images)."""
-    from gsm.data.files import setting
+    from gsm.data.files import setting  # here, not at the top: gsm.data.files imports PIL, which the digits never need
 
     modes = DATASETS[splits.name].pad_modes
     if len(modes) > 1:

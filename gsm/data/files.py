@@ -353,6 +353,7 @@ def multilabel_file_splits(cfg: Mapping[str, Any], info: DatasetInfo, class_name
                            train: tuple[Sequence[Path], Tensor], test: tuple[Sequence[Path], Tensor],
                            notes: dict[str, Any]) -> Any:
     """DatasetSplits of FileSplits with the multi-label pipelines of docs/datasets.md (COCO, NUS-WIDE)."""
+    # torchvision's transforms only where they are used: importing them costs seconds a tensor dataset never needs
     from gsm.data.transforms import (
         IMAGENET_MEAN, IMAGENET_STD, TRAIN_CROPS, eval_transform, multilabel_train, multiscale_side,
     )
