@@ -601,7 +601,7 @@ def warn_unreadable(bad: Iterable[tuple[Path, str]], prog: str = "gsm-tables", f
     bad = list(bad)
     if not bad:
         return
-    lines = [f"{prog}: warning: skipped {len(bad)} unreadable results.json (treated as not run):"]
+    lines = [f"{prog}: warning: skipped {len(bad)} unreadable or foreign results.json (treated as not run):"]
     lines += [f"  {p}: {one_line(why)}" for p, why in bad]
     print("\n".join(lines), file=file or sys.stderr)
 

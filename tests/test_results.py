@@ -319,7 +319,7 @@ def test_unreadable_results_are_skipped_with_one_warning(tmp_path, capsys):
     capsys.readouterr()
     assert main(["table4", "--runs", str(runs), "--out", str(tmp_path / "t"), "--no-run"]) == 0
     err = capsys.readouterr().err
-    assert err.count("warning") == 1 and "skipped 3 unreadable results.json" in err
+    assert err.count("warning") == 1 and "skipped 3 unreadable or foreign results.json" in err
     assert all(str(p) in err for p in bad)
     assert "| 60.0 |" in (tmp_path / "t" / "table4.md").read_text()
 
@@ -354,7 +354,7 @@ def test_records_contradicting_their_config_are_skipped_naming_the_field(tmp_pat
     capsys.readouterr()
     assert main(["table2", "--runs", str(runs), "--out", str(tmp_path / "t"), "--no-run"]) == 0
     err = capsys.readouterr().err
-    assert err.count("warning") == 1 and "skipped 1 unreadable results.json" in err
+    assert err.count("warning") == 1 and "skipped 1 unreadable or foreign results.json" in err
     (line,) = [ln for ln in err.splitlines() if str(tampered) in ln]
     assert f"{tampered}: contradicts its own config: " in line and why in line, line
     md = (tmp_path / "t" / "table2.md").read_text()
