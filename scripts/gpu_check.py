@@ -320,8 +320,11 @@ def sec_overhead(smoke: bool) -> list[Row]:
             extra = ["trainer.device=cuda"]
         made = time.perf_counter() - start
         # every epoch evaluated here, to time the test pass twice; the recipe itself evaluates every 5 epochs
-        overrides = ["experiment=table1/wrn_cifar100_gsoftmax", f"dataset.root={root / 'cifar100'}", "trainer.epochs=2",
-                     f"output_root={root / 'out'}", "trainer.progress=false", "trainer.compile=false",
+        from gsm.overrides import path_override  # a temporary folder's path is data, never Hydra syntax
+
+        overrides = ["experiment=table1/wrn_cifar100_gsoftmax", path_override("dataset.root", root / "cifar100"),
+                     "trainer.epochs=2", path_override("output_root", root / "out"), "trainer.progress=false",
+                     "trainer.compile=false",
                      "trainer.eval_every=1", *extra]
         start = time.perf_counter()
         proc = subprocess.run([sys.executable, str(REPO / "train.py"), *overrides], cwd=REPO, capture_output=True, text=True)
@@ -645,11 +648,13 @@ def sec_end_to_end(smoke: bool) -> list[Row]:
     runs = [("digits G-softmax, compile=auto", ["dataset=digits"]),
             ("digits_mosaic G-softmax, head.init=empirical, eager", ["dataset=digits_mosaic", "head.init=empirical",
                                                                       "trainer.compile=false"])]
+    from gsm.overrides import path_override  # a temporary folder's path is data, never Hydra syntax
+
     with tempfile.TemporaryDirectory(prefix="gsm-gpu-check-e2e-") as tmp:
         for label, extra in runs:
             out = Path(tmp) / label.split()[0]
             cmd = [sys.executable, str(REPO / "train.py"), *extra, "trainer.epochs=2", f"trainer.device={device}",
-                   f"output_root={out}", "trainer.progress=false", *(["dataset.subset=256"] if smoke else [])]
+                   path_override("output_root", out), "trainer.progress=false", *(["dataset.subset=256"] if smoke else [])]
             start = time.perf_counter()
             proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
             wall = time.perf_counter() - start
