@@ -134,7 +134,8 @@ def launch(grid: Grid, experiments: list[str], launcher: str = "basic", seeds: l
         print(f"gsm-tables: running {printable}", flush=True)
         cwd = REPO if (REPO / "train.py").exists() else None
         code, interrupted = _run_trainer(cmd, cwd, {**os.environ, "HYDRA_FULL_ERROR": os.environ.get("HYDRA_FULL_ERROR", "0")})
-        if interrupted == "SIGTERM" or code in (143, -signal.SIGTERM):  # SIGTERM here, or to the trainer alone
+        # SIGTERM here, or to the trainer alone (not the SIGTERM that a Ctrl-C's escalation sent it)
+        if interrupted == "SIGTERM" or (not interrupted and code in (143, -signal.SIGTERM)):
             raise Terminated(TERMINATED_LAUNCH)
         if interrupted or code in (130, -signal.SIGINT):  # Ctrl-C here, or in the trainer alone
             raise Interrupted(INTERRUPTED_LAUNCH)

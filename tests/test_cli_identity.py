@@ -316,3 +316,40 @@ def test_sigterm_to_gsm_tables_stops_its_trainer_first_one_line_exit_143(tmp_pat
                                 "unfinished one keeps its last checkpoint): rerun the same command to resume"]
     assert not _alive(child)  # no orphan left training
     assert not (tmp_path / "t").exists()  # nothing was tabled after the stopped launch
+
+
+@pytest.mark.parametrize("trainer, ends_in", [
+    ((143, "SIGTERM"), "Terminated"),  # SIGTERM to gsm-tables, passed on
+    ((143, False), "Terminated"),  # SIGTERM to the trainer alone: the launch stops too
+    ((143, True), "Interrupted"),  # Ctrl-C whose escalation sent the trainer SIGTERM: still a Ctrl-C (exit 130)
+    ((130, False), "Interrupted"),
+])
+def test_how_a_launch_ends_follows_what_stopped_it(monkeypatch, trainer, ends_in):
+    import gsm.reproduce
+
+    ran: list[list[str]] = []
+    monkeypatch.setattr(gsm.reproduce, "launch_commands", lambda *a, **k: [["first"], ["second"]])
+    monkeypatch.setattr(gsm.reproduce, "_run_trainer", lambda cmd, *a, **kw: ran.append(cmd) or trainer)
+    with pytest.raises((gsm.reproduce.Terminated, gsm.reproduce.Interrupted)) as info:
+        gsm.reproduce.launch(None, ["x"])
+    assert type(info.value).__name__ == ends_in and ran == [["first"]]  # nothing launched after it
+
+
+@pytest.mark.parametrize("subdir", [".", "3", "x/${hydra.job.num}"])
+def test_a_job_without_the_sweeps_folder_notes_its_failure_in_its_own_sweep_folder(tmp_path, monkeypatch, subdir):
+    """A job that did not get GSM_SWEEP_FAILURES (a launcher on other machines) writes into its own sweep folder,
+    absolute as Hydra resolved it before any change of directory, whatever hydra.sweep.subdir is."""
+    from omegaconf import OmegaConf
+
+    from gsm.sweeps import FAILURES_ENV, failures, job_sweep_dir, record_failure
+
+    monkeypatch.delenv(FAILURES_ENV, raising=False)
+    resolved = subdir.replace("${hydra.job.num}", "3")
+    hc = OmegaConf.create({"runtime": {"output_dir": str(tmp_path / "out/sweeps/T" / resolved)},
+                           "sweep": {"dir": "out/sweeps/T", "subdir": resolved}})
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")  # as hydra.job.chdir leaves a job
+    assert job_sweep_dir(hc) == tmp_path / "out/sweeps/T"
+    record_failure(job_sweep_dir(hc), 3, ["optimizer.lr=-1"], "optimizer.lr must be …")
+    assert failures(tmp_path / "out/sweeps/T") == [{"job": 3, "overrides": ["optimizer.lr=-1"],
+                                                   "error": "optimizer.lr must be …"}]
