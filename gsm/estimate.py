@@ -35,9 +35,11 @@ from torch import Tensor
 
 from gsm.data import DATASETS
 from gsm.errors import ConfigError
+from gsm.grid import recipe_key  # the grid's: status groups finished runs by it without torch
 from gsm.heads import init_from_data
 from gsm.settings import TrainerSettings
 from gsm.train.build import BuiltRun, build_model, build_run
+from gsm.identity import RunIdentity
 from gsm.train.checkpoints import Checkpointer, checkpoint_state
 from gsm.train.device import Dist, Machine
 from gsm.train.loop import EvalOutputs, compute_metrics, evaluate, train_one_epoch
@@ -84,17 +86,6 @@ class Recipe:
     @property
     def batch_size(self) -> int:
         return self.trainer.batch_size
-
-
-def recipe_key(cfg: dict[str, Any]) -> str:
-    """The settings that change the cost of a training step, an evaluation pass or a checkpoint."""
-    ds = {k: v for k, v in cfg["dataset"].items() if k not in ("root", "download", "cache", "cache_dir", "on_missing")}
-    model = {k: v for k, v in cfg["model"].items() if k not in ("pretrained", "weights_path")}
-    head = {"name": cfg["head"]["name"], "margin": cfg["head"].get("margin")}
-    tr = cfg["trainer"]
-    trainer = {k: tr.get(k) for k in ("batch_size", "eval_batch_size", "amp", "channels_last", "compile",
-                                      "compile_mode", "num_workers")}
-    return json.dumps({"dataset": ds, "model": model, "head": head, "trainer": trainer}, sort_keys=True, default=str)
 
 
 def group_recipes(configs: dict[str, dict[str, Any]]) -> list[Recipe]:
@@ -200,7 +191,7 @@ def checkpoint_seconds(model, optimizer, scheduler, scaler, device: torch.device
     """(seconds the training loop waits, seconds until the file is written, bytes) of one checkpoint
     of the trainer's state into a temporary folder (removed), written as the trainer writes it: in the
     background, the loop waiting for the snapshot only."""
-    state = checkpoint_state(model, optimizer, scheduler, scaler, TrainState(), "estimate")
+    state = checkpoint_state(model, optimizer, scheduler, scaler, TrainState(), RunIdentity("estimate", {}, None, {}))
     with tempfile.TemporaryDirectory(prefix="gsm-estimate-") as tmp:
         path = Path(tmp) / "last.pt"
         start = time.perf_counter()

@@ -17,6 +17,7 @@ such rows only when its caller lists them (``gsm-tables tableN --as-written``,
 from __future__ import annotations
 
 import copy
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -235,3 +236,14 @@ class Grid:
             raise ConfigError(f"--runs {self.runs_dir}: runs are written to <output_root>/runs, so the folder must be "
                               f"named 'runs' to launch training (or pass --no-run to only read it)")
         return self.runs_dir.parent.resolve()
+
+
+def recipe_key(cfg: dict[str, Any]) -> str:
+    """The settings that change the cost of a training step, an evaluation pass or a checkpoint."""
+    ds = {k: v for k, v in cfg["dataset"].items() if k not in ("root", "download", "cache", "cache_dir", "on_missing")}
+    model = {k: v for k, v in cfg["model"].items() if k not in ("pretrained", "weights_path")}
+    head = {"name": cfg["head"]["name"], "margin": cfg["head"].get("margin")}
+    tr = cfg["trainer"]
+    trainer = {k: tr.get(k) for k in ("batch_size", "eval_batch_size", "amp", "channels_last", "compile",
+                                      "compile_mode", "num_workers")}
+    return json.dumps({"dataset": ds, "model": model, "head": head, "trainer": trainer}, sort_keys=True, default=str)

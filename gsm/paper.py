@@ -106,7 +106,8 @@ def registry(path: str | None = None) -> tuple[PaperRow, ...]:
     """All rows of the registry file, validated (unique ids; known keys)."""
     path = Path(path) if path else REGISTRY
     try:
-        doc = yaml.safe_load(path.read_text())
+        # libyaml's safe loader where PyYAML was built with it: the same document, ~10x faster than pure Python
+        doc = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: cannot read the paper-row registry ({exc})") from exc
     known = {f.name for f in fields(PaperRow)}
@@ -166,10 +167,6 @@ def experiments(table: int) -> list[str]:
 
 def tables() -> list[int]:
     return sorted({r.table for r in registry()})
-
-
-def table_rows(table: int) -> list[PaperRow]:
-    return rows(table=table)
 
 
 # --------------------------------------------------------------------------- figures and text

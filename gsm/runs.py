@@ -27,7 +27,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from gsm.errors import GsmError
-from gsm.identity import FileKindError, regular_file
+from gsm.identity import FileKindError, RunPaths, regular_file
 from gsm.settings import TrainerSettings
 
 # Settings that do not change a run's numbers (where and how fast it runs, how it reports).
@@ -123,7 +123,7 @@ def find_run_dir(dataset_dir: Path, sig: str) -> Path | None:
         return None
     found = sorted(p for p in dataset_dir.glob(f"*-{sig}") if p.is_dir())
     if len(found) > 1:  # same identity under two names (e.g. copied by hand): prefer the one with results
-        found.sort(key=lambda p: not (p / "results.json").exists())
+        found.sort(key=lambda p: not RunPaths(p).record.exists())
     return found[0] if found else None
 
 

@@ -16,7 +16,7 @@ A run (one row of the grid, one seed) is in one of five states, decided from its
 
 Nothing is written and nothing waits, so it works while a sweep runs, on any launcher, from any machine that
 sees the runs folder. The remaining hours are measured from the folder: the ETAs of the training runs, the pace
-of the interrupted ones, and for the rest the pace of a finished run of the same recipe (gsm.estimate.recipe_key);
+of the interrupted ones, and for the rest the pace of a finished run of the same recipe (gsm.grid.recipe_key);
 rows without any measurement are counted, with the command that estimates them (``gsm-tables TABLE --estimate``).
 """
 
@@ -32,7 +32,7 @@ from typing import Any
 from gsm import paper, runs
 from gsm.checkpoint_file import read_checkpoint_meta
 from gsm.errors import GsmError
-from gsm.grid import Grid
+from gsm.grid import Grid, recipe_key
 from gsm.identity import FileKindError, RunPaths, regular_file
 from gsm.results import one_line
 
@@ -198,7 +198,7 @@ def run_status(grid: Grid, experiment: str, seed: int, now: float | None = None)
     summary = read_summary(run_dir)
     done, epochs = _epochs(summary, epochs)
     held, owner = probe_lock(run_dir)
-    log = run_dir / "train.log"
+    log = RunPaths(run_dir).log
     lines = log_tail(log)
     if held or (held is None and "pid" in owner):
         return _training(experiment, seed, run_dir, summary, done, epochs, lines, log, owner, now)
@@ -221,7 +221,7 @@ def _training(experiment: str, seed: int, run_dir: Path, summary: list[dict[str,
     pace = epoch_seconds(summary)
     eta = None
     if pace is not None:  # the epochs left at the recent pace, less what the current epoch has run
-        eta = max(0.0, (epochs - done) * pace - _age(run_dir / "summary.csv", now))
+        eta = max(0.0, (epochs - done) * pace - _age(RunPaths(run_dir).summary, now))
     else:  # the first epoch: the last progress line of train.log (gsm.train.loop.log_step)
         for line in reversed(lines):
             m = _PROGRESS.search(line)
@@ -263,7 +263,6 @@ def training_now(grid: Grid, seeds: list[int] | None = None) -> dict[str, RunSta
 
 def _pace_of_finished(grid: Grid) -> dict[str, tuple[float, str]]:
     """recipe key -> (seconds per epoch, device) of a finished run of the grid with that recipe."""
-    from gsm.estimate import recipe_key
 
     paces: dict[str, tuple[float, str]] = {}
     for row in grid.rows.values():
@@ -279,7 +278,6 @@ def _pace_of_finished(grid: Grid) -> dict[str, tuple[float, str]]:
 
 def fill_remaining(grid: Grid, statuses: list[RunStatus]) -> None:
     """Runs left to train without a pace of their own take the pace of a finished run of the same recipe."""
-    from gsm.estimate import recipe_key
 
     paces = _pace_of_finished(grid)
     for st in statuses:

@@ -100,3 +100,40 @@ def test_cli_does_not_import_the_trainer_at_module_level():
     assert trainer and not any(src.startswith("gsm.cli") for mod in trainer for src, _, _ in graph[mod])
     assert any(src == "gsm.cli" for src, _, _ in graph["gsm.train.__main__"])
     assert not any(src.startswith("gsm.train") and top for src, _, top in graph["gsm.cli"])
+
+
+_HEAVY = ("torch", "torchvision", "pandas", "scipy", "matplotlib")
+
+
+def _imported_by(code: str, cwd: Path) -> dict:
+    """Run ``code`` in a fresh interpreter; returns {"heavy": the heavy libraries it imported, "exit": its code}."""
+    import json
+    import subprocess
+    import sys
+
+    probe = (f"import json, sys\nexit = 0\ntry:\n" + "".join(f"    {line}\n" for line in code.splitlines())
+             + "except SystemExit as exc:\n    exit = exc.code\n"
+             + f"print(json.dumps({{'heavy': [m for m in {_HEAVY!r} if m in sys.modules], 'exit': exit}}))\n")
+    out = subprocess.run([sys.executable, "-c", probe], cwd=cwd, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_the_commands_that_need_no_torch_import_none(tmp_path):
+    """gsm-tables status and --help, and train.py --help, answer from the config files and the runs folder:
+    they import neither torch nor the table builders' pandas and scipy (docs/development.md has their times)."""
+    (tmp_path / "runs").mkdir()
+    status = _imported_by(f"from gsm.reproduce import main\nsys.exit(main(['status', 'table1', '--runs', "
+                          f"{str(tmp_path / 'runs')!r}]))", tmp_path)
+    assert status == {"heavy": [], "exit": 0}
+    assert _imported_by("from gsm.reproduce import main\nmain(['--help'])", tmp_path) == {"heavy": [], "exit": 0}
+    train_help = _imported_by("sys.argv = ['train.py', '--help']\nfrom gsm.cli import train\ntrain()", tmp_path)
+    assert train_help == {"heavy": [], "exit": 0}
+
+
+def test_the_tables_gsm_tables_offers_are_the_tables_it_can_build():
+    from gsm import paper
+    from gsm.reproduce import table_numbers
+    from gsm.report import BUILDERS
+
+    assert table_numbers() == paper.tables() == sorted(BUILDERS)

@@ -28,7 +28,7 @@ from gsm import config, runs
 from gsm.data import load_splits
 from gsm.environment import environment
 from gsm.errors import GsmError
-from gsm.identity import RunIdentity
+from gsm.identity import RunIdentity, RunPaths
 from gsm.results import RunRecord
 from gsm.settings import TrainerSettings
 from gsm.train.build import build_model, build_run
@@ -177,12 +177,12 @@ def rerun_before_training(cfg: DictConfig) -> str:
         from gsm.checkpoint_file import read_checkpoint_meta
         from gsm.train.folders import locate_run_dir
 
-        run_dir = locate_run_dir(cfg, runs.signature(cfg))
-        if (run_dir / "results.json").is_file():
+        paths = RunPaths(locate_run_dir(cfg, runs.signature(cfg)))
+        run_dir = paths.run_dir
+        if paths.record.is_file():
             return f"the run in {run_dir} has a record: a rerun checks it and skips the run when it is finished"
-        checkpoint = run_dir / "checkpoints" / "last.pt"
-        if checkpoint.is_file():
-            epoch = read_checkpoint_meta(checkpoint).get("epoch")
+        if paths.checkpoint.is_file():
+            epoch = read_checkpoint_meta(paths.checkpoint).get("epoch")
             return f"rerun the same command to resume from the checkpoint of epoch {epoch} in {run_dir}"
     except Exception:  # noqa: BLE001 - the folder cannot be read now: say what is certain
         return "rerun the same command: it resumes from the run's checkpoint if one was written, else starts over"

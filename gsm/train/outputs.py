@@ -146,7 +146,7 @@ class Reporter:
         writer.writeheader()
         writer.writerows(history)
         try:
-            runs.atomic_write_bytes(self.run_dir / "summary.csv", lambda fh: fh.write(buf.getvalue().encode()),
+            runs.atomic_write_bytes(RunPaths(self.run_dir).summary, lambda fh: fh.write(buf.getvalue().encode()),
                                     create_folder=False)
         except (runs.StorageError, FileKindError, OSError) as exc:  # telemetry: any failed write is one warning
             self._summary_ok = False
@@ -188,9 +188,9 @@ class LogFile(logging.FileHandler):
 def attach_log_file(run_dir: Path) -> logging.Handler | None:
     """The run's train.log beside the console log (None, after one warning, when it cannot be opened)."""
     try:
-        handler = LogFile(run_dir / "train.log")
+        handler = LogFile(RunPaths(run_dir).log)
     except OSError as exc:
-        warn(f"cannot write {run_dir / 'train.log'} ({cause(exc)}); the log goes on on stderr only")
+        warn(f"cannot write {RunPaths(run_dir).log} ({cause(exc)}); the log goes on on stderr only")
         return None
     handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
     logging.getLogger().addHandler(handler)
