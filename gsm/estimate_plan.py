@@ -230,13 +230,14 @@ def model_names(configs: dict[str, dict[str, Any]]) -> list[str]:
     names: list[str] = []
     for cfg in configs.values():
         model = cfg["model"]
-        name = {"vgg16": "VGG-16", "resnet101": "ResNet-101", "convnet": "ConvNet"}.get(model["name"], model["name"])
+        name = {"vgg16": "VGG-16", "resnet101": "ResNet-101", "convnet": "ConvNet", "vgg16_small": "small VGG-16",
+                "resnet_small": "small ResNet"}.get(model["name"], model["name"])
         if model["name"] == "wrn":
             name = f"WRN-{model.get('depth')}-{model.get('width')}"
         elif model["name"] == "densenet":
             name = f"DenseNet-{model.get('depth')}-{model.get('growth')}"
         size = Recipe(cfg).shape()["image_size"]
-        if model["name"] == "resnet101":
+        if model["name"] in ("resnet101", "resnet_small"):
             name += f" at {size}x{size}"
         if name not in names:
             names.append(name)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import http.client
 import os
 import pickle
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +28,13 @@ import torchvision
 from torch import Tensor, nn
 from torchvision.models import ResNet101_Weights
 
-from gsm.values import boolean, one_of, text
+from gsm.values import boolean, integer, one_of, text
 from gsm.errors import ConfigError
 
 POOLS = ("gap", "gmp")
 WEIGHTS = ResNet101_Weights.IMAGENET1K_V1
 _STEM = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
+BLOCKS = (3, 4, 23, 3)  # ResNet-101's bottleneck blocks per stage
 
 
 def hub_weights_file() -> Path:
@@ -63,16 +64,21 @@ class ResNet101(nn.Module):
             (``model.weights_path``; torchvision, backbone or gsm checkpoint keys).
         pool (str, default ``"gap"``): global ``"gap"`` (average) or ``"gmp"`` (max, the paper's MS COCO /
             NUS-WIDE setting) pooling of the last feature map (``model.pool``).
+        blocks (list of 4 ints, default ``[3, 4, 23, 3]``): bottleneck blocks per stage (``model.blocks``); other
+            than ResNet-101's, a smaller ResNet of the same layout (the smoke profile's ``[1, 1, 1, 1]``).
+        width (int, default 64): channels of the stem; stage k's bottlenecks are ``width * 2**k`` wide and
+            output 4 times that (``model.width``; 64 is ResNet-101's 2048 features, the smoke profile's 8 gives 256).
     """
 
     def __init__(self, in_channels: int = 3, pretrained: bool = False, weights_path: str | None = None,
-                 pool: str = "gap") -> None:
+                 pool: str = "gap", blocks: Any = BLOCKS, width: Any = 64) -> None:
         super().__init__()
-        s = self.settings(pretrained, weights_path, pool)
+        s = self.settings(pretrained, weights_path, pool, blocks, width)
         pretrained, weights_path, pool = s["pretrained"], s["weights_path"], s["pool"]
-        net = torchvision.models.resnet101(weights=None)
+        paper_size = s["blocks"] == list(BLOCKS) and s["width"] == 64
+        net = torchvision.models.resnet101(weights=None) if paper_size else _smaller_resnet(s["blocks"], s["width"])
         if in_channels != 3:
-            net.conv1 = nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)
+            net.conv1 = nn.Conv2d(in_channels, net.conv1.out_channels, 7, stride=2, padding=3, bias=False)
             nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")
         for name in _STEM:
             setattr(self, name, getattr(net, name))
@@ -87,11 +93,16 @@ class ResNet101(nn.Module):
             self.load_weights(_download_imagenet(), f"model.pretrained=true ({hub_weights_file()})")
 
     @staticmethod
-    def settings(pretrained: Any = False, weights_path: Any = None, pool: Any = "gap") -> dict[str, Any]:
+    def settings(pretrained: Any = False, weights_path: Any = None, pool: Any = "gap", blocks: Any = BLOCKS,
+                 width: Any = 64) -> dict[str, Any]:
         """The ``model.*`` values, validated (ConfigError naming the key); an empty weights_path is none."""
+        if isinstance(blocks, (str, bytes)) or not isinstance(blocks, Sequence) or len(blocks) != 4:
+            raise ConfigError(f"model.blocks must be 4 block counts, one per stage, e.g. [3, 4, 23, 3] (got {blocks!r})")
         return {"pretrained": boolean("model.pretrained", pretrained),
                 "weights_path": text("model.weights_path", weights_path, allow_none=True),
-                "pool": one_of("model.pool", pool, POOLS)}
+                "pool": one_of("model.pool", pool, POOLS),
+                "blocks": [integer(f"model.blocks[{i}]", b, minimum=1) for i, b in enumerate(blocks)],
+                "width": integer("model.width", width, minimum=1)}
 
     def load_weights(self, state: Mapping[str, Any], source: str) -> None:
         """Load a torchvision / gsm state dict (see the module docstring); errors name ``source``."""
@@ -127,6 +138,28 @@ class ResNet101(nn.Module):
 
     def extra_repr(self) -> str:
         return f"pool={self.pool_name}, in_channels={self.in_channels}"
+
+
+def _smaller_resnet(blocks: list[int], width: int) -> nn.Module:
+    """torchvision's ResNet layout and module names (conv1 ... layer4, fc) with ``blocks`` bottlenecks per stage and
+    a stem of ``width`` channels, initialised as torchvision initialises it (Kaiming fan-out, BatchNorm 1 and 0)."""
+    from torchvision.models.resnet import Bottleneck, conv1x1
+
+    from gsm.models.init import kaiming_fan_out_
+
+    net = nn.Module()
+    net.conv1 = nn.Conv2d(3, width, 7, stride=2, padding=3, bias=False)
+    net.bn1, net.relu, net.maxpool = nn.BatchNorm2d(width), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1)
+    inplanes = width
+    for stage, (count, stride) in enumerate(zip(blocks, (1, 2, 2, 2))):
+        planes = width * 2 ** stage
+        down = nn.Sequential(conv1x1(inplanes, planes * 4, stride), nn.BatchNorm2d(planes * 4))
+        layers = [Bottleneck(inplanes, planes, stride, down)] + [Bottleneck(planes * 4, planes) for _ in range(count - 1)]
+        setattr(net, f"layer{stage + 1}", nn.Sequential(*layers))
+        inplanes = planes * 4
+    net.fc = nn.Linear(inplanes, 1000)  # not kept: its in_features are the backbone's out_features
+    kaiming_fan_out_(net)
+    return net
 
 
 def _unwrap(state: Any) -> Any:

@@ -14,6 +14,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from gsm.models.init import kaiming_fan_out_
+from gsm.values import integer
 
 CFG_D: tuple[int | str, ...] = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
 
@@ -22,24 +23,29 @@ class VGG16(nn.Module):
     """VGG-16-BN feature extractor: (B, C, H, W) -> (B, 512) (the paper's VGG rows of Table I).
 
     Args:
-        in_channels (int, default 3): channels of the input images. VGG-16 has no ``model.*`` settings.
+        in_channels (int, default 3): channels of the input images.
+        width (int, default 64): channels of the first block (``model.width``); the blocks have width x (1, 2, 4,
+            8, 8) channels, so 64 is VGG-16's 512 features and the smoke profile's 8 a VGG of the same 13 layers
+            with 64 features and 1/64 of the parameters.
     """
 
     @staticmethod
-    def settings() -> dict[str, Any]:
-        """VGG-16 has no ``model.*`` settings besides its name."""
-        return {}
+    def settings(width: Any = 64) -> dict[str, Any]:
+        """The ``model.*`` values, validated (ConfigError naming the key)."""
+        return {"width": integer("model.width", width, minimum=1)}
 
-    def __init__(self, in_channels: int = 3) -> None:
+    def __init__(self, in_channels: int = 3, width: int = 64) -> None:
         super().__init__()
+        width = self.settings(width)["width"]
         layers: list[nn.Module] = []
         cin = in_channels
         for v in CFG_D:
             if v == "M":
                 layers.append(nn.MaxPool2d(2, 2))
             else:
-                layers += [nn.Conv2d(cin, int(v), 3, padding=1, bias=False), nn.BatchNorm2d(int(v)), nn.ReLU(inplace=True)]
-                cin = int(v)
+                out = int(v) * width // 64
+                layers += [nn.Conv2d(cin, out, 3, padding=1, bias=False), nn.BatchNorm2d(out), nn.ReLU(inplace=True)]
+                cin = out
         self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.out_features = cin
