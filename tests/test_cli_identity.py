@@ -225,7 +225,7 @@ def test_sigterm_while_waiting_for_a_run_lock_says_the_rerun_resumes_from_the_ch
     (run_dir / "results.json").unlink()  # stopped after its checkpoint of epoch 2, before its record
     holder = FileLock(str(run_dir / ".lock"))
     holder.acquire()
-    main = threading.main_thread().ident
+    main = threading.get_ident()  # the thread that runs the trainer (and takes the signal): this one
     got: list[int] = []
     previous = signal.signal(signal.SIGTERM, lambda *_: got.append(1))  # the suite's own, should the trainer's be unset
 
