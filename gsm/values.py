@@ -91,9 +91,11 @@ def number(key: str, value: Any, *, minimum: float | None = None, maximum: float
             or (maximum is not None and v > maximum) or (below is not None and v >= below)
             or (above is not None and v <= above)):
         raise ConfigError(f"{key} must be {what} (got {value!r})")
-    if abs(v) > FLOAT32_MAX:
-        raise ConfigError(f"{key} must be {what} within float32's range, -{FLOAT32_MAX:.6g} to {FLOAT32_MAX:.6g} "
-                          f"(got {value!r})")
+    if abs(v) > FLOAT32_MAX:  # the bounds above hold, so with a lower bound only the upper end can be exceeded
+        unbounded = minimum is None and above is None
+        span = (f"within float32's range, -{FLOAT32_MAX:.6g} to {FLOAT32_MAX:.6g}" if unbounded
+                else f"and <= {FLOAT32_MAX:.6g}, float32's largest")
+        raise ConfigError(f"{key} must be {what} {span} (got {value!r})")
     return v
 
 

@@ -152,7 +152,14 @@ def test_the_float_keys_are_those_expected():
 def test_a_number_beyond_float32_is_refused_naming_the_key_and_the_range(key, value):
     message = _message(lambda: RULES[key](key, value))
     assert message.startswith(f"{key} must be a finite number")
-    assert message.endswith(f"within float32's range, -{FLOAT32_MAX:.6g} to {FLOAT32_MAX:.6g} (got {value!r})")
+    unbounded = f"a finite number within float32's range, -{FLOAT32_MAX:.6g} to {FLOAT32_MAX:.6g} (got {value!r})"
+    above_zero = f" and <= {FLOAT32_MAX:.6g}, float32's largest (got {value!r})"  # a key with a lower bound
+    assert message.endswith(unbounded) or (message.endswith(above_zero) and ("> " in message or ">= " in message))
+
+
+def test_a_bounded_key_names_its_own_lower_bound_and_float32_s_largest():
+    assert _message(lambda: RULES["optimizer.lr"]("optimizer.lr", 1e39)) == (
+        f"optimizer.lr must be a finite number >= 0 and <= {FLOAT32_MAX:.6g}, float32's largest (got 1e+39)")
 
 
 @pytest.mark.parametrize("key", ["head.mu", "head.lam", "recipe.lam"])
