@@ -97,6 +97,8 @@ def both_average_precisions(scores: Tensor, targets: Tensor, name: str = "multil
     """
     _check(scores, targets)
     key, flags, upper = _ranked(scores.detach(), targets.detach(), name)  # (m, N) ascending keys, 0/1 targets
+    if key.device.type == "cpu":
+        return _both_numpy(key.numpy(), flags.numpy())
     m, n = key.shape
     where = flags.reshape(-1).nonzero().squeeze(1)  # the positives, row-major: by class, then by rank
     rows, ranks = where // n, where % n
@@ -118,6 +120,36 @@ def both_average_precisions(scores: Tensor, targets: Tensor, name: str = "multil
     nan = torch.full_like(eq21, math.nan)
     denominator = n_pos.clamp_min(1).to(torch.float64)
     return (torch.where(n_pos > 0, eq21 / denominator, nan), torch.where(n_pos > 0, voc / denominator, nan))
+
+
+def _both_numpy(key: np.ndarray, flags: np.ndarray) -> tuple[Tensor, Tensor]:
+    """:func:`both_average_precisions` after the sort, in NumPy (the CPU: one thread, no pool of threads to wait
+    on when other processes hold the cores). Runs of tied scores are found by one binary search per positive in
+    a key that grows along the whole flattened (m, N) array: (class, score) for packed keys, (class, dense rank
+    of the score) otherwise."""
+    m, n = key.shape
+    rows_all = np.arange(m, dtype=np.int64)[:, None]
+    if key.dtype == np.int64:  # packed: the score bits are the high 32, shifted to [0, 2^32)
+        tie = (key >> 32) + (2**31 + (rows_all << 32))
+    else:  # float64 scores: the dense rank of the score within its class
+        tie = np.cumsum(np.diff(key, axis=1, prepend=key[:, :1]) != 0, axis=1) + rows_all * n
+    tie = tie.reshape(-1)
+    where = np.flatnonzero(flags)  # the positives, row-major: by class, then by rank
+    rows, ranks = np.divmod(where, n)
+    n_pos = np.bincount(rows, minlength=m)
+    before = np.cumsum(n_pos) - n_pos  # positives in the earlier classes
+    slot = np.arange(where.size) - before[rows]  # 0-based index among its class's positives
+    # eq. 21: each positive counts TP(e)/e at the end e of its run of tied scores
+    pos_tie = tie[where]
+    images_through_run = np.searchsorted(tie, pos_tie, side="right") - rows * n
+    positives_through_run = np.searchsorted(pos_tie, pos_tie, side="right") - before[rows]
+    eq21 = np.bincount(rows, weights=positives_through_run / images_through_run, minlength=m)
+    # VOC: the running maximum from the right of the precision at each class's positives
+    precision = np.zeros((m, max(int(n_pos.max(initial=0)), 1)))
+    precision[rows, slot] = (slot + 1) / (ranks + 1)
+    voc = np.maximum.accumulate(precision[:, ::-1], axis=1).sum(1)  # padding holds 0 and adds 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return torch.from_numpy(eq21 / n_pos), torch.from_numpy(voc / n_pos)  # 0/0: NaN without a positive
 
 
 def _key_max(key: Tensor) -> float | int:
@@ -151,17 +183,23 @@ def _ranked(scores: Tensor, targets: Tensor, name: str) -> tuple[Tensor, Tensor,
         packed = np.array(bits.T, dtype=np.int64, order="C")
         packed <<= 32
         packed |= np.arange(n, dtype=np.int64) << 1
-        np.bitwise_or(packed, targets.numpy().T != 0, out=packed)
+        np.bitwise_or(packed, _numpy(targets).T != 0, out=packed)
         packed.sort(axis=1)
-        key = torch.from_numpy(packed)
+        key, flags = torch.from_numpy(packed), torch.from_numpy(packed & 1)
     else:
         key = _columns_as_int64(_sortable_bits(scores).bitwise_not_())  # ~: descending score first
         key <<= 32
         key |= torch.arange(n, device=key.device) << 1
         key |= targets.t().bool()
         key = _sort_rows(key)
+        flags = key & 1
     _check_finite_bits(~(key[:, -1] >> 32).max(), ~(key[:, 0] >> 32).min(), name)
-    return key, key & 1, lambda k: k | 0xFFFFFFFF  # the same score bits, the largest index and target
+    return key, flags, lambda k: k | 0xFFFFFFFF  # the same score bits, the largest index and target
+
+
+def _numpy(t: Tensor) -> np.ndarray:
+    """A CPU tensor as a NumPy array (no copy), bfloat16 (which NumPy lacks) as float32."""
+    return (t.float() if t.dtype == torch.bfloat16 else t).numpy()
 
 
 _FLOAT32_INF_BITS = 0x7F800000  # +inf as int32; NaN bit patterns lie beyond ±inf in the sortable keys
@@ -236,15 +274,7 @@ def thresholded_metrics(scores: Tensor, targets: Tensor, threshold: float = 0.5,
     ``CP_authors`` … ``OF1_authors``: :func:`authors_precision_recall_f1` of the same predictions.
     """
     _check(scores, targets)
-    gt = targets.bool()
-    pred = scores >= threshold
-    if top_k is not None:
-        keep = torch.zeros_like(pred)
-        keep.scatter_(1, scores.topk(min(top_k, scores.shape[1]), dim=1).indices, True)
-        pred &= keep
-    n_correct = (pred & gt).sum(0, dtype=torch.float64)
-    n_pred = pred.sum(0, dtype=torch.float64)
-    n_gt = gt.sum(0, dtype=torch.float64)
+    n_correct, n_pred, n_gt = _counts(scores.detach(), targets.detach(), threshold, top_k)
     zero = torch.zeros_like(n_pred)
     per_class_p = torch.where(n_pred > 0, n_correct / n_pred.clamp_min(1), zero)
     per_class_r = torch.where(n_gt > 0, n_correct / n_gt.clamp_min(1), zero)
@@ -257,6 +287,21 @@ def thresholded_metrics(scores: Tensor, targets: Tensor, threshold: float = 0.5,
     orr = correct / positives if positives > 0 else 0.0
     return {"CP": cp, "CR": cr, "CF1": _f1(cp, cr), "OP": op, "OR": orr, "OF1": _f1(op, orr), "CF1_mean": cf1_mean,
             **dict(zip(authors, by_authors))}
+
+
+def _counts(scores: Tensor, targets: Tensor, threshold: float, top_k: int | None) -> tuple[Tensor, Tensor, Tensor]:
+    """Per class, float64: images predicted (score ≥ threshold, within the top k) and positive, predicted, positive."""
+    if scores.device.type == "cpu" and top_k is None and scores.dtype in (torch.float32, torch.float64):
+        gt, pred = _numpy(targets) != 0, scores.numpy() >= threshold  # NumPy: one thread, no pool to wait on
+        counts = [np.count_nonzero(a, axis=0) for a in (pred & gt, pred, gt)]
+        return tuple(torch.from_numpy(c.astype(np.float64)) for c in counts)
+    gt = targets.bool()
+    pred = scores >= threshold
+    if top_k is not None:
+        keep = torch.zeros_like(pred)
+        keep.scatter_(1, scores.topk(min(top_k, scores.shape[1]), dim=1).indices, True)
+        pred &= keep
+    return pred.logical_and(gt).sum(0, dtype=torch.float64), pred.sum(0, dtype=torch.float64), gt.sum(0, dtype=torch.float64)
 
 
 MATLAB_EPS = 2.0**-52  # MATLAB's eps: the spacing of doubles at 1
