@@ -118,11 +118,14 @@ def test_a_sweep_over_output_root_reports_every_failed_job(tmp_path):
     """-m output_root=a,b: each job's own sweep folder is under its own output_root; both failures are reported
     and the sweep exits 2 (it printed two errors and exited 0)."""
     a, b = tmp_path / "a", tmp_path / "b"
-    out = run_cli("-m", f"output_root={a},{b}", "optimizer.lr=-1", *TINY)
+    # started in tmp_path: the command's own sweep folder is under the default output_root (outputs/), relative
+    out = run_cli("-m", f"output_root={a},{b}", "optimizer.lr=-1", *TINY, cwd=tmp_path)
     assert out.returncode == 2, out.stderr[-3000:]
     assert out.stderr.count("gsm: error: optimizer.lr must be") == 2
     assert "gsm: 2 job(s) of this sweep failed" in out.stderr and len(_failed_jobs(out.stderr)) == 2
     assert "Traceback" not in out.stderr
+    (notes,) = {p.parent for p in tmp_path.rglob("failed/*.json")}  # all in the command's own sweep folder
+    assert notes.parent.parent == tmp_path / "outputs" / "sweeps" and len(list(notes.iterdir())) == 2
 
 
 @pytest.mark.slow
@@ -147,9 +150,42 @@ def test_a_ray_sweep_reports_the_failed_jobs_of_its_workers(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_ray_launcher")
     out = run_process("-m", "hydra/launcher=gsm_ray", "hydra.launcher.ray.init.address=local",
                       f"output_root={tmp_path / 'a'},{tmp_path / 'b'}", "optimizer.lr=-1",
-                      *TINY, timeout=400, env={"RAY_USAGE_STATS_ENABLED": "0"})
+                      *TINY, cwd=tmp_path, timeout=400, env={"RAY_USAGE_STATS_ENABLED": "0"})
     assert out.returncode == 2, (out.stdout[-2000:], out.stderr[-3000:])
     assert "gsm: 2 job(s) of this sweep failed" in out.stderr and len(_failed_jobs(out.stderr)) == 2
+
+
+@pytest.fixture(scope="module")
+def slurm_partition(request):
+    """The one-node SLURM of scripts/slurm_local.sh (as tests/test_cluster_slurm.py starts it): only with -m cluster
+    (make test-cluster), stopped afterwards unless it ran before."""
+    from cluster_support import cannot_run, require_selected
+
+    require_selected(request)
+    script = str(REPO / "scripts" / "slurm_local.sh")
+    why = subprocess.run(["bash", script, "why-not"], capture_output=True, text=True).stdout.strip()
+    if why:
+        cannot_run(why)
+    before = subprocess.run(["bash", script, "status"], capture_output=True, text=True).returncode == 0
+    start = subprocess.run(["bash", script, "start"], capture_output=True, text=True, timeout=1200)
+    assert start.returncode == 0, f"scripts/slurm_local.sh start failed:\n{start.stdout}\n{start.stderr}"
+    yield "debug"
+    if not before:
+        subprocess.run(["bash", script, "stop"], capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.cluster
+@pytest.mark.slow
+def test_a_slurm_sweep_reports_the_failed_jobs_of_its_batch_jobs(slurm_partition, tmp_path):
+    """gsm's SLURM preset: each job runs in a SLURM batch job; with output_root swept, their failures still reach
+    the command's report (sbatch passes the sweep's folder of notes on in the environment), exit 2."""
+    out = run_process("-m", "hydra/launcher=slurm", f"hydra.launcher.partition={slurm_partition}",
+                      "hydra.launcher.cpus_per_task=1", "hydra.launcher.gpus_per_node=0", "hydra.launcher.mem_gb=1",
+                      f"output_root={tmp_path / 'a'},{tmp_path / 'b'}", "optimizer.lr=-1", *TINY, cwd=tmp_path,
+                      timeout=900)
+    assert out.returncode == 2, (out.stdout[-2000:], out.stderr[-3000:])
+    assert "gsm: 2 job(s) of this sweep failed" in out.stderr and len(_failed_jobs(out.stderr)) == 2
+    assert all("optimizer.lr must be" in ln for ln in _failed_jobs(out.stderr))
 
 
 def test_a_sweep_without_multirun_is_one_line(cli):
