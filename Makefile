@@ -37,8 +37,9 @@ test: $(STAMP)
 # The cluster tests (tests/test_cluster_*.py and one of tests/test_cli_identity.py, marker cluster): a one-node
 # SLURM (scripts/slurm_local.sh installs slurm-wlm and munge with apt-get where missing, as root), a Ray head
 # started with `ray start`, torchrun with restarts, each driven through gsm's commands and faulted (time limit,
-# scancel, killed submitter, killed Ray worker, killed rank). Minutes, one test at a time (they time SLURM jobs and share the node's cores). Where they
-# cannot run (not root, no apt-get, not Linux) they skip with one line; in CI (CI=true) that is a failure.
+# scancel, killed submitter, killed Ray worker, killed rank). Minutes, one test at a time (they time SLURM jobs
+# and share the node's cores). Where they cannot run (not root, no apt-get, not Linux) they skip with one line; in
+# CI (CI=true) that is a failure.
 test-cluster: $(STAMP)
 	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -q -p no:xdist -m cluster --durations=0 tests/test_cluster_slurm.py tests/test_cluster_ray.py tests/test_cluster_torchrun.py tests/test_cli_identity.py
 
