@@ -63,9 +63,9 @@ def check_sweep_needs_multirun(argv: list[str]) -> None:
     for ov in overrides:
         if ov.is_sweep_override():
             key, value = ov.input_line.split("=", 1) if "=" in ov.input_line else (ov.key_or_group, "")
-            raise ConfigError(f"{ov.input_line} is a sweep (one run per value) and a sweep needs -m: python train.py -m "
-                              f"{ov.input_line} … runs them all; to give {key.lstrip('+~')} one value that contains "
-                              f"commas, quote it ({key}='{value}')")
+            raise ConfigError(f"{ov.input_line} is a sweep (one run per value): add -m to run it (python train.py -m "
+                              f"{ov.input_line} ...); to give {key.lstrip('+~')} one value with commas, quote it: "
+                              f"{key}='{value}'")
 
 
 def check_command_line(argv: list[str]) -> None:
