@@ -25,9 +25,10 @@ MODELS: dict[str, tuple[str, tuple[str, ...]]] = {
     "vgg16_small": ("gsm.models.vgg:VGG16", ("width",)),  # VGG-16's layers, narrower (the smoke profile)
     "wrn": ("gsm.models.wrn:WideResNet", ("depth", "width", "dropout")),
     "densenet": ("gsm.models.densenet:DenseNet", ("depth", "growth", "bc", "dropout", "shared_concat")),
-    "resnet101": ("gsm.models.resnet:ResNet101", ("pretrained", "weights_path", "pool")),
+    "resnet101": ("gsm.models.resnet:ResNet101", ("pretrained", "weights_path", "pool", "weights")),
     # ResNet-101's layout with fewer blocks and channels (the smoke profile; gsm/configs/model/resnet_small.yaml)
-    "resnet_small": ("gsm.models.resnet:ResNet101", ("pretrained", "weights_path", "pool", "blocks", "width")),
+    "resnet_small": ("gsm.models.resnet:ResNet101", ("pretrained", "weights_path", "pool", "blocks", "width",
+                                                     "weights")),
 }
 
 

@@ -5,11 +5,14 @@ keys, minus ``fc``), followed by global average (``pool: gap``) or global max
 (``pool: gmp``, the paper's MS COCO / NUS-WIDE setting) pooling: 2048 features
 at any input size ≥ 32 (64, 224 and 448 in the paper).
 
-Weights: ``pretrained: true`` loads ImageNet weights (``ResNet101_Weights.IMAGENET1K_V1``)
-through torch's hub cache (downloading once); ``weights_path`` loads a local file
-instead: a torchvision ``resnet101`` state dict (``fc.*`` ignored), a state dict
+Weights: ``pretrained: true`` starts from ImageNet weights, ``weights`` says whose:
+``torchvision`` (``ResNet101_Weights.IMAGENET1K_V1`` through torch's hub cache, downloading
+once) or ``fb_resnet_torch`` (the authors' starting point: fb.resnet.torch's ``resnet-101.t7``,
+read from ``weights_path`` or from torch's hub checkpoint folder; gsm.models.torch7).
+``weights_path`` loads a local file, also with ``pretrained: false``: for ``weights:
+torchvision`` a torchvision ``resnet101`` state dict (``fc.*`` ignored), a state dict
 of this backbone, or a gsm checkpoint / classifier state dict (``backbone.*``
-keys). ``in_channels != 3`` replaces ``conv1`` by a conv with that many inputs;
+keys); for ``weights: fb_resnet_torch`` the Torch7 file. ``in_channels != 3`` replaces ``conv1`` by a conv with that many inputs;
 loaded RGB filters are adapted as timm does (summed for 1 channel, otherwise
 repeated cyclically and scaled by 3/in_channels).
 """
@@ -32,6 +35,7 @@ from gsm.values import boolean, integer, one_of, text
 from gsm.errors import ConfigError
 
 POOLS = ("gap", "gmp")
+SOURCES = ("torchvision", "fb_resnet_torch")  # model.weights: whose ImageNet weights (docs/paper-notes.md D37)
 WEIGHTS = ResNet101_Weights.IMAGENET1K_V1
 _STEM = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
 BLOCKS = (3, 4, 23, 3)  # ResNet-101's bottleneck blocks per stage
@@ -58,22 +62,27 @@ class ResNet101(nn.Module):
     Args:
         in_channels (int, default 3): channels of the input images; other than 3 replaces ``conv1``
             (loaded RGB filters are adapted, see the module docstring).
-        pretrained (bool, default False): load the ImageNet weights (``IMAGENET1K_V1``) through torch's
-            hub cache, downloading once (``model.pretrained``; the paper's MS COCO / NUS-WIDE setting).
-        weights_path (str or None, default None): a local state dict to load instead
-            (``model.weights_path``; torchvision, backbone or gsm checkpoint keys).
+        pretrained (bool, default False): start from ImageNet weights, those ``weights`` names
+            (``model.pretrained``; the paper's Tables II–IV).
+        weights_path (str or None, default None): a local file to load, also without ``pretrained``
+            (``model.weights_path``): a state dict (torchvision, backbone or gsm checkpoint keys) for
+            ``weights="torchvision"``, fb.resnet.torch's resnet-101.t7 for ``weights="fb_resnet_torch"``.
         pool (str, default ``"gap"``): global ``"gap"`` (average) or ``"gmp"`` (max, the paper's MS COCO /
             NUS-WIDE setting) pooling of the last feature map (``model.pool``).
         blocks (list of 4 ints, default ``[3, 4, 23, 3]``): bottleneck blocks per stage (``model.blocks``); other
             than ResNet-101's, a smaller ResNet of the same layout (the smoke profile's ``[1, 1, 1, 1]``).
         width (int, default 64): channels of the stem; stage k's bottlenecks are ``width * 2**k`` wide and
             output 4 times that (``model.width``; 64 is ResNet-101's 2048 features, the smoke profile's 8 gives 256).
+        weights (str, default ``"torchvision"``): whose ImageNet weights (``model.weights``): ``"torchvision"``
+            (``IMAGENET1K_V1`` through torch's hub cache, downloading once) or ``"fb_resnet_torch"`` (the
+            authors' starting point, fb.resnet.torch's resnet-101.t7: ``weights_path``, else
+            gsm.models.torch7.default_file(); the paper rows' recipes set it, docs/recipes.md).
     """
 
     def __init__(self, in_channels: int = 3, pretrained: bool = False, weights_path: str | None = None,
-                 pool: str = "gap", blocks: Any = BLOCKS, width: Any = 64) -> None:
+                 pool: str = "gap", blocks: Any = BLOCKS, width: Any = 64, weights: str = "torchvision") -> None:
         super().__init__()
-        s = self.settings(pretrained, weights_path, pool, blocks, width)
+        s = self.settings(pretrained, weights_path, pool, blocks, width, weights)
         pretrained, weights_path, pool = s["pretrained"], s["weights_path"], s["pool"]
         paper_size = s["blocks"] == list(BLOCKS) and s["width"] == 64
         net = torchvision.models.resnet101(weights=None) if paper_size else _smaller_resnet(s["blocks"], s["width"])
@@ -86,7 +95,12 @@ class ResNet101(nn.Module):
         self.pool_name = pool
         self.pool = nn.AdaptiveAvgPool2d(1) if pool == "gap" else nn.AdaptiveMaxPool2d(1)
         self.out_features = net.fc.in_features
-        if weights_path is not None:
+        if s["weights"] == "fb_resnet_torch" and (pretrained or weights_path is not None):
+            from gsm.models.torch7 import load_fb_resnet_torch
+
+            source = f"model.weights=fb_resnet_torch{'' if weights_path is None else f', model.weights_path={weights_path!r}'}"
+            self.load_weights(load_fb_resnet_torch(weights_path, self, source), source)
+        elif weights_path is not None:
             path = Path(os.path.expanduser(str(weights_path)))
             self.load_weights(_read_local(path), f"model.weights_path={str(path)!r}")
         elif pretrained:
@@ -94,7 +108,7 @@ class ResNet101(nn.Module):
 
     @staticmethod
     def settings(pretrained: Any = False, weights_path: Any = None, pool: Any = "gap", blocks: Any = BLOCKS,
-                 width: Any = 64) -> dict[str, Any]:
+                 width: Any = 64, weights: Any = "torchvision") -> dict[str, Any]:
         """The ``model.*`` values, validated (ConfigError naming the key); an empty weights_path is none."""
         if isinstance(blocks, (str, bytes)) or not isinstance(blocks, Sequence) or len(blocks) != 4:
             raise ConfigError(f"model.blocks must be 4 block counts, one per stage, e.g. [3, 4, 23, 3] (got {blocks!r})")
@@ -102,7 +116,8 @@ class ResNet101(nn.Module):
                 "weights_path": text("model.weights_path", weights_path, allow_none=True),
                 "pool": one_of("model.pool", pool, POOLS),
                 "blocks": [integer(f"model.blocks[{i}]", b, minimum=1) for i, b in enumerate(blocks)],
-                "width": integer("model.width", width, minimum=1)}
+                "width": integer("model.width", width, minimum=1),
+                "weights": one_of("model.weights", weights, SOURCES)}
 
     def load_weights(self, state: Mapping[str, Any], source: str) -> None:
         """Load a torchvision / gsm state dict (see the module docstring); errors name ``source``."""
@@ -176,7 +191,12 @@ def _read_local(path: Path) -> Any:
     key = f"model.weights_path={str(path)!r}"
     if not path.is_file():
         raise ConfigError(f"{key}: no such file (give the path of a saved ResNet-101 state dict)")
+    from gsm.models.torch7 import is_torch7_file
+
     try:
+        if is_torch7_file(path):
+            raise ConfigError(f"{key}: a Torch7 file, not a torch state dict; fb.resnet.torch's resnet-101.t7 loads "
+                              f"with model.weights=fb_resnet_torch")
         return torch.load(path, map_location="cpu", weights_only=True)
     except (OSError, RuntimeError, EOFError, pickle.UnpicklingError, ValueError) as e:
         raise ConfigError(f"{key}: cannot be read as a torch state dict ({type(e).__name__}: {e})") from e
