@@ -229,11 +229,19 @@ def _wait_for(predicate, proc: subprocess.Popen, timeout: float = 300) -> None:
         time.sleep(0.01)
 
 
+BEFORE_TRAINING = "gsm: terminated (SIGTERM) before training started; nothing was written"
+NO_RUN_TRAINING = ("gsm: terminated (SIGTERM) while no run was training; runs that finished are kept: rerun the same "
+                   "command to go on")
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("module", ["hydra", "torch"])
-def test_sigterm_while_the_trainer_starts_is_one_line(tmp_path, module):
-    """SIGTERM while the command line is checked (Hydra being imported) or while torch is imported (the first
-    seconds, where it killed the process without a line): one line, exit 143, nothing written."""
+@pytest.mark.parametrize("module, line", [
+    ("hydra", BEFORE_TRAINING),  # the command-line check imports Hydra
+    ("torch", BEFORE_TRAINING),  # the trainer's imports (the first seconds, where SIGTERM killed without a line)
+    ("gsm.sweeps", NO_RUN_TRAINING),  # Hydra's main builds its callbacks, before it runs the job
+])
+def test_sigterm_while_the_trainer_starts_is_one_line(tmp_path, module, line):
+    """SIGTERM at each stage of the start-up, held there until it is sent: one line, exit 143, nothing written."""
     reached, go = tmp_path / f"importing-{module}", tmp_path / "sigterm-sent"
     proc = subprocess.Popen([sys.executable, "-c", _HELD_AT_IMPORT, module, str(reached), str(go), str(REPO / "train.py"),
                              f"output_root={tmp_path / 'out'}", *pinned(TINY)], cwd=REPO, stdout=subprocess.PIPE,
@@ -245,7 +253,7 @@ def test_sigterm_while_the_trainer_starts_is_one_line(tmp_path, module):
         go.touch()
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 143, err[-2000:]
-    assert err.strip().splitlines() == ["gsm: terminated (SIGTERM) before training started; nothing was written"]
+    assert err.strip().splitlines() == [line]
     assert not (tmp_path / "out").exists()
 
 
