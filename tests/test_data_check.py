@@ -70,6 +70,7 @@ def test_what_the_trainer_fetches_or_reads_relative_to_its_folder_is_no_error(tm
     assert "dataset.root is not set" in missing_data([{"dataset": {"name": "coco", "root": None}}])
 
 
+@pytest.mark.slow
 def test_the_check_reads_the_roots_the_grid_would_launch_with(tmp_path):
     fx.make_coco(tmp_path / "coco")
     grid = Grid(paper.experiments(3), "full", tmp_path / "runs", [f"dataset.root={tmp_path / 'coco'}"])

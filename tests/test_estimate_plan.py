@@ -21,6 +21,7 @@ def no_gpu(monkeypatch):
     monkeypatch.setattr(estimate.torch.cuda, "is_available", lambda: False)
 
 
+@pytest.mark.slow
 def test_table1_without_a_gpu_prints_its_measured_hours_with_device_date_and_torch(no_gpu, capsys):
     assert estimate.run_estimate(paper.experiments(1), "full", [], "basic") == 0
     out = capsys.readouterr().out
@@ -38,6 +39,7 @@ def test_table1_without_a_gpu_prints_its_measured_hours_with_device_date_and_tor
     assert "total disk: 12.6 GB for 24 run(s)" in out
 
 
+@pytest.mark.slow
 def test_table3_names_its_resnet_and_an_unmeasured_table_says_so(no_gpu, capsys):
     estimate.run_estimate(paper.experiments(3), "full", [], "basic")
     out = capsys.readouterr().out
@@ -59,6 +61,7 @@ def test_the_stored_measurements_are_those_docs_cost_md_shows():
             "one NVIDIA H100 80GB", "2.11", "2026-11-27", "bf16 autocast, channels_last")
 
 
+@pytest.mark.slow
 def test_disk_of_a_run_is_what_a_real_run_wrote(trained):
     run_dir = next(trained("tiny").rglob("results.json")).parent
     config = json.loads((run_dir / "results.json").read_text())["config"]
