@@ -301,48 +301,50 @@ def test_voc_ap_and_cf1_mean_on_cuda_match_cpu():
 
 
 # --- the release's own files, transcribed line by line (luoyan407/gsoftmax eval/; independent of gsm.metrics) ---
-# eval/tools/AP_VOC.m and eval/tools/precision_recall_f1.m as the release ships them; eval/evaluate.m:20-24.
+# eval/tools/AP_VOC.m and eval/tools/precision_recall_f1.m as the release ships them (imported, its README says, from
+# zhufengx/SRN_multilabel: tools/AP_VOC.m and tools/precision_recall_f1.m at 5d5dc6b, whose line numbers the
+# comments give); eval/evaluate.m:20-24 (luoyan407/gsoftmax 0e1278a).
 
 MATLAB_EPS = np.finfo(np.float64).eps  # MATLAB's eps = 2^-52
 
 
 def _ap_voc_m(labels, probs):
     """eval/tools/AP_VOC.m: one VOC2012 AP per column, NaN where the column has no positive."""
-    num_cls = labels.shape[1]                                  # num_cls = size(labels, 2);
-    ap_voc12 = np.zeros(num_cls)                               # AP_voc12 = zeros(num_cls, 1);
-    for m in range(num_cls):                                   # for m = 1:num_cls
-        gt = labels[:, m].astype(np.float64)                   #   gt = labels(:,m);
-        out = probs[:, m].astype(np.float64)                   #   out = probs(:,m);
-        si = np.argsort(-out, kind="stable")                   #   [~,si]=sort(out, 'descend');  (stable)
-        tp = gt[si]                                            #   tp = gt(si);
-        fp = (gt[si] == 0).astype(np.float64)                  #   fp = (~gt(si));
-        fp = np.cumsum(fp)                                     #   fp = cumsum(fp);
-        tp = np.cumsum(tp)                                     #   tp = cumsum(tp);
+    num_cls = labels.shape[1]                                  # :3 num_cls = size(labels, 2);
+    ap_voc12 = np.zeros(num_cls)                               # :4 AP_voc12 = zeros(num_cls, 1);
+    for m in range(num_cls):                                   # :5 for m = 1:num_cls
+        gt = labels[:, m].astype(np.float64)                   # :6   gt = labels(:,m);
+        out = probs[:, m].astype(np.float64)                   # :7   out = probs(:,m);
+        si = np.argsort(-out, kind="stable")                   # :9   [~,si]=sort(out, 'descend');  (stable)
+        tp = gt[si]                                            # :10  tp = gt(si);
+        fp = (gt[si] == 0).astype(np.float64)                  # :11  fp = (~gt(si));
+        fp = np.cumsum(fp)                                     # :12  fp = cumsum(fp);
+        tp = np.cumsum(tp)                                     # :13  tp = cumsum(tp);
         with np.errstate(invalid="ignore", divide="ignore"):
-            rec = tp / np.sum(gt)                              #   rec = tp/sum(gt);
-            prec = tp / (fp + tp)                              #   prec = tp./(fp+tp);
-        ap_voc12[m] = _vocap_m(rec, prec)                      #   AP_voc12(m) = VOCap(rec,prec);
+            rec = tp / np.sum(gt)                              # :14  rec = tp/sum(gt);
+            prec = tp / (fp + tp)                              # :15  prec = tp./(fp+tp);
+        ap_voc12[m] = _vocap_m(rec, prec)                      # :17-18 AP_voc12(m) = VOCap(rec,prec);
     return ap_voc12
 
 
 def _vocap_m(rec, prec):
-    mrec = np.concatenate([[0.0], rec, [1.0]])                 # mrec=[0 ; rec ; 1];
-    mpre = np.concatenate([[0.0], prec, [0.0]])                # mpre=[0 ; prec ; 0];
-    for i in range(len(mpre) - 2, -1, -1):                     # for i=numel(mpre)-1:-1:1
-        mpre[i] = max(mpre[i], mpre[i + 1])                    #   mpre(i)=max(mpre(i),mpre(i+1));
-    i = np.nonzero(mrec[1:] != mrec[:-1])[0] + 1               # i=find(mrec(2:end)~=mrec(1:end-1))+1;  (NaN ~= NaN)
-    return float(np.sum((mrec[i] - mrec[i - 1]) * mpre[i]))    # ap=sum((mrec(i)-mrec(i-1)).*mpre(i));
+    mrec = np.concatenate([[0.0], rec, [1.0]])                 # :22 mrec=[0 ; rec ; 1];
+    mpre = np.concatenate([[0.0], prec, [0.0]])                # :23 mpre=[0 ; prec ; 0];
+    for i in range(len(mpre) - 2, -1, -1):                     # :24 for i=numel(mpre)-1:-1:1
+        mpre[i] = max(mpre[i], mpre[i + 1])                    # :25   mpre(i)=max(mpre(i),mpre(i+1));
+    i = np.nonzero(mrec[1:] != mrec[:-1])[0] + 1               # :27 i=find(mrec(2:end)~=mrec(1:end-1))+1;  (NaN ~= NaN)
+    return float(np.sum((mrec[i] - mrec[i - 1]) * mpre[i]))    # :28 ap=sum((mrec(i)-mrec(i-1)).*mpre(i));
 
 
 def _precision_recall_f1_m(labels, label_pred):
     """eval/tools/precision_recall_f1.m on (images × classes) logical arrays: per-column P, R, F1."""
-    tp = labels.astype(bool) & label_pred.astype(bool)         # tp = (labels & label_pred);
-    num_tp = tp.sum(0) + MATLAB_EPS                            # num_tp = sum(tp, 1)+eps;
-    num_pred = label_pred.astype(bool).sum(0) + MATLAB_EPS     # num_pred = sum(label_pred, 1)+eps;
-    num_p = labels.astype(bool).sum(0) + MATLAB_EPS            # num_p = sum(labels, 1)+eps;
-    p_class = num_tp / num_pred                                # P_class = num_tp./num_pred;
-    r_class = num_tp / num_p + MATLAB_EPS                      # R_class = num_tp./num_p+eps;
-    f1_class = 2 * p_class * r_class / (p_class + r_class)     # F1_class = 2*P_class.*R_class./(P_class + R_class);
+    tp = labels.astype(bool) & label_pred.astype(bool)         # :5  tp = (labels & label_pred);
+    num_tp = tp.sum(0) + MATLAB_EPS                            # :6  num_tp = sum(tp, 1)+eps;
+    num_pred = label_pred.astype(bool).sum(0) + MATLAB_EPS     # :7  num_pred = sum(label_pred, 1)+eps;
+    num_p = labels.astype(bool).sum(0) + MATLAB_EPS            # :8  num_p = sum(labels, 1)+eps;
+    p_class = num_tp / num_pred                                # :9  P_class = num_tp./num_pred;
+    r_class = num_tp / num_p + MATLAB_EPS                      # :10 R_class = num_tp./num_p+eps;
+    f1_class = 2 * p_class * r_class / (p_class + r_class)     # :11 F1_class = 2*P_class.*R_class./(P_class + R_class);
     return p_class, r_class, f1_class
 
 
