@@ -17,9 +17,10 @@ Transcription notes (also in docs/paper-notes.md):
 * Tables III/IV: the paper's C-F1 is not the harmonic mean of its C-P and C-R (eq. 22; e.g. ResNet-101
   on COCO: 2·81.3·70.2/151.5 = 75.3, printed 74.1): it is the mean of per-class F1, as the release's
   eval/evaluate.m computes it (``mean(F1_C)``), and its mAP is the mean VOC2012 interpolated AP
-  (``mean(AP_VOC)``). O-F1 does match eq. 22. The tables compare the paper with our values on those
-  definitions (records' ``CF1_mean_frac``, ``mAP_voc_frac``) and show eq. 22's C-F1 and eq. 21's mAP in
-  columns of their own. The registry keeps the printed keys (``CF1_pct``, ``mAP_pct``).
+  (``mean(AP_VOC)``); its C-P and C-R add eps to every count (eval/tools/precision_recall_f1.m). O-F1 does
+  match eq. 22. The tables compare every printed column with our values on those definitions (records'
+  ``CP_authors_frac`` … ``OF1_authors_frac``, ``mAP_authors_frac``) and show eq. 21 / eq. 22 and the other
+  variants in columns of their own. The registry keeps the printed keys (``CF1_pct``, ``mAP_pct``).
 * Table III, G-softmax (μ = −0.1, σ = 1): C-R is printed 74.5, equal to its C-F1 and above every
   other row's C-R; it is very likely a typo, kept as printed.
 * Table VI: with 5 G-softmax runs per dataset the printed (ρ, p) pairs are consistent with
