@@ -172,7 +172,7 @@ def rerun_before_training(cfg: DictConfig) -> str:
     data, or waiting for the lock of a run that another process trains): read from the run's folder, which may
     hold a checkpoint (of an earlier run, or of the process it waited for) that the rerun resumes from."""
     try:
-        if bool(cfg.trainer.force):
+        if TrainerSettings.from_config(cfg.trainer).force:  # its rule's value: bool("false") would be True
             return "a rerun with trainer.force=true starts the run over"
         from gsm.checkpoint_file import read_checkpoint_meta
         from gsm.train.folders import locate_run_dir
