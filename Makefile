@@ -34,7 +34,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -q -n 2 --dist worksteal --durations=10 -m "not cluster"
 
-# The cluster tests (tests/test_cluster_*.py and one of tests/test_cli_identity.py, marker cluster): a one-node
+# The cluster tests (tests/test_cluster_*.py and two sweeps of tests/test_cli_identity.py, marker cluster): a one-node
 # SLURM (scripts/slurm_local.sh installs slurm-wlm and munge with apt-get where missing, as root), a Ray head
 # started with `ray start`, torchrun with restarts, each driven through gsm's commands and faulted (time limit,
 # scancel, killed submitter, killed Ray worker, killed rank). Minutes, one test at a time (they time SLURM jobs

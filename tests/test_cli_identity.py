@@ -188,6 +188,56 @@ def test_a_slurm_sweep_reports_the_failed_jobs_of_its_batch_jobs(slurm_partition
     assert all("optimizer.lr must be" in ln for ln in _failed_jobs(out.stderr))
 
 
+@pytest.fixture
+def ray_head(request):
+    """A Ray head started beforehand (``ray start --head``), as a user's cluster is: its own port and temporary
+    folder (a short path: Ray's sockets live there), so it neither joins nor disturbs another Ray on this machine.
+    Only with -m cluster (make test-cluster). Yields (address, temporary folder, environment)."""
+    import shutil
+    import socket
+    import tempfile
+
+    from cluster_support import require_selected
+
+    require_selected(request)
+    pytest.importorskip("hydra_plugins.hydra_ray_launcher")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    temp = Path(tempfile.mkdtemp(prefix="gsm-ray-", dir="/tmp"))
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    with open(temp / "head.log", "w") as log:
+        head = subprocess.Popen([str(Path(sys.executable).with_name("ray")), "start", "--head", "--block", f"--port={port}",
+                                 "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}"],
+                                env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        address_file = temp / "ray_current_cluster"
+        _wait_for(lambda: address_file.exists() and "block forever" in (temp / "head.log").read_text(), head)
+        yield address_file.read_text().strip(), temp, env
+    finally:
+        head.terminate()  # ray start --block stops its processes on SIGTERM
+        try:
+            head.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+@pytest.mark.cluster
+@pytest.mark.slow
+def test_a_sweep_on_a_ray_cluster_started_beforehand_reports_its_failed_jobs(ray_head, tmp_path):
+    """The workers of a Ray cluster started beforehand do not inherit the command's environment: the gsm_ray preset
+    passes the sweep's folder of notes in each task's runtime_env, so both failures (output_root swept) are listed,
+    exit 2. (Without it the notes landed under the workers' own directory and the sweep exited 0.)"""
+    address, temp, env = ray_head
+    out = run_process("-m", "hydra/launcher=gsm_ray", f"hydra.launcher.ray.init.address={address}",
+                      f"++hydra.launcher.ray.init._temp_dir={temp}", "++hydra.launcher.ray.init.object_store_memory=null",
+                      f"output_root={tmp_path / 'a'},{tmp_path / 'b'}", "optimizer.lr=-1", *TINY, cwd=tmp_path,
+                      timeout=600, env=env)
+    assert out.returncode == 2, (out.stdout[-2000:], out.stderr[-3000:])
+    assert "gsm: 2 job(s) of this sweep failed" in out.stderr and len(_failed_jobs(out.stderr)) == 2
+
+
 def test_a_sweep_without_multirun_is_one_line(cli):
     for arg in ("head.loss_reduction=mean,sum", "head=softmax,gsoftmax"):
         out = cli(arg)
