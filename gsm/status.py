@@ -31,10 +31,9 @@ from typing import Any
 
 from gsm import paper, runs
 from gsm.checkpoint_file import read_checkpoint_meta
-from gsm.errors import GsmError
 from gsm.grid import Grid, recipe_key
 from gsm.identity import FileKindError, RunPaths, regular_file
-from gsm.results import one_line
+from gsm.errors import GsmError, one_line
 
 STATES = ("finished", "training", "interrupted", "failed", "not started")
 LOG_TAIL_BYTES = 1 << 20  # the part of train.log read (its last attempt and progress lines are at the end)
