@@ -16,21 +16,14 @@ eval/evaluate.m prints as mAP; ``CF1_mean_frac``: the mean of the per-class F1, 
 ``best_epoch``: the lowest test top-1 error over the evaluated epochs and its epoch, the number the
 release's main_single.lua:65-91 reports (selected on the evaluation split, which is the test split).
 
-Schema versions: ``schema_version`` 5 is this record (version 4 plus ``environment.code``, the content hash of
-gsm's code, and ``test_outputs_sha256``, the digest of the test_outputs.pt written with it; a version-4 file
-reads with both None). Its statistics, environment and their parts are typed
-(:class:`LearnedStats`, :class:`EmpiricalSplits` of :class:`EmpiricalStats`, :class:`Environment` of
-:class:`EnvironmentSegment`); in the file they are plain JSON objects under the same field names, and a null in
-one of their lists of floats is NaN (non-finite floats are stored as null). The G-softmax head's initial μ, σ (the
-config's ``head.mu``, ``head.sigma``) are ``mu_init``, ``sigma_init``; the learned ones, per class, are
-``learned.mu``, ``learned.sigma``. Version 3 is the same record with the initial values under ``mu`` and
-``sigma``; versions 3 and 2 are upgraded on read with no warning (the same values under the new names). Version 2
-is version 3 without ``mAP_voc_frac``, ``CF1_mean_frac``, ``per_class_ap_voc_frac``, ``best_top1_error_frac``
-and ``best_epoch``, which read as None (shown as "not recorded" in the tables). A results.json without ``schema_version``
-is version 1 (version 2's content with unit-less metric keys such as ``top1_error``); it is upgraded the same
-way, because its numbers are the same fractions under other names. Any other version, or a file that is
-empty, truncated, not a JSON object, missing required keys or holding keys of no version (the message gives
-their dotted name, e.g. ``environment.gpu``), raises :class:`ResultsError` naming the file.
+Schema versions (docs/runs.md has the table): 5 is this record; 4 lacks ``environment.code`` and
+``test_outputs_sha256``; 3 held the initial μ, σ under ``mu``, ``sigma`` (now ``mu_init``, ``sigma_init``; the learned
+ones are ``learned.mu``, ``learned.sigma``); 2 also lacks the authors' definitions and the best epoch; 1 (no
+``schema_version``) used unit-less metric keys. Older versions are upgraded on read with no warning (the same values,
+new fields None: gsm.record_schema). Any other version, or a file that is empty, truncated, not a JSON object,
+missing required keys or holding keys of no version (named by their dotted path, e.g. ``environment.gpu``), raises
+:class:`ResultsError` naming the file. The statistics and the environment are typed dataclasses; in the file they are
+plain JSON objects, a null in a list of floats being NaN.
 
 Reading is defensive: :func:`load_records` (every reader of a runs folder) also checks a record's
 identity fields against its own stored ``config`` (:func:`identity_problems`) and sets aside, with the
