@@ -25,14 +25,10 @@ missing required keys or holding keys of no version (named by their dotted path,
 :class:`ResultsError` naming the file. The statistics and the environment are typed dataclasses; in the file they are
 plain JSON objects, a null in a list of floats being NaN.
 
-Reading is defensive: :func:`load_records` (every reader of a runs folder) also checks a record's
-identity fields against its own stored ``config`` (:func:`identity_problems`) and sets aside, with the
-unreadable files, a record whose fields contradict it, so a hand-edited or foreign results.json never
-lands in a table as another row.
-
-The schema itself (versions, typed parts, field checks, upgrades) is gsm.record_schema; ``test_outputs.pt`` (the
-figures' x, p and targets of the test split, with its own small schema) is gsm.test_outputs. Both are re-exported
-here, the one module callers import.
+Reading is defensive: :func:`load_records` (every reader of a runs folder) sets aside, with the unreadable files, a
+record that contradicts its own stored ``config`` (:func:`identity_problems`) or its folder (:func:`record_problems`),
+so a hand-edited or foreign results.json never lands in a table. The schema is gsm.record_schema and
+``test_outputs.pt`` is gsm.test_outputs; both are re-exported here, the one module callers import.
 """
 
 from __future__ import annotations
