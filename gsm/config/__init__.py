@@ -9,8 +9,9 @@
   gsm reads (``+trainer.epoch=3``) is an error naming the closest valid key, and every value gsm reads is
   type- and range-checked by its key's one rule (:data:`RULES`, declared in :mod:`gsm.settings`), with a
   :class:`~gsm.errors.ConfigError` naming the key and what is valid.
-* :func:`catalog` (:mod:`gsm.config.catalog`): the keys the config files on Hydra's search path define,
-  and :func:`group_options`, the groups and options Hydra can compose.
+* :func:`catalog` (:mod:`gsm.config.catalog`): the keys the config files on Hydra's search path define, and
+  :func:`check_keys`: the composed config has only keys gsm reads and every key the primary config defines;
+  :func:`group_options` (:mod:`gsm.config.overrides`): the groups and options Hydra can compose.
 
 The value helpers (:func:`~gsm.values.integer`, :func:`~gsm.values.number`, ...) live in :mod:`gsm.values`,
 shared with the models, schedules, datasets and heads. Importing this package imports Hydra, not torch.
@@ -18,14 +19,14 @@ shared with the models, schedules, datasets and heads. Importing this package im
 
 from __future__ import annotations
 
-from gsm.config.catalog import (CODE_GROUPS, CONFIG_DIR, PRIMARY, Catalog, catalog, group_options, key_hint, suggest,
-                                within)
-from gsm.config.overrides import LISTED_OPTIONS, chdir_message, check_group_choices, check_overrides
-from gsm.config.validate import RULES, check_required, check_values, unknown_key_errors, validate_config
+from gsm.config.catalog import (CODE_GROUPS, CONFIG_DIR, PRIMARY, Catalog, catalog, chdir_message, check_keys,
+                                check_required, key_hint, suggest, unknown_key_errors, within)
+from gsm.config.overrides import LISTED_OPTIONS, check_group_choices, check_overrides, group_options
+from gsm.config.validate import RULES, check_values, validate_config
 from gsm.errors import ConfigError
 
 __all__ = [
     "CODE_GROUPS", "CONFIG_DIR", "LISTED_OPTIONS", "PRIMARY", "RULES", "Catalog", "ConfigError", "catalog",
-    "chdir_message", "check_group_choices", "check_overrides", "check_required", "check_values", "group_options",
+    "chdir_message", "check_group_choices", "check_keys", "check_overrides", "check_required", "check_values", "group_options",
     "key_hint", "suggest", "unknown_key_errors", "validate_config", "within",
 ]

@@ -1,5 +1,7 @@
-"""The keys the config files define (:func:`catalog`) and the groups and options Hydra can compose
-(:func:`group_options`), read from the config search path; the near-miss suggestions (:func:`suggest`).
+"""The keys: those the config files define (:func:`catalog`), read from the config search path, and the composed
+config held against them (:func:`check_keys`): a key that no part of gsm reads (``+trainer.epoch=3``) is an error
+naming the closest valid key (:func:`suggest`), a key the primary config defines must still be there, and
+``hydra.job.chdir=true`` is refused (:func:`chdir_message`).
 
 The known keys are not listed in Python: they are the keys the config files define — the primary
 config (``train.yaml``) and the options of the groups whose ``name`` picks code (``dataset``,
@@ -10,7 +12,7 @@ presets: they set keys defined elsewhere and define none of their own, so a typo
 Hydra's public API composes whole configs; it has no call that reads one config file of a search path
 unmerged (with its ``# @package`` header and parsed defaults list), lists a search path's groups without
 initialising the global Hydra instance, or parses the command line as ``@hydra.main`` will. Those three
-come from ``hydra._internal`` (:func:`repository`, :func:`group_options`, and
+come from ``hydra._internal`` (:func:`repository`, :func:`gsm.config.overrides.group_options` and
 :func:`gsm.config.overrides.check_overrides`), each marked where it is used; everything else uses Hydra's
 plugin-facing ``hydra.core`` and OmegaConf's public API. No torch.
 """
@@ -18,7 +20,7 @@ plugin-facing ``hydra.core`` and OmegaConf's public API. No torch.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from pathlib import Path
@@ -26,11 +28,14 @@ from typing import Any
 
 from hydra._internal.config_search_path_impl import ConfigSearchPathImpl
 from hydra._internal.config_repository import ConfigRepository
-from hydra._internal.utils import create_config_search_path
-from hydra.core.default_element import ConfigDefault, GroupDefault
+from hydra.core.default_element import ConfigDefault
+from hydra.core.hydra_config import HydraConfig
 from hydra.core.object_type import ObjectType
 from hydra.core.plugins import Plugins
 from omegaconf import OmegaConf
+from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
+
+from gsm.errors import ConfigError
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 PRIMARY = "train"
@@ -191,29 +196,183 @@ def within(key: str, keys: frozenset[str] | set[str]) -> bool:
     return any(".".join(parts[:i]) in keys for i in range(1, len(parts) + 1))
 
 
-@lru_cache(maxsize=8)
-def group_options(sources: tuple[tuple[str, str], ...] | None = None) -> dict[str, tuple[str, ...]]:
-    """Every config group Hydra can compose from the search path ``sources`` (default: gsm's configs), with
-    the options it accepts: those of Hydra itself and its plugins (``pkg://hydra.conf``, the ConfigStore:
-    ``hydra/launcher=submitit_slurm``) are added, as Hydra adds them. A group's options include those of its
-    subgroups as ``sub/option`` (``experiment=table1/wrn_cifar10_gsoftmax``)."""
-    # Private Hydra API: Hydra's default search path (pkg://hydra.conf, the ConfigStore, SearchPathPlugins) has no
-    # public accessor short of initialising the global Hydra instance, which a running app already holds.
-    if sources is None:
-        sources = (("main", CONFIG_DIR.as_uri()),)
-    own = tuple((p.provider, p.path) for p in create_config_search_path(None).get_path())
-    repo = repository(tuple(dict.fromkeys(own[:1] + sources + own[1:])))
-    groups = sorted(config_groups(repo))
-    direct = {g: repo.get_group_options(g, ObjectType.CONFIG) for g in groups}
-    return {g: tuple(sorted(o if sub == g else f"{sub[len(g) + 1:]}/{o}"
-                            for sub in groups if sub == g or sub.startswith(g + "/") for o in direct[sub]))
-            for g in groups}
+# --------------------------------------------------------------------------- the composed config's keys
+
+def chdir_message(where: str) -> str:
+    """Why ``hydra.job.chdir=true`` is refused: with it a sweep's runs land under ``sweeps/<time>/<output_root>``,
+    the logged run folder does not exist and a second sweep retrains instead of skipping finished runs."""
+    return (f"{where}: gsm does not run in another directory (hydra.job.chdir=true): it resolves dataset.root, "
+            "output_root and every other path itself, from the folder it is started in, and output_root chooses "
+            "where runs go (e.g. output_root=/scratch/me/gsm); drop hydra.job.chdir")
 
 
-@lru_cache(maxsize=8)
-def primary_defaults(sources: tuple[tuple[str, str], ...], primary: str) -> dict[str, str | None]:
-    """group -> option of the primary config's defaults list; an option may be an interpolation of other
-    groups' choices (``dataset_model: ${dataset}_${model}``)."""
-    result = load_config(repository(sources), primary)
-    return {d.group: (None if d.value is None else str(d.value)) for d in (result.defaults_list or [] if result else [])
-            if isinstance(d, GroupDefault) and d.group}
+def is_true(value: Any) -> bool:
+    return str(value).strip().lower() in ("true", "yes", "on", "y", "1")
+
+
+ABSENT = object()
+
+@dataclass
+class _Context:
+    catalog: Catalog
+    choices: dict[str, str]
+    overrides: list[str]
+
+
+def _hydra_node(cfg: Any) -> Any:
+    """``cfg.hydra`` (``compose(return_hydra_config=True)``), the running app's HydraConfig, or None."""
+    if "hydra" in cfg:
+        return cfg.hydra
+    return HydraConfig.get() if HydraConfig.initialized() else None
+
+
+def _hydra_context(cfg: Any) -> _Context:
+    """Search path, group choices and overrides of the composed config, from ``cfg.hydra``
+    (``compose(return_hydra_config=True)``) or from the running app's HydraConfig."""
+    node = _hydra_node(cfg)
+    if node is None:
+        return _plain_context(cfg)
+    if is_true(node.job.get("chdir")):  # set by a config file (the command line is checked by check_overrides)
+        raise ConfigError(chdir_message("hydra.job.chdir=true"))
+    sources = tuple((str(s.provider), f"{s.schema}://{s.path}") for s in node.runtime.config_sources)
+    choices = {k: str(v) for k, v in OmegaConf.to_container(node.runtime.choices).items()
+               if v is not None and not k.startswith("hydra/")}
+    overrides = [str(o) for o in node.overrides.task]
+    return _Context(catalog(sources, str(node.job.config_name or PRIMARY)), choices, overrides)
+
+
+def _plain_context(cfg: Mapping[str, Any]) -> _Context:
+    """No Hydra node: gsm's own configs, each code group's option taken to be its name."""
+    choices = {g: str(cfg[g]["name"]) for g in CODE_GROUPS if isinstance(cfg.get(g), Mapping) and "name" in cfg[g]}
+    return _Context(catalog(), choices, [])
+
+
+def _override_key(override: str) -> str:
+    return override.lstrip("+~").split("=", 1)[0].split("@", 1)[0]
+
+
+def _origin(key: str, ctx: _Context) -> str:
+    """What set ``key``: the command-line override, or a preset file chosen by a group."""
+    for ov in ctx.overrides:
+        ok = _override_key(ov)
+        if key == ok or key.startswith(ok + "."):
+            return ov
+    for group, option in ctx.choices.items():
+        if group in CODE_GROUPS:
+            continue
+        keys = ctx.catalog.option_keys(group, option)
+        if keys and key in keys:
+            return f"{key} (set by {group}={option})"
+    return key
+
+
+def _code_keys(ctx: _Context, group: str, name: Any) -> tuple[frozenset[str] | None, str]:
+    """Keys gsm's code reads for ``<group>.name=<name>``: those of gsm's own ``<group>/<name>.yaml``
+    (a user's preset with that name may set them, not add to them), else those of the chosen option."""
+    shipped = catalog().option_keys(group, str(name))
+    chosen = ctx.choices.get(group)
+    label = f"{group}={chosen}" if chosen in (None, str(name)) else f"{group}={chosen} (name: {name})"
+    if shipped is None and chosen is not None:
+        shipped = ctx.catalog.option_keys(group, chosen)
+    if shipped is None:
+        return None, label
+    return shipped | {k for k in ctx.catalog.primary if k.split(".")[0] == group}, label
+
+
+def unknown_key_errors(body: Mapping[str, Any], ctx: _Context, plain: Mapping[str, Any]) -> list[str]:
+    """One message per key of the composed config that no part of gsm reads. ``body``: the config as plain
+    containers, interpolations unresolved; ``plain``: resolved. Under the code groups (dataset, model,
+    head, schedule) a key must be one that the chosen ``name`` reads."""
+    body = {k: v for k, v in body.items() if k != "hydra"}
+    get = getter(plain)
+    cat, known = ctx.catalog, ctx.catalog.known
+    errors = []
+    for key in _composed_leaves(body, "", known):
+        group = key.split(".")[0]
+        allowed, label = (None, "")
+        if group in CODE_GROUPS and isinstance(body.get(group), Mapping):
+            name = get(f"{group}.name")
+            if name is not ABSENT:
+                allowed, label = _code_keys(ctx, group, name)
+        if allowed is not None:
+            if within(key, allowed):
+                continue
+            others = sorted(o for o, ks in catalog().options.get(group, {}).items() if key in ks)
+            if others:
+                hint = f"it is a setting of {group}={', '.join(others)}; {label} reads {', '.join(sorted(allowed))}"
+            else:
+                hint = key_hint(key, allowed)
+            errors.append(f"{_origin(key, ctx)}: {key} is not a setting of {label}; {hint}")
+        elif not within(key, known):
+            errors.append(f"{_origin(key, ctx)}: no part of gsm reads {key}; {key_hint(key, known)}")
+    return errors
+
+
+def _composed_leaves(node: Any, prefix: str, known: frozenset[str]) -> Iterator[str]:
+    if prefix and prefix in known:
+        yield prefix  # a known leaf, whatever its value's shape
+    elif isinstance(node, Mapping) and node:
+        for k, v in node.items():
+            yield from _composed_leaves(v, f"{prefix}.{k}" if prefix else str(k), known)
+    elif prefix:
+        yield prefix
+
+
+def resolved(cfg: Any) -> dict[str, Any]:
+    """The config without ``hydra``, interpolations resolved, as plain containers (fast to look up)."""
+    try:
+        return {str(k): OmegaConf.to_container(cfg[k], resolve=True, throw_on_missing=True)
+                if OmegaConf.is_config(cfg[k]) else cfg[k] for k in cfg if k != "hydra"}
+    except MissingMandatoryValue as exc:
+        key = getattr(exc, "full_key", None) or "a key"
+        raise ConfigError(f"{key} has no value (???); set it, e.g. {key}=<value>") from None
+    except OmegaConfBaseException as exc:
+        key = getattr(exc, "full_key", None) or "the config"
+        raise ConfigError(f"{key}: cannot resolve its value ({type(exc).__name__}: {exc})") from None
+
+
+def getter(cfg: Any) -> Callable[[str], Any]:
+    """``get(dotted_key)``: the resolved value, or ``ABSENT``."""
+    plain = cfg if isinstance(cfg, dict) else resolved(cfg)
+
+    def get(key: str) -> Any:
+        node: Any = plain
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return ABSENT
+            node = node[part]
+        return node
+
+    return get
+
+
+def check_required(cfg: Any, ctx: _Context) -> None:
+    """Every key the primary config defines is still there (``~trainer.epochs`` would crash the trainer)."""
+    get = getter(cfg)
+    for key in sorted(ctx.catalog.primary):
+        if get(key) is ABSENT:
+            origin = next((ov for ov in ctx.overrides if ov.startswith("~") and key.startswith(_override_key(ov))), None)
+            by = f" (removed by {origin})" if origin else ""
+            raise ConfigError(f"{key} is missing{by}; gsm reads it, so it needs a value")
+    for group in CODE_GROUPS:
+        if get(f"{group}.name") is ABSENT:
+            raise ConfigError(f"{group}.name is missing: choose a {group} with {group}=<option>")
+
+
+def check_keys(cfg: Any) -> dict[str, Any]:
+    """Raise :class:`ConfigError` unless every key of the composed ``cfg`` is one gsm reads (one line per unknown
+    key, with the closest valid one) and every key the primary config defines is there; returns ``cfg`` without
+    ``hydra``, interpolations resolved, as plain containers. ``cfg`` is the trainer's DictConfig (the search path,
+    group choices and overrides come from Hydra) or a plain resolved mapping (checked against gsm's own configs)."""
+    if OmegaConf.is_config(cfg):
+        ctx = _hydra_context(cfg)
+        body = OmegaConf.to_container(cfg, resolve=False)
+        plain = resolved(cfg)
+    else:
+        body = plain = {k: v for k, v in cfg.items() if k != "hydra"}
+        ctx = _plain_context(plain)
+    errors = unknown_key_errors(body, ctx, plain)
+    if errors:
+        raise ConfigError("\n".join(errors))
+    check_required(plain, ctx)
+    return plain

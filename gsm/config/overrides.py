@@ -8,33 +8,24 @@ trainer is imported.
 
 from __future__ import annotations
 
+import difflib
 import itertools
 import re
-import difflib
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from hydra._internal.utils import get_args_parser
+from hydra._internal.utils import create_config_search_path, get_args_parser
+from hydra.core.default_element import GroupDefault
+from hydra.core.object_type import ObjectType
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep, OverrideType, ValueType
 from hydra.errors import HydraException
 
-from gsm.config.catalog import (CODE_GROUPS, CONFIG_DIR, PRIMARY, catalog, group_options, key_hint, primary_defaults,
-                                suggest, within)
+from gsm.config.catalog import (CODE_GROUPS, CONFIG_DIR, PRIMARY, catalog, chdir_message, config_groups, is_true,
+                                key_hint, load_config, repository, suggest, within)
 from gsm.errors import ConfigError
-
-
-def chdir_message(where: str) -> str:
-    """Why ``hydra.job.chdir=true`` is refused: with it a sweep's runs land under ``sweeps/<time>/<output_root>``,
-    the logged run folder does not exist and a second sweep retrains instead of skipping finished runs."""
-    return (f"{where}: gsm does not run in another directory (hydra.job.chdir=true): it resolves dataset.root, "
-            "output_root and every other path itself, from the folder it is started in, and output_root chooses "
-            "where runs go (e.g. output_root=/scratch/me/gsm); drop hydra.job.chdir")
-
-
-def is_true(value: Any) -> bool:
-    return str(value).strip().lower() in ("true", "yes", "on", "y", "1")
 
 
 def _changes_directory(key: str, ov: Any) -> bool:
@@ -63,6 +54,34 @@ def search_sources(config_dir: str | None, overrides: list[Any],
                 url = str(path)
                 sources.append(("hydra.searchpath in command-line", url if "://" in url else Path(url).resolve().as_uri()))
     return tuple(sources)
+
+
+@lru_cache(maxsize=8)
+def group_options(sources: tuple[tuple[str, str], ...] | None = None) -> dict[str, tuple[str, ...]]:
+    """Every config group Hydra can compose from the search path ``sources`` (default: gsm's configs), with
+    the options it accepts: those of Hydra itself and its plugins (``pkg://hydra.conf``, the ConfigStore:
+    ``hydra/launcher=submitit_slurm``) are added, as Hydra adds them. A group's options include those of its
+    subgroups as ``sub/option`` (``experiment=table1/wrn_cifar10_gsoftmax``)."""
+    # Private Hydra API: Hydra's default search path (pkg://hydra.conf, the ConfigStore, SearchPathPlugins) has no
+    # public accessor short of initialising the global Hydra instance, which a running app already holds.
+    if sources is None:
+        sources = (("main", CONFIG_DIR.as_uri()),)
+    own = tuple((p.provider, p.path) for p in create_config_search_path(None).get_path())
+    repo = repository(tuple(dict.fromkeys(own[:1] + sources + own[1:])))
+    groups = sorted(config_groups(repo))
+    direct = {g: repo.get_group_options(g, ObjectType.CONFIG) for g in groups}
+    return {g: tuple(sorted(o if sub == g else f"{sub[len(g) + 1:]}/{o}"
+                            for sub in groups if sub == g or sub.startswith(g + "/") for o in direct[sub]))
+            for g in groups}
+
+
+@lru_cache(maxsize=8)
+def primary_defaults(sources: tuple[tuple[str, str], ...], primary: str) -> dict[str, str | None]:
+    """group -> option of the primary config's defaults list; an option may be an interpolation of other
+    groups' choices (``dataset_model: ${dataset}_${model}``)."""
+    result = load_config(repository(sources), primary)
+    return {d.group: (None if d.value is None else str(d.value)) for d in (result.defaults_list or [] if result else [])
+            if isinstance(d, GroupDefault) and d.group}
 
 
 LISTED_OPTIONS = 16  # a group with more options (experiment: 45) lists the closest few
