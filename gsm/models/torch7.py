@@ -23,6 +23,7 @@ BatchNormalization:read does (var = running_std^-2 − eps). The ImageNet classi
 from __future__ import annotations
 
 import os
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +73,7 @@ def read_torch7(path: Path, source: str) -> Any:
     except ConfigError:
         raise
     except (OSError, EOFError, ValueError, KeyError, TypeError, IndexError, MemoryError, NotImplementedError,
-            torchfile.T7ReaderException, __import__("struct").error) as exc:
+            torchfile.T7ReaderException, struct.error) as exc:
         raise ConfigError(f"{source}: {path} cannot be read as a Torch7 file ({type(exc).__name__}: "
                           f"{' '.join(str(exc).split())[:120]})") from None
 
