@@ -99,6 +99,12 @@ def both_average_precisions(scores: Tensor, targets: Tensor, name: str = "multil
     key, flags, upper = _ranked(scores.detach(), targets.detach(), name)  # (m, N) ascending keys, 0/1 targets
     if key.device.type == "cpu":
         return _both_numpy(key.numpy(), flags.numpy())
+    return _both_torch(key, flags, upper)
+
+
+def _both_torch(key: Tensor, flags: Tensor, upper: Callable[[Tensor], Tensor]) -> tuple[Tensor, Tensor]:
+    """:func:`both_average_precisions` after the sort, as torch operations on the keys' device (a GPU): the
+    positives' keys one row per class, two batched binary searches for the runs of ties."""
     m, n = key.shape
     where = flags.reshape(-1).nonzero().squeeze(1)  # the positives, row-major: by class, then by rank
     rows, ranks = where // n, where % n

@@ -442,3 +442,18 @@ def test_one_sort_per_class_for_both_aps(monkeypatch):
     scores, targets = _tied_problem(3, 2, np.float32, n=200)
     out = multilabel_metrics(torch.from_numpy(scores), torch.from_numpy(targets))
     assert len(calls) == 1 and len(out["AP"]) == len(out["AP_voc"]) == 20
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_device_path_after_the_sort_equals_the_cpu_path(dtype):
+    """On a GPU the steps after the sort are torch operations (_both_torch); run on CPU tensors they give what the
+    CPU's NumPy steps give, ties (packed float32 keys, float64 dense ranks) and an empty class included."""
+    import gsm.metrics as gm
+
+    scores, targets = _tied_problem(4, 2, dtype)
+    key, flags, upper = gm._ranked(torch.from_numpy(scores), torch.from_numpy(targets), "test")
+    on_device = gm._both_torch(key, flags, upper)
+    on_cpu = gm._both_numpy(key.numpy(), flags.numpy())
+    for a, b in zip(on_device, on_cpu):
+        assert torch.allclose(a, b, rtol=0, atol=1e-12, equal_nan=True) and bool(a[4].isnan())
+
