@@ -76,7 +76,19 @@ def init_distributed(device: torch.device) -> Dist:
     if world <= 1:
         return Dist()
     if not torch_dist.is_initialized():
-        torch_dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        restart = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+        if restart == "0":
+            torch_dist.init_process_group(backend)
+        else:
+            # a group torchrun restarted (--max-restarts): torchrun's store still holds the failed group's addresses
+            # under the same keys, and gloo connected to them (connection refused, the restart failed). Each attempt
+            # gets keys of its own.
+            from torch.distributed.rendezvous import rendezvous
+
+            store, rank, size = next(rendezvous("env://"))
+            torch_dist.init_process_group(backend, store=torch_dist.PrefixStore(f"gsm/attempt_{restart}", store),
+                                          rank=rank, world_size=size)
     return Dist(torch_dist.get_rank(), torch_dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
 
 
