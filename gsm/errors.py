@@ -23,9 +23,3 @@ class ResumeError(CheckpointError):
 
 class TrainingError(GsmError, RuntimeError):
     """Training cannot continue (e.g. the loss became NaN)."""
-
-
-def one_line(text: str, limit: int = 300) -> str:
-    """``text`` on one line (line breaks as spaces), at most ``limit`` characters: for warnings quoting file content."""
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -13,7 +13,8 @@ from dataclasses import MISSING, dataclass, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
-from gsm.errors import DataError, one_line
+from gsm.errors import DataError
+from gsm.text import one_line
 
 SCHEMA_VERSION = 5
 READABLE_VERSIONS = (1, 2, 3, 4, 5)

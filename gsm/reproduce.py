@@ -507,7 +507,8 @@ def _experiments_for(command: str, as_written: bool = False) -> list[str]:
 def _run_table(args: argparse.Namespace) -> int:
     from gsm import figures
     from gsm.report import as_written_table, build_table, table_figures
-    from gsm.status import mark_running, training_now
+    from gsm.report.running import mark_running
+    from gsm.status import training_now
 
     profile = PROFILES[args.profile]
     root = Path(profile.output_root)

@@ -40,7 +40,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable
 
-from gsm.errors import DataError, one_line
+from gsm.errors import DataError
+from gsm.text import one_line
 from gsm.record_schema import (MULTILABEL_FRACTIONS, MULTILABEL_OPTIONAL_FRACTIONS, READABLE_VERSIONS, SCHEMA_VERSION,
                                SINGLE_LABEL_FRACTIONS, STATISTICS, TOP3_FRACTIONS, Checked, EmpiricalSplits,
                                EmpiricalStats, Environment, EnvironmentSegment, LearnedStats, ResultsError,

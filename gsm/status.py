@@ -29,11 +29,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gsm import paper, runs
+from gsm import runs
 from gsm.checkpoint_file import read_checkpoint_meta
+from gsm.errors import GsmError
 from gsm.grid import Grid, recipe_key
 from gsm.identity import FileKindError, RunPaths, regular_file
-from gsm.errors import GsmError, one_line
+from gsm.text import hms, one_line
 
 STATES = ("finished", "training", "interrupted", "failed", "not started")
 LOG_TAIL_BYTES = 1 << 20  # the part of train.log read (its last attempt and progress lines are at the end)
@@ -42,7 +43,7 @@ _PROGRESS = re.compile(r"epoch (\d+)/(\d+) step \d+/\d+ .*run ETA (\d+):(\d\d):(
 
 
 @dataclass
-class RunStatus:
+class GridRunStatus:
     """One run of the grid (a row and a seed) and what its folder says."""
 
     experiment: str
@@ -147,11 +148,6 @@ def epoch_seconds(rows: list[dict[str, str]], last: int = 5) -> float | None:
     return sum(times) / len(times) if times else None
 
 
-def hms(seconds: float) -> str:
-    seconds = int(round(max(0.0, seconds)))
-    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
-
-
 def _owner_text(owner: dict[str, Any]) -> str:
     if "pid" not in owner:
         return "its owner is not recorded"
@@ -183,17 +179,17 @@ def headline_text(rec: Any) -> str:
     return ", ".join(parts) or f"{names[0][1]}: no value recorded"
 
 
-def run_status(grid: Grid, experiment: str, seed: int, now: float | None = None) -> RunStatus:
+def run_status(grid: Grid, experiment: str, seed: int, now: float | None = None) -> GridRunStatus:
     """The state of one run of the grid, from its folder alone."""
     now = time.time() if now is None else now
     row = grid.rows[experiment]
     rec = row.runs.get(seed)
     if rec is not None:
-        return RunStatus(experiment, seed, "finished", headline_text(rec), rec.run_dir)
+        return GridRunStatus(experiment, seed, "finished", headline_text(rec), rec.run_dir)
     epochs = int(row.config["trainer"]["epochs"])
     run_dir = grid.run_dir(experiment, seed)
     if run_dir is None:
-        return RunStatus(experiment, seed, "not started", epochs_left=epochs)
+        return GridRunStatus(experiment, seed, "not started", epochs_left=epochs)
     summary = read_summary(run_dir)
     done, epochs = _epochs(summary, epochs)
     held, owner = probe_lock(run_dir)
@@ -209,13 +205,13 @@ def run_status(grid: Grid, experiment: str, seed: int, now: float | None = None)
     left = todo * pace if pace is not None else None
     error = last_error(lines)
     if error is not None:
-        return RunStatus(experiment, seed, "failed", f"{error} (log: {log}; {kept})", run_dir, left, todo)
+        return GridRunStatus(experiment, seed, "failed", f"{error} (log: {log}; {kept})", run_dir, left, todo)
     resume = "rerun to resume" if at is not None else "a rerun starts it over"
-    return RunStatus(experiment, seed, "interrupted", f"{kept}: {resume} ({run_dir})", run_dir, left, todo)
+    return GridRunStatus(experiment, seed, "interrupted", f"{kept}: {resume} ({run_dir})", run_dir, left, todo)
 
 
 def _training(experiment: str, seed: int, run_dir: Path, summary: list[dict[str, str]], done: int, epochs: int,
-              lines: list[str], log: Path, owner: dict[str, Any], now: float) -> RunStatus:
+              lines: list[str], log: Path, owner: dict[str, Any], now: float) -> GridRunStatus:
     """A run whose lock is held: epoch k of n, its ETA and who trains it."""
     pace = epoch_seconds(summary)
     eta = None
@@ -233,17 +229,17 @@ def _training(experiment: str, seed: int, run_dir: Path, summary: list[dict[str,
     if done >= epochs:
         when = "finishing (evaluation and records)"
     note = f"; {owner['note']}" if owner.get("note") else ""
-    return RunStatus(experiment, seed, "training", f"epoch {current} of {epochs}, {when}; {_owner_text(owner)}{note} "
+    return GridRunStatus(experiment, seed, "training", f"epoch {current} of {epochs}, {when}; {_owner_text(owner)}{note} "
                      f"(log: {log})", run_dir, eta)
 
 
-def grid_status(grid: Grid, seeds: list[int] | None = None) -> list[RunStatus]:
+def grid_status(grid: Grid, seeds: list[int] | None = None) -> list[GridRunStatus]:
     """Every run of the grid: each row with each of its seeds (``--seeds``, else its finished ones, else its config's)."""
     now = time.time()
     return [run_status(grid, exp, s, now) for exp in grid.rows for s in grid.seeds_of(exp, seeds)]
 
 
-def training_now(grid: Grid, seeds: list[int] | None = None) -> dict[str, RunStatus]:
+def training_now(grid: Grid, seeds: list[int] | None = None) -> dict[str, GridRunStatus]:
     """The rows without a finished run that have a run training right now (experiment -> its status)."""
     live = {}
     for exp, row in grid.rows.items():
@@ -275,7 +271,7 @@ def _pace_of_finished(grid: Grid) -> dict[str, tuple[float, str]]:
     return paces
 
 
-def fill_remaining(grid: Grid, statuses: list[RunStatus]) -> None:
+def fill_remaining(grid: Grid, statuses: list[GridRunStatus]) -> None:
     """Runs left to train without a pace of their own take the pace of a finished run of the same recipe."""
 
     paces = _pace_of_finished(grid)
@@ -291,7 +287,7 @@ def fill_remaining(grid: Grid, statuses: list[RunStatus]) -> None:
 # --------------------------------------------------------------------------- the report
 
 
-def render(table: str, grid: Grid, statuses: list[RunStatus], estimate_command: str) -> str:
+def render(table: str, grid: Grid, statuses: list[GridRunStatus], estimate_command: str) -> str:
     """The status table (plain text), totals per state and the remaining hours."""
     fill_remaining(grid, statuses)
     header = ("experiment", "seed", "state", "detail")
@@ -307,7 +303,7 @@ def render(table: str, grid: Grid, statuses: list[RunStatus], estimate_command: 
     return "\n".join(out) + "\n"
 
 
-def _remaining_lines(statuses: list[RunStatus], estimate_command: str) -> list[str]:
+def _remaining_lines(statuses: list[GridRunStatus], estimate_command: str) -> list[str]:
     todo = [st for st in statuses if st.state != "finished"]
     if not todo:
         return ["remaining: nothing; every run of the grid has finished"]
@@ -332,82 +328,3 @@ def _remaining_lines(statuses: list[RunStatus], estimate_command: str) -> list[s
                         else "GPU-hours (a short probe per recipe on a GPU node, nothing trained)"))
     lines.append("(run-hours: the wall time of one run, summed over runs; GPU-hours for runs of one GPU each)")
     return lines
-
-
-# --------------------------------------------------------------------------- --no-run tables
-
-
-RUNNING = "running"
-
-
-def mark_running(table: Any, number: int, grid: Grid, live: dict[str, RunStatus]) -> None:
-    """In a table built from the runs that exist (``--no-run``), the "not run" cells of a row whose run is training
-    now say "running"; so does the CSV's status column, and a note says where to watch it.
-
-    A display line is the paper row(s) of its label (its ``Method`` or, in Table V, ``G-softmax (μ, σ)``, with the
-    dataset of its ``dataset`` column); a cell whose column (or ``Name: ...`` part) starts with a dataset's name is
-    that dataset's row; a line or column "as written" is the row's ``@as_written`` run. A cell is marked when every
-    row it stands for that has no run is training; a cell of several datasets' rows, some training, names each
-    (``CIFAR-10: running; CIFAR-100: not run``)."""
-    if not live:
-        return
-    from gsm.profiles import variant_name
-    from gsm.data import DATASET_NAMES
-
-    rows_of: dict[str, list[paper.PaperRow]] = {}
-    for r in paper.rows(table=number):
-        if r.experiment:
-            rows_of.setdefault(r.label, []).append(r)
-
-    def exps(cands: list[paper.PaperRow], where: str, written: bool, softmax: bool) -> list[str]:
-        named = [r for r in cands if r.dataset and (where == DATASET_NAMES.get(r.dataset)
-                                                    or where.startswith(f"{DATASET_NAMES.get(r.dataset)} "))]
-        out = []
-        for r in named or cands:
-            exp = r.baseline if softmax else r.experiment
-            if written and exp and variant_name(exp, "as_written") in grid.rows:
-                exp = variant_name(exp, "as_written")
-            out.append(exp)
-        return [e for e in out if e in grid.rows]
-
-    def mark(seg: str, col: str, cands: list[paper.PaperRow], written: bool) -> str:
-        where, sep, text = seg.rpartition(": ")
-        if text not in ("not run", "not run (softmax)"):  # Table V's "a / b" seeds cell is left as it is
-            return seg
-        todo = [e for e in exps(cands, where if sep else col, written, text == "not run (softmax)")
-                if not grid.rows[e].runs]
-        if not any(e in live for e in todo):
-            return seg
-        if all(e in live for e in todo):
-            return seg.replace("not run", RUNNING, 1)
-        # one cell for rows of several datasets (Table I's seeds), some training: say which, as the builder does
-        names = {e: DATASET_NAMES.get(grid.rows[e].config["dataset"]["name"], e) for e in todo}
-        if sep or text != "not run" or len(set(names.values())) < len(todo):
-            return seg
-        return "; ".join(f"{names[e]}: {RUNNING if e in live else 'not run'}" for e in todo)
-
-    df, label = table.display, None
-    for i in df.index:
-        line = df.loc[i]
-        text = next((str(line[c]) for c in ("Method", "G-softmax (μ, σ)") if c in df.columns and str(line[c])), "")
-        if text:
-            label = text.removesuffix(" (literature)")
-        values = str(line["values"]) if "values" in df.columns else ""
-        if values == "paper" or label not in rows_of:
-            continue
-        cands = rows_of[label]
-        if "dataset" in df.columns:
-            cands = [r for r in cands if DATASET_NAMES.get(r.dataset) == line["dataset"]] or cands
-        for col in df.columns:
-            cell = line[col]
-            if isinstance(cell, str) and "not run" in cell:
-                written = "as written" in values or "as written" in col
-                df.at[i, col] = "; ".join(mark(seg, col, cands, written) for seg in cell.split("; "))
-    data = table.data
-    if "status" in data.columns:
-        exp_col = data["grid_row"] if "grid_row" in data.columns else data.get("experiment")
-        if exp_col is not None:
-            hit = exp_col.isin(list(live)) & data["status"].eq("not run")
-            data.loc[hit, "status"] = RUNNING
-    table.notes.append(f"{RUNNING}: the row's run is training now ({', '.join(sorted(live))}); "
-                       f"gsm-tables status table{number} shows its epoch and ETA.")

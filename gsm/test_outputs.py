@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gsm.errors import DataError, one_line
+from gsm.errors import DataError
+from gsm.text import one_line
 
 if typing.TYPE_CHECKING:
     import numpy as np

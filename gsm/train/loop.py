@@ -20,6 +20,7 @@ from gsm.models import Classifier
 from gsm.settings import TrainerSettings
 from gsm.train.device import Dist, all_reduce, gather
 from gsm.train.state import RunStatus
+from gsm.text import hms
 
 log = logging.getLogger("gsm.train")
 
@@ -163,11 +164,6 @@ def log_step(epoch: int, epochs: int | None, step: int, steps: int, loss: float,
     run_eta = epoch_eta + per_step * steps * ((epochs or epoch + 1) - epoch - 1)
     log.info("epoch %d/%s step %d/%d  loss=%.4g  %.0f img/s  epoch ETA %s  run ETA %s", epoch + 1, epochs or "?",
              step, steps, loss, seen / elapsed, hms(epoch_eta), hms(run_eta))
-
-
-def hms(seconds: float) -> str:
-    seconds = int(round(seconds))
-    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
 def progress_bar(loader: Any, epoch: int, enabled: bool) -> Any:
