@@ -1,21 +1,24 @@
-"""SLURM sweeps (``hydra/launcher=slurm``, ``submitit_slurm``, ``gsm-tables --launcher slurm``): the submitit
-plugin's launcher submits the job array as it always does; gsm waits for the jobs.
+"""SLURM and Ray sweeps (``hydra/launcher=slurm``/``submitit_slurm``, ``hydra/launcher=gsm_ray``/``ray``, and
+``gsm-tables --launcher …``): the plugins submit the jobs as they always do; gsm waits for them.
 
-The plugin waits for each job in turn with submitit's ``job.results()``, which reads the job's state from
-``sacct``. Two things go wrong on a real cluster (measured on a one-node SLURM, tests/test_cluster_slurm.py):
+Measured on a one-node SLURM and a Ray head (tests/test_cluster_slurm.py, tests/test_cluster_ray.py), the plugins'
+own waits fail a cluster user:
 
-* a job that SLURM ends without a result (``scancel``, a node failure, a memory limit) stops the command at
-  once with submitit's error while the other jobs still run, and the summary of failed jobs is never printed;
-* without SLURM accounting (no slurmdbd) every poll prints submitit's ``Bypassing sacct error`` warning three
-  times, and a job ended without a result is never seen as ended: the command waits forever.
+* SLURM (submitit): each job is awaited in turn with ``job.results()``, which reads its state from ``sacct``. A job
+  that SLURM ends without a result (``scancel``, a node failure, a memory limit) stopped the command at once with
+  submitit's error while the other jobs still ran, and the summary of failed jobs was never printed; without SLURM
+  accounting (no slurmdbd) every poll printed submitit's ``Bypassing sacct error`` warning three times, and a job
+  ended without a result was never seen as ended: the command waited forever.
+* Ray: ``[ray.get(run) for run in runs]`` stopped the command at the first task whose worker died (after Ray's
+  retries) with a traceback, and with it every other run of the sweep.
 
-So :class:`SlurmWait`, a Hydra callback of every command (``gsm/configs/train.yaml``), gives the plugin's SLURM
-launcher gsm's way of waiting when a sweep starts with it: the same submission (parameters, folders, the requeue
-on a time limit), then a wait for every job that reads ``squeue`` (which answers with or without accounting). A
-job is over when its result file exists, or when SLURM no longer lists it as pending or running. A job that
-ended without a result is noted as a failed job of the sweep (gsm.sweeps): when every job has ended the command
-lists it with its SLURM job id and state and exits 2, like any failed run; its run keeps its last checkpoint and
-the same command resumes it. The plugin (``pip install 'gsm[sweep]'``) is imported only when it is the launcher.
+So :class:`LauncherWait`, a Hydra callback of every command (``gsm/configs/train.yaml``), gives those launchers
+gsm's wait when a sweep starts with one: the same submission, then a wait for every job. For SLURM it reads
+``squeue`` (which answers with or without accounting): a job is over when its result file exists, or when SLURM
+no longer lists it as pending or running. A job that ended without a result (SLURM), or a task Ray gave up
+(``WorkerCrashedError``, a dead node), is noted as a failed job of the sweep (gsm.sweeps): when every job has
+ended the command lists it and exits 2, like any failed run; its run keeps its last checkpoint and the same
+command resumes it. The plugins (``pip install 'gsm[sweep]'``) are imported only when they are the launcher.
 """
 
 from __future__ import annotations
@@ -63,18 +66,24 @@ def queue_states(array_ids: Sequence[str]) -> dict[str, str] | None:
 
 
 PLUGIN_SLURM = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+PLUGIN_RAY = "hydra_plugins.hydra_ray_launcher.ray_launcher.RayLauncher"
 
 
-class SlurmWait(Callback):
-    """At the start of a sweep whose launcher is the submitit plugin's SLURM launcher: its ``launch`` becomes
-    :func:`launch` (the same submission; gsm's wait)."""
+class LauncherWait(Callback):
+    """At the start of a sweep whose launcher is the submitit plugin's SLURM launcher or the Ray plugin's launcher:
+    the plugin's ``launch`` becomes gsm's (:func:`launch` for SLURM, :func:`ray_launch` for Ray): the same
+    submission, then a wait for every job in which a job that ended without a result is a failed job of the sweep."""
 
     def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
-        if str(config.hydra.launcher.get("_target_", "")) != PLUGIN_SLURM:
-            return
-        from hydra_plugins.hydra_submitit_launcher import submitit_launcher
+        target = str(config.hydra.launcher.get("_target_", ""))
+        if target == PLUGIN_SLURM:
+            from hydra_plugins.hydra_submitit_launcher import submitit_launcher
 
-        submitit_launcher.SlurmLauncher.launch = launch
+            submitit_launcher.SlurmLauncher.launch = launch
+        elif target == PLUGIN_RAY:
+            from hydra_plugins.hydra_ray_launcher import _core
+
+            _core.launch = ray_launch
 
 
 def launch(self: Any, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[Any]:
@@ -156,3 +165,48 @@ def wait(jobs: Sequence[Any], arrays: Sequence[str]) -> dict[str, str]:
         if waiting:
             time.sleep(min(POLL_MAX_S, max(2.0, (time.monotonic() - start) / 10)))
     return last
+
+
+def ray_launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[Any]:
+    """The Ray plugin's ``_core.launch``, except its end: the plugin's ``[ray.get(run) for run in runs]`` stopped
+    the command at the first task whose worker died (after Ray's retries, ``max_retries``, 3 by default), with a
+    traceback, and with it every other run of the sweep (their tasks belong to this driver). Here every task is
+    waited for; one that Ray could not finish (its worker process or node died) is noted as a failed job of the
+    sweep, so the command lists it and exits 2 after the others, and the same command resumes it from its
+    checkpoint. An error raised by the run itself is the plugin's (Hydra reports it)."""
+    import ray
+    from hydra.core.singleton import Singleton
+    from hydra.core.utils import configure_log, filter_overrides, setup_globals
+    from hydra_plugins.hydra_ray_launcher._launcher_util import launch_job_on_ray, start_ray
+    from omegaconf import open_dict
+
+    setup_globals()
+    assert launcher.config is not None and launcher.hydra_context is not None and launcher.task_function is not None
+    configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
+    sweep_dir = Path(str(launcher.config.hydra.sweep.dir))
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    log.info(f"Ray Launcher is launching {len(job_overrides)} jobs, sweep output dir: {sweep_dir}")
+    launcher.ray_cfg.init.setdefault("object_store_memory", 78643200)  # the plugin's (gsm_ray.yaml sets it)
+    start_ray(launcher.ray_cfg.init)
+    runs = []
+    for i, overrides in enumerate(job_overrides):
+        idx = initial_job_idx + i
+        log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
+        sweep_config = launcher.hydra_context.config_loader.load_sweep_config(launcher.config, list(overrides))
+        with open_dict(sweep_config):
+            sweep_config.hydra.job.id = f"job_id_for_{idx}"
+            sweep_config.hydra.job.num = idx
+            runs.append((idx, list(overrides), launch_job_on_ray(launcher.hydra_context, launcher.ray_cfg.remote,
+                                                                 sweep_config, launcher.task_function,
+                                                                 Singleton.get_state())))
+    returns = []
+    for idx, overrides, run in runs:
+        try:
+            returns.append(ray.get(run))
+        except ray.exceptions.RayTaskError:
+            raise
+        except ray.exceptions.RayError as exc:  # WorkerCrashedError, NodeDiedError, ...: Ray gave the task up
+            why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            record_failure(sweep_dir, idx, overrides, f"Ray could not finish this run ({type(exc).__name__}: {why}); "
+                                                      f"its run keeps its last checkpoint")
+    return returns

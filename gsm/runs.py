@@ -128,9 +128,18 @@ def find_run_dir(dataset_dir: Path, sig: str) -> Path | None:
 
 
 def register_resolvers() -> None:
-    """``${gsm.gpus_per_job:}`` is 1 where CUDA is visible, else 0 (the Ray launcher's GPUs per job)."""
+    """``${gsm.gpus_per_job:}`` is 1 where CUDA is visible, else 0 (the Ray launcher's GPUs per job);
+    ``${gsm.ray_object_store:<address>}`` is the Ray launcher's object store size: the plugin's 75 MB for the Ray it
+    starts itself (no address, or ``local``), None (no size) when it joins a running cluster, where ray.init refuses
+    any size."""
     if not OmegaConf.has_resolver("gsm.gpus_per_job"):
         OmegaConf.register_new_resolver("gsm.gpus_per_job", _gpus_per_job)
+    if not OmegaConf.has_resolver("gsm.ray_object_store"):
+        OmegaConf.register_new_resolver("gsm.ray_object_store", _ray_object_store)
+
+
+def _ray_object_store(address: str | None = None) -> int | None:
+    return 78643200 if address in (None, "", "local") else None  # hydra-ray-launcher's own size: 75 MB
 
 
 def _gpus_per_job() -> int:
