@@ -122,6 +122,8 @@ def test_ray_worker_killed_without_retries_listed_failed_exit_2_same_command_res
     mtime = (ref / "results.json").stat().st_mtime_ns
 
     again_log = tmp_path / "again.log"
+    # the same command (its sweep folder a new one, as gsm-tables' are: the first one's failure notes stay there)
+    cmd = [c if not c.startswith("hydra.sweep.dir=") else f"hydra.sweep.dir={tmp_path / 'sweep-again'}" for c in cmd]
     proc = subprocess.Popen(cmd, cwd=REPO, env={**ray_head, "HYDRA_FULL_ERROR": "0"}, stdout=open(again_log, "w"),
                             stderr=subprocess.STDOUT, start_new_session=True)
     text = ended(proc, again_log)

@@ -259,7 +259,9 @@ def test_scancel_of_one_job_the_others_finish_exit_2_status_interrupted_rerun_tr
 
     mtime = (ref / "results.json").stat().st_mtime_ns
     again_log = tmp_path / "again.log"
-    again = spawn(cmd, again_log)
+    # the same command (its sweep folder a new one, as gsm-tables' are: the first one's failure notes stay there)
+    again = spawn([c if not c.startswith("hydra.sweep.dir=") else f"hydra.sweep.dir={tmp_path / 'sweep-again'}"
+                   for c in cmd], again_log)
     text = finish(again, again_log, 1800)
     assert again.returncode == 0, text[-3000:]
     assert (ref / "results.json").stat().st_mtime_ns == mtime  # the finished run was not trained again
