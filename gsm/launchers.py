@@ -118,7 +118,13 @@ def launch(self: Any, job_overrides: Sequence[Sequence[str]], initial_job_idx: i
     arrays = sorted({str(j.job_id).split("_")[0] for j in jobs})
     log.info(f"SLURM job array {', '.join(arrays)}: {len(jobs)} job(s) (squeue -j {arrays[0]}); waiting for them "
              f"(if this command ends, the jobs go on: gsm-tables status shows them)")
-    ended = wait(jobs, arrays)
+    try:
+        ended = wait(jobs, arrays)
+    except BaseException:  # Ctrl-C, SIGTERM (a closed terminal): only this wait ends, not the jobs
+        print(f"gsm: stopped waiting for SLURM job array {', '.join(arrays)}; its jobs go on (squeue -j {arrays[0]}, "
+              f"gsm-tables status): once they have ended, gsm-tables --no-run writes the table from them, and the same "
+              f"command submits what is still missing", file=sys.stderr, flush=True)
+        raise
     returns = []
     for i, job in enumerate(jobs):
         idx = initial_job_idx + i

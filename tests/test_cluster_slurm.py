@@ -285,6 +285,7 @@ def test_submitting_command_killed_jobs_finish_no_run_writes_the_table_resubmiss
     os.killpg(first.pid, signal.SIGTERM)
     first.wait(timeout=120)
     assert unfinished(array1), "the first array ended before the kill could show anything"
+    assert f"stopped waiting for SLURM job array {array1}; its jobs go on" in first_log.read_text()
 
     # a second submission while the first one's runs are training: its jobs wait for the runs' locks
     second_log = tmp_path / "second.log"
