@@ -153,6 +153,7 @@ def test_another_size_a_truncated_file_and_the_wrong_format(tmp_path):
         build_backbone({**SMALL, "weights": "authors"}, 3, 64)
 
 
+@pytest.mark.slow  # composes the paper rows (a few seconds each on 2 cores)
 @pytest.mark.parametrize("experiment", ["table2/resnet101_tiny_imagenet_softmax", "table3/resnet101_coco_softmax",
                                         "table4/resnet101_nuswide_gsoftmax_mu0_sigma1"])
 def test_paper_rows_start_from_the_authors_weights_and_torchvision_keeps_the_old_identity(experiment):
