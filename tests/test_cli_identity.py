@@ -289,7 +289,7 @@ NO_RUN_TRAINING = ("gsm: terminated (SIGTERM) while no run was training; runs th
     ("hydra", BEFORE_TRAINING),  # the command-line check imports Hydra
     ("torch", BEFORE_TRAINING),  # the trainer's imports (the first seconds, where SIGTERM killed without a line)
     ("gsm.sweeps", NO_RUN_TRAINING),  # Hydra's main builds its callbacks, before it runs the job
-])
+], ids=["hydra", "torch", "gsm.sweeps"])
 def test_sigterm_while_the_trainer_starts_is_one_line(tmp_path, module, line):
     """SIGTERM at each stage of the start-up, held there until it is sent: one line, exit 143, nothing written."""
     reached, go = tmp_path / f"importing-{module}", tmp_path / "sigterm-sent"
