@@ -48,11 +48,11 @@ def _quoted(value: str) -> bool:
     if len(value) < 2 or value[0] not in "'\"" or value[-1] != value[0]:
         return False
     from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.core.override_parser.types import QuotedString
     from hydra.errors import HydraException
 
     try:
         parsed = OverridesParser.create().parse_override(f"k={value}")
     except HydraException:
         return False
-    return not parsed.is_sweep_override() and isinstance(parsed._value, QuotedString)
+    # a quoted string is written back with its quotes; an unquoted one can never start with one
+    return not parsed.is_sweep_override() and parsed.get_value_element_as_str()[:1] in ("'", '"')

@@ -56,6 +56,18 @@ def test_a_quoted_path_composes_back_to_itself(value):
     assert cfg.output_root == value
 
 
+def test_o_path_values_are_taken_literally_unless_quoted_already():
+    """gsm-tables -o: the value of a path key is one folder (quoted for Hydra); a value the user quoted in Hydra's
+    syntax, null and keys that are no paths are passed as written."""
+    from gsm.overrides import literal_paths
+
+    given = ["dataset.root=/data/x,y", "+model.weights_path=/w/a b.pt", 'dataset.root="${oc.env:DATA}"',
+             "dataset.cache_dir=null", "head=softmax,gsoftmax", "trainer.amp=none"]
+    out = literal_paths(given)
+    assert [_hydra_value(o) for o in out[:2]] == ["/data/x,y", "/w/a b.pt"]
+    assert out[2:] == given[2:]
+
+
 @pytest.mark.slow
 def test_gsm_tables_launches_into_a_folder_named_with_hydra_syntax(tmp_path, capsys):
     """The issue's case: --runs "/data/x,y/runs" launched every row twice, into /data/x and y. A one-row grid of
