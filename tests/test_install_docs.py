@@ -47,3 +47,19 @@ def test_the_snippet_s_comment_on_multilabel_outputs_is_what_the_head_does():
     head = GSoftmaxHead(512, num_classes=10, multilabel=True)
     assert head(torch.randn(4, 512)).shape == (4, 10) and head.fc.out_features == 20
     assert "multilabel=True: m labels, (N, m) logits from a 2m-output fc" in (REPO / "README.md").read_text()
+
+
+def test_the_demo_spread_and_the_pinning_decision_are_documented_with_the_script_that_measured_them():
+    import sys
+
+    readme, dev = (" ".join((REPO / f).read_text().split()) for f in ("README.md", "docs/development.md"))
+    for numbers in ("0.89 / 2.00 / 0.89 %", "66.94 / 80.68 %", "0.22 / 1.56 / 0.22 %", "66.79 / 80.64 %"):
+        assert numbers in readme and numbers in dev
+    assert "docs/development.md#demo-numbers-across-cpus" in readme and "## Demo numbers across CPUs" in dev
+    sys.path.insert(0, str(REPO / "scripts"))
+    try:
+        import bench_cpu_isa
+    finally:
+        sys.path.remove(str(REPO / "scripts"))
+    pinned = bench_cpu_isa.SETTINGS["all baseline"]
+    assert " ".join(f"{k}={v}" for k, v in pinned.items()) in dev  # the row the decision rests on
