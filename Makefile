@@ -41,7 +41,7 @@ test: $(STAMP)
 # and share the node's cores). Where they cannot run (not root, no apt-get, not Linux) they skip with one line; in
 # CI (CI=true) that is a failure.
 test-cluster: $(STAMP)
-	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -q -p no:xdist -m cluster --durations=0 tests/test_cli_identity.py
+	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -q -p no:xdist -m cluster --durations=0
 
 # The inner loop while editing: the tests not marked `slow` (no process starts, no end-to-end training), about a
 # minute on 2 cores (docs/development.md). `make test` stays the whole suite.
