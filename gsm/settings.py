@@ -15,20 +15,21 @@ The other groups whose keys do not depend on a chosen option are :class:`KeyRule
 too: the top-level keys (:data:`RUN`), ``recipe.*`` (:data:`RECIPE`), ``optimizer.*`` (:data:`OPTIMIZER`),
 ``dataset.*`` (:data:`DATASET`) and ``head.*`` (:data:`HEAD`). :func:`gsm.config.validate_config` checks a
 composed config with them, and the code that takes the values (the heads' constructors, :func:`gsm.heads.param_groups`,
-the dataset loaders) calls the same rule, so each key has one rule and one message. The keys of a model or a schedule
-depend on the option chosen: their rules are the model classes' ``settings`` and :func:`gsm.schedules.epoch_factors`.
+the dataset loaders) calls the same rule, so each key has one rule and one message. ``model.*`` (:data:`MODEL`) is
+checked by each model's ``settings`` with these rules, for the keys that model takes; a schedule's keys depend on the
+schedule chosen and are checked by :func:`gsm.schedules.epoch_factors`.
 No torch, no Hydra.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 from gsm.errors import ConfigError
-from gsm.values import (DIST_UPDATES, INTERPOLATIONS, LOSS_REDUCTIONS, PAD_MODES, TINY_CROPS, TRAIN_CROPS, boolean,
-                        integer, is_int, number, one_of, text)
+from gsm.values import (DIST_UPDATES, INTERPOLATIONS, LOSS_REDUCTIONS, PAD_MODES, POOLS, TINY_CROPS, TRAIN_CROPS,
+                        WEIGHT_SOURCES, boolean, integer, is_int, number, one_of, text)
 
 Check = Callable[[str, Any], Any]
 AMP_NAMES = ("bf16", "fp16", "none")
@@ -72,6 +73,13 @@ def _workers(key: str, value: Any) -> int | str:
     if is_int(value) and value >= 0:
         return int(value)
     raise ConfigError(f"{key} must be auto or an integer >= 0 (got {value!r})")
+
+
+def _blocks(key: str, value: Any) -> list[int]:
+    """A ResNet's bottleneck blocks per stage: 4 counts >= 1 (ResNet-101: [3, 4, 23, 3])."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) != 4:
+        raise ConfigError(f"{key} must be 4 block counts, one per stage, e.g. [3, 4, 23, 3] (got {value!r})")
+    return [integer(f"{key}[{i}]", b, minimum=1) for i, b in enumerate(value)]
 
 
 def _compile_mode(key: str, value: Any) -> str | None:
@@ -223,3 +231,19 @@ HEAD = KeyRules("head", {
     "beta_min": _number(minimum=0),
 })
 """``head.*``: the heads' constructors (``gsm.heads``) check their arguments with these rules."""
+
+MODEL = KeyRules("model", {
+    "width": _count(1),  # ConvNet's, VGG-16's and ResNet's channel width, WRN's widening factor k
+    "depth": _count(1),  # and the form the model's layout needs (WRN 6n + 4, DenseNet 3n + 4 or 6n + 4): its settings
+    "growth": _count(1),
+    "bc": boolean,
+    "dropout": _number(minimum=0, below=1),
+    "shared_concat": boolean,
+    "pretrained": boolean,
+    "weights_path": _text(allow_none=True),
+    "weights": _choice(*WEIGHT_SOURCES),
+    "pool": _choice(*POOLS),
+    "blocks": _blocks,
+})
+"""``model.*``: each model's ``settings`` (``gsm.models.MODELS``) checks the keys it takes with these rules, then what
+its layout needs of them; a model takes only its own keys, so these are not in :data:`gsm.config.RULES`."""

@@ -23,6 +23,10 @@ PAD_MODES = ("zeros", "reflect")
 """``dataset.pad_mode``: what the padded crop pads with."""
 INTERPOLATIONS = ("bilinear", "bicubic")
 """``dataset.interpolation``: how the JPEG pipelines resize."""
+POOLS = ("gap", "gmp")
+"""``model.pool`` of ResNet-101: global average or max pooling of the last feature map (gsm.models.resnet)."""
+WEIGHT_SOURCES = ("torchvision", "fb_resnet_torch")
+"""``model.weights`` of ResNet-101: whose ImageNet weights (docs/paper-notes.md D37)."""
 
 
 def is_int(value: Any) -> bool:

@@ -17,15 +17,17 @@ from gsm.config import CODE_GROUPS, CONFIG_DIR, RULES, catalog
 from gsm.data import load_splits
 from gsm.errors import ConfigError
 from gsm.heads import GSoftmaxHead, LSoftmaxHead, build_head, param_groups
-from gsm.models import MODELS
+from gsm.models import MODELS, check_model_config
 from gsm.schedules import SCHEDULE_KEYS
-from gsm.settings import DATASET, HEAD, OPTIMIZER, RECIPE, RUN, TrainerSettings
+from gsm.settings import DATASET, HEAD, MODEL, OPTIMIZER, RECIPE, RUN, TrainerSettings
 from gsm.values import FLOAT32_MAX
 
 # the tables that declare the rules of the keys whose rule does not depend on an option (gsm.settings)
 TABLES = {"gsm.settings.RUN": RUN.checks(), "gsm.settings.RECIPE": RECIPE.checks(),
           "gsm.settings.TrainerSettings": TrainerSettings.checks(), "gsm.settings.OPTIMIZER": OPTIMIZER.checks(),
           "gsm.settings.DATASET": DATASET.checks(), "gsm.settings.HEAD": HEAD.checks()}
+# model.*: each model's settings checks the keys it takes with these (a model takes only its own keys)
+MODEL_RULES = {"gsm.settings.MODEL": MODEL.checks()}
 
 
 def _model_class(option: str) -> type:
@@ -44,13 +46,13 @@ def _code_name(group: str, option: str) -> str:
 
 def _rules_of(group: str | None, option: str | None, key: str) -> list[str]:
     """Where the rule of ``key`` (as ``group=option`` sets it) is declared: every place, so a test can ask for one."""
-    found = [name for name, table in TABLES.items() if key in table]
+    found = [name for name, table in {**TABLES, **MODEL_RULES}.items() if key in table]
     leaf = key.split(".", 1)[1] if "." in key else key
     if group == "model":
         if key == "model.name":
             found.append("gsm.models.MODELS")
-        elif leaf in MODELS[name := _code_name("model", option)][1]:  # the keys model.name=<name> takes
-            found.append(f"{MODELS[name][0]}.settings")
+        elif leaf not in MODELS[_code_name("model", option)][1]:  # the keys model.name=<name> takes
+            found.append(f"not a setting of model.name={_code_name('model', option)}")
     if group == "schedule":
         if key == "schedule.name":
             found.append("gsm.schedules.SCHEDULE_KEYS")
@@ -92,6 +94,8 @@ def test_every_shipped_model_and_schedule_reads_exactly_its_declared_keys():
         name = _code_name("model", option)
         declared = set(inspect.signature(_model_class(name).settings).parameters)
         assert {k.split(".", 1)[1] for k in keys} - {"name"} <= set(MODELS[name][1]) <= declared, option
+    for name in MODELS:  # every key a model's settings takes has its rule in gsm.settings.MODEL
+        assert set(inspect.signature(_model_class(name).settings).parameters) <= set(MODEL), name
     for option, keys in cat.options["schedule"].items():
         assert {k.split(".", 1)[1] for k in keys} - {"name"} == set(SCHEDULE_KEYS[_code_name("schedule", option)]), option
 
@@ -114,6 +118,11 @@ def _message(make) -> str:
     ("head.loss_reduction", "max", lambda v: build_head("softmax", 8, 3, loss_reduction=v)),
     ("head.margin", 5, lambda v: LSoftmaxHead(8, 3, margin=v)),
     ("head.power", -1.0, lambda v: LSoftmaxHead(8, 3, power=v)),
+    ("model.width", 0, lambda v: check_model_config({"name": "convnet", "width": v})),
+    ("model.dropout", 1.0, lambda v: check_model_config({"name": "wrn", "dropout": v})),
+    ("model.dropout", -0.5, lambda v: check_model_config({"name": "densenet", "dropout": v})),
+    ("model.pool", "avg", lambda v: check_model_config({"name": "resnet101", "pool": v})),
+    ("model.blocks", [3, 4], lambda v: check_model_config({"name": "resnet_small", "blocks": v})),
     ("optimizer.lr", -0.1, lambda v: param_groups(torch.nn.Linear(2, 2), lr=v, weight_decay=0.0)),
     ("optimizer.weight_decay", float("inf"), lambda v: param_groups(torch.nn.Linear(2, 2), lr=0.1, weight_decay=v)),
     ("dataset.subset", 0, lambda v: load_splits({"name": "digits", "subset": v}, write=False)),
@@ -123,7 +132,8 @@ def _message(make) -> str:
 def test_the_code_that_takes_a_value_gives_the_config_checks_message(key, value, build):
     """A head, param_groups or a loader used on its own (the README's snippet) refuses a bad value with the
     message validate_config gives for the same value: the same rule, called from both."""
-    assert _message(lambda: build(value)) == _message(lambda: RULES[key](key, value))
+    rule = RULES.get(key) or MODEL.checks()[key]
+    assert _message(lambda: build(value)) == _message(lambda: rule(key, value))
     assert _message(lambda: build(value)).startswith(f"{key} must be")
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from gsm.values import integer
+from gsm.settings import MODEL
 from gsm.models.init import kaiming_fan_out_
 
 
@@ -29,7 +29,7 @@ class ConvNet(nn.Module):
     @staticmethod
     def settings(width: Any = 32) -> dict[str, Any]:
         """The ``model.*`` values, validated (ConfigError naming the key)."""
-        return {"width": integer("model.width", width, minimum=1)}
+        return MODEL.check_each(width=width)
 
     def __init__(self, in_channels: int = 3, width: int = 32) -> None:
         super().__init__()

@@ -59,7 +59,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from gsm.values import boolean, integer, number
+from gsm.settings import MODEL
 from gsm.errors import ConfigError
 from gsm.models.init import kaiming_fan_out_
 
@@ -187,14 +187,12 @@ class DenseNet(nn.Module):
     def settings(depth: Any = 100, growth: Any = 24, bc: Any = False, dropout: Any = 0.0,
                  shared_concat: Any = False) -> dict[str, Any]:
         """The ``model.*`` values, validated (ConfigError naming the key)."""
-        depth, bc = integer("model.depth", depth, minimum=1), boolean("model.bc", bc)
-        per = 6 if bc else 3
-        if depth < 4 + per or (depth - 4) % per:
-            kind = "DenseNet-BC needs depth = 6n + 4 (e.g. 100, 190)" if bc else "DenseNet needs depth = 3n + 4 (e.g. 40, 100)"
-            raise ConfigError(f"model.depth={depth}: {kind} with n >= 1")
-        return {"depth": depth, "growth": integer("model.growth", growth, minimum=1), "bc": bc,
-                "dropout": number("model.dropout", dropout, minimum=0, below=1),
-                "shared_concat": boolean("model.shared_concat", shared_concat)}
+        s = MODEL.check_each(depth=depth, bc=bc, growth=growth, dropout=dropout, shared_concat=shared_concat)
+        per = 6 if s["bc"] else 3
+        if s["depth"] < 4 + per or (s["depth"] - 4) % per:
+            kind = "DenseNet-BC needs depth = 6n + 4 (e.g. 100, 190)" if s["bc"] else "DenseNet needs depth = 3n + 4 (e.g. 40, 100)"
+            raise ConfigError(f"model.depth={s['depth']}: {kind} with n >= 1")
+        return {k: s[k] for k in ("depth", "growth", "bc", "dropout", "shared_concat")}
 
     def __init__(self, in_channels: int = 3, depth: int = 100, growth: int = 24, bc: bool = False,
                  dropout: float = 0.0, shared_concat: bool = False) -> None:

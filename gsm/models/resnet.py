@@ -22,7 +22,7 @@ from __future__ import annotations
 import http.client
 import os
 import pickle
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +31,9 @@ import torchvision
 from torch import Tensor, nn
 from torchvision.models import ResNet101_Weights
 
-from gsm.values import boolean, integer, one_of, text
+from gsm.settings import MODEL
 from gsm.errors import ConfigError
 
-POOLS = ("gap", "gmp")
-SOURCES = ("torchvision", "fb_resnet_torch")  # model.weights: whose ImageNet weights (docs/paper-notes.md D37)
 WEIGHTS = ResNet101_Weights.IMAGENET1K_V1
 _STEM = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
 BLOCKS = (3, 4, 23, 3)  # ResNet-101's bottleneck blocks per stage
@@ -110,14 +108,8 @@ class ResNet101(nn.Module):
     def settings(pretrained: Any = False, weights_path: Any = None, pool: Any = "gap", blocks: Any = BLOCKS,
                  width: Any = 64, weights: Any = "torchvision") -> dict[str, Any]:
         """The ``model.*`` values, validated (ConfigError naming the key); an empty weights_path is none."""
-        if isinstance(blocks, (str, bytes)) or not isinstance(blocks, Sequence) or len(blocks) != 4:
-            raise ConfigError(f"model.blocks must be 4 block counts, one per stage, e.g. [3, 4, 23, 3] (got {blocks!r})")
-        return {"pretrained": boolean("model.pretrained", pretrained),
-                "weights_path": text("model.weights_path", weights_path, allow_none=True),
-                "pool": one_of("model.pool", pool, POOLS),
-                "blocks": [integer(f"model.blocks[{i}]", b, minimum=1) for i, b in enumerate(blocks)],
-                "width": integer("model.width", width, minimum=1),
-                "weights": one_of("model.weights", weights, SOURCES)}
+        return MODEL.check_each(pretrained=pretrained, weights_path=weights_path, pool=pool, blocks=blocks, width=width,
+                                weights=weights)
 
     def load_weights(self, state: Mapping[str, Any], source: str) -> None:
         """Load a torchvision / gsm state dict (see the module docstring); errors name ``source``."""

@@ -14,7 +14,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from gsm.models.init import kaiming_fan_out_
-from gsm.values import integer
+from gsm.settings import MODEL
 
 CFG_D: tuple[int | str, ...] = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
 
@@ -32,7 +32,7 @@ class VGG16(nn.Module):
     @staticmethod
     def settings(width: Any = 64) -> dict[str, Any]:
         """The ``model.*`` values, validated (ConfigError naming the key)."""
-        return {"width": integer("model.width", width, minimum=1)}
+        return MODEL.check_each(width=width)
 
     def __init__(self, in_channels: int = 3, width: int = 64) -> None:
         super().__init__()

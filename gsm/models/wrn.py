@@ -13,7 +13,7 @@ from typing import Any
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from gsm.values import integer, number
+from gsm.settings import MODEL
 from gsm.errors import ConfigError
 from gsm.models.init import kaiming_fan_out_
 
@@ -62,11 +62,10 @@ class WideResNet(nn.Module):
     @staticmethod
     def settings(depth: Any = 40, width: Any = 14, dropout: Any = 0.0) -> dict[str, Any]:
         """The ``model.*`` values, validated (ConfigError naming the key)."""
-        depth = integer("model.depth", depth, minimum=1)
-        if depth < 10 or (depth - 4) % 6:
-            raise ConfigError(f"model.depth={depth}: a WRN needs depth = 6n + 4 with n >= 1 (e.g. 16, 28, 40)")
-        return {"depth": depth, "width": integer("model.width", width, minimum=1),
-                "dropout": number("model.dropout", dropout, minimum=0, below=1)}
+        s = MODEL.check_each(depth=depth, width=width, dropout=dropout)
+        if s["depth"] < 10 or (s["depth"] - 4) % 6:
+            raise ConfigError(f"model.depth={s['depth']}: a WRN needs depth = 6n + 4 with n >= 1 (e.g. 16, 28, 40)")
+        return s
 
     def __init__(self, in_channels: int = 3, depth: int = 40, width: int = 14, dropout: float = 0.0) -> None:
         super().__init__()
