@@ -151,11 +151,11 @@ def test_tables_figures_status_and_config_read_the_registry(monkeypatch):
     import gsm.config as gc
     import gsm.figures as figures
     import gsm.report.builders as builders
-    import gsm.status as status
+    import gsm.report.running as running
 
     assert builders.DATASET_NAMES is DATASET_NAMES and figures.DATASET_NAMES is DATASET_NAMES
     assert not hasattr(figures, "DATASET_LABEL") and not hasattr(gc, "MIN_IMAGE_SIZE")
-    assert "from gsm.data import DATASET_NAMES" in Path(status.__file__).read_text()
+    assert "from gsm.data import DATASET_NAMES" in Path(running.__file__).read_text()
     # a display name is a string of the code once, in its dataset module (docstrings aside)
     literals: dict[str, list[str]] = {info.display_name: [] for info in DATASETS.values()}
     for path in sorted((REPO / "gsm").rglob("*.py")):

@@ -451,7 +451,8 @@ def test_launch_commands_group_by_model_and_pass_launcher_and_seeds(tmp_path):
     assert "++model.depth=10" in wrn1100 and "++schedule.pieces=[[1,0,-8],[2,-8,-9]]" in wrn1100
     assert "dataset.subset=48" in wrn1100 and "trainer.epochs=2" in wrn1100
     vgg = next(c for c in cmds if "table1/vgg16_cifar10_softmax" in c[3])
-    assert not any(c.startswith("++") for c in vgg)  # vgg16 has no knobs to set
+    # the smoke profile's small VGG-16 (gsm.profiles): its one knob, the width, is forced like wrn1100's
+    assert "model.name=vgg16_small" in vgg and [c for c in vgg if c.startswith("++")] == ["++model.width=8"]
     # the forced keys leave every row's config (hence its run) unchanged
     for cmd in cmds:
         overrides = [c for c in cmd[4:] if not c.startswith(("output_root=", "hydra/launcher=", "seed="))]
@@ -934,6 +935,7 @@ def _retitle(path: Path, **config_head: Any) -> None:
     data["head"] = data["config"]["head"]["name"]
     data["signature"] = gruns.signature(data["config"])
     path.write_text(json.dumps(data))
+    path.parent.rename(path.parent.with_name(f"{path.parent.name[:-10]}{data['signature']}"))  # its folder names it too
 
 
 def test_demo_escapes_record_text_and_shows_the_settings_that_differ(tmp_path, capsys):
@@ -1114,7 +1116,10 @@ def test_launcher_settings_pass_as_plain_overrides(tmp_path, monkeypatch, capsys
     import gsm.reproduce
     from gsm.grid import CONFIG_DIR
 
+    import gsm.data_check
+
     monkeypatch.setattr(gsm.reproduce.subprocess, "Popen", _FakeTrainer)
+    monkeypatch.setattr(gsm.data_check, "check_data", lambda *a, **k: None)  # no COCO here: the launch is the subject
     _FakeTrainer.calls = []
     runs = tmp_path / "runs"
     argv = ["table3", "--launcher", "slurm", "-o", "hydra.launcher.partition=gpu", "-o", "hydra.launcher.timeout_min=60",
