@@ -27,6 +27,7 @@ from gsm import paper
 from gsm.errors import ConfigError
 from gsm.estimate import Recipe, compose_experiments, group_recipes, probe, process_start_seconds
 from gsm.measured_costs import MEASURED
+from gsm.text import table_lines
 
 # Dense bf16/fp16 tensor-core peak in TFLOP/s, matched against torch.cuda.get_device_name (first match wins).
 PEAK_TFLOPS: tuple[tuple[str, float], ...] = (
@@ -253,13 +254,12 @@ def _tables_of(experiments: list[str]) -> list[int]:
 
 def _disk_table(configs: dict[str, dict[str, Any]], measured: dict[str, int] | None = None) -> int:
     """Print each run's disk (checkpoint + test outputs) and return the total bytes."""
-    print("| experiment | checkpoint | test outputs | disk/run |")
-    print("|---|---:|---:|---:|")
-    total = 0
+    total, rows = 0, []
     for exp, cfg in configs.items():
         d = disk_bytes(cfg, (measured or {}).get(exp))
         total += d["total"]
-        print(f"| {exp} | {size_text(d['checkpoint'])} | {size_text(d['outputs'])} | {size_text(d['total'])} |")
+        rows.append([exp, size_text(d["checkpoint"]), size_text(d["outputs"]), size_text(d["total"])])
+    print("\n".join(table_lines(["experiment", "checkpoint", "test outputs", "disk/run"], rows, list("lrrr"))))
     return total
 
 
@@ -324,9 +324,9 @@ def run_estimate(experiments: list[str], profile: str, overrides: list[str], lau
     process_s = process_start_seconds()
     print(f"process start-up (python, torch, the trainer's imports; measured in a fresh process): {process_s:,.1f} s\n")
     measured: dict[str, dict[str, Any]] = {}
-    print("| recipe | what | train images/s | GFLOP/image | MFU | peak memory | eval images/s | checkpoint s | "
-          "loader images/s | start-up s | data set-up s |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    probe_head = ["recipe", "what", "train images/s", "GFLOP/image", "MFU", "peak memory", "eval images/s",
+                  "checkpoint s", "loader images/s", "start-up s", "data set-up s"]
+    print("\n".join(table_lines(probe_head, [], list("ll" + "r" * 9))))  # each row printed once measured
     for recipe in recipes:
         m = probe(recipe, dev, warmup=warmup, steps=steps, eval_batches=eval_batches)
         m["process_seconds"] = process_s
@@ -335,16 +335,17 @@ def run_estimate(experiments: list[str], profile: str, overrides: list[str], lau
         m["mfu"] = mfu
         loader = (f"{m['loader_images_per_second']:,.0f} ({m['workers']} workers)"
                   if m["loader_images_per_second"] else "on device")
-        print(f"| {recipe.name} | {_describe(recipe)}{' compiled' if m['compiled'] else ''} | "
-              f"{m['images_per_second']:,.1f} | {m['flops_per_image'] / 1e9:,.3f} | {_fmt(mfu, '.1%')} | "
-              f"{_fmt(m['peak_memory'] / 2**30 if m['peak_memory'] else None, '.2f')}{' GiB' if m['peak_memory'] else ''} | "
-              f"{m['eval_images_per_second']:,.1f} | {m['checkpoint_seconds']:.3f} "
-              f"({m['checkpoint_bytes'] / 2**20:,.1f} MiB) | {loader} | {m['startup_seconds']:,.1f} | "
-              f"{_fmt(m['data_seconds'], ',.1f', 'n/a (data not here)')} |", flush=True)
+        row = [recipe.name, f"{_describe(recipe)}{' compiled' if m['compiled'] else ''}", f"{m['images_per_second']:,.1f}",
+               f"{m['flops_per_image'] / 1e9:,.3f}", _fmt(mfu, ".1%"),
+               f"{_fmt(m['peak_memory'] / 2**30 if m['peak_memory'] else None, '.2f')}{' GiB' if m['peak_memory'] else ''}",
+               f"{m['eval_images_per_second']:,.1f}",
+               f"{m['checkpoint_seconds']:.3f} ({m['checkpoint_bytes'] / 2**20:,.1f} MiB)", loader,
+               f"{m['startup_seconds']:,.1f}", _fmt(m["data_seconds"], ",.1f", "n/a (data not here)")]
+        print(table_lines(probe_head, [row])[-1], flush=True)
 
-    print("\n| experiment | recipe | images/s | MFU | peak memory | train s/epoch | eval s/epoch | "
-          "checkpoint s/epoch | s/epoch | epochs | time/run | disk/run |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    run_head = ["experiment", "recipe", "images/s", "MFU", "peak memory", "train s/epoch", "eval s/epoch",
+                "checkpoint s/epoch", "s/epoch", "epochs", "time/run", "disk/run"]
+    run_rows: list[list[str]] = []
     hours: list[float] = []
     disk = 0
     for recipe in recipes:
@@ -355,9 +356,10 @@ def run_estimate(experiments: list[str], profile: str, overrides: list[str], lau
             run_disk = disk_bytes(configs[exp], m["checkpoint_bytes"])["total"]
             disk += run_disk
             mem = f"{m['peak_memory'] / 2**30:.2f} GiB" if m["peak_memory"] else "n/a"
-            print(f"| {exp} | {recipe.name} | {c['rate']:,.1f} | {_fmt(m['mfu'], '.1%')} | {mem} | "
-                  f"{c['train_s']:,.2f} | {c['eval_s']:,.2f} | {c['ckpt_s']:,.3f} | {c['epoch_s']:,.2f} | "
-                  f"{c['epochs']} | {duration_text(c['hours'])} | {size_text(run_disk)} |")
+            run_rows.append([exp, recipe.name, f"{c['rate']:,.1f}", _fmt(m["mfu"], ".1%"), mem, f"{c['train_s']:,.2f}",
+                             f"{c['eval_s']:,.2f}", f"{c['ckpt_s']:,.3f}", f"{c['epoch_s']:,.2f}", str(c["epochs"]),
+                             duration_text(c["hours"]), size_text(run_disk)])
+    print("\n" + "\n".join(table_lines(run_head, run_rows, list("ll" + "r" * 10))))
     total = sum(hours)
     slots, why = parallel_gpus(launcher, launcher_ovs, len(hours))
     unit = "GPU-hours" if on_gpu else "device-hours (this CPU)"

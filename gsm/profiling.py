@@ -42,6 +42,8 @@ import torch
 from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile, record_function
 
+from gsm.text import table_lines
+
 INPUT_SCOPE = "gsm.profile: input batch"  # record_function around each batch the loader yields
 
 CATEGORIES: tuple[str, ...] = ("conv", "matmul", "norm", "elementwise", "reduce/loss", "copy/memory", "optimiser",
@@ -294,15 +296,15 @@ def markdown_table(profiles: Sequence[StepProfile]) -> str:
     """The profiles as a markdown table: one row per recipe, each category's share, the busy time per step (device
     time on CUDA, operators' self time on a CPU), the unprofiled wall time per step and the launch gaps."""
     head = ["recipe", *CATEGORIES, "busy ms/step", "wall ms/step", "launch gaps", "steps"]
-    lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
+    rows = []
     for p in profiles:
         shares = p.shares()
         gaps = "n/a (CPU)" if p.launch_gaps is None else f"{p.launch_gaps:.0%}"
         cells = [f"{p.label} ({p.device})", *(f"{shares[k]:.0%}" for k in CATEGORIES),
                  f"{p.ms_per_step(p.busy_seconds):,.1f}", f"{p.ms_per_step(p.wall_seconds):,.1f}", gaps,
                  f"{p.steps} × batch {p.batch_size}"]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        rows.append(cells)
+    return "\n".join(table_lines(head, rows, ["l", *"r" * (len(head) - 1)]))
 
 
 def profile_callable(fn: Callable[[], Any], device: torch.device) -> list[tuple[list[str], float]]:

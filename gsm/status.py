@@ -34,7 +34,7 @@ from gsm.checkpoint_file import read_checkpoint_meta
 from gsm.errors import GsmError
 from gsm.grid import Grid, recipe_key
 from gsm.identity import FileKindError, RunPaths, regular_file
-from gsm.text import hms, one_line
+from gsm.text import hms, one_line, table_lines
 
 STATES = ("finished", "training", "interrupted", "failed", "not started")
 LOG_TAIL_BYTES = 1 << 20  # the part of train.log read (its last attempt and progress lines are at the end)
@@ -290,13 +290,10 @@ def fill_remaining(grid: Grid, statuses: list[GridRunStatus]) -> None:
 def render(table: str, grid: Grid, statuses: list[GridRunStatus], estimate_command: str) -> str:
     """The status table (plain text), totals per state and the remaining hours."""
     fill_remaining(grid, statuses)
-    header = ("experiment", "seed", "state", "detail")
-    body = [(st.experiment, str(st.seed), st.state, st.detail) for st in statuses]
-    widths = [max(len(r[i]) for r in [header, *body]) for i in range(3)]
+    body = [[st.experiment, str(st.seed), st.state, st.detail] for st in statuses]
     out = [f"gsm-tables status {table}: profile {grid.profile.name}, runs under {grid.runs_dir} "
            f"(read {time.strftime('%Y-%m-%d %H:%M:%S')})", ""]
-    for r in [header, *body]:
-        out.append("  ".join(r[i].ljust(widths[i]) if i != 1 else r[i].rjust(widths[i]) for i in range(3)) + "  " + r[3])
+    out += table_lines(["experiment", "seed", "state", "detail"], body, ["l", "r", "l", "l"], style="text")
     counts = {s: sum(st.state == s for st in statuses) for s in STATES}
     out += ["", "totals: " + ", ".join(f"{n} {s}" for s, n in counts.items()) + f" ({len(statuses)} runs)"]
     out += _remaining_lines(statuses, estimate_command)

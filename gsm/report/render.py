@@ -30,6 +30,8 @@ from typing import Any
 
 import pandas as pd
 
+from gsm.text import table_lines
+
 LITERATURE = "—"  # every cell of a literature row that holds no number the paper quotes (never run here)
 NOT_RUN = "not run"  # a row of ours without a run under the profile
 NOT_REPORTED = "n.r."  # a row of ours for which the paper prints "-"
@@ -146,12 +148,8 @@ def _md_cell(v: Any) -> str:
 def md_table(df: pd.DataFrame, aligns: list[str] | None = None) -> str:
     """A GitHub Markdown table; ``aligns`` per column ``l`` / ``r`` (numeric columns right-aligned)."""
     cols = list(df.columns)
-    aligns = aligns or ["l"] * len(cols)
-    lines = ["| " + " | ".join(_md_cell(c) for c in cols) + " |",
-             "|" + "|".join("---:" if a == "r" else "---" for a in aligns) + "|"]
-    for _, r in df.iterrows():
-        lines.append("| " + " | ".join(_md_cell(r[c]) for c in cols) + " |")
-    return "\n".join(lines)
+    rows = [[_md_cell(r[c]) for c in cols] for _, r in df.iterrows()]
+    return "\n".join(table_lines([_md_cell(c) for c in cols], rows, aligns))
 
 
 _TEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
