@@ -1,11 +1,10 @@
 """A run's record: the one contract between the trainer and everything that reports on runs.
 
-The trainer writes one :class:`RunRecord` per finished run to ``<run>/results.json``; the grid,
-the tables, the figures and the tests' synthetic runs all read it back through :func:`read_record`.
+The trainer writes one :class:`RunRecord` per finished run to ``<run>/results.json``; every reader (the grid, the
+tables, the figures, the tests' synthetic runs) reads it back through :func:`read_record`.
 
-Units rule: every fraction is stored as a fraction in [0, 1] and its key ends in ``_frac``
-(``top1_error_frac``, ``mAP_frac``, ``per_class_ap_frac``, the ``top3`` dict's keys, the history's
-``test_top1_error_frac`` ...). Tables show percent and say "(%)" in their headers.
+Units rule: every fraction is stored in [0, 1] under a key ending in ``_frac`` (``top1_error_frac``, ``mAP_frac``,
+the ``top3`` dict's keys, the history's ``test_top1_error_frac`` ...); tables show percent, saying "(%)".
 
 Two definitions of the multi-label summary numbers are stored side by side: gsm's standard ones
 (``mAP_frac`` / ``per_class_ap_frac``: non-interpolated AP, eq. 21, = scikit-learn's
