@@ -56,6 +56,11 @@ def ray_head(request, tmp_path_factory):
         except subprocess.TimeoutExpired:
             os.killpg(head.pid, signal.SIGKILL)
             head.wait()
+        # the head's address file (what address=auto and ray.init() without an address join) must not outlive it:
+        # a later ray.init() on this machine would try to join the dead head
+        current = Path("/tmp/ray/ray_current_cluster")
+        if current.exists() and current.read_text().strip().endswith(f":{port}"):
+            current.unlink()
 
 
 def ray_sweep(tmp_path: Path, *extra: str) -> tuple[list[str], Path, Path]:
