@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -73,7 +74,11 @@ def _compose(jobs: list[tuple[str, list[str]]]) -> list[tuple[dict[str, Any], di
                 missing[(experiment, overrides)] = full
         if missing:
             _compose_with_hydra(missing, cache)
-    return [copy.deepcopy(_COMPOSED[(str(CONFIG_DIR), e, tuple(ov))]) for e, ov in jobs]
+    found = {(e, tuple(ov)): _COMPOSED.get((str(CONFIG_DIR), e, tuple(ov))) for e, ov in jobs}
+    if any(v is None for v in found.values()):  # more jobs than the cache holds: compose the rest again
+        _compose_with_hydra({k: _hydra_overrides(k[0], list(k[1])) for k, v in found.items() if v is None}, None)
+        found = {k: v if v is not None else _COMPOSED[(str(CONFIG_DIR), *k)] for k, v in found.items()}
+    return [copy.deepcopy(found[(e, tuple(ov))]) for e, ov in jobs]
 
 
 def _hydra_overrides(experiment: str, overrides: list[str]) -> list[str]:
@@ -121,8 +126,23 @@ def _default_config() -> dict[str, Any]:
     return _DEFAULT["default"]
 
 
-_DEFAULT: dict[str, dict[str, Any]] = {}
-_COMPOSED: dict[tuple[str, str, tuple[str, ...]], tuple[dict[str, Any], dict[str, str]]] = {}
+class _Bounded(OrderedDict):
+    """A dict that keeps its ``limit`` most recently stored entries (a process-wide cache must not grow without end)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        super().__setitem__(key, value)
+        self.move_to_end(key)
+        while len(self) > self.limit:
+            self.popitem(last=False)
+
+
+_DEFAULT: dict[str, dict[str, Any]] = {}  # one entry: the primary config
+# compositions of this process, keyed by (config folder, experiment, overrides): Hydra's compose is pure
+_COMPOSED: _Bounded = _Bounded(1024)
 
 
 @dataclass

@@ -102,7 +102,7 @@ class PaperRow:
         return True
 
 
-@lru_cache(maxsize=None)
+@lru_cache(maxsize=4)  # the shipped registry (tests read a few others)
 def registry(path: str | None = None) -> tuple[PaperRow, ...]:
     """All rows of the registry file, validated (unique ids; known keys)."""
     path = Path(path) if path else REGISTRY

@@ -6,6 +6,7 @@ No torch, no Hydra: every reader of a runs folder imports it.
 
 from __future__ import annotations
 
+import functools
 import math
 import types
 import typing
@@ -150,13 +151,9 @@ class Environment(Checked):
 # --------------------------------------------------------------------------- checking and parsing typed fields
 
 
+@functools.lru_cache(maxsize=32)  # the record's dataclasses: a handful
 def _hints(cls: type) -> dict[str, Any]:
-    if cls not in _HINTS:
-        _HINTS[cls] = typing.get_type_hints(cls)
-    return _HINTS[cls]
-
-
-_HINTS: dict[type, dict[str, Any]] = {}
+    return typing.get_type_hints(cls)
 
 
 def _conforms(value: Any, tp: Any) -> bool:

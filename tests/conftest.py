@@ -56,12 +56,13 @@ def run_process(*args: str, cwd: Path = REPO, env: dict | None = None, timeout: 
 
 @contextlib.contextmanager
 def _isolated(cwd: Path, env: dict | None):
-    """The process-wide state a run of the CLI changes, restored afterwards: working directory, environment,
-    argv, the root and hydra loggers' handlers, Hydra's global config."""
+    """The process-wide state a run of the CLI changes, restored afterwards: working directory, environment and argv
+    (what a command line is), the root and hydra loggers' handlers (Hydra's job logging), Hydra's global config.
+    The trainer itself sets back what it changes (torch's threads, the gsm logger's level, the thread excepthook)."""
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.hydra_config import HydraConfig
 
-    loggers = [logging.getLogger(), logging.getLogger("hydra"), logging.getLogger("gsm")]
+    loggers = [logging.getLogger(), logging.getLogger("hydra")]
     saved = [(lg, lg.handlers[:], lg.level, lg.propagate) for lg in loggers]
     old_cwd, old_env, old_argv = os.getcwd(), dict(os.environ), sys.argv[:]
     os.chdir(cwd)
@@ -79,7 +80,6 @@ def _isolated(cwd: Path, env: dict | None):
             lg.propagate = propagate
         HydraConfig.instance().cfg = None  # a later run must not see this run's mode or overrides
         GlobalHydra.instance().clear()
-        torch.set_num_threads(1)
 
 
 def run_cli(*args: str, cwd: Path = REPO, env: dict | None = None, timeout: int = 300,

@@ -92,3 +92,17 @@ def test_empirical_init_multilabel_pairs():
     empirical_init(model, data.train, Dist(), None)
     assert model.head.mu.shape == (10, 2) and (model.head.sigma > 0).all()
     assert not torch.allclose(model.head.mu, torch.zeros(10, 2))
+
+
+def test_a_run_leaves_the_process_as_it_found_it(tmp_path):
+    """gsm.train.run as a library call changes no process-wide state for good: torch's CPU threads, the gsm
+    logger's level and the thread excepthook (TensorBoard's writer-thread hook) are what they were before."""
+    import logging
+    import threading
+
+    from conftest import train
+
+    before = (torch.get_num_threads(), logging.getLogger("gsm").level, threading.excepthook)
+    rec = train(tmp_path, "trainer.epochs=1", "dataset.subset=64", "trainer.analyze_train=false", "trainer.cpu_threads=2")
+    assert rec is not None and rec.environment.cpu_threads == 2  # the run itself trained with 2 threads
+    assert (torch.get_num_threads(), logging.getLogger("gsm").level, threading.excepthook) == before

@@ -162,7 +162,7 @@ def load_rgb(path: str | os.PathLike, min_size: int | None = None) -> Tensor:
     return _load_rgb_pil(path)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.lru_cache(maxsize=1)
 def jpeg_decoder() -> Callable[[Tensor], Tensor] | None:
     """torchvision's JPEG decode to an RGB uint8 tensor, None where torchvision lacks its image codecs. Imported on
     the first JPEG (importing torchvision takes seconds: a run on in-memory data never pays it)."""

@@ -50,13 +50,17 @@ def run(cfg: DictConfig, status: RunStatus | None = None) -> RunRecord | None:
     trainer = config.validate_config(cfg)  # every value checked once; trainer.* comes back typed (gsm.settings)
     status = status if status is not None else RunStatus()
     wall_start = time.perf_counter()
-    machine = Machine.set_up(trainer)
-    if not machine.dist.is_main:
-        logging.getLogger("gsm").setLevel(logging.WARNING)
+    gsm_log, threads = logging.getLogger("gsm"), torch.get_num_threads()
+    level = gsm_log.level
+    machine = Machine.set_up(trainer)  # sets torch's CPU threads for the run (set back when the run ends)
+    if not machine.dist.is_main:  # one rank reports; the others only warn (set back when the run ends)
+        gsm_log.setLevel(logging.WARNING)
     try:
         with stop_on_sigterm(status):
             return _prepare_and_train(cfg, trainer, machine, status, wall_start)
     finally:
+        gsm_log.setLevel(level)
+        torch.set_num_threads(threads)
         close_distributed(machine.dist)
 
 

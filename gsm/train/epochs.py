@@ -23,7 +23,7 @@ from gsm.train.checkpoints import Checkpointer, checkpoint_state, restore
 from gsm.settings import TrainerSettings
 from gsm.train.device import Dist, Machine, sync_buffers
 from gsm.train.loop import EvalOutputs, check_finite, compute_metrics, empirical_init, evaluate, log_every_steps, train_one_epoch
-from gsm.train.outputs import Reporter, build_results, epoch_row, save_outputs
+from gsm.train.outputs import Reporter, build_results, epoch_row, quiet_event_writer_threads, save_outputs
 from gsm.train.state import RunStatus, TrainState
 
 log = logging.getLogger("gsm.train")
@@ -66,12 +66,13 @@ class Run:
         checkpointer = None
         if self.dist.is_main:
             checkpointer = Checkpointer(self.paths.checkpoint, self.machine.device.type == "cuda", self.status)
-        reporter = Reporter(self.run_dir, self.dist.is_main)
-        try:
-            last_eval, last_metrics = self.train_epochs(state, train_model, checkpointer, reporter)
-            return self.finish(state, last_eval, last_metrics, reporter)
-        finally:
-            reporter.close()
+        with quiet_event_writer_threads():  # the hook is this run's only: the process's own comes back after
+            reporter = Reporter(self.run_dir, self.dist.is_main)
+            try:
+                last_eval, last_metrics = self.train_epochs(state, train_model, checkpointer, reporter)
+                return self.finish(state, last_eval, last_metrics, reporter)
+            finally:
+                reporter.close()
 
     def start(self) -> TrainState:
         """The checkpoint's state when there is one; else a fresh state, after ``head.init=empirical``."""

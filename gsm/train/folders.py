@@ -4,6 +4,7 @@ tidying it and recording how it was invoked. docs/runs.md says when a rerun trai
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 from dataclasses import dataclass
@@ -33,21 +34,20 @@ def recipe_config(cfg: DictConfig) -> DictConfig | None:
     """The same dataset, model and head with no other overrides (what a folder name is relative to). Composed
     once per process for each (config sources, dataset, model, head): the jobs of an in-process sweep share it."""
     try:
-        from hydra import compose
-
         hc = HydraConfig.get()
         choices = hc.runtime.choices
         extra = [o for o in hc.overrides.hydra if o.startswith("hydra.searchpath")]
-        overrides = [f"dataset={choices['dataset']}", f"model={choices['model']}", f"head={choices['head']}", *extra]
-        key = (repr(OmegaConf.to_container(hc.runtime.config_sources)), *overrides)
-        if key not in _RECIPES:
-            _RECIPES[key] = compose("train", overrides=overrides)
-        return _RECIPES[key].copy()
+        overrides = (f"dataset={choices['dataset']}", f"model={choices['model']}", f"head={choices['head']}", *extra)
+        return _recipe(repr(OmegaConf.to_container(hc.runtime.config_sources)), overrides).copy()
     except Exception:  # noqa: BLE001 - only the readable part of the name depends on it
         return None
 
 
-_RECIPES: dict[tuple[str, ...], DictConfig] = {}
+@functools.lru_cache(maxsize=16)  # keyed by the config sources and the overrides; a sweep's jobs share a few
+def _recipe(sources: str, overrides: tuple[str, ...]) -> DictConfig:
+    from hydra import compose
+
+    return compose("train", overrides=list(overrides))
 
 
 def locate_run_dir(cfg: DictConfig, sig: str) -> Path:

@@ -4,6 +4,7 @@ write is one warning and the run goes on) and its results (:func:`build_results`
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import logging
@@ -12,9 +13,9 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 
 from gsm import analysis, runs
 from gsm.errors import GsmError
@@ -70,8 +71,6 @@ class Reporter:
         self._summary_ok = True
         if enabled:
             from torch.utils.tensorboard import SummaryWriter
-
-            quiet_event_writer_threads()
 
             self._guard(lambda: setattr(self, "writer", SummaryWriter(log_dir=str(run_dir / "tensorboard"))))
 
@@ -158,21 +157,24 @@ class Reporter:
         self.writer = None
 
 
-def quiet_event_writer_threads() -> None:
+@contextlib.contextmanager
+def quiet_event_writer_threads() -> Iterator[None]:
     """TensorBoard writes events in a thread of its own; a write that fails there is stored and raised again by
     the writer's next call (where :class:`Reporter` turns it into one warning), but the thread also prints
-    it as a traceback on its way out. This hook (installed once per process) drops that duplicate."""
+    it as a traceback on its way out. While a run reports, this hook drops that duplicate; the process's own
+    hook is put back afterwards."""
     previous = threading.excepthook
-    if getattr(previous, "_gsm_quiet", False):
-        return
 
     def hook(args: Any) -> None:
         if type(args.thread).__name__ == "_AsyncWriterThread" and isinstance(args.exc_value, Exception):
             return
         previous(args)
 
-    hook._gsm_quiet = True  # type: ignore[attr-defined]
     threading.excepthook = hook
+    try:
+        yield
+    finally:
+        threading.excepthook = previous
 
 
 class LogFile(logging.FileHandler):
