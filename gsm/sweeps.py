@@ -67,6 +67,31 @@ def failures(sweep_dir: str | Path) -> list[dict[str, Any]]:
     return sorted(found, key=lambda f: int(f["job"]) if str(f["job"]).isdigit() else 0)
 
 
+class JobDirectory(Callback):
+    """Each job of a sweep runs in the folder the command was started in (``hydra.runtime.cwd``, composed where the
+    command runs), which is where gsm reads every relative path from (``output_root``, ``dataset.root``). Hydra's
+    basic launcher and SLURM jobs are there already; the workers of a Ray cluster started beforehand are in the
+    folder ``ray start`` ran in, so a relative ``output_root`` put the runs there (and a relative ``dataset.root``
+    read the data there). When that folder does not exist on the job's machine the job stays where it is, with one
+    warning naming both folders."""
+
+    def on_job_start(self, config: Any, **kwargs: Any) -> None:
+        hc = config.hydra
+        if str(hc.mode) != "RunMode.MULTIRUN" or str(hc.job.chdir).lower() == "true":
+            return  # a single run runs where it was started; hydra.job.chdir is refused by the config check
+        wanted, here = Path(str(hc.runtime.cwd)), Path.cwd()
+        if wanted == here:
+            return
+        if wanted.is_dir():
+            os.chdir(wanted)
+            return
+        import socket
+
+        print(f"gsm: warning: this job runs on {socket.gethostname()} in {here}, not in {wanted} where the sweep was "
+              f"started (no such folder here): relative paths (output_root, dataset.root) are read from {here}",
+              file=sys.stderr)
+
+
 class SweepReport(Callback):
     """At the end of a sweep: one line per failed job, then exit code 2 (0 when every job finished)."""
 

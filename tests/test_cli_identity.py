@@ -203,8 +203,9 @@ def test_a_slurm_sweep_reports_the_failed_jobs_of_its_batch_jobs(slurm_partition
 @pytest.fixture
 def ray_head(request):
     """A Ray head started beforehand (``ray start --head``), as a user's cluster is: its own port and temporary
-    folder (a short path: Ray's sockets live there), so it neither joins nor disturbs another Ray on this machine.
-    Only with -m cluster (make test-cluster). Yields (address, temporary folder, environment)."""
+    folder (a short path: Ray's sockets live there), so it neither joins nor disturbs another Ray on this machine;
+    started in that folder, where its workers then run. Only with -m cluster (make test-cluster). Yields (address,
+    temporary folder, environment)."""
     import shutil
     import socket
     import tempfile
@@ -221,7 +222,7 @@ def ray_head(request):
     with open(temp / "head.log", "w") as log:
         head = subprocess.Popen([str(Path(sys.executable).with_name("ray")), "start", "--head", "--block", f"--port={port}",
                                  "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}"],
-                                env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                                env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=temp)
     try:
         address_file = temp / "ray_current_cluster"
         _wait_for(lambda: address_file.exists() and "block forever" in (temp / "head.log").read_text(), head)
@@ -248,6 +249,23 @@ def test_a_sweep_on_a_ray_cluster_started_beforehand_reports_its_failed_jobs(ray
                       timeout=600, env=env)
     assert out.returncode == 2, (out.stdout[-2000:], out.stderr[-3000:])
     assert "gsm: 2 job(s) of this sweep failed" in out.stderr and len(_failed_jobs(out.stderr)) == 2
+
+
+@pytest.mark.cluster
+@pytest.mark.slow
+def test_a_ray_cluster_started_elsewhere_writes_a_relative_output_root_where_the_sweep_was_started(ray_head, tmp_path):
+    """The workers of a Ray cluster run in the folder ``ray start`` ran in; each job moves to the folder the sweep
+    was started in (gsm.sweeps.JobDirectory), so output_root=runs is <that folder>/runs, as for every other
+    launcher (the runs landed in the cluster's folder). The failed job of the two is listed, exit 2."""
+    address, temp, env = ray_head
+    out = run_process("-m", "hydra/launcher=gsm_ray", f"hydra.launcher.ray.init.address={address}",
+                      f"++hydra.launcher.ray.init._temp_dir={temp}", "++hydra.launcher.ray.init.object_store_memory=null",
+                      "output_root=runs", "head.sigma=1,-1", *TINY, cwd=tmp_path, timeout=600, env=env)
+    assert out.returncode == 2, (out.stdout[-2000:], out.stderr[-3000:])
+    assert len(_failed_jobs(out.stderr)) == 1 and "head.sigma=-1" in _failed_jobs(out.stderr)[0]
+    records = list(tmp_path.rglob("results.json"))
+    assert len(records) == 1 and records[0].is_relative_to(tmp_path / "runs" / "runs"), records
+    assert not list(temp.rglob("results.json"))
 
 
 def test_a_sweep_without_multirun_is_one_line(cli):
