@@ -68,6 +68,36 @@ def check_sweep_needs_multirun(argv: list[str]) -> None:
                               f"{key}='{value}'")
 
 
+def check_values(argv: list[str]) -> None:
+    """One run of the shipped configs (no ``-m``, no other config folder or ``hydra.*`` override): compose its config
+    and check every value (:func:`gsm.config.validate_config`, the check the run makes again) before torch is
+    imported, so ``head.sigma=-1`` answers in about a second. Anything Hydra cannot compose is left to Hydra's own
+    run, which reports it."""
+    from hydra import compose, initialize_config_dir
+    from hydra._internal.utils import get_args_parser  # the parser @hydra.main uses (as check_overrides)
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from gsm.config import CONFIG_DIR, validate_config
+    from gsm.runs import register_resolvers
+
+    try:
+        args = get_args_parser().parse_args(list(argv))
+    except SystemExit:
+        return
+    if (args.multirun or args.cfg or args.info or args.help or args.hydra_help or args.shell_completion
+            or args.config_path or args.config_dir or args.config_name or args.experimental_rerun
+            or any(ov.lstrip("+~").startswith("hydra") for ov in args.overrides)):
+        return
+    register_resolvers()
+    try:
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3", job_name="train"):
+            cfg = compose("train", overrides=list(args.overrides))
+    except (HydraException, OmegaConfBaseException, ValueError):
+        return
+    validate_config(cfg)
+
+
 def check_command_line(argv: list[str]) -> None:
     """A mistyped config group or option (``head=gsofmax``), an unknown key, ``hydra.job.chdir=true`` or a sweep
     without ``-m``: one ``gsm: error:`` line and exit 2 in about a second, before torch is imported
@@ -78,6 +108,7 @@ def check_command_line(argv: list[str]) -> None:
     try:
         check_sweep_needs_multirun(argv)
         check_overrides(argv)
+        check_values(argv)
     except GsmError as exc:
         print(f"gsm: error: {exc}", file=sys.stderr)
         sys.exit(2)

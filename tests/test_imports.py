@@ -137,3 +137,17 @@ def test_the_tables_gsm_tables_offers_are_the_tables_it_can_build():
     from gsm.report import BUILDERS
 
     assert table_numbers() == paper.tables() == sorted(BUILDERS)
+
+
+def test_a_bad_value_is_one_line_before_torch_is_imported(tmp_path):
+    """head.sigma=-1 (and a number beyond float32) is refused by the command-line check, which composes the one run's
+    config and checks every value before the trainer and torch are imported; exit 2, one line."""
+    for arg, message in (("head.sigma=-1", "head.sigma must be"), ("head.mu=1e39", "float32")):
+        out = _imported_by(f"sys.argv = ['train.py', {arg!r}]\nfrom gsm.cli import train\ntrain()", tmp_path)
+        assert out == {"heavy": [], "exit": 2}, (arg, out)
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, str(GSM.parent / "train.py"), "head.sigma=-1"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.splitlines() == ["gsm: error: head.sigma must be a finite number > 0 (got -1)"]
