@@ -127,7 +127,7 @@ def train() -> None:
     trainer's ``Terminated``, which a run reports with its checkpoint (exit 143). Only the first SIGTERM counts: a
     second one (``kill`` of the process and of its group, gsm-tables passing one on) changes nothing."""
     try:
-        previous_term = signal.signal(signal.SIGTERM, _raise_once(StartupTerminated))
+        previous_term = signal.signal(signal.SIGTERM, raise_once(StartupTerminated))
     except ValueError:  # not the main thread: signals are not ours to handle
         previous_term = None
     try:
@@ -141,7 +141,7 @@ def train() -> None:
             signal.signal(signal.SIGTERM, previous_term)
 
 
-def _raise_once(exc_type: type[BaseException]):
+def raise_once(exc_type: type[BaseException]):
     """A SIGTERM handler that raises ``exc_type`` the first time and ignores the SIGTERMs after it."""
     seen: list[int] = []
 
@@ -173,7 +173,7 @@ def _train() -> None:
         sys.exit(130)
     from gsm.train.epochs import Terminated
 
-    signal.signal(signal.SIGTERM, _raise_once(Terminated))  # what a run reports (gsm.train.app) until its own is set
+    signal.signal(signal.SIGTERM, raise_once(Terminated))  # what a run reports (gsm.train.app) until its own is set
     try:
         main()
     except KeyboardInterrupt:  # before the trainer's own handler is in place (Hydra composition)

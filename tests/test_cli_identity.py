@@ -76,7 +76,7 @@ def test_gsm_tables_launches_into_a_folder_named_with_hydra_syntax(tmp_path, cap
     and the printed command, pasted into a shell, is the command that ran."""
     from gsm.grid import Grid
     from gsm.profiles import PROFILES
-    from gsm.reproduce import ensure_fixtures, launch, launch_commands
+    from gsm.launch import ensure_fixtures, launch, launch_commands
 
     base = tmp_path / HOSTILE
     exp = "table1/vgg16_cifar10_softmax"
@@ -102,7 +102,7 @@ def test_gsm_tables_takes_runs_and_o_paths_literally(tmp_path, monkeypatch, caps
     import gsm.reproduce
 
     started: list[list[str]] = []
-    monkeypatch.setattr(gsm.reproduce, "_run_trainer", lambda cmd, *a, **kw: started.append(cmd) or (0, False))
+    monkeypatch.setattr(gsm.launch, "run_trainer", lambda cmd, *a, **kw: started.append(cmd) or (0, False))
     monkeypatch.setattr(gsm.data_check, "check_data", lambda *a, **kw: None)  # no dataset there: not the subject
     runs, data = tmp_path / HOSTILE / "runs", tmp_path / "data,x=y {z}"
     code = gsm.reproduce.main(["table4", "--runs", str(runs), "-o", f"dataset.root={data}", "--out", str(tmp_path / "t"),
@@ -386,6 +386,7 @@ def test_sigterm_while_waiting_for_a_run_lock_says_the_rerun_resumes_from_the_ch
 # pid, so that the test can see it is gone)
 _WAITING_LAUNCH = """
 import sys
+import gsm.launch
 import gsm.reproduce as r
 child = '''
 import os, signal, sys, time
@@ -396,7 +397,7 @@ signal.signal(signal.SIGTERM, stop)
 print(f"child: training {os.getpid()}", flush=True)
 time.sleep(300)
 '''
-r.launch_commands = lambda *a, **k: [[sys.executable, "-c", child], [sys.executable, "-c", "print('child: second group')"]]
+gsm.launch.launch_commands = lambda *a, **k: [[sys.executable, "-c", child], [sys.executable, "-c", "print('child: second group')"]]
 import gsm.data_check
 gsm.data_check.check_data = lambda *a, **k: None  # the table's data is not the subject (no COCO here)
 sys.argv = ["gsm-tables", *sys.argv[1:]]
@@ -452,10 +453,10 @@ def test_how_a_launch_ends_follows_what_stopped_it(monkeypatch, trainer, ends_in
     import gsm.reproduce
 
     ran: list[list[str]] = []
-    monkeypatch.setattr(gsm.reproduce, "launch_commands", lambda *a, **k: [["first"], ["second"]])
-    monkeypatch.setattr(gsm.reproduce, "_run_trainer", lambda cmd, *a, **kw: ran.append(cmd) or trainer)
-    with pytest.raises((gsm.reproduce.Terminated, gsm.reproduce.Interrupted)) as info:
-        gsm.reproduce.launch(None, ["x"])
+    monkeypatch.setattr(gsm.launch, "launch_commands", lambda *a, **k: [["first"], ["second"]])
+    monkeypatch.setattr(gsm.launch, "run_trainer", lambda cmd, *a, **kw: ran.append(cmd) or trainer)
+    with pytest.raises((gsm.launch.Terminated, gsm.launch.Interrupted)) as info:
+        gsm.launch.launch(None, ["x"])
     assert type(info.value).__name__ == ends_in and ran == [["first"]]  # nothing launched after it
 
 

@@ -119,7 +119,7 @@ def row_command(root: Path, experiment: str, *overrides: str) -> tuple[list[str]
     from gsm import paper
     from gsm.grid import Grid
     from gsm.profiles import PROFILES
-    from gsm.reproduce import ensure_fixtures, launch_commands
+    from gsm.launch import ensure_fixtures, launch_commands
 
     profile = PROFILES["smoke"]
     fixtures = ensure_fixtures(root / "fixtures", {"cifar10": profile.fixture_sizes["cifar10"]})

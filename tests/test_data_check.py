@@ -17,7 +17,7 @@ from gsm.reproduce import main
 
 def _no_launch(monkeypatch) -> list:
     started: list = []
-    monkeypatch.setattr(gsm.reproduce, "_run_trainer", lambda cmd, *a, **kw: started.append(cmd) or (0, False))
+    monkeypatch.setattr(gsm.launch, "run_trainer", lambda cmd, *a, **kw: started.append(cmd) or (0, False))
     return started
 
 

@@ -21,7 +21,8 @@ from gsm import paper
 from gsm.grid import Grid, compose, row_key
 from gsm.profiles import PROFILES
 from gsm.report import build_table
-from gsm.reproduce import LaunchError, launch, launch_commands, main
+from gsm.launch import LaunchError, launch, launch_commands
+from gsm.reproduce import main
 
 
 def grid_for(table: int, runs_dir: Path, profile: str = "full") -> Grid:
@@ -479,7 +480,7 @@ def test_launch_failure_is_a_clear_error(tmp_path, monkeypatch, capsys):
         def wait(self, timeout=None):
             return self.returncode
 
-    monkeypatch.setattr(gsm.reproduce.subprocess, "Popen", FakeTrainer)
+    monkeypatch.setattr(gsm.launch.subprocess, "Popen", FakeTrainer)
     grid = Grid(paper.experiments(3), "full", tmp_path / "runs")
     with pytest.raises(LaunchError, match="exit 3"):
         launch(grid, grid.missing())
@@ -510,7 +511,7 @@ def test_a_failed_group_does_not_stop_the_others(tmp_path, monkeypatch, capsys):
         def wait(self, timeout=None):
             return self.returncode
 
-    monkeypatch.setattr(gsm.reproduce.subprocess, "Popen", FakeTrainer)
+    monkeypatch.setattr(gsm.launch.subprocess, "Popen", FakeTrainer)
     grid = Grid(paper.experiments(1), "smoke", tmp_path / "runs")  # the smoke profile: one command per model
     commands = launch_commands(grid, grid.missing())
     assert len(commands) > 1
@@ -1072,7 +1073,7 @@ def test_options_that_cannot_apply_are_one_line_errors(tmp_path, monkeypatch, ca
     def no_launch(*a, **k):
         raise AssertionError("nothing may be launched")
 
-    monkeypatch.setattr(gsm.reproduce.subprocess, "Popen", no_launch)
+    monkeypatch.setattr(gsm.launch.subprocess, "Popen", no_launch)
     assert main([*argv, "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "t")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("gsm-tables: error: ") and message in err, err
@@ -1118,7 +1119,7 @@ def test_launcher_settings_pass_as_plain_overrides(tmp_path, monkeypatch, capsys
 
     import gsm.data_check
 
-    monkeypatch.setattr(gsm.reproduce.subprocess, "Popen", _FakeTrainer)
+    monkeypatch.setattr(gsm.launch.subprocess, "Popen", _FakeTrainer)
     monkeypatch.setattr(gsm.data_check, "check_data", lambda *a, **k: None)  # no COCO here: the launch is the subject
     _FakeTrainer.calls = []
     runs = tmp_path / "runs"
@@ -1172,6 +1173,7 @@ def _sigint_default() -> None:
 # gsm-tables with its launch command replaced by a child that waits like a trainer and stops like one on Ctrl-C
 _WAITING_LAUNCH = """
 import sys
+import gsm.launch
 import gsm.reproduce as r
 child = '''
 import signal, sys, time
@@ -1182,7 +1184,7 @@ signal.signal(signal.SIGINT, stop)
 print("child: training", flush=True)
 time.sleep(120)
 '''
-r.launch_commands = lambda *a, **k: [[sys.executable, "-c", child]]
+gsm.launch.launch_commands = lambda *a, **k: [[sys.executable, "-c", child]]
 import gsm.data_check
 gsm.data_check.check_data = lambda *a, **k: None  # the table's data is not the subject (no COCO here)
 sys.argv = ["gsm-tables", *sys.argv[1:]]
