@@ -102,48 +102,33 @@ def git_revision() -> str:
 # --------------------------------------------------------------------------- a run folder's files
 
 
+RUN_FILES = {"record": "results.json", "checkpoint": "checkpoints/last.pt", "outputs": "test_outputs.pt",
+             "summary": "summary.csv", "log": "train.log", "lock": ".lock", "lock_owner": ".lock.owner",
+             "tensorboard": "tensorboard", "hydra": ".hydra"}
+"""A run folder's files and folders, by the name :class:`RunPaths` gives them (docs/runs.md lists what each holds)."""
+
+
 @dataclass(frozen=True)
 class RunPaths:
-    """The files of one run folder ``<output_root>/runs/<dataset>/<name>-<signature>``. :attr:`signature` is
-    what the folder claims to hold: every file read from it must carry the same."""
+    """The files of one run folder ``<output_root>/runs/<dataset>/<name>-<signature>`` (:data:`RUN_FILES`: ``record``,
+    ``checkpoint``, ``outputs``, ``summary``, ``log``, ``lock``, ``lock_owner``, ``tensorboard``, ``hydra``).
+    :attr:`signature` is what the folder claims to hold: every file read from it must carry the same."""
 
     run_dir: Path
+    record: Path = field(init=False, repr=False)
+    checkpoint: Path = field(init=False, repr=False)
+    outputs: Path = field(init=False, repr=False)
+    summary: Path = field(init=False, repr=False)
+    log: Path = field(init=False, repr=False)
+    lock: Path = field(init=False, repr=False)
+    lock_owner: Path = field(init=False, repr=False)
+    tensorboard: Path = field(init=False, repr=False)
+    hydra: Path = field(init=False, repr=False)
 
-    @property
-    def record(self) -> Path:
-        return self.run_dir / "results.json"
-
-    @property
-    def checkpoint(self) -> Path:
-        return self.run_dir / "checkpoints" / "last.pt"
-
-    @property
-    def outputs(self) -> Path:
-        return self.run_dir / "test_outputs.pt"
-
-    @property
-    def summary(self) -> Path:
-        return self.run_dir / "summary.csv"
-
-    @property
-    def log(self) -> Path:
-        return self.run_dir / "train.log"
-
-    @property
-    def lock(self) -> Path:
-        return self.run_dir / ".lock"
-
-    @property
-    def lock_owner(self) -> Path:
-        return self.run_dir / ".lock.owner"
-
-    @property
-    def tensorboard(self) -> Path:
-        return self.run_dir / "tensorboard"
-
-    @property
-    def hydra(self) -> Path:
-        return self.run_dir / ".hydra"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "run_dir", Path(self.run_dir))
+        for name, relative in RUN_FILES.items():
+            object.__setattr__(self, name, self.run_dir / relative)
 
     @property
     def signature(self) -> str | None:

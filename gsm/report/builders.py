@@ -190,6 +190,13 @@ def table4(grid: Grid) -> TableOutput:
     )
 
 
+def _over_tables_3_4(grid: Grid, name: str, title: str, caption: str, display: list[dict[str, Any]],
+                     data: list[dict[str, Any]], notes: list[str], **kw: Any) -> TableOutput:
+    """Tables V and VI: computed over the runs of Tables III and IV."""
+    return TableOutput(name, title, caption, pd.DataFrame(display), pd.DataFrame(data),
+                       conditions(grid, "table3/*, table4/*"), notes + unmatched_note(grid), **kw)
+
+
 # --------------------------------------------------------------------------- Table V
 
 
@@ -245,12 +252,10 @@ def table5(grid: Grid) -> TableOutput:
              "run) are excluded from both. Where a row has several seeds, each class's AP is first averaged over that "
              "row's seeds. p-values with 4 decimals, as the paper prints them.",
              CONVENTIONS["multi"], CONVENTIONS["rows"]]
-    return TableOutput("table5", "Table V: paired t-test of per-class APs, softmax vs G-softmax",
-                       "Paired t-test of the per-class APs of softmax against each G-softmax run of Tables III and IV, "
-                       "ours next to the paper's Table V.",
-                       pd.DataFrame(display), pd.DataFrame(data), conditions(grid, "table3/*, table4/*"),
-                       notes + unmatched_note(grid),
-                       text_columns=("dataset", "G-softmax (μ, σ)", "seeds (softmax / G-softmax)"))
+    return _over_tables_3_4(grid, "table5", "Table V: paired t-test of per-class APs, softmax vs G-softmax",
+                            "Paired t-test of the per-class APs of softmax against each G-softmax run of Tables III and "
+                            "IV, ours next to the paper's Table V.", display, data, notes,
+                            text_columns=("dataset", "G-softmax (μ, σ)", "seeds (softmax / G-softmax)"))
 
 
 # --------------------------------------------------------------------------- Table VI
@@ -299,12 +304,11 @@ def table6(grid: Grid) -> TableOutput:
              "does not say whether it used the learned μ, σ or fitted ones: its Fig. 8 values are test-set fits). Second "
              "table: the same with the learned μ⁺, σ⁺ of the G-softmax head (eqs. 19, 20 across classes), for reference.",
              CONVENTIONS["stats"], CONVENTIONS["rows"]]
-    return TableOutput("table6", "Table VI: correlation of compactness / separability / ratio with AP",
-                       "Pearson correlation (ρ, p) between each statistic of the best class and its AP across the "
-                       "G-softmax runs, ours next to the paper's Table VI.",
-                       pd.DataFrame(display), pd.DataFrame(data), conditions(grid, "table3/*, table4/*"),
-                       notes + unmatched_note(grid), text_columns=("dataset", "correlation", "class (best mean)"),
-                       extra=[("learned μ⁺, σ⁺ (reference)", pd.DataFrame(learned_display))])
+    return _over_tables_3_4(grid, "table6", "Table VI: correlation of compactness / separability / ratio with AP",
+                            "Pearson correlation (ρ, p) between each statistic of the best class and its AP across the "
+                            "G-softmax runs, ours next to the paper's Table VI.", display, data, notes,
+                            text_columns=("dataset", "correlation", "class (best mean)"),
+                            extra=[("learned μ⁺, σ⁺ (reference)", pd.DataFrame(learned_display))])
 
 
 BUILDERS: dict[int, Callable[[Grid], TableOutput]] = {1: table1, 2: table2, 3: table3, 4: table4, 5: table5, 6: table6}
