@@ -200,7 +200,8 @@ def test_help_says_what_gsm_is_with_groups_keys_and_run_folders(installed):
     assert text.startswith("gsm: G-softmax") and "powered by Hydra" not in text
     # the config groups with their options, as Hydra lists them from the packaged configs
     for line in ("dataset: cifar10, cifar100, coco, digits, digits_mosaic, nuswide, tiny_imagenet",
-                 "head: gsoftmax, lsoftmax, msml, softmax", "model: convnet, densenet, resnet101, vgg16, wrn"):
+                 "head: gsoftmax, lsoftmax, msml, softmax",
+                 "model: convnet, densenet, resnet101, resnet_small, vgg16, vgg16_small, wrn"):  # _small: the smoke profile's
         assert line in text
     assert "experiment/table1: densenet_cifar100_gsoftmax," in text
     for key in ("trainer.epochs=", "trainer.batch_size=", "trainer.device=", "optimizer.lr=", "head.mu=",
@@ -221,6 +222,7 @@ def test_launcher_presets_do_not_shadow_plugin_schemas():
     import torch
     from hydra import compose, initialize_config_dir
     from hydra.core.config_store import ConfigStore
+    from omegaconf import OmegaConf
 
     from gsm import runs
     from gsm.train import CONFIG_DIR
@@ -233,7 +235,11 @@ def test_launcher_presets_do_not_shadow_plugin_schemas():
     assert not [w for w in caught if "ConfigStore schema" in str(w.message)]
     launcher = cfg.hydra.launcher
     assert launcher._target_ == "hydra_plugins.hydra_ray_launcher.ray_launcher.RayLauncher"
-    assert dict(launcher.ray.remote) == {"num_gpus": int(torch.cuda.is_available()), "num_cpus": 1, "max_calls": 1}
+    remote = OmegaConf.to_container(launcher.ray.remote, resolve=False)  # the env var is read on the worker
+    assert launcher.ray.remote.num_gpus == int(torch.cuda.is_available())
+    assert remote == {"num_gpus": "${gsm.gpus_per_job:}", "num_cpus": 1, "max_calls": 1,
+                      # each Ray task writes a failed job's note where the sweep's end reads it (gsm.sweeps)
+                      "runtime_env": {"env_vars": {"GSM_SWEEP_FAILURES": '${oc.env:GSM_SWEEP_FAILURES,""}'}}}
     hydra_dir = Path(CONFIG_DIR) / "hydra"
     ours = {p.relative_to(hydra_dir).with_suffix("").as_posix() for p in hydra_dir.rglob("*.yaml")}
     assert "launcher/gsm_ray" in ours and "help/gsm" in ours
