@@ -315,3 +315,50 @@ def test_status_reads_a_damaged_summary_and_a_foreign_checkpoint_without_failing
     assert epoch is None and "belongs to another run" in why and "9876543210" in why
     torch.save({"signature": "0123456789", "epoch": 3, "model": {"w": torch.zeros(3)}}, paths.checkpoint)
     assert checkpoint_epoch(paths) == (3, None)
+
+
+def test_gsm_tables_status_and_sweep_on_hostile_files_are_readable_lines(tmp_path):
+    """On the real gsm-tables (in-process): status reads a non-UTF-8 summary.csv and a .lock.owner full of control
+    characters, and shows a foreign checkpoint as not used; sweep sets a deeply nested results.json aside with one
+    warning. Exit 0, no traceback, nothing unprintable on the screen."""
+    from test_status import INTERRUPTED, TRAINING, cli, run_folder
+
+    runs_dir = tmp_path / "out" / "runs"
+    training = run_folder(runs_dir, TRAINING)
+    (training / "summary.csv").write_bytes(b"epoch,epochs,train_seconds,eval_seconds,checkpoint_seconds\n1,8,1\xff0,9,1\n")
+    (training / ".lock.owner").write_text(json.dumps({"pid": 4242, "host": "node\x1b[2J\x07", "since": "x\r\ny"}))
+    from filelock import FileLock
+
+    lock = FileLock(str(training / ".lock"))
+    lock.acquire(timeout=0)
+    try:
+        interrupted = run_folder(runs_dir, INTERRUPTED)
+        (interrupted / "checkpoints").mkdir()
+        torch.save({"signature": "0123456789", "epoch": 3}, interrupted / "checkpoints" / "last.pt")  # another run's
+        out = cli("status", "table3", "--runs", str(runs_dir))
+    finally:
+        lock.release()
+    assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    assert all(c.isprintable() or c == "\n" for c in out.stdout + out.stderr)
+    rows = {line.split()[0]: line for line in out.stdout.splitlines() if line.startswith("table3/")}
+    assert "training" in rows[TRAINING] and "pid 4242 on node?[2J? since x??y" in rows[TRAINING]
+    assert "interrupted" in rows[INTERRUPTED] and "checkpoint not used" in rows[INTERRUPTED] \
+        and "belongs to another run" in rows[INTERRUPTED]
+    nested = runs_dir / "digits" / "convnet-gsoftmax_s0-0123456789" / "results.json"
+    nested.parent.mkdir(parents=True)
+    nested.write_text("[" * 100000 + "]" * 100000)
+    out = cli("sweep", "--runs", str(runs_dir))
+    assert "Traceback" not in out.stderr and str(nested) in out.stderr and "nested too deeply" in out.stderr
+
+
+def test_a_directory_named_summary_csv_is_one_warning_and_the_run_goes_on(trained):
+    root = trained("two_epochs")
+    run_dir = run_dir_of(root)
+    for name in ("results.json", "summary.csv", "checkpoints/last.pt"):
+        (run_dir / name).unlink()
+    (run_dir / "summary.csv").mkdir()  # EISDIR for the telemetry writer
+    out = run_cli(f"output_root={root}", *TWO)
+    assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    warnings = [ln for ln in out.stderr.splitlines() if ln.startswith("gsm: warning:")]
+    assert len(warnings) == 1 and "summary.csv is a directory" in warnings[0]
+    assert [r["epoch"] for r in read_record(run_dir / "results.json").history] == [1, 2]
