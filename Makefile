@@ -27,7 +27,8 @@ demo: $(STAMP)
 	$(BIN)/python train.py -m output_root=outputs/demo dataset=digits_mosaic head=softmax,gsoftmax
 	$(BIN)/python -m gsm.reproduce demo --runs outputs/demo/runs --out outputs/tables
 
-# Every test but the cluster ones, slow ones included (4 min 1 s – 4 min 34 s on 2 cores, three fresh clones, 2026-11-30; docs/development.md says where the time goes); the 10 slowest are listed at the end.
+# Every test but the cluster ones, slow ones included (3 min 7 s on 2 idle cores, a fresh clone, 2026-12-07; 7 min 22 s – 8 min 5 s
+# under stress-ng --cpu 2; docs/development.md says where the time goes); the 10 slowest are listed at the end.
 # --dist worksteal: a worker that runs out of tests takes half of the other's queue (with xdist's default, one
 # worker ran two minutes alone at the end). Python's bytecode cache is on for the run even where the
 # environment turns it off (PYTHONDONTWRITEBYTECODE): the processes the suite starts then read gsm compiled.
