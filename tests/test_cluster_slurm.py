@@ -189,7 +189,10 @@ def test_no_accounting_keeps_the_output_readable(slurm, tmp_path):
     assert len(array_ids(text)) == 1 and len(list(tmp_path.rglob("results.json"))) == 2
 
 
-REQUEUE_ARGS = ("trainer.epochs=40", "dataset.subset=256", "trainer.analyze_train=false")
+# epochs enough that the run is still training when SLURM next checks the shortened limit (every ~30 s) on an idle
+# machine (about a second an epoch here, two jobs at once): 150 leaves minutes, not seconds
+REQUEUE_EPOCHS = 150
+REQUEUE_ARGS = (f"trainer.epochs={REQUEUE_EPOCHS}", "dataset.subset=256", "trainer.analyze_train=false")
 
 
 def test_a_job_at_its_time_limit_is_requeued_and_resumes_to_the_uninterrupted_numbers(slurm, tmp_path):
@@ -222,7 +225,7 @@ def test_a_job_at_its_time_limit_is_requeued_and_resumes_to_the_uninterrupted_nu
     assert "this job is timed-out" in err and f"Requeued job {job}" in err, err[-3000:]
     (run_a,) = run_dirs(a)
     (run_b,) = run_dirs(b)
-    resumed = re.findall(r"resuming .* from epoch (\d+)/40", (run_a / "train.log").read_text())
+    resumed = re.findall(rf"resuming .* from epoch (\d+)/{REQUEUE_EPOCHS}", (run_a / "train.log").read_text())
     assert resumed and int(resumed[0]) >= at, (run_a / "train.log").read_text()[-3000:]
     assert "resuming" not in (run_b / "train.log").read_text()
     assert_same_numbers(results(run_a), results(run_b))
