@@ -22,11 +22,13 @@ HELP_FLAGS = ("--help", "-h", "--hydra-help")
 
 
 def help_and_exit(argv: list[str]) -> None:
-    """``--help`` / ``--hydra-help``: Hydra composes the config and prints the help without running any task
-    function, so neither torch nor the trainer is imported (2.5 s instead of 5.1 on the development machine).
-    A config that cannot be composed is one ``gsm: error:`` line, exit 2."""
+    """``--help`` / ``--hydra-help``: the help of the config composed with the command line, without torch or the
+    trainer. ``--help`` with gsm's own configs is rendered here from gsm's help template (:func:`gsm_help`: the same
+    text as Hydra's, without Hydra listing every group's options through ~100 compositions); anything else (another
+    config folder, ``--hydra-help``) is Hydra's. A config that cannot be composed is one ``gsm: error:`` line, exit 2."""
     import hydra
     from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
 
     from gsm.config import CONFIG_DIR, check_overrides
     from gsm.errors import GsmError
@@ -37,11 +39,45 @@ def help_and_exit(argv: list[str]) -> None:
 
     try:
         check_overrides([arg for arg in argv if arg not in HELP_FLAGS])  # the help of a config that exists
-        app()
-    except (GsmError, HydraException) as exc:  # a config check_overrides passes but Hydra cannot compose
+        text = gsm_help(argv)
+        if text is None:
+            app()
+        else:
+            print(text)
+    except (GsmError, HydraException, OmegaConfBaseException) as exc:  # check_overrides passed, Hydra cannot compose
         print(f"gsm: error: {exc}", file=sys.stderr)
         sys.exit(2)
     sys.exit(0)
+
+
+def gsm_help(argv: list[str]) -> str | None:
+    """``python train.py --help [overrides]`` with gsm's configs: gsm's help template (gsm/configs/hydra/help/gsm.yaml)
+    with the composed config's values and the config groups, as Hydra's ``app_help`` renders it; None where Hydra's
+    own help applies (``--hydra-help``, another config folder or name, ``hydra.*`` overrides, a template that asks for
+    more than the config groups)."""
+    import string
+
+    from hydra import compose, initialize_config_dir
+    from hydra._internal.utils import get_args_parser  # the parser @hydra.main uses (as check_overrides)
+
+    from gsm.config import CONFIG_DIR
+    from gsm.config.overrides import app_config_groups
+    from gsm.runs import register_resolvers
+
+    try:
+        args = get_args_parser().parse_args(list(argv))
+    except SystemExit:
+        return None
+    if (not args.help or args.hydra_help or args.config_path or args.config_dir or args.config_name or args.cfg
+            or args.multirun or any(ov.lstrip("+~").startswith("hydra") for ov in args.overrides)):
+        return None
+    register_resolvers()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3", job_name="train"):
+        cfg = compose("train", overrides=list(args.overrides), return_hydra_config=True)
+    template = cfg.hydra.help.template  # its ${...} resolve against the composed config, as in Hydra's app_help
+    if any(f"${name}" in template for name in ("FLAGS_HELP", "HYDRA_CONFIG_GROUPS", "CONFIG")):
+        return None
+    return string.Template(template).substitute(APP_CONFIG_GROUPS=app_config_groups())
 
 
 def check_sweep_needs_multirun(argv: list[str]) -> None:

@@ -146,3 +146,16 @@ def test_run_returns_the_record_that_results_json_holds(tmp_path, capsys):
     assert "this run is finished" in capsys.readouterr().out
     assert isinstance(again, RunRecord) and same(again, written)
     assert train(tmp_path, *args, "dry_run=true") is None
+
+
+@pytest.mark.parametrize("args", [(), ("head=softmax", "output_root=/some/where"),
+                                  ("experiment=table3/resnet101_coco_gsoftmax_mu0_sigma1",)])
+def test_gsm_renders_the_same_help_as_hydra_without_its_compositions(args):
+    """``--help`` is rendered by gsm (gsm.cli.gsm_help: the template with the composed values and the config groups)
+    in a fraction of Hydra's time; a hydra.* override sends it through Hydra's own app_help, the oracle: the two
+    texts are the same, byte for byte."""
+    ours = run_cli("--help", *args)
+    hydras = run_cli("--help", *args, "hydra.job.name=train")  # Hydra's path (the same config)
+    assert ours.returncode == hydras.returncode == 0, (ours.stderr, hydras.stderr)
+    assert ours.stdout == hydras.stdout and "== Config groups (group=option) ==" in ours.stdout
+    assert "experiment/table3: resnet101_coco_gsoftmax_empirical," in ours.stdout

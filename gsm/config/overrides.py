@@ -75,6 +75,20 @@ def group_options(sources: tuple[tuple[str, str], ...] | None = None) -> dict[st
             for g in groups}
 
 
+def app_config_groups() -> str:
+    """What Hydra's help prints for ``$APP_CONFIG_GROUPS`` with gsm's configs: each group that has configs of its own,
+    sorted, ``group: option, option``, one line each (Hydra's ``format_config_groups``, without Hydra's ~100
+    compositions of the config repository; tests/test_train_cli.py holds the two equal)."""
+    own = tuple((p.provider, p.path) for p in create_config_search_path(None).get_path())
+    repo = repository(tuple(dict.fromkeys(own[:1] + (("main", CONFIG_DIR.as_uri()),) + own[1:])))
+    lines = []
+    for group in sorted(config_groups(repo)):
+        options = sorted(repo.get_group_options(group, ObjectType.CONFIG))
+        if options and not (group == "hydra" or group.startswith("hydra/")):
+            lines.append(f"{group}: {', '.join(options)}\n")
+    return "".join(lines)
+
+
 @lru_cache(maxsize=8)
 def primary_defaults(sources: tuple[tuple[str, str], ...], primary: str) -> dict[str, str | None]:
     """group -> option of the primary config's defaults list; an option may be an interpolation of other
