@@ -362,3 +362,34 @@ def test_a_directory_named_summary_csv_is_one_warning_and_the_run_goes_on(traine
     warnings = [ln for ln in out.stderr.splitlines() if ln.startswith("gsm: warning:")]
     assert len(warnings) == 1 and "summary.csv is a directory" in warnings[0]
     assert [r["epoch"] for r in read_record(run_dir / "results.json").history] == [1, 2]
+
+
+def test_both_checkpoint_readers_refuse_every_damaged_file_in_one_line(tmp_path):
+    """gsm.checkpoint_file: the meta reader (no torch) and the full reader agree on what a checkpoint is: a dict in a
+    torch zip archive. A list, a zip without data.pkl, a truncated archive, text, a missing path and a directory
+    are each one CheckpointError naming the file; a good one reads the same through both."""
+    import zipfile
+
+    from gsm.checkpoint_file import read_checkpoint
+
+    good = tmp_path / "good.pt"
+    torch.save({"signature": "0123456789", "epoch": 2, "w": torch.ones(2)}, good)
+    assert read_checkpoint_meta(good)["epoch"] == read_checkpoint(good)["epoch"] == 2
+    cases = {}
+    torch.save([1, 2], cases.setdefault("list", tmp_path / "list.pt"))
+    with zipfile.ZipFile(cases.setdefault("nopkl", tmp_path / "nopkl.pt"), "w") as z:
+        z.writestr("archive/version", "3\n")
+    cases.setdefault("cut", tmp_path / "cut.pt").write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    cases.setdefault("text", tmp_path / "text.pt").write_text("not a checkpoint\n")
+    cases["missing"] = tmp_path / "missing.pt"
+    (cases.setdefault("dir", tmp_path / "dir.pt")).mkdir()
+    for kind, path in cases.items():
+        for reader in (read_checkpoint_meta, read_checkpoint):
+            with pytest.raises(CheckpointError) as info:
+                reader(path)
+            text = str(info.value)
+            assert str(path) in text and "\n" not in text and "weights_only" not in text, (kind, reader, text)
+            if kind == "list":
+                assert "not a gsm checkpoint's state" in text
+            if kind == "dir":
+                assert "is a directory" in text
