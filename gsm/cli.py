@@ -91,11 +91,20 @@ def check_sweep_needs_multirun(argv: list[str]) -> None:
 
     try:
         args = get_args_parser().parse_args(list(argv))
-        if args.multirun or args.help or args.hydra_help or args.shell_completion or args.info:
-            return
-        overrides = OverridesParser.create().parse_overrides(args.overrides)
-    except (SystemExit, HydraException):  # Hydra reports its own usage and syntax errors
+    except SystemExit:  # Hydra reports its own usage errors
         return
+    parser = OverridesParser.create()
+    for line in args.overrides:  # a syntax error: one line naming the override, and how to quote a value
+        try:
+            parser.parse_overrides([line])
+        except HydraException as exc:
+            why = str(exc).splitlines()[0] if str(exc) else "not an override"
+            key, _, value = line.partition("=")
+            raise ConfigError(f"{line}: not a valid override ({why}); a value with spaces, commas, '=', brackets or "
+                              f"quotes must be quoted as a whole: {key}='{value}'") from None
+    if args.multirun or args.help or args.hydra_help or args.shell_completion or args.info:
+        return
+    overrides = parser.parse_overrides(args.overrides)
     for ov in overrides:
         if ov.is_sweep_override():
             key, value = ov.input_line.split("=", 1) if "=" in ov.input_line else (ov.key_or_group, "")

@@ -478,3 +478,16 @@ def test_a_job_without_the_sweeps_folder_notes_its_failure_in_its_own_sweep_fold
     record_failure(job_sweep_dir(hc), 3, ["optimizer.lr=-1"], "optimizer.lr must be …")
     assert failures(tmp_path / "out/sweeps/T") == [{"job": 3, "overrides": ["optimizer.lr=-1"],
                                                    "error": "optimizer.lr must be …"}]
+
+
+def test_an_override_hydra_cannot_parse_is_one_line_with_how_to_quote_it(tmp_path):
+    """A path with a space and '=' left unquoted: Hydra's three-line grammar error became one gsm line naming the
+    override and the quoted form that works, exit 2, nothing written."""
+    from conftest import run_cli
+
+    folder = tmp_path / "a b,c=d"
+    out = run_cli(f"output_root={folder}", "trainer.epochs=1")
+    assert out.returncode == 2 and out.stderr.splitlines() == [
+        f"gsm: error: output_root={folder}: not a valid override (mismatched input '=' expecting <EOF>); a value with "
+        f"spaces, commas, '=', brackets or quotes must be quoted as a whole: output_root='{folder}'"]
+    assert not folder.exists()
