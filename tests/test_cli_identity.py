@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, pinned, run_cli, run_process
+from waiting_launch import waiting_launch
 
 TINY = ("trainer.epochs=1", "dataset.subset=64", "trainer.analyze_train=false")  # the shared run "tiny"
 TWO_EPOCHS = ("trainer.epochs=2", "dataset.subset=64", "trainer.analyze_train=false")  # the shared run "two_epochs"
@@ -384,25 +385,7 @@ def test_sigterm_while_waiting_for_a_run_lock_says_the_rerun_resumes_from_the_ch
 
 # gsm-tables whose launch command is a child that waits like a trainer and stops like one on SIGTERM (printing its
 # pid, so that the test can see it is gone)
-_WAITING_LAUNCH = """
-import sys
-import gsm.launch
-import gsm.reproduce as r
-child = '''
-import os, signal, sys, time
-def stop(*_):
-    print("child: terminated, checkpoint kept", flush=True)
-    sys.exit(143)
-signal.signal(signal.SIGTERM, stop)
-print(f"child: training {os.getpid()}", flush=True)
-time.sleep(300)
-'''
-gsm.launch.launch_commands = lambda *a, **k: [[sys.executable, "-c", child], [sys.executable, "-c", "print('child: second group')"]]
-import gsm.data_check
-gsm.data_check.check_data = lambda *a, **k: None  # the table's data is not the subject (no COCO here)
-sys.argv = ["gsm-tables", *sys.argv[1:]]
-r.cli()
-"""
+_WAITING_LAUNCH = waiting_launch("SIGTERM", 143, "terminated", extra_group=True)
 
 
 def _alive(pid: int) -> bool:

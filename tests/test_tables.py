@@ -16,12 +16,13 @@ import pandas as pd
 import pytest
 from scipy import stats
 from synthetic_runs import COCO_NAMES, read, write_run
+from waiting_launch import waiting_launch
 
 from gsm import paper
 from gsm.grid import Grid, compose, row_key
 from gsm.profiles import PROFILES
-from gsm.report import build_table
 from gsm.launch import LaunchError, launch, launch_commands
+from gsm.report import build_table
 from gsm.reproduce import main
 
 
@@ -1171,25 +1172,7 @@ def _sigint_default() -> None:
 
 
 # gsm-tables with its launch command replaced by a child that waits like a trainer and stops like one on Ctrl-C
-_WAITING_LAUNCH = """
-import sys
-import gsm.launch
-import gsm.reproduce as r
-child = '''
-import signal, sys, time
-def stop(*_):
-    print("child: interrupted, checkpoint kept", flush=True)
-    sys.exit(130)
-signal.signal(signal.SIGINT, stop)
-print("child: training", flush=True)
-time.sleep(120)
-'''
-gsm.launch.launch_commands = lambda *a, **k: [[sys.executable, "-c", child]]
-import gsm.data_check
-gsm.data_check.check_data = lambda *a, **k: None  # the table's data is not the subject (no COCO here)
-sys.argv = ["gsm-tables", *sys.argv[1:]]
-r.cli()
-"""
+_WAITING_LAUNCH = waiting_launch("SIGINT", 130, "interrupted")
 
 
 @pytest.mark.slow
