@@ -22,7 +22,6 @@ report (:func:`run_estimate`, and the measured planning figure where there is no
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from contextlib import contextmanager
@@ -143,16 +142,16 @@ def _targets(n: int, shape: dict[str, Any], gen: torch.Generator) -> Tensor:
 def make_loader(shape: dict[str, Any], batch: int, batches: int, train: bool, device: torch.device,
                 channels_last: bool, seed: int = 0) -> Any:
     """Synthetic batches of the recipe's shapes: uint8 on the device (DeviceLoader) or ready floats (JPEG sets)."""
-    from gsm.data.loaders import DeviceLoader
+    from gsm.data.loaders import DeviceLoader, Placement
 
     gen = torch.Generator().manual_seed(seed)
     c, s, n = shape["in_channels"], shape["image_size"], batch * batches
     targets = _targets(n, shape, gen)
     if not shape["files"]:
         images = torch.randint(0, 256, (n, c, s, s), dtype=torch.uint8, generator=gen)
-        return DeviceLoader(images, targets, batch, train=train, mean=[0.5] * c, std=[0.25] * c, device=device,
-                            crop_padding=shape["crop_padding"] if train else 0, flip=shape["flip"] and train,
-                            channels_last=channels_last)
+        return DeviceLoader(images, targets, batch, train=train, mean=[0.5] * c, std=[0.25] * c,
+                            place=Placement(device, channels_last=channels_last),
+                            crop_padding=shape["crop_padding"] if train else 0, flip=shape["flip"] and train)
     x = torch.randn(batch, c, s, s, generator=gen).to(device)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gsm.data.loaders import DeviceLoader
+from gsm.data.loaders import DeviceLoader, Placement
 from gsm.heads import build_head
 from gsm.models import Classifier, build_backbone
 from gsm.train import train_one_epoch
@@ -63,10 +63,11 @@ def bench(model_cfg, in_ch, size, classes, batch, head, device, amp, compile_, s
     train_model = torch.compile(model) if compile_ else model
     images = torch.randint(0, 256, (steps * batch, in_ch, size, size), dtype=torch.uint8)
     targets = torch.randint(0, classes, (steps * batch,))
-    loader = DeviceLoader(images, targets, batch, train=True, mean=[0.5] * in_ch, std=[0.25] * in_ch, device=device,
-                          crop_padding=4, flip=True, channels_last=channels_last)
+    place = Placement(device, channels_last=channels_last)
+    loader = DeviceLoader(images, targets, batch, train=True, mean=[0.5] * in_ch, std=[0.25] * in_ch, place=place,
+                          crop_padding=4, flip=True)
     warm = DeviceLoader(images[: 3 * batch], targets[: 3 * batch], batch, train=True, mean=[0.5] * in_ch,
-                        std=[0.25] * in_ch, device=device, crop_padding=4, flip=True, channels_last=channels_last)
+                        std=[0.25] * in_ch, place=place, crop_padding=4, flip=True)
     train_one_epoch(train_model, model.head, warm, opt, scaler, amp, 0, False)
     if device.type == "cuda":
         torch.cuda.synchronize()

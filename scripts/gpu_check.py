@@ -436,7 +436,7 @@ def _interleaved_rates(model_cfg: dict, size: int, classes: int, multilabel: boo
     least ``min_rounds``, or ``seconds`` of rounds have passed, or ``max_rounds``."""
     import torch
 
-    from gsm.data.loaders import DeviceLoader
+    from gsm.data.loaders import DeviceLoader, Placement
     from gsm.models import Classifier, build_backbone
     from gsm.train import train_one_epoch
 
@@ -455,8 +455,8 @@ def _interleaved_rates(model_cfg: dict, size: int, classes: int, multilabel: boo
     images = torch.randint(0, 256, (steps * batch, 3, size, size), dtype=torch.uint8, generator=g)
     y = ((torch.rand(steps * batch, classes, generator=g) < 0.05).float() if multilabel
          else torch.randint(0, classes, (steps * batch,), generator=g))
-    loader = DeviceLoader(images, y, batch, train=True, mean=[0.5] * 3, std=[0.25] * 3, device=dev,
-                          crop_padding=4 if size <= 64 else 0, flip=True, channels_last=cl)
+    loader = DeviceLoader(images, y, batch, train=True, mean=[0.5] * 3, std=[0.25] * 3,
+                          place=Placement(dev, channels_last=cl), crop_padding=4 if size <= 64 else 0, flip=True)
     rates: dict[str, list[float]] = {a: [] for a in arms}
     start = None
     for r in range(max_rounds + 1):  # round 0 warms every head up (cuDNN autotuning, allocator) and is not counted

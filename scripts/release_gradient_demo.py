@@ -42,6 +42,7 @@ from omegaconf import OmegaConf
 
 from gsm.config import validate_config
 from gsm.data import build_data, load_splits
+from gsm.data.loaders import Placement
 from gsm.data.types import DatasetSplits
 from gsm.errors import ConfigError
 from gsm.grid import CONFIG_DIR, compose
@@ -110,7 +111,7 @@ def build_model(cfg: dict[str, Any], splits: DatasetSplits) -> Classifier:
 
 def loaders(cfg: dict[str, Any], splits: DatasetSplits):
     batch = int(cfg["trainer"]["batch_size"])
-    return build_data(cfg["dataset"], batch_size=batch, device=CPU, seed=int(cfg["seed"]), num_workers=0,
+    return build_data(cfg["dataset"], batch_size=batch, place=Placement(CPU, seed=int(cfg["seed"])), num_workers=0,
                       eval_batch_size=4 * batch, splits=splits)
 
 

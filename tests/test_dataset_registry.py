@@ -17,7 +17,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 from hydra import compose, initialize_config_dir
 
@@ -135,11 +134,11 @@ def test_pad_modes_are_the_ones_the_loaders_take(made, name):
     cfg = dataset_config(name, root=str(made[name]), image_size=32 if not info.multilabel else 16, subset=8,
                          pad_mode="reflect")
     if "reflect" in info.pad_modes:
-        build_data(cfg, batch_size=4, device=torch.device("cpu"), num_workers=0)
+        build_data(cfg, batch_size=4, num_workers=0)
     else:
         with pytest.raises(ConfigError, match=r"dataset\.pad_mode must be one of zeros .*reflect is for "
                                               r"cifar10, cifar100, tiny_imagenet"):
-            build_data(cfg, batch_size=4, device=torch.device("cpu"), num_workers=0)
+            build_data(cfg, batch_size=4, num_workers=0)
 
 
 # --------------------------------------------------------------------------- who reads the registry
@@ -252,7 +251,7 @@ def test_a_new_dataset_is_its_module_plus_its_configs(tmp_path, monkeypatch):
             validate_config(_composed("dataset=toy", "dataset.image_size=4", search_dir=configs))
         with pytest.raises(ConfigError, match=r"^head=msml is the multi-label soft margin loss"):
             validate_config(_composed("dataset=toy", "head=msml", search_dir=configs))
-        data = build_data(cfg.dataset, batch_size=16, device=torch.device("cpu"), num_workers=0)
+        data = build_data(cfg.dataset, batch_size=16, num_workers=0)
         assert data.input_shape == [1, 8, 8] and len(data.splits.train) == 64 and len(data.splits.test) == 32
         assert (data.splits.crop_padding, data.splits.flip, data.splits.class_names[3]) == (1, False, "both")
         images, labels, _ = next(iter(data.test))

@@ -23,6 +23,7 @@ import torch
 
 from conftest import run_cli
 from gsm.data import FileSplit, TensorSplit, build_data, load_splits
+from gsm.data.loaders import Placement
 from gsm.data import fixtures as fx
 from gsm.data.cifar import CIFAR10_MEAN, CIFAR10_STD, CIFAR100_MEAN, CIFAR100_STD, read_pickle
 from gsm.data.transforms import IMAGENET_MEAN, MultiScaleCrop
@@ -386,7 +387,7 @@ def test_corrupt_jpeg_in_worker_is_one_clear_error(made, tmp_path):
     bad = root / made[1]["coco"]["train"][0]["file"]
     bad.write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg")
     data = build_data({"name": "coco", "root": str(root), "image_size": 32}, batch_size=4,
-                      device=torch.device("cpu"), num_workers=1)
+                      num_workers=1)
     data.train.set_epoch(0)
     with pytest.raises(DataError) as info:
         for _ in data.train:
@@ -522,7 +523,7 @@ def test_release_keys_give_reproducible_normalised_batches(made, name):
     size = cfg.get("image_size", 32)
 
     def build():
-        return build_data(cfg, batch_size=4, device=torch.device("cpu"), seed=11, num_workers=2)
+        return build_data(cfg, batch_size=4, place=Placement(seed=11), num_workers=2)
 
     first, second = build(), build()
     a, b = _epoch(first, 0), _epoch(second, 0)
@@ -594,7 +595,7 @@ def test_bad_augmentation_value_is_one_config_error(made, name, keys, message):
 def test_pad_mode_of_a_dataset_without_padding_keys(made):
     with pytest.raises(ConfigError, match="dataset.pad_mode must be one of zeros for dataset=coco"):
         build_data({"name": "coco", "root": str(root_of(made, "coco")), "image_size": 32, "pad_mode": "reflect"},
-                   batch_size=2, device=torch.device("cpu"), num_workers=0)
+                   batch_size=2, num_workers=0)
 
 
 def test_config_rules_of_the_new_keys():

@@ -31,7 +31,7 @@ def test_digits_mosaic_labels_are_the_digits_present():
 
 def test_subset_and_device_loader_batches():
     data = build_data({"name": "digits", "image_size": 16, "subset": 100, "crop_padding": 2},
-                      batch_size=32, device=torch.device("cpu"), seed=0)
+                      batch_size=32)
     assert data.splits.train.images.shape[0] == 100
     data.train.set_epoch(0)
     batches = list(data.train)

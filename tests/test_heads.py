@@ -616,7 +616,7 @@ def _digits_batches(multilabel: bool, dtype=torch.float64):
 
     cfg = {"name": "digits_mosaic", "image_size": 16, "subset": 96, "train_size": 96, "test_size": 32} if multilabel \
         else {"name": "digits", "image_size": 16, "subset": 96}
-    data = build_data(cfg, batch_size=32, device=torch.device("cpu"), num_workers=0)
+    data = build_data(cfg, batch_size=32, num_workers=0)
     data.train.set_epoch(0)
     return [(images.to(dtype), target) for images, target, _ in data.train]
 

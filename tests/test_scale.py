@@ -38,7 +38,7 @@ def test_ddp_gloo_two_processes_write_one_result_over_the_whole_test_set(tmp_pat
     # the reported error covers the whole test set (250 = odd split over 2 ranks): re-evaluate the
     # checkpoint in one process and compare
     cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
-    data = build_data(cfg.dataset, batch_size=50, device=torch.device("cpu"))
+    data = build_data(cfg.dataset, batch_size=50)
     model = build_classifier(cfg.model, cfg.head, num_classes=10, multilabel=False, in_channels=1,
                              image_size=data.splits.image_size)
     model.load_state_dict(torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["model"])

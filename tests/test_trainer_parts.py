@@ -14,7 +14,7 @@ from gsm.train import Dist, build_optimizer, empirical_init
 
 
 def _model(head: dict):
-    data = build_data({"name": "digits", "image_size": 16, "subset": 96}, batch_size=32, device=torch.device("cpu"))
+    data = build_data({"name": "digits", "image_size": 16, "subset": 96}, batch_size=32)
     model = build_classifier({"name": "convnet", "width": 8}, head, num_classes=10, multilabel=False,
                              in_channels=1, image_size=16)
     return data, model
@@ -86,7 +86,7 @@ def test_head_runs_in_float32_under_autocast():
 
 def test_empirical_init_multilabel_pairs():
     data = build_data({"name": "digits_mosaic", "image_size": 16, "subset": 64, "train_size": 64, "test_size": 32},
-                      batch_size=32, device=torch.device("cpu"))
+                      batch_size=32)
     model = build_classifier({"name": "convnet", "width": 8}, {"name": "gsoftmax", "init": "empirical"}, num_classes=10,
                              multilabel=True, in_channels=1, image_size=16)
     empirical_init(model, data.train, Dist(), None)

@@ -25,12 +25,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
 from torch.utils.data import Dataset, Subset
 
-from gsm.data.loaders import DeviceLoader, FileLoader
+from gsm.data.loaders import DeviceLoader, FileLoader, Placement
 from gsm.data.types import DatasetInfo, DatasetSplits, FileSplit, Split, TensorSplit
-from gsm.errors import ConfigError, DataError
+from gsm.errors import DataError
 from gsm.settings import DATASET
 from gsm.values import registered
 
@@ -230,29 +229,22 @@ def build_data(
     cfg: Mapping[str, Any],
     *,
     batch_size: int,
-    device: torch.device,
-    seed: int = 0,
-    rank: int = 0,
-    world_size: int = 1,
+    place: Placement = Placement(),
     num_workers: int = 4,
     eval_batch_size: int | None = None,
-    channels_last: bool = False,
     splits: DatasetSplits | None = None,
 ) -> DataBundle:
-    """Loaders over ``splits`` (loaded from ``cfg`` when not given)."""
+    """Loaders over ``splits`` (loaded from ``cfg`` when not given), each batch on ``place``'s device, of its shard."""
     splits = splits if splits is not None else load_splits(cfg)
     eval_bs = eval_batch_size or batch_size
     pad_mode = _pad_mode(cfg, splits)
 
     def make(split: Split, train: bool, dataset: Dataset | None = None) -> DeviceLoader | FileLoader:
-        common = dict(train=train, device=device, seed=seed, rank=rank, world_size=world_size, channels_last=channels_last)
         bs = batch_size if train else eval_bs
         if isinstance(split, TensorSplit):
-            return DeviceLoader(
-                split.images, split.targets, bs, mean=splits.mean, std=splits.std,
-                crop_padding=splits.crop_padding, flip=splits.flip, pad_mode=pad_mode, **common,
-            )
-        return FileLoader(dataset or split.dataset, bs, num_workers=num_workers, **common)
+            return DeviceLoader(split.images, split.targets, bs, train=train, mean=splits.mean, std=splits.std,
+                                place=place, crop_padding=splits.crop_padding, flip=splits.flip, pad_mode=pad_mode)
+        return FileLoader(dataset or split.dataset, bs, train=train, place=place, num_workers=num_workers)
 
     train = splits.train
     if isinstance(train, TensorSplit):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -25,6 +26,19 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from gsm.errors import ConfigError, GsmError
 
 Batch = tuple[Tensor, Tensor, Tensor]
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a process's batches go and which ones it gets, the same for every loader of a run: the ``device``
+    (in channels-last memory format when ``channels_last``), and the shard of DDP rank ``rank`` of ``world_size``
+    in an order drawn from ``seed`` (:func:`epoch_generator`)."""
+
+    device: torch.device = torch.device("cpu")
+    seed: int = 0
+    rank: int = 0
+    world_size: int = 1
+    channels_last: bool = False
 
 
 def epoch_generator(seed: int, epoch: int, rank: int, device: torch.device | str = "cpu") -> torch.Generator:
@@ -81,24 +95,18 @@ class DeviceLoader:
         train: bool,
         mean: Sequence[float],
         std: Sequence[float],
-        device: torch.device,
+        place: Placement = Placement(),
         crop_padding: int = 0,
         flip: bool = False,
         pad_mode: str = "zeros",
-        seed: int = 0,
-        rank: int = 0,
-        world_size: int = 1,
-        channels_last: bool = False,
     ) -> None:
         if images.dtype != torch.uint8 or images.dim() != 4:
             raise ValueError(f"DeviceLoader needs uint8 (N, C, H, W) images (got {images.dtype}, {tuple(images.shape)})")
+        device = place.device
         self.images = images.to(device)
         self.targets = targets.to(device)
-        self.batch_size, self.train, self.device = int(batch_size), train, device
-        self.crop_padding, self.flip, self.seed = int(crop_padding), bool(flip), int(seed)
-        self.pad_mode = pad_mode
-        self.rank, self.world_size, self.epoch = rank, world_size, 0
-        self.channels_last = channels_last
+        self.batch_size, self.train, self.place, self.epoch = int(batch_size), train, place, 0
+        self.crop_padding, self.flip, self.pad_mode = int(crop_padding), bool(flip), pad_mode
         self.mean = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1) * 255.0
         self.std = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1) * 255.0
 
@@ -110,27 +118,30 @@ class DeviceLoader:
         self.epoch = epoch
 
     def _indices(self) -> Tensor:
-        n = self.num_samples
+        n, place = self.num_samples, self.place
         if self.train:
-            perm = torch.randperm(n, generator=epoch_generator(self.seed, self.epoch, 0))
-            per_rank = n // self.world_size  # equal shards keep DDP ranks in step
-            return perm[self.rank * per_rank : (self.rank + 1) * per_rank]
-        return torch.arange(self.rank, n, self.world_size)
+            perm = torch.randperm(n, generator=epoch_generator(place.seed, self.epoch, 0))
+            per_rank = n // place.world_size  # equal shards keep DDP ranks in step
+            return perm[place.rank * per_rank : (place.rank + 1) * per_rank]
+        return torch.arange(place.rank, n, place.world_size)
 
     def __len__(self) -> int:
-        n = self.num_samples // self.world_size if self.train else len(range(self.rank, self.num_samples, self.world_size))
+        place = self.place
+        n = (self.num_samples // place.world_size if self.train
+             else len(range(place.rank, self.num_samples, place.world_size)))
         return math.ceil(n / self.batch_size)
 
     def __iter__(self) -> Iterator[Batch]:
-        idx_all = self._indices().to(self.device)
-        gen = epoch_generator(self.seed, self.epoch, self.rank + 1, self.device) if self.train else None
+        place = self.place
+        idx_all = self._indices().to(place.device)
+        gen = epoch_generator(place.seed, self.epoch, place.rank + 1, place.device) if self.train else None
         for start in range(0, len(idx_all), self.batch_size):
             idx = idx_all[start : start + self.batch_size]
             x = self.images[idx]
             if self.train and (self.crop_padding or self.flip):
                 x = random_crop_flip(x, self.crop_padding, self.flip, gen, self.pad_mode)
             x = (x.float() - self.mean) / self.std
-            if self.channels_last:
+            if place.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             yield x, self.targets[idx], idx
 
@@ -179,26 +190,20 @@ class FileLoader:
         batch_size: int,
         *,
         train: bool,
-        device: torch.device,
+        place: Placement = Placement(),
         num_workers: int = 4,
-        seed: int = 0,
-        rank: int = 0,
-        world_size: int = 1,
-        channels_last: bool = False,
     ) -> None:
         self.dataset = IndexedDataset(dataset)
-        self.train, self.device, self.seed, self.epoch = train, device, int(seed), 0
-        self.channels_last = channels_last
-        self.sampler = DistributedSampler(
-            self.dataset, num_replicas=world_size, rank=rank, shuffle=train, seed=self.seed, drop_last=train
-        )
+        self.train, self.place, self.epoch = train, place, 0
+        self.sampler = DistributedSampler(self.dataset, num_replicas=place.world_size, rank=place.rank, shuffle=train,
+                                          seed=int(place.seed), drop_last=train)
         cpus = available_cpus()
         self.loader = DataLoader(
             self.dataset,
             batch_size=batch_size,
             sampler=self.sampler,
             num_workers=min(int(num_workers), cpus),  # more workers than CPUs only adds contention
-            pin_memory=device.type == "cuda",
+            pin_memory=place.device.type == "cuda",
             drop_last=False,
         )
 
@@ -215,7 +220,7 @@ class FileLoader:
 
     def __iter__(self) -> Iterator[Batch]:
         # Worker seeds (random crops/flips) derive from (seed, epoch, rank): resumed epochs replay exactly.
-        self.loader.generator = epoch_generator(self.seed, self.epoch, self.sampler.rank)
+        self.loader.generator = epoch_generator(self.place.seed, self.epoch, self.place.rank)
         batches = iter(self.loader)
         while True:
             try:
@@ -224,10 +229,11 @@ class FileLoader:
                 return
             except GsmError as exc:  # e.g. a corrupt JPEG: the user needs the file's name, not a worker traceback
                 raise worker_error(exc) from None
-            x = x.to(self.device, non_blocking=True)
-            if self.channels_last:
+            device = self.place.device
+            x = x.to(device, non_blocking=True)
+            if self.place.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            yield x, y.to(self.device, non_blocking=True), idx.to(self.device, non_blocking=True)
+            yield x, y.to(device, non_blocking=True), idx.to(device, non_blocking=True)
 
 
 def worker_error(exc: GsmError) -> GsmError:

@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from gsm.data import DataBundle, build_data
+from gsm.data.loaders import Placement
 from gsm.data.types import DatasetSplits
 from gsm.heads import param_groups
 from gsm.models import Classifier, build_classifier
@@ -65,11 +66,9 @@ def build_run(cfg: DictConfig, trainer: TrainerSettings, machine: Machine, model
     dist, device = machine.dist, machine.device
     data = None
     if splits is not None:
-        data = build_data(
-            cfg.dataset, batch_size=machine.batch_size, device=device, seed=int(cfg.seed), rank=dist.rank,
-            world_size=dist.world_size, num_workers=machine.num_workers, eval_batch_size=machine.eval_batch_size,
-            channels_last=machine.channels_last, splits=splits,
-        )
+        place = Placement(device, int(cfg.seed), dist.rank, dist.world_size, machine.channels_last)
+        data = build_data(cfg.dataset, batch_size=machine.batch_size, place=place, num_workers=machine.num_workers,
+                          eval_batch_size=machine.eval_batch_size, splits=splits)
     model.to(device)
     if machine.channels_last:
         model.to(memory_format=torch.channels_last)
