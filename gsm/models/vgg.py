@@ -9,8 +9,6 @@ input ≥ 32×32 give 512 features. The classifier is the gsm head.
 
 from __future__ import annotations
 
-from typing import Any
-
 from torch import Tensor, nn
 
 from gsm.models.init import kaiming_fan_out_
@@ -29,14 +27,11 @@ class VGG16(nn.Module):
             with 64 features and 1/64 of the parameters.
     """
 
-    @staticmethod
-    def settings(width: Any = 64) -> dict[str, Any]:
-        """The ``model.*`` values, validated (ConfigError naming the key)."""
-        return MODEL.check_each(width=width)
+    settings = staticmethod(MODEL.check_each)  # model.width's rule alone: no rule across keys
 
     def __init__(self, in_channels: int = 3, width: int = 64) -> None:
         super().__init__()
-        width = self.settings(width)["width"]
+        width = self.settings(width=width)["width"]
         layers: list[nn.Module] = []
         cin = in_channels
         for v in CFG_D:
