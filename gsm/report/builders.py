@@ -21,7 +21,7 @@ from gsm import paper
 from gsm.data import DATASET_NAMES
 from gsm.errors import DataError
 from gsm.grid import Grid, Row
-from gsm.report.cells import (BEST_HEADER, BEST_NOTE, CONVENTIONS, DEFINITIONS, MULTILABEL_COLUMNS, P_METRIC,
+from gsm.report.cells import (BEST_HEADER, BEST_NOTE, CONVENTIONS, DEFINITIONS, MULTILABEL_COLUMNS, P_METRIC, VOC_AP,
                               best_epochs_text, cf1_note, conditions, data_row, malleable_note, ours_cell, ours_text,
                               p_as_shown, p_value_cell, paper_cell, run_conditions, unmatched_note)
 from gsm.report.render import (LITERATURE, NOT_APPLICABLE, NOT_RECORDED, NOT_REPORTED, NOT_RUN, TableOutput, rounded,
@@ -245,13 +245,11 @@ def table5(grid: Grid) -> TableOutput:
                      "seeds_softmax": ",".join(map(str, soft_row.seeds)) if soft_row else "",
                      "seeds_gsoftmax": ",".join(map(str, g_row.seeds)) if g_row else ""})
     notes = ["Two-sided paired-sample t-test (scipy.stats.ttest_rel) of the per-class APs of the softmax run against "
-             "those of the G-softmax run, pairs matched by class. The AP is the authors' VOC2012 interpolated AP "
-             "(the release's eval/evaluate.m, AP_VOC; record per_class_ap_voc_frac), the AP the paper's Tables III/IV "
+             f"those of the G-softmax run, pairs matched by class. The AP is {VOC_AP}, the AP the paper's Tables III/IV "
              "mAP and so, we take it, its Table V came from; 'p ours (AP eq. 21)' is the same test on gsm's eq. 21 AP "
              "(per_class_ap_frac), for reference. Classes without a positive in the test split (AP undefined in either "
              "run) are excluded from both. Where a row has several seeds, each class's AP is first averaged over that "
-             "row's seeds. p-values with 4 decimals, as the paper prints them.",
-             CONVENTIONS["multi"], CONVENTIONS["rows"]]
+             "row's seeds. p-values with 4 decimals, as the paper prints them.", CONVENTIONS["multi"], CONVENTIONS["rows"]]
     return _over_tables_3_4(grid, "table5", "Table V: paired t-test of per-class APs, softmax vs G-softmax",
                             "Paired t-test of the per-class APs of softmax against each G-softmax run of Tables III and "
                             "IV, ours next to the paper's Table V.", display, data, notes,
@@ -297,8 +295,7 @@ def table6(grid: Grid) -> TableOutput:
     notes = ["For each statistic, the class with the highest mean value of that statistic across the five G-softmax "
              "(μ, σ) runs of Table III (MS COCO) or Table IV (NUS-WIDE) is chosen (among classes with an AP and the "
              "statistic in every run; the empirical-init COCO row is not one of them); then scipy.stats.pearsonr of that "
-             "class's value with its AP across the runs gives (ρ, two-sided p). The AP is the authors' VOC2012 "
-             "interpolated AP (the release's eval/evaluate.m, AP_VOC; record per_class_ap_voc_frac), the AP behind the "
+             f"class's value with its AP across the runs gives (ρ, two-sided p). The AP is {VOC_AP}, the AP behind the "
              "paper's numbers; the CSV's aps_frac column holds the chosen class's APs. Where a row has several seeds, its values "
              "and APs are the means over its seeds. Main table: the empirical test-set statistics (our choice; the paper "
              "does not say whether it used the learned μ, σ or fitted ones: its Fig. 8 values are test-set fits). Second "

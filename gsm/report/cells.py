@@ -16,6 +16,9 @@ from gsm.report.render import LITERATURE, NOT_APPLICABLE, NOT_RECORDED, NOT_RUN,
 from gsm.report.stats import Summary, fmt_p, metric_values, paired_ttest
 from gsm.results import RunRecord
 
+# the AP behind the paper's multi-label numbers, as Tables V and VI's notes name it
+VOC_AP = "the authors' VOC2012 interpolated AP (the release's eval/evaluate.m, AP_VOC; record per_class_ap_voc_frac)"
+
 CONVENTIONS = {
     "single": ("Top-1 error (%) on the test split (CIFAR test sets, the Tiny ImageNet validation set): the share of "
                "images whose highest logit is not the label. Records store fractions (top1_error_frac); tables show percent."),
