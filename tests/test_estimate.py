@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 import tempfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,7 +13,7 @@ from torch import nn
 
 from gsm import estimate
 from gsm.errors import ConfigError
-from gsm.heads import build_head
+from gsm.heads import SIGMA_FLOOR, build_head
 from gsm.models import Classifier
 
 SMOKE_WRN = ["table1/wrn_cifar10_gsoftmax", "table1/wrn1100_cifar10_gsoftmax"]
@@ -168,3 +169,121 @@ def test_full_profile_without_a_gpu_probes_nothing_and_points_at_the_alternative
     out = capsys.readouterr().out
     assert out.startswith("gsm estimate: no GPU here, so nothing is probed")
     assert "--profile smoke" in out and "--device cpu" in out  # the measured figure: tests/test_estimate_plan.py
+
+
+def _smoke_coco_empirical(*overrides: str) -> estimate.Recipe:
+    """Table III's empirical-init G-softmax row under the smoke profile: a JPEG set (COCO reads files at any size),
+    multi-label, 32 px, the small ResNet; cheap to build and step on a CPU."""
+    exp = "table3/resnet101_coco_gsoftmax_empirical"
+    (recipe,) = estimate.group_recipes(estimate.compose_experiments([exp], "smoke", list(overrides)))
+    return recipe
+
+
+def test_jpeg_sets_probe_on_ready_float_batches_with_a_label_for_every_image():
+    shape = _smoke_coco_empirical().shape()
+    assert shape["files"] and shape["multilabel"]
+    loader = estimate.make_loader(shape, 5, 3, True, torch.device("cpu"), channels_last=True, seed=7)
+    assert isinstance(loader, estimate.SyntheticLoader) and len(loader) == 3
+    loader.set_epoch(4)  # the trainer's call: a no-op for ready batches
+    batches = list(loader)
+    assert len(batches) == 3
+    seen = []
+    for images, targets, idx in batches:
+        assert images.dtype == torch.float32 and images.shape == (5, 3, 32, 32)
+        assert images.is_contiguous(memory_format=torch.channels_last)
+        assert targets.shape == (5, shape["num_classes"]) and set(targets.unique().tolist()) <= {0.0, 1.0}
+        assert bool((targets.sum(1) >= 1).all())  # a multi-label image has at least one label
+        seen += idx.tolist()
+    assert seen == list(range(15))  # every synthetic image once, in order
+    # the same seed gives the same batches; the single-label shape gives class indices
+    again = list(estimate.make_loader(shape, 5, 3, True, torch.device("cpu"), channels_last=False, seed=7))
+    assert all(torch.equal(a[1], b[1]) for a, b in zip(batches, again))
+    single = {**shape, "multilabel": False, "num_classes": 7}
+    (_, labels, _), = list(estimate.make_loader(single, 64, 1, False, torch.device("cpu"), False))
+    assert labels.dtype == torch.int64 and 0 <= int(labels.min()) and int(labels.max()) < 7
+
+
+@pytest.mark.parametrize("experiment", ["table3/resnet101_coco_softmax", "table2/resnet101_tiny_imagenet_softmax"])
+def test_loader_rate_per_worker_decodes_in_one_thread_and_leaves_nothing(experiment, tmp_path, monkeypatch):
+    (recipe,) = estimate.group_recipes(estimate.compose_experiments([experiment], "full", []))
+    shape = recipe.shape()
+    assert shape["files"] and shape["source"] is not None
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    decoded = []
+    from gsm.data import files
+
+    real_getitem = files.ImageFiles.__getitem__
+
+    def spy(self, i):
+        item = real_getitem(self, i)
+        decoded.append((torch.get_num_threads(), tuple(item[0].shape)))
+        return item
+
+    monkeypatch.setattr(files.ImageFiles, "__getitem__", spy)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        train_rate, eval_rate = estimate.loader_rate_per_worker(recipe, shape, images=3)
+        assert torch.get_num_threads() == 2  # the caller's threads are back
+    finally:
+        torch.set_num_threads(before)
+    assert math.isfinite(train_rate) and train_rate > 0 and math.isfinite(eval_rate) and eval_rate > 0
+    size = shape["image_size"]
+    # one untimed decode, then the timed ones, for the train and the eval transform: all in one thread, at the
+    # recipe's input size
+    assert decoded == [(1, (3, size, size))] * (2 * (1 + 3))
+    assert list(tmp_path.iterdir()) == []  # the probe JPEG's folder is removed
+
+
+def test_probe_initialises_an_empirical_head_from_one_synthetic_eval_batch():
+    recipe = _smoke_coco_empirical()
+    assert recipe.config["head"]["init"] == "empirical"
+    built = estimate.build_probe_run(recipe, torch.device("cpu"))
+    head = built.model.head
+    assert head.needs_data_init is False  # a forward pass would raise before the init
+    # μ, σ are the mean and population std of x over the batch the probe reads (eval batch size, seed 0)
+    shape = recipe.shape()
+    loader = estimate.make_loader(shape, built.machine.eval_batch_size, 1, False, torch.device("cpu"),
+                                  built.machine.channels_last, seed=0)
+    (images, _, _), = list(loader)
+    built.model.eval()
+    with torch.no_grad():
+        x = head.fc_outputs(built.model.backbone(images)).double()
+    assert x.shape[0] == built.machine.eval_batch_size
+    torch.testing.assert_close(head.mu.detach().double(), x.mean(0), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(head.sigma.detach().double(), x.std(0, unbiased=False).clamp_min(SIGMA_FLOOR),
+                               rtol=1e-4, atol=1e-5)
+    with torch.no_grad():
+        assert built.model(images).shape == (images.shape[0], shape["num_classes"])
+
+
+def test_probe_of_a_jpeg_recipe_caps_the_training_rate_by_its_loader_workers(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no data here: the data set-up is left out
+    monkeypatch.setattr(estimate, "loader_rate_per_worker", lambda recipe, shape: (100.0, 250.0))
+    for workers, expect in (("0", 1), ("3", 3)):  # no worker: the main process decodes, at one worker's rate
+        recipe = _smoke_coco_empirical(f"trainer.num_workers={workers}")
+        out = estimate.probe(recipe, torch.device("cpu"), warmup=1, steps=1, eval_batches=1)
+        assert out["workers"] == int(workers)
+        assert out["loader_images_per_second"] == 100.0 * expect
+        assert out["loader_eval_images_per_second"] == 250.0 * expect
+        assert out["data_seconds"] is None and out["shape"]["files"] is True
+
+
+def test_data_setup_is_timed_where_the_data_is_here_and_left_out_where_not(tmp_path, monkeypatch):
+    import yaml
+
+    monkeypatch.chdir(tmp_path)
+    digits = yaml.safe_load((Path(estimate.__file__).parent / "configs/dataset/digits.yaml").read_text())
+    seconds = estimate.data_setup_seconds(estimate.Recipe({"dataset": {**digits, "subset": 16}}))
+    assert seconds is not None and math.isfinite(seconds) and seconds >= 0  # the embedded digits load anywhere
+    (coco,) = estimate.compose_experiments(["table3/resnet101_coco_softmax"], "full",
+                                           [f"dataset.root={tmp_path / 'no_coco'}"]).values()
+    assert estimate.data_setup_seconds(estimate.Recipe(coco)) is None  # no COCO here
+    assert list(tmp_path.iterdir()) == []  # load_splits(write=False): no cache written
+
+
+def test_a_dataset_or_an_experiment_list_the_estimate_cannot_use_is_a_config_error():
+    with pytest.raises(ConfigError, match=r"dataset='imagenet21k': the estimate knows no shapes for it; known: .*cifar10"):
+        estimate.Recipe({"dataset": {"name": "imagenet21k"}}).shape()
+    with pytest.raises(ConfigError, match="at least one experiment"):
+        estimate.compose_experiments([], "smoke", [])
