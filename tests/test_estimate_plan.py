@@ -81,3 +81,38 @@ def test_numbers_are_printed_readably():
     assert "e" not in hours_text(3e-7)
     assert size_text(343_000_000) == "343 MB" and size_text(6_020_000) == "6.02 MB" and size_text(12.6e9) == "12.6 GB"
     assert size_text(512) == "512 B"
+
+
+def test_the_peak_of_a_gpu_is_read_from_its_name_the_first_matching_entry_winning(monkeypatch):
+    from gsm import estimate_plan
+
+    cuda = estimate_plan.torch.device("cuda")
+    names = iter(["NVIDIA H100 PCIe", "NVIDIA H100 80GB HBM3", "NVIDIA A10G", "Tesla K80"])
+    monkeypatch.setattr(estimate_plan.torch.cuda, "get_device_name", lambda device: next(names))
+    # "H100 PCIe" comes before "H100" in the table, "A10G" before "A10": the longer name decides
+    assert estimate_plan.peak_flops(cuda, None) == (756e12, "756 TFLOP/s (bf16 dense, H100 PCIe)")
+    assert estimate_plan.peak_flops(cuda, None) == (989e12, "989 TFLOP/s (bf16 dense, H100)")
+    assert estimate_plan.peak_flops(cuda, None)[0] == 70e12
+    assert estimate_plan.peak_flops(cuda, None) == (None, "unknown for Tesla K80 (pass --peak-tflops for an MFU)")
+    # --peak-tflops wins over any name (and is all a CPU can have)
+    assert estimate_plan.peak_flops(estimate_plan.torch.device("cpu"), 1.5) == (1.5e12, "1.5 TFLOP/s (--peak-tflops)")
+
+
+def test_device_launcher_and_probe_size_mistakes_are_one_config_error_each(no_gpu, monkeypatch):
+    from gsm import estimate_plan
+    from gsm.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"--device cuda:1: no CUDA device is visible; use --device cpu or auto"):
+        estimate_plan.choose_device("cuda:1")
+    assert estimate_plan.choose_device("auto").type == "cpu"
+    with pytest.raises(ConfigError, match=r"--launcher ray:two: the number after ':' must be a positive number"):
+        estimate_plan.parallel_gpus("ray:two", [], 4)
+    # Ray on this machine: one job per visible GPU (at least one), never more than the runs
+    monkeypatch.setattr(estimate_plan.torch.cuda, "device_count", lambda: 3)
+    assert estimate_plan.parallel_gpus("gsm_ray", [], 8)[0] == 3 and estimate_plan.parallel_gpus("ray", [], 2)[0] == 2
+    monkeypatch.setattr(estimate_plan.torch.cuda, "device_count", lambda: 0)
+    n, why = estimate_plan.parallel_gpus("ray", [], 8)
+    assert n == 1 and "say ray:N for a cluster of N GPUs" in why
+    with pytest.raises(ConfigError, match="at least one warm-up step, one timed step and one evaluation batch"):
+        estimate.run_estimate(["table1/wrn_cifar10_softmax"], "smoke", [], "basic", device="cpu", steps=0)
+    assert hours_text(0.0) == "0"
