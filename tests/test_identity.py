@@ -393,3 +393,54 @@ def test_both_checkpoint_readers_refuse_every_damaged_file_in_one_line(tmp_path)
                 assert "not a gsm checkpoint's state" in text
             if kind == "dir":
                 assert "is a directory" in text
+
+
+class _RunsACommand:
+    """A pickle that runs a command when unpickled (what a hostile last.pt could hold)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_the_meta_reader_executes_nothing_a_hostile_checkpoint_holds(tmp_path):
+    """The meta reader admits plain containers, numbers and torch objects only: a checkpoint whose data.pkl calls
+    another global (os.system here) is one CheckpointError naming that global, and the call never happens."""
+    import pickle
+    import zipfile
+
+    marker = tmp_path / "executed"
+    hostile = tmp_path / "hostile.pt"
+    with zipfile.ZipFile(hostile, "w") as z:
+        z.writestr("archive/data.pkl", pickle.dumps({"epoch": 1, "model": _RunsACommand(marker)}))
+    with pytest.raises(CheckpointError) as info:
+        read_checkpoint_meta(hostile)
+    text = str(info.value)
+    assert str(hostile) in text and f"refers to {os.system.__module__}.system" in text and "\n" not in text
+    assert not marker.exists()
+    # what it admits: a tensor stays unread, shown as <tensor>; an OrderedDict (a state dict) is rebuilt
+    good = tmp_path / "good.pt"
+    torch.save({"w": torch.ones(3), "od": collections.OrderedDict(a=1)}, good)
+    meta = read_checkpoint_meta(good)
+    assert meta["w"] is OPAQUE and repr(meta["w"]) == "<tensor>" and meta["od"] == collections.OrderedDict(a=1)
+
+
+def test_an_io_error_while_reading_a_checkpoint_is_one_line_with_the_systems_reason(tmp_path, monkeypatch):
+    import zipfile
+
+    from gsm.checkpoint_file import read_checkpoint
+
+    ckpt = tmp_path / "last.pt"
+    torch.save({"epoch": 1}, ckpt)
+
+    def eio(*args, **kwargs):
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(zipfile, "ZipFile", eio)
+    monkeypatch.setattr(torch, "load", eio)
+    for reader in (read_checkpoint_meta, read_checkpoint):
+        with pytest.raises(CheckpointError) as info:
+            reader(ckpt)
+        assert str(info.value) == f"cannot read checkpoint {ckpt} ({os.strerror(errno.EIO)})", reader
