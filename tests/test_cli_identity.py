@@ -474,3 +474,89 @@ def test_an_override_hydra_cannot_parse_is_one_line_with_how_to_quote_it(tmp_pat
         f"gsm: error: output_root={folder}: not a valid override (mismatched input '=' expecting <EOF>); a value with "
         f"spaces, commas, '=', brackets or quotes must be quoted as a whole: output_root='{folder}'"]
     assert not folder.exists()
+
+
+def _hydra_cfg(mode: str, cwd: Path, chdir: bool = False, sweep_dir: Path | None = None):
+    from omegaconf import OmegaConf
+
+    return OmegaConf.create({"hydra": {"mode": mode, "job": {"chdir": chdir}, "runtime": {"cwd": str(cwd)},
+                                       "sweep": {"dir": str(sweep_dir or cwd)}}})
+
+
+def test_a_sweep_job_runs_in_the_folder_the_command_started_in_or_says_why_not(tmp_path, monkeypatch, capsys):
+    """gsm.sweeps.JobDirectory: a job of a sweep moves to hydra.runtime.cwd (a Ray worker starts elsewhere); a single
+    run, a job with hydra.job.chdir and a job already there stay; a folder this machine lacks is one warning."""
+    import socket
+
+    from gsm.sweeps import JobDirectory
+
+    started, worker = tmp_path / "started", tmp_path / "worker"
+    started.mkdir()
+    worker.mkdir()
+    monkeypatch.chdir(worker)
+    JobDirectory().on_job_start(_hydra_cfg("RunMode.RUN", started))
+    JobDirectory().on_job_start(_hydra_cfg("RunMode.MULTIRUN", started, chdir=True))
+    assert Path.cwd() == worker
+    JobDirectory().on_job_start(_hydra_cfg("RunMode.MULTIRUN", started))
+    assert Path.cwd() == started
+    JobDirectory().on_job_start(_hydra_cfg("RunMode.MULTIRUN", started))  # already there
+    assert Path.cwd() == started and capsys.readouterr().err == ""
+    gone = tmp_path / "not_on_this_machine"
+    JobDirectory().on_job_start(_hydra_cfg("RunMode.MULTIRUN", gone))
+    assert Path.cwd() == started
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith(f"gsm: warning: this job runs on {socket.gethostname()} in {started}, "
+                                               f"not in {gone} where the sweep was started")
+
+
+def test_the_sweep_report_restores_the_environment_and_exits_2_listing_each_failed_job(tmp_path, monkeypatch, capsys):
+    from gsm.sweeps import FAILURES_ENV, SweepReport, failures, job_sweep_dir, record_failure
+
+    sweep = tmp_path / "sweeps" / "T"
+    cfg = _hydra_cfg("RunMode.MULTIRUN", tmp_path, sweep_dir=sweep)
+    # no failure: exit code 0 and the variable as before (unset, or the outer sweep's folder)
+    for before in (None, "/outer/failed"):
+        if before is None:
+            monkeypatch.delenv(FAILURES_ENV, raising=False)
+        else:
+            monkeypatch.setenv(FAILURES_ENV, before)
+        report = SweepReport()
+        report.on_multirun_start(cfg)
+        assert os.environ[FAILURES_ENV] == str(sweep / "failed")
+        report.on_multirun_end(cfg)
+        assert os.environ.get(FAILURES_ENV) == before
+    assert capsys.readouterr().err == ""
+    monkeypatch.delenv(FAILURES_ENV)
+    report = SweepReport()
+    report.on_multirun_start(cfg)
+    record_failure(tmp_path / "elsewhere", 10, ["seed=1", "optimizer.lr=-1"], "gsm: error: optimizer.lr must be > 0")
+    record_failure(tmp_path / "elsewhere", 2, ["seed=0"], "gsm: error: the loss diverged")
+    (sweep / "failed" / "7.json").write_text("{not json")  # a note cut short
+    assert not (tmp_path / "elsewhere").exists()  # the notes went to the sweep's folder (the environment)
+    with pytest.raises(SystemExit) as info:
+        report.on_multirun_end(cfg)
+    assert info.value.code == 2 and FAILURES_ENV not in os.environ
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("gsm: 3 job(s) of this sweep failed; the others ran")
+    assert err[1:] == ["gsm:   job 2 (seed=0): gsm: error: the loss diverged",  # by job number: 2, 7, 10
+                       f"gsm:   job 7 (): (unreadable note {sweep / 'failed' / '7.json'})",
+                       "gsm:   job 10 (seed=1 optimizer.lr=-1): gsm: error: optimizer.lr must be > 0"]
+    assert [f["job"] for f in failures(sweep)] == [2, "7", 10]
+    # an absolute hydra.sweep.subdir: the job's sweep folder is hydra.sweep.dir itself
+    from omegaconf import OmegaConf
+
+    hc = OmegaConf.create({"runtime": {"output_dir": "/abs/sub"}, "sweep": {"dir": str(sweep), "subdir": "/abs/sub"}})
+    assert job_sweep_dir(hc) == sweep
+
+
+def test_a_failure_note_that_cannot_be_written_is_a_warning_not_a_second_error(tmp_path, monkeypatch, capsys):
+    import errno
+
+    from gsm.sweeps import FAILURES_ENV, record_failure
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    monkeypatch.setenv(FAILURES_ENV, str(blocker / "failed"))  # its parent is a file: no folder can be made
+    record_failure(tmp_path, 4, ["seed=3"], "gsm: error: boom")
+    assert capsys.readouterr().err.splitlines() == [
+        f"gsm: warning: cannot note the failure of job 4 in {blocker / 'failed'} ({os.strerror(errno.ENOTDIR)})"]
