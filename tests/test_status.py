@@ -275,3 +275,126 @@ def test_status_names_the_process_holding_a_run_lock(tmp_path):
     assert f"pid {os.getpid()} on {socket.gethostname()}" in first
     h, m, s = map(int, re.search(r"epoch 1 of 8, ETA (\d+):(\d\d):(\d\d)", second).groups())
     assert abs(h * 3600 + m * 60 + s - 3000) < 30, second
+
+
+# --------------------------------------------------------------------------- reading one folder's files
+
+
+def test_the_last_attempts_error_is_a_gsm_line_a_logged_error_or_a_tracebacks_exception():
+    from gsm.status import last_error
+
+    start = log_line("run dir /r | convnet on cpu x1")
+    resume = log_line("resuming /r from epoch 2")
+    logged = log_line("a worker died", level="ERROR")
+    traceback = ["Traceback (most recent call last):", '  File "x.py", line 1, in <module>', "    f()",
+                 "KeyError: 'mu'", "", "During handling of the above exception, another exception occurred:", "",
+                 "Traceback (most recent call last):", '  File "y.py", line 2', "RuntimeError: CUDA error: out of memory"]
+    assert last_error([start, logged]) == "a worker died"  # the record's message, without its prefix
+    assert last_error([start, *traceback]) == "RuntimeError: CUDA error: out of memory"  # the last exception
+    assert last_error([start, "Traceback (most recent call last):", '  File "x.py", line 1']) == \
+        "Traceback (most recent call last):"  # cut short before its exception line
+    # only the last attempt counts: an error before the last start line is history
+    assert last_error([start, "gsm: error: disk full", resume, log_line("epoch 3/8")]) is None
+    assert last_error([resume, log_line("x"), "  noise gsm: error: epoch 4: diverged  "]) == "gsm: error: epoch 4: diverged"
+    assert last_error([]) is None
+
+
+def test_a_directory_or_fifo_named_like_a_run_file_reads_as_absent_without_blocking(tmp_path):
+    from gsm.identity import RunPaths
+    from gsm.status import log_tail, read_summary
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    paths = RunPaths(folder)
+    paths.summary.mkdir()
+    os.mkfifo(paths.log)  # opening it for reading would wait for a writer forever
+    assert read_summary(folder) == [] and log_tail(paths.log) == []
+    assert log_tail(tmp_path / "missing.log") == []
+    # a log longer than the tail: its last lines, control characters shown as '?'
+    log = tmp_path / "train.log"
+    last = b"last \x1b[2J line\n"
+    log.write_bytes(b"first line\n" + b"x" * 100 + b"\n" + last)
+    assert log_tail(log, size=40) == ["x" * (40 - len(last) - 1), "last ?[2J line"]
+
+
+def test_pace_and_age_skip_what_cannot_be_read(tmp_path):
+    from gsm.status import _age, epoch_seconds
+
+    rows = [{"train_seconds": "100", "eval_seconds": "9", "checkpoint_seconds": "1"},
+            {"train_seconds": "n/a"},  # a damaged row: left out, not zero
+            {"train_seconds": "50", "eval_seconds": "", "checkpoint_seconds": "0"}]
+    assert epoch_seconds(rows) == pytest.approx((110 + 50) / 2)
+    assert epoch_seconds(rows, last=1) == 50 and epoch_seconds([{"train_seconds": "x"}]) is None
+    assert _age(tmp_path / "replaced_meanwhile", time.time()) == 0.0
+
+
+def _grid(runs_dir: Path):
+    from gsm.grid import Grid
+
+    return Grid([TRAINING], "full", runs_dir)
+
+
+def test_a_run_whose_checkpoint_cannot_be_used_is_interrupted_and_says_why(tmp_path):
+    from gsm.status import run_status
+
+    runs_dir = tmp_path / "runs"
+    folder = run_folder(runs_dir, TRAINING)
+    (folder / "checkpoints").mkdir()
+    ckpt = folder / "checkpoints" / "last.pt"
+    ckpt.write_bytes(b"PK\x03\x04 cut short")
+    st = run_status(_grid(runs_dir), TRAINING, 0)
+    epochs = config_of(TRAINING)["trainer"]["epochs"]
+    assert (st.state, st.epochs_left) == ("interrupted", epochs)  # nothing of the checkpoint counts
+    assert st.detail.startswith(f"checkpoint not used: cannot read checkpoint {ckpt}")
+    assert st.detail.endswith(f": a rerun starts it over ({folder})")
+    torch.save({"signature": "0123456789", "epoch": 5}, ckpt)  # copied from another run folder
+    st = run_status(_grid(runs_dir), TRAINING, 0)
+    assert st.detail.startswith(f"checkpoint not used: {ckpt} belongs to another run: it carries signature "
+                                f"'0123456789'") and st.epochs_left == epochs
+    torch.save({"signature": folder.name[-10:], "epoch": True}, ckpt)  # a bool is no epoch
+    assert run_status(_grid(runs_dir), TRAINING, 0).detail.startswith(f"checkpoint not used: {ckpt}: no epoch")
+    torch.save({"signature": folder.name[-10:], "epoch": 2}, ckpt)
+    st = run_status(_grid(runs_dir), TRAINING, 0)
+    assert st.detail.startswith(f"checkpoint of epoch 2 of {epochs}: rerun to resume") and st.epochs_left == epochs - 2
+
+
+def test_a_held_lock_after_the_last_epoch_is_finishing_and_an_untestable_lock_trusts_its_owner(tmp_path, monkeypatch):
+    import filelock
+
+    from gsm.status import run_status
+
+    runs_dir = tmp_path / "runs"
+    folder = run_folder(runs_dir, TRAINING)
+    epochs = config_of(TRAINING)["trainer"]["epochs"]
+    write_summary(folder, epochs, epochs)  # every epoch done: the last evaluation and the records are being written
+    lock = FileLock(str(folder / ".lock"))
+    lock.acquire(timeout=0)
+    try:
+        st = run_status(_grid(runs_dir), TRAINING, 0)
+    finally:
+        lock.release()
+    assert st.state == "training" and st.remaining_s == 0.0
+    assert st.detail.startswith(f"epoch {epochs} of {epochs}, finishing (evaluation and records); its owner is not recorded")
+
+    def denied(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(filelock.FileLock, "acquire", denied)  # a folder this user may not write
+    st = run_status(_grid(runs_dir), TRAINING, 0)
+    assert st.state == "interrupted"  # no owner recorded: nothing says it trains
+    (folder / ".lock.owner").write_text(json.dumps({"pid": 99, "host": "node3", "since": "today", "slurm_job": "12_3"}))
+    st = run_status(_grid(runs_dir), TRAINING, 0)
+    assert st.state == "training"
+    assert ("pid 99 on node3, SLURM job 12_3 since today; its lock cannot be tested: Permission denied") in st.detail
+
+
+def test_status_of_a_grid_that_has_finished_says_nothing_remains(tmp_path):
+    runs_dir = tmp_path / "runs"
+    experiments = paper.experiments(3)
+    for exp in experiments:
+        write_run(runs_dir, exp, 0)
+    proc = cli("status", "table3", "--runs", str(runs_dir))
+    assert proc.returncode == 0, proc.stderr
+    assert f"totals: {len(experiments)} finished, 0 training" in proc.stdout
+    assert "remaining: nothing; every run of the grid has finished" in proc.stdout
+    assert "run-hours" not in proc.stdout
