@@ -457,3 +457,37 @@ def test_the_device_path_after_the_sort_equals_the_cpu_path(dtype):
     for a, b in zip(on_device, on_cpu):
         assert torch.allclose(a, b, rtol=0, atol=1e-12, equal_nan=True) and bool(a[4].isnan())
 
+
+
+def test_no_samples_or_unequal_shapes_are_value_errors_naming_the_shapes():
+    with pytest.raises(ValueError, match="top1_error: no samples"):
+        top1_error(torch.zeros(0, 10), torch.zeros(0, dtype=torch.long))
+    for scores, targets in ((torch.rand(4, 3), torch.ones(4, 2)), (torch.rand(4), torch.ones(4)),
+                            (torch.rand(0, 3), torch.ones(0, 3))):
+        with pytest.raises(ValueError) as info:
+            multilabel_metrics(scores, targets)
+        assert str(info.value) == (f"multilabel_metrics: scores {tuple(scores.shape)} and targets "
+                                   f"{tuple(targets.shape)} must be equal (N>0, m)")
+
+
+def test_the_device_keys_sortable_bits_order_float32_as_the_floats_do():
+    """The device path ranks float32 scores by their int32 bits (_sortable_bits, then one int64 row per class,
+    _columns_as_int64): the bits' integer order is the floats' order, -0.0 ties with 0.0, and NaN lies beyond ±inf
+    (what _check_finite_bits tests)."""
+    import gsm.metrics as gm
+
+    tiny = float(np.finfo(np.float32).smallest_subnormal)
+    ordered = torch.tensor([-float("inf"), -3e38, -1.5, -tiny, 0.0, tiny, 1e-30, 1.0, 1.0000001, 3e38, float("inf")],
+                           dtype=torch.float32)
+    bits = gm._sortable_bits(ordered).long()
+    assert bool((bits[1:] > bits[:-1]).all())
+    assert int(gm._sortable_bits(torch.tensor([-0.0]))[0]) == int(gm._sortable_bits(torch.tensor([0.0]))[0])
+    assert int(bits[-1]) == gm._FLOAT32_INF_BITS and int(bits[0]) == -gm._FLOAT32_INF_BITS - 1
+    nans = gm._sortable_bits(torch.tensor([float("nan"), -float("nan")]))
+    assert int(nans[0]) > gm._FLOAT32_INF_BITS and int(nans[1]) < -gm._FLOAT32_INF_BITS - 1
+    rng = np.random.default_rng(3)
+    scores = torch.from_numpy((rng.standard_normal((50, 3)) * 10.0 ** rng.integers(-30, 30, (50, 3))).astype(np.float32))
+    key = gm._columns_as_int64(gm._sortable_bits(scores))
+    assert key.dtype == torch.int64 and key.shape == (3, 50)
+    for c in range(3):  # the rank of every score is its rank among the keys
+        assert torch.equal(key[c].argsort(stable=True), scores[:, c].argsort(stable=True))
