@@ -159,3 +159,103 @@ def test_gsm_renders_the_same_help_as_hydra_without_its_compositions(args):
     assert ours.returncode == hydras.returncode == 0, (ours.stderr, hydras.stderr)
     assert ours.stdout == hydras.stdout and "== Config groups (group=option) ==" in ours.stdout
     assert "experiment/table3: resnet101_coco_gsoftmax_empirical," in ours.stdout
+
+
+# --------------------------------------------------------------------------- gsm.cli in this process
+
+
+def _train_exit(monkeypatch, *args: str) -> int:
+    """``python train.py ARGS`` through gsm.cli.train in this process: its exit code."""
+    import sys
+
+    from gsm import cli
+
+    monkeypatch.setattr(sys, "argv", ["train.py", *args])
+    with pytest.raises(SystemExit) as info:
+        cli.train()
+    return info.value.code
+
+
+class _TrainerImport:
+    """What ``from gsm.train import main`` finds: a module whose ``main`` arrives with ``signum`` (a Ctrl-C or a
+    SIGTERM while torch and the trainer are imported), delivered only to a handler gsm installed."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+
+    def __getattr__(self, name: str):
+        import signal
+
+        if name != "main":
+            raise AttributeError(name)
+        assert callable(signal.getsignal(self.signum)), "no handler holds the signal during the import"
+        signal.raise_signal(self.signum)
+        return lambda: pytest.fail("the trainer ran after the signal")
+
+
+@pytest.mark.parametrize("signame, code, line", [("SIGINT", 130, "INTERRUPTED"), ("SIGTERM", 143, "TERMINATED")])
+def test_a_signal_while_the_trainer_is_imported_is_one_line_and_the_handlers_are_restored(monkeypatch, capsys,
+                                                                                          signame, code, line):
+    import signal
+    import sys
+
+    from gsm import cli
+
+    signum = getattr(signal, signame)
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    monkeypatch.setitem(sys.modules, "gsm.train", _TrainerImport(signum))
+    assert _train_exit(monkeypatch, "dry_run=true") == code
+    assert capsys.readouterr().err.splitlines() == [getattr(cli, line)]
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+
+
+def test_ctrl_c_before_the_trainers_own_handler_is_one_line(monkeypatch, capsys):
+    import gsm.train
+    from gsm import cli
+
+    def interrupted():
+        raise KeyboardInterrupt  # Hydra composing, before a run's handler is in place
+
+    monkeypatch.setattr(gsm.train, "main", interrupted)
+    assert _train_exit(monkeypatch, "dry_run=true") == 130
+    assert capsys.readouterr().err.splitlines() == [cli.INTERRUPTED]
+
+
+def test_the_entry_from_another_thread_checks_the_command_line_and_leaves_signals_alone(monkeypatch, capsys):
+    import signal
+    import sys
+    import threading
+
+    from gsm import cli
+
+    monkeypatch.setattr(sys, "argv", ["train.py", "head.sigma=-1"])
+    before = signal.getsignal(signal.SIGTERM)
+    ended = []
+
+    def entry():
+        try:
+            cli.train()
+        except SystemExit as exc:
+            ended.append(exc.code)
+
+    thread = threading.Thread(target=entry)
+    thread.start()
+    thread.join()
+    assert ended == [2] and signal.getsignal(signal.SIGTERM) is before
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("gsm: error: ") and "head.sigma" in err[0]
+
+
+def test_what_hydra_reports_itself_is_left_to_hydra_by_the_early_checks(capsys):
+    """The checks before torch answer what they know in one line; a usage error or a config Hydra cannot compose is
+    Hydra's own message (the checks return without a word)."""
+    from gsm import cli
+    from gsm.errors import ConfigError
+
+    for check in (cli.check_sweep_needs_multirun, cli.check_values, cli.gsm_help):
+        assert check(["--help", "--no-such-flag"]) is None  # argparse's usage error: Hydra prints it
+    capsys.readouterr()
+    assert cli.check_values(["dataset=nonesuch"]) is None  # no such option: Hydra's error names the choices
+    with pytest.raises(ConfigError, match="head.sigma"):
+        cli.check_values(["head.sigma=-1"])
+    assert "== Config groups (group=option) ==" in cli.gsm_help(["--help"])
