@@ -705,3 +705,47 @@ def test_a_key_of_another_option_than_the_default_one_is_one_line(tmp_path):
     ok = run_cli(f"output_root={tmp_path}", "dry_run=true", "dataset=coco", "model=convnet", "dataset.train_crop=resize",
                  "dataset.root=/nonexistent")
     assert "not a setting" not in ok.stderr  # chosen on the command line: the key is coco's
+
+
+def test_a_value_left_mandatory_or_an_interpolation_that_cannot_resolve_names_the_key(hydra_compose):
+    assert _error(_with(hydra_compose(), "trainer.epochs", "???")) == \
+        "trainer.epochs has no value (???); set it, e.g. trainer.epochs=<value>"
+    assert _error(_with(hydra_compose(), "optimizer.lr", "${no_such.key}")).startswith(
+        "optimizer.lr: cannot resolve its value (InterpolationKeyError: Interpolation key 'no_such.key' not found")
+
+
+def test_a_code_group_without_its_name_says_how_to_choose_one(hydra_compose):
+    assert _error(hydra_compose("~head.name")) == "head.name is missing: choose a head with head=<option>"
+
+
+def test_an_unknown_key_far_from_any_lists_the_keys_of_its_section(hydra_compose):
+    msg = _error(hydra_compose("+trainer.qqqqqqqqqqqqqqqqqqqq=1"))
+    assert msg.startswith("+trainer.qqqqqqqqqqqqqqqqqqqq=1: no part of gsm reads trainer.qqqqqqqqqqqqqqqqqqqq; "
+                          "the keys under trainer are trainer.amp, trainer.analyze_train, ")
+    assert "trainer.epochs" in msg and "optimizer." not in msg
+
+
+def test_a_preset_with_a_package_header_is_checked_where_its_keys_land(hydra_compose, tmp_path):
+    """``# @package _global_.trainer`` (or ``trainer``) puts a preset's keys under trainer: a typo there is named at
+    trainer.*."""
+    (tmp_path / "experiment").mkdir()
+    (tmp_path / "experiment" / "pkg.yaml").write_text("# @package _global_.trainer\nepoch: 3\n")
+    (tmp_path / "experiment" / "pkg_ok.yaml").write_text("# @package _global_.trainer\nepochs: 3\n")
+    (tmp_path / "experiment" / "absolute.yaml").write_text("# @package trainer\nepoch: 3\n")  # the same place
+    for name in ("pkg", "absolute"):
+        msg = _error(hydra_compose(f"experiment={name}", search_dir=tmp_path))
+        assert msg.startswith(f"trainer.epoch (set by experiment={name}): no part of gsm reads trainer.epoch; did you "
+                              f"mean trainer.epochs?")
+    cfg = hydra_compose("experiment=pkg_ok", search_dir=tmp_path)
+    assert cfg.trainer.epochs == 3
+    validate_config(cfg)
+
+
+def test_a_broken_or_self_referring_preset_elsewhere_on_the_search_path_blocks_no_run(hydra_compose, tmp_path):
+    """The check reads every option on the search path (for its keys): one that cannot be read, or whose defaults
+    name itself, is skipped, and the runs that do not choose it are checked as before."""
+    (tmp_path / "head").mkdir()
+    (tmp_path / "head" / "broken.yaml").write_text("name: [unclosed\n  - : :\n")
+    (tmp_path / "head" / "loop.yaml").write_text("defaults:\n  - loop\n  - _self_\nname: gsoftmax\n")
+    validate_config(hydra_compose("head=softmax", search_dir=tmp_path))
+    assert "did you mean head.sigma?" in _error(hydra_compose("+head.sigmma=2", search_dir=tmp_path))
