@@ -5,6 +5,8 @@ fb.resnet.torch's models/resnet.lua) at a small size of the same layout (``model
 forward pass is checked against a direct computation from the arrays written, by torch.nn.functional alone.
 """
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -169,3 +171,84 @@ def test_paper_rows_start_from_the_authors_weights_and_torchvision_keeps_the_old
     assert "weights" not in runs.signature_payload(tv)["model"]
     smoke = compose(experiment, ["model.name=resnet_small", "model.pretrained=false"])  # what the smoke profile runs
     build_backbone({**smoke["model"], "blocks": [1, 1, 1, 1], "width": 8}, 3, 32)  # reads no file
+
+
+def _damaged_tree(tree: Module, how: str) -> Module:
+    """fb.resnet.torch's tree with one thing a damaged or foreign file could hold instead (layer2's first block has
+    a downsampling shortcut)."""
+    mods = tree.fields["modules"]
+    conv1, bn1, maxpool, layer2 = mods[0], mods[1], mods[3], mods[5]
+    block = layer2.fields["modules"][0]
+    concat = block.fields["modules"][0]
+    res, short = concat.fields["modules"]
+    if how == "few":
+        tree.fields["modules"] = mods[:3]
+    elif how == "not_list":
+        layer2.fields["modules"] = 7
+    elif how == "no_weight":
+        conv1.fields["weight"] = None
+    elif how == "text_weight":
+        conv1.fields["weight"] = "w"
+    elif how == "nan":
+        bn1.fields["weight"][2] = np.nan
+    elif how == "groups":
+        conv1.fields["groups"] = 2
+    elif how == "bias_shape":
+        conv1.fields["bias"] = np.ones(3, dtype=np.float32)
+    elif how == "eps":
+        bn1.fields["eps"] = 1e-3
+    elif how == "negative_var":
+        bn1.fields["running_var"][0] = -0.5
+    elif how == "maxpool":
+        maxpool.fields["kH"] = 2
+    elif how == "parts":
+        block.fields["modules"] = block.fields["modules"][:2]
+    elif how == "branches":
+        concat.fields["modules"] = [res]
+    elif how == "residual":
+        res.fields["modules"] = res.fields["modules"][:7]
+    elif how == "shortcut":
+        short.fields["modules"].append(Module("cudnn.ReLU", {}))
+    return tree
+
+
+@pytest.mark.parametrize("how, message", [
+    ("few", r"model has 3 modules, expected at least 8 \(conv, BN, ReLU, max pool, 4 layers\)$"),
+    ("not_list", r"model\.modules\[6\] has no list of modules$"),
+    ("no_weight", r"model\.modules\[1\] has no weight$"),
+    ("text_weight", r"model\.modules\[1\] has a weight that is not a float tensor \(\w+\)$"),
+    ("nan", r"model\.modules\[2\] has non-finite values in bn1\.weight$"),
+    ("groups", r"model\.modules\[1\] has 2(\.0)? groups; gsm's conv1 has 1$"),
+    ("bias_shape", r"model\.modules\[1\] has a bias of shape \(3,\); conv1 has 8 outputs$"),
+    ("eps", r"model\.modules\[2\] has eps 0\.001; gsm's BatchNorm uses 1e-05$"),
+    ("negative_var", r"model\.modules\[2\] has a negative running variance in bn1$"),
+    ("maxpool", r"model\.modules\[4\] has max pooling kernel, stride, padding \(2, 2, 1\); gsm's maxpool has "
+                r"\(3, 2, 1\)$"),
+    ("parts", r"model\.modules\[6\]\.modules\[1\] has 2 modules, expected ConcatTable, CAddTable, ReLU$"),
+    ("branches", r"model\.modules\[6\]\.modules\[1\]\.modules\[1\] has 1 branches, expected residual and shortcut$"),
+    ("residual", r"model\.modules\[6\]\.modules\[1\]\.modules\[1\]\.modules\[1\] has 7 modules, expected conv, BN, "
+                 r"ReLU, conv, BN, ReLU, conv, BN$"),
+    ("shortcut", r"model\.modules\[6\]\.modules\[1\]\.modules\[1\]\.modules\[2\] has 3 modules, expected the "
+                 r"shortcut's conv 1x1 and BN$"),
+])
+def test_a_damaged_module_tensor_or_setting_is_one_error_naming_the_module(tmp_path, how, message):
+    _, tree, _ = _file(tmp_path)
+    path = tmp_path / f"{how}.t7"
+    write_t7(path, _damaged_tree(tree, how))
+    with pytest.raises(ConfigError) as err:
+        build_backbone({**SMALL, "weights_path": str(path)}, 3, 64)
+    text = str(err.value)
+    assert text.startswith(f"model.weights=fb_resnet_torch, model.weights_path='{path}': not fb.resnet.torch's ResNet "
+                           f"layout: ") and "\n" not in text
+    assert re.search(message, text), text
+
+
+def test_a_backbone_tensor_the_file_cannot_set_is_an_error_naming_it(tmp_path):
+    from gsm.models.torch7 import read_torch7, state_dict_from_torch7
+
+    path, _, _ = _file(tmp_path)
+    backbone = build_backbone({**SMALL, "pretrained": False}, 3, 64)
+    backbone.register_buffer("scale", torch.ones(1))  # a module gsm's ResNet might gain: the walk knows no value
+    with pytest.raises(ConfigError) as err:
+        state_dict_from_torch7(read_torch7(path, "src"), backbone, "src")
+    assert str(err.value) == "src: the Torch7 model sets no value for 1 tensors of gsm's backbone, e.g. scale"
