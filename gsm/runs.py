@@ -214,9 +214,15 @@ class RunLock:
                   f"see who holds the run", file=sys.stderr)
 
     def release(self) -> None:
+        """The lock released, always; the owner file removed first where it can be (one that is a directory, or
+        on a folder gone read-only, is left: it names nobody once the lock is free)."""
         if self._lock.is_locked:
-            self.owner_path.unlink(missing_ok=True)
-            self._lock.release()
+            try:
+                self.owner_path.unlink(missing_ok=True)
+            except OSError:
+                pass
+            finally:
+                self._lock.release()
 
 
 def printable(text: Any, limit: int = 120) -> str:
