@@ -29,8 +29,12 @@ class Opaque:
 
 
 OPAQUE = Opaque()
+# the globals torch.load(weights_only=True) admits that a checkpoint's metadata may hold (not frozenset: it refuses it)
 _PLAIN = {("collections", "OrderedDict"): collections.OrderedDict, ("builtins", "set"): set,
-          ("builtins", "frozenset"): frozenset, ("builtins", "complex"): complex}
+          ("builtins", "complex"): complex}
+# torch.save pickles with protocol 2, which names builtins by their Python 2 module; pickle's own find_class
+# translates those names, this one (which replaces it) looks them up as written
+_PLAIN.update({("__builtin__", name): value for (module, name), value in list(_PLAIN.items()) if module == "builtins"})
 
 
 def _opaque(*args: Any, **kwargs: Any) -> Opaque:

@@ -425,6 +425,16 @@ def test_the_meta_reader_executes_nothing_a_hostile_checkpoint_holds(tmp_path):
     torch.save({"w": torch.ones(3), "od": collections.OrderedDict(a=1)}, good)
     meta = read_checkpoint_meta(good)
     assert meta["w"] is OPAQUE and repr(meta["w"]) == "<tensor>" and meta["od"] == collections.OrderedDict(a=1)
+    # the builtins torch.save writes under their Python 2 names (protocol 2): read as the full reader reads them
+    from gsm.checkpoint_file import read_checkpoint
+
+    plain = {"s": {1, 2}, "c": complex(1, -2), "od": collections.OrderedDict(b=2)}
+    torch.save(plain, good)
+    assert read_checkpoint_meta(good) == read_checkpoint(good) == plain
+    torch.save({"f": frozenset({3})}, good)  # what torch's safe loader refuses, the meta reader refuses too
+    for reader in (read_checkpoint_meta, read_checkpoint):
+        with pytest.raises(CheckpointError, match="frozenset"):
+            reader(good)
 
 
 def test_an_io_error_while_reading_a_checkpoint_is_one_line_with_the_systems_reason(tmp_path, monkeypatch):
