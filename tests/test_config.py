@@ -710,8 +710,16 @@ def test_a_key_of_another_option_than_the_default_one_is_one_line(tmp_path):
 def test_a_value_left_mandatory_or_an_interpolation_that_cannot_resolve_names_the_key(hydra_compose):
     assert _error(_with(hydra_compose(), "trainer.epochs", "???")) == \
         "trainer.epochs has no value (???); set it, e.g. trainer.epochs=<value>"
-    assert _error(_with(hydra_compose(), "optimizer.lr", "${no_such.key}")).startswith(
-        "optimizer.lr: cannot resolve its value (InterpolationKeyError: Interpolation key 'no_such.key' not found")
+    assert _error(_with(hydra_compose(), "optimizer.lr", "${no_such.key}")) == \
+        "optimizer.lr: cannot resolve its value (InterpolationKeyError: Interpolation key 'no_such.key' not found)"
+
+
+def test_an_unresolvable_interpolation_on_the_command_line_is_one_line(tmp_path):
+    out = run_cli(f"output_root={tmp_path}", "dry_run=true", "optimizer.lr=${nonexistent.key}")
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr.strip().splitlines() == [
+        "gsm: error: optimizer.lr: cannot resolve its value (InterpolationKeyError: "
+        "Interpolation key 'nonexistent.key' not found)"]
 
 
 def test_a_code_group_without_its_name_says_how_to_choose_one(hydra_compose):

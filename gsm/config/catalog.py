@@ -328,7 +328,8 @@ def resolved(cfg: Any) -> dict[str, Any]:
         raise ConfigError(f"{key} has no value (???); set it, e.g. {key}=<value>") from None
     except OmegaConfBaseException as exc:
         key = getattr(exc, "full_key", None) or "the config"
-        raise ConfigError(f"{key}: cannot resolve its value ({type(exc).__name__}: {exc})") from None
+        reason = (str(exc).strip().splitlines() or [""])[0]  # OmegaConf appends full_key/object_type lines
+        raise ConfigError(f"{key}: cannot resolve its value ({type(exc).__name__}: {reason})") from None
 
 
 def getter(cfg: Any) -> Callable[[str], Any]:
