@@ -231,15 +231,11 @@ def loader_rate_per_worker(recipe: Recipe, shape: dict[str, Any], images: int = 
     from PIL import Image
 
     from gsm.data.files import ImageFiles
-    from gsm.data.transforms import eval_transform, multilabel_train, multiscale_side, pad_crop_train
 
-    ds, size = recipe.config["dataset"], shape["image_size"]
-    if not DATASETS[recipe.dataset].multilabel:
-        train_tf, train_min = pad_crop_train(size, shape["crop_padding"], shape["flip"]), size
-    else:
-        crop = ds.get("train_crop") or "multiscale"
-        train_tf = multilabel_train(size, crop, shape["flip"])
-        train_min = multiscale_side(size) if crop == "multiscale" else None
+    info = DATASETS[recipe.dataset]
+    if info.file_transforms is None:
+        raise ConfigError(f"dataset={recipe.dataset} is never read from image files; there is no loader to time")
+    tf = info.file_transforms(recipe.config["dataset"], info)  # the transforms the trainer's loader applies
     w, h = shape["source"]
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[0:h, 0:w]
@@ -251,8 +247,8 @@ def loader_rate_per_worker(recipe: Recipe, shape: dict[str, Any], images: int = 
         path = Path(tmp) / "probe.jpg"
         Image.fromarray(pixels).save(path, "JPEG", quality=90)
         targets = torch.zeros(images, dtype=torch.long)
-        for tf, min_size in ((train_tf, train_min), (eval_transform(size), size)):
-            files = ImageFiles([path] * images, targets, tf, min_size)
+        for transform, min_side in ((tf.train, tf.train_min_side), (tf.test, tf.test_min_side)):
+            files = ImageFiles([path] * images, targets, transform, min_side)
             files[0]
             start = time.perf_counter()
             for i in range(images):

@@ -208,6 +208,10 @@ def test_loader_rate_per_worker_decodes_in_one_thread_and_leaves_nothing(experim
     (recipe,) = estimate.group_recipes(estimate.compose_experiments([experiment], "full", []))
     shape = recipe.shape()
     assert shape["files"] and shape["source"] is not None
+    # importing torchvision's transforms makes torch's compile cache folder in the temp dir (torch/_dynamo/package.py):
+    # done before the temp dir is pointed here, so that the test is the same alone as after other tests
+    import gsm.data.transforms  # noqa: F401
+
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     decoded = []
     from gsm.data import files
@@ -287,3 +291,40 @@ def test_a_dataset_or_an_experiment_list_the_estimate_cannot_use_is_a_config_err
         estimate.Recipe({"dataset": {"name": "imagenet21k"}}).shape()
     with pytest.raises(ConfigError, match="at least one experiment"):
         estimate.compose_experiments([], "smoke", [])
+
+
+@pytest.mark.parametrize("experiment, overrides, fixture", [
+    ("table2/resnet101_tiny_imagenet_softmax", [], "make_tiny_imagenet"),  # the release's: inception, jitter, ...
+    ("table2/resnet101_tiny_imagenet_softmax", ["dataset.train_crop=pad", "dataset.crop_padding=4",
+                                                "dataset.pad_mode=reflect", "dataset.lighting=0"], "make_tiny_imagenet"),
+    ("table3/resnet101_coco_softmax", ["dataset.train_crop=random_resized", "dataset.color_jitter=0.4"], "make_coco"),
+])
+def test_the_loader_probe_times_the_transforms_the_trainers_loader_applies(experiment, overrides, fixture, tmp_path,
+                                                                           monkeypatch):
+    """What the estimate times per worker is what load_splits gives the trainer for the same dataset config: every
+    augmentation key (crop, padding, jitter, lighting, interpolation) and the reduced-size decoding, compared on a
+    fixture in the official layout."""
+    from gsm.data import fixtures, load_splits
+    from gsm.data import files
+
+    getattr(fixtures, fixture)(tmp_path / "data")
+    (recipe,) = estimate.group_recipes(estimate.compose_experiments(
+        [experiment], "full", [*overrides, f"dataset.root={tmp_path / 'data'}"]))
+    probed = []
+    real_init = files.ImageFiles.__init__
+
+    def spy(self, paths, targets, transform, min_size=None):
+        probed.append((repr(transform), min_size))
+        real_init(self, paths, targets, transform, min_size)
+
+    monkeypatch.setattr(files.ImageFiles, "__init__", spy)
+    estimate.loader_rate_per_worker(recipe, recipe.shape(), images=1)
+    splits = load_splits(recipe.config["dataset"], write=False)
+    trained = [(repr(s.transform), s.min_size) for s in (splits.train.dataset, splits.test.dataset)]
+    assert probed[:2] == trained
+    train_repr = probed[0][0]
+    ds = recipe.config["dataset"]
+    expected = {"inception": "InceptionCrop", "pad": "reflect" if ds.get("pad_mode") == "reflect" else "Pad",
+                "random_resized": "RandomResizedCrop", "multiscale": "MultiScaleCrop"}[ds["train_crop"]]
+    assert expected in train_repr and ("ColorJitter" in train_repr) == (ds["color_jitter"] > 0) and \
+        ("Lighting" in train_repr) == (ds["lighting"] > 0), train_repr

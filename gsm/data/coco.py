@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from gsm.data.files import multilabel_file_splits
+from gsm.data.files import multilabel_file_splits, multilabel_transforms
 from gsm.data.types import DatasetInfo, DatasetSplits
 from gsm.data.files import (
     setting, dataset_root, find_missing, account_for_missing, require,
@@ -129,6 +129,6 @@ def load_coco(cfg: Mapping[str, Any], *, write: bool = True) -> DatasetSplits:
 INFO = DatasetInfo(
     name="coco", display_name="MS COCO", load=load_coco, in_channels=3, num_classes=80, multilabel=True,
     train_size=82_081, test_size=40_137, default_image_size=448, min_image_size=16, files_above=0,
-    file_size=(640, 480),
+    file_size=(640, 480), file_transforms=multilabel_transforms,
 )
 DATASET_INFO = (INFO,)

@@ -33,7 +33,7 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from gsm.data.types import DatasetInfo, DatasetSplits, FileSplit
+from gsm.data.types import DatasetInfo, DatasetSplits, FileSplit, FileTransforms
 from gsm.settings import DATASET
 from gsm.errors import ConfigError, DataError
 
@@ -353,24 +353,29 @@ def multilabel_file_splits(cfg: Mapping[str, Any], info: DatasetInfo, class_name
                            train: tuple[Sequence[Path], Tensor], test: tuple[Sequence[Path], Tensor],
                            notes: dict[str, Any]) -> Any:
     """DatasetSplits of FileSplits with the multi-label pipelines of docs/datasets.md (COCO, NUS-WIDE)."""
-    # torchvision's transforms only where they are used: importing them costs seconds a tensor dataset never needs
-    from gsm.data.transforms import (
-        IMAGENET_MEAN, IMAGENET_STD, TRAIN_CROPS, eval_transform, multilabel_train, multiscale_side,
-    )
+    from gsm.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
-    size = info.image_size(cfg.get("image_size"))
-    crop = setting(cfg, "train_crop", "multiscale", TRAIN_CROPS, f"for dataset={info.name}")
-    flip = DATASET.check("flip", cfg.get("flip", True))
-    opts = augment_options(cfg)
-    train_tf = multilabel_train(size, crop, flip, **opts)
-    test_tf = eval_transform(size, interpolation=opts["interpolation"])
-    # Reduced-size JPEG decoding where the first step shrinks the whole image anyway (never for random_resized).
-    train_min = {"multiscale": multiscale_side(size), "resize": size}.get(crop)
-    train_split = FileSplit(ImageFiles(train[0], train[1], train_tf, train_min), train[1],
-                            ImageFiles(train[0], train[1], test_tf, size))
-    test_split = FileSplit(ImageFiles(test[0], test[1], test_tf, size), test[1])
+    tf = multilabel_transforms(cfg, info)
+    train_split = FileSplit(ImageFiles(train[0], train[1], tf.train, tf.train_min_side), train[1],
+                            ImageFiles(train[0], train[1], tf.test, tf.test_min_side))
+    test_split = FileSplit(ImageFiles(test[0], test[1], tf.test, tf.test_min_side), test[1])
+    size, flip = info.image_size(cfg.get("image_size")), DATASET.check("flip", cfg.get("flip", True))
     return DatasetSplits(
         name=info.name, num_classes=len(class_names), multilabel=True, class_names=class_names,
         train=train_split, test=test_split, in_channels=info.in_channels, image_size=size,
         mean=IMAGENET_MEAN, std=IMAGENET_STD, flip=flip, notes=notes,
     )
+
+
+def multilabel_transforms(cfg: Mapping[str, Any], info: DatasetInfo) -> FileTransforms:
+    """The train and test transforms of a multi-label set (docs/datasets.md) for its dataset config."""
+    # torchvision's transforms only where they are used: importing them costs seconds a tensor dataset never needs
+    from gsm.data.transforms import TRAIN_CROPS, eval_transform, multilabel_train, multiscale_side
+
+    size = info.image_size(cfg.get("image_size"))
+    crop = setting(cfg, "train_crop", "multiscale", TRAIN_CROPS, f"for dataset={info.name}")
+    opts = augment_options(cfg)
+    # Reduced-size JPEG decoding where the first step shrinks the whole image anyway (never for random_resized).
+    return FileTransforms(multilabel_train(size, crop, DATASET.check("flip", cfg.get("flip", True)), **opts),
+                          {"multiscale": multiscale_side(size), "resize": size}.get(crop),
+                          eval_transform(size, interpolation=opts["interpolation"]), size)

@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from gsm.data.files import multilabel_file_splits
+from gsm.data.files import multilabel_file_splits, multilabel_transforms
 from gsm.data.types import DatasetInfo, DatasetSplits
 from gsm.data.files import (
     setting, dataset_root, find_missing, log, read_lines, account_for_missing, require,
@@ -138,6 +138,6 @@ def load_nuswide(cfg: Mapping[str, Any], *, write: bool = True) -> DatasetSplits
 INFO = DatasetInfo(
     name="nuswide", display_name=TITLE, load=load_nuswide, in_channels=3, num_classes=81, multilabel=True,
     train_size=161_789, test_size=107_859, default_image_size=448, min_image_size=16, files_above=0,
-    file_size=(500, 375),
+    file_size=(500, 375), file_transforms=multilabel_transforms,
 )
 DATASET_INFO = (INFO,)

@@ -41,7 +41,7 @@ from typing import Any
 
 import torch
 
-from gsm.data.types import DatasetInfo, DatasetSplits, FileSplit, TensorSplit
+from gsm.data.types import DatasetInfo, DatasetSplits, FileSplit, FileTransforms, TensorSplit
 from gsm.data.files import (
     ImageFiles, augment_options, setting, dataset_root, decode_all, file_list_key, find_missing, log,
     missing_message, read_lines, report_missing, require, resize_uint8,
@@ -169,20 +169,37 @@ def _check_options(size: int, crop: str, pad_mode: str, padding: int, opts: Mapp
                           f"gives {padding} px at image_size={size}")
 
 
-def load_tiny_imagenet(cfg: Mapping[str, Any], *, write: bool = True) -> DatasetSplits:
-    """``write=False`` (a dry run): a valid cache is read, none is written (gsm.data.load_splits)."""
-    # torchvision's transforms only where they are used: importing torchvision takes seconds
-    from gsm.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform, inception_train, pad_crop_train
-
-    idx = index(cfg)
+def _augmentation(cfg: Mapping[str, Any]) -> tuple[int, int, bool, str, str, dict[str, Any]]:
+    """(image_size, crop padding in pixels, flip, train_crop, pad_mode, augment_options) of the config, checked."""
     size = INFO.image_size(cfg.get("image_size"))
-    pad64 = DATASET.check("crop_padding", cfg.get("crop_padding", 8))
-    padding = INFO.crop_padding(pad64, size)
-    flip = DATASET.check("flip", cfg.get("flip", True))
+    padding = INFO.crop_padding(DATASET.check("crop_padding", cfg.get("crop_padding", 8)), size)
     crop = setting(cfg, "train_crop", "pad", TINY_CROPS, "for dataset=tiny_imagenet")
     pad_mode = setting(cfg, "pad_mode", "zeros", PAD_MODES, "for dataset=tiny_imagenet")
     opts = augment_options(cfg)
     _check_options(size, crop, pad_mode, padding, opts)
+    return size, padding, DATASET.check("flip", cfg.get("flip", True)), crop, pad_mode, opts
+
+
+def file_transforms(cfg: Mapping[str, Any], info: DatasetInfo | None = None) -> FileTransforms:
+    """The train and test transforms of the JPEG path (image_size > 64): train_crop=pad (the release's padded
+    random crop) or inception, then flip, colour jitter and lighting as configured."""
+    # torchvision's transforms only where they are used: importing torchvision takes seconds
+    from gsm.data.transforms import eval_transform, inception_train, pad_crop_train
+
+    size, padding, flip, crop, pad_mode, opts = _augmentation(cfg)
+    if crop == "inception":
+        train_tf = inception_train(size, flip, **opts)
+    else:
+        train_tf = pad_crop_train(size, padding, flip, pad_mode=pad_mode, **opts)
+    return FileTransforms(train_tf, None, eval_transform(size, interpolation=opts["interpolation"]), None)
+
+
+def load_tiny_imagenet(cfg: Mapping[str, Any], *, write: bool = True) -> DatasetSplits:
+    """``write=False`` (a dry run): a valid cache is read, none is written (gsm.data.load_splits)."""
+    from gsm.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+
+    idx = index(cfg)
+    size, padding, flip, *_ = _augmentation(cfg)
     notes = {"folder": str(idx["folder"]), "missing_skipped": idx["missing"]}
     common = dict(name=INFO.name, num_classes=len(idx["wnids"]), multilabel=False,
                   class_names=idx["class_names"], in_channels=INFO.in_channels, image_size=size,
@@ -204,13 +221,10 @@ def load_tiny_imagenet(cfg: Mapping[str, Any], *, write: bool = True) -> Dataset
 
     train_paths, train_y = idx["train"]
     test_paths, test_y = idx["test"]
-    if crop == "inception":
-        train_tf = inception_train(size, flip, **opts)
-    else:
-        train_tf = pad_crop_train(size, padding, flip, pad_mode=pad_mode, **opts)
-    test_tf = eval_transform(size, interpolation=opts["interpolation"])
-    train = FileSplit(ImageFiles(train_paths, train_y, train_tf), train_y, ImageFiles(train_paths, train_y, test_tf))
-    test = FileSplit(ImageFiles(test_paths, test_y, test_tf), test_y)
+    tf = file_transforms(cfg)
+    train = FileSplit(ImageFiles(train_paths, train_y, tf.train, tf.train_min_side), train_y,
+                      ImageFiles(train_paths, train_y, tf.test, tf.test_min_side))
+    test = FileSplit(ImageFiles(test_paths, test_y, tf.test, tf.test_min_side), test_y)
     return DatasetSplits(train=train, test=test, **common)
 
 
@@ -218,5 +232,6 @@ INFO = DatasetInfo(
     name="tiny_imagenet", display_name=TITLE, load=load_tiny_imagenet, in_channels=3, num_classes=200,
     multilabel=False, train_size=100_000, test_size=10_000, default_image_size=NATIVE,
     files_above=NATIVE, file_size=(NATIVE, NATIVE), padding_at=NATIVE, pad_modes=PAD_MODES,
+    file_transforms=file_transforms,
 )
 DATASET_INFO = (INFO,)

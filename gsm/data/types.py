@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from torch import Tensor
 from torch.utils.data import Dataset
@@ -34,6 +34,16 @@ class FileSplit:
 
 
 Split = TensorSplit | FileSplit
+
+
+class FileTransforms(NamedTuple):
+    """The per-image transforms of a set read from image files, as its loader builds them from the dataset config
+    (the loader and the estimate's decode probe both take them from :attr:`DatasetInfo.file_transforms`)."""
+
+    train: Callable[[Any], Tensor]
+    train_min_side: int | None  # ImageFiles may decode the JPEG reduced to this side (None: full size)
+    test: Callable[[Any], Tensor]
+    test_min_side: int | None
 
 
 @dataclass
@@ -78,6 +88,8 @@ class DatasetInfo:
     padding_at: int | None = None  # dataset.crop_padding is in pixels at this image size and scales with
     #                                image_size; None: in pixels at image_size
     pad_modes: tuple[str, ...] = ("zeros",)  # dataset.pad_mode values its random crop implements
+    file_transforms: Callable[[Any, DatasetInfo], FileTransforms] | None = None  # (dataset_cfg, info): the
+    #                transforms of a set read from files (:class:`FileTransforms`); None: never read from files
 
     def image_size(self, value: Any) -> int:
         """``dataset.image_size`` for this dataset: null gives :attr:`default_image_size`, else an integer of at
