@@ -46,18 +46,20 @@ def test_unwritable_tensorboard_is_a_warning_and_the_run_is_recorded(trained):
 def test_telemetry_into_a_removed_folder_warns_and_a_metric_without_value_is_skipped(tmp_path, capsys):
     from gsm.heads import SoftmaxHead
     from gsm.train import Reporter
+    from gsm.train.outputs import quiet_event_writer_threads
 
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    reporter = Reporter(run_dir, enabled=True)
-    reporter.hparams({"head": "softmax"}, {"mAP_frac": None})  # a test split without positives: no mAP
-    shutil.rmtree(run_dir)
-    (tmp_path / "run").write_text("")  # not even a folder any more: every write fails
-    row = {"epoch": 1, "epochs": 2, "lr": 0.1, "train_loss": 1.0}
-    reporter.epoch(row, SoftmaxHead(4, 3))
-    reporter.summary([row])
-    reporter.summary([row, dict(row, epoch=2)])
-    reporter.close()
+    with quiet_event_writer_threads():  # as the trainer reports: the event thread's own traceback is dropped
+        reporter = Reporter(run_dir, enabled=True)
+        reporter.hparams({"head": "softmax"}, {"mAP_frac": None})  # a test split without positives: no mAP
+        shutil.rmtree(run_dir)
+        (tmp_path / "run").write_text("")  # not even a folder any more: every write fails
+        row = {"epoch": 1, "epochs": 2, "lr": 0.1, "train_loss": 1.0}
+        reporter.epoch(row, SoftmaxHead(4, 3))
+        reporter.summary([row])
+        reporter.summary([row, dict(row, epoch=2)])
+        reporter.close()
     err = capsys.readouterr().err
     warnings = [ln for ln in err.splitlines() if ln.startswith("gsm: warning:")]
     assert len(warnings) == 2, err  # once for the events, once for summary.csv: not once per write
