@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import logging
@@ -293,7 +294,8 @@ def decode_all(
             torch.save({"key": key, "images": images}, tmp)
             os.replace(tmp, cache_file)
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # e.g. the cache folder is a file: there is no temp file to remove
+                tmp.unlink(missing_ok=True)
             log.warning("could not write the decoded-image cache %s (%s); set dataset.cache_dir to a writable "
                         "folder or dataset.cache=false", cache_file, exc)
     return images
