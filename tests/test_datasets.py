@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import pickle
+import re
 import shutil
 from pathlib import Path
 
@@ -283,6 +284,89 @@ def test_tiny_imagenet_bad_input(made, tmp_path, caplog):
     shutil.rmtree(folder / "train" / gt["train"][0]["wnid"])
     with pytest.raises(DataError, match=f"train/{gt['train'][0]['wnid']}/images not found"):
         load_splits(cfg)
+
+
+def _damage_tiny(folder: Path, gt, how: str) -> Path:
+    """One fault of a tiny-imagenet-200 folder a download or a hand edit can leave; returns the file it concerns."""
+    wnids, ann = folder / "wnids.txt", folder / "val" / "val_annotations.txt"
+    first = gt["train"][0]["wnid"]
+    if how == "no_wnids_listed":
+        wnids.write_text("\n\n")
+        return wnids
+    if how == "wnid_twice":
+        wnids.write_text(wnids.read_text() + f"{first}\n")
+        return wnids
+    if how == "not_text":
+        wnids.write_bytes(b"\xff\xfe\x00bad")
+        return wnids
+    if how == "class_without_images":
+        for image in (folder / "train" / first / "images").iterdir():
+            image.unlink()
+        return folder / "train" / first / "images"
+    if how == "annotation_line":
+        ann.write_text(ann.read_text() + "val_9999.JPEG\n")
+        return ann
+    raise AssertionError(how)
+
+
+@pytest.mark.parametrize("how, message", [
+    ("no_wnids_listed", r"wnids\.txt lists no wnids$"),
+    ("wnid_twice", r"wnids\.txt lists wnid n\d{8} more than once$"),
+    ("not_text", r"cannot read .*wnids\.txt as text: "),
+    ("class_without_images", r"Tiny ImageNet.*: .*/images holds no images \(class n\d{8} of .*wnids\.txt\)$"),
+    ("annotation_line", r"val_annotations\.txt: line \d+ is not 'file<TAB>wnid<TAB>x<TAB>y<TAB>w<TAB>h': "
+                        r"'val_9999\.JPEG'$"),
+])
+def test_a_damaged_tiny_imagenet_folder_is_one_error_naming_the_file(made, tmp_path, how, message):
+    root = _copy(made, "tiny_imagenet", tmp_path)
+    where = _damage_tiny(root / "tiny-imagenet-200", made[1]["tiny_imagenet"], how)
+    with pytest.raises(DataError) as err:
+        load_splits({"name": "tiny_imagenet", "root": str(root), "image_size": 64, "cache": False})
+    text = str(err.value)
+    assert re.search(message, text) and str(where) in text and "\n" not in text, text
+
+
+def test_tiny_imagenet_without_words_txt_names_classes_by_wnid(made, tmp_path, caplog):
+    root = _copy(made, "tiny_imagenet", tmp_path)
+    (root / "tiny-imagenet-200" / "words.txt").unlink()
+    with caplog.at_level(logging.WARNING, logger="gsm.data"):
+        splits = load_splits({"name": "tiny_imagenet", "root": str(root), "image_size": 64, "cache": False})
+    listed = sorted((root / "tiny-imagenet-200" / "wnids.txt").read_text().split())
+    assert splits.class_names == listed and "words.txt not found; class names are the wnids" in caplog.text
+
+
+def test_a_decoded_image_cache_that_cannot_be_written_is_a_warning_and_the_splits_load(made, tmp_path, caplog):
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the cache folder should be")
+    cfg = {"name": "tiny_imagenet", "root": str(root_of(made, "tiny_imagenet")), "image_size": 32,
+           "cache_dir": str(blocked)}
+    with caplog.at_level(logging.WARNING, logger="gsm.data"):
+        cached = load_splits(cfg)
+    assert f"could not write the decoded-image cache {blocked}" in caplog.text and "dataset.cache=false" in caplog.text
+    assert blocked.read_text() == "a file where the cache folder should be" and list(tmp_path.iterdir()) == [blocked]
+    plain = load_splits({**cfg, "cache": False})
+    assert torch.equal(cached.train.images, plain.train.images) and torch.equal(cached.test.images, plain.test.images)
+
+
+def test_an_empty_dataset_root_says_where_to_point_it():
+    with pytest.raises(ConfigError, match=r"^dataset\.root is not set: point it at the folder holding Tiny ImageNet"):
+        load_splits({"name": "tiny_imagenet", "root": ""})
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"image_size": 80, "train_crop": "inception", "pad_mode": "reflect"},
+     "dataset.pad_mode=reflect applies to dataset.train_crop=pad; with train_crop=inception there is no padding"),
+    ({"image_size": 80, "crop_padding": 64, "pad_mode": "reflect"},
+     "dataset.pad_mode=reflect needs a padding smaller than the image: dataset.crop_padding gives 80 px at "
+     "image_size=80"),
+    ({"image_size": 64, "color_jitter": 0.4},
+     "dataset.color_jitter=0.4 needs the JPEG path of dataset=tiny_imagenet (dataset.image_size > 64; got "
+     "image_size=64)"),
+])
+def test_tiny_imagenet_settings_that_contradict_each_other_are_one_error(made, settings, message):
+    with pytest.raises(ConfigError) as err:
+        load_splits({"name": "tiny_imagenet", "root": str(root_of(made, "tiny_imagenet")), "cache": False, **settings})
+    assert str(err.value).startswith(message), str(err.value)
 
 
 # --------------------------------------------------------------------------- MS COCO
