@@ -79,3 +79,32 @@ def test_a_result_file_that_cannot_be_written_is_one_storage_error(tmp_path, err
         runs.atomic_write_bytes(tmp_path / "results.json", fail)
     assert str(tmp_path / "results.json") in str(info.value)
     assert not list(Path(tmp_path).glob(".results.json.*"))  # no debris
+
+
+def test_a_train_log_that_cannot_be_opened_or_written_is_one_warning_and_logging_goes_on(tmp_path, capsys):
+    """train.log is telemetry: a directory in its place (cannot open) or a device that is full (every write fails,
+    /dev/full) is one warning naming the file and the cause; the log goes on on stderr, the run is not stopped."""
+    import logging
+
+    from gsm.train.outputs import attach_log_file
+
+    blocked = tmp_path / "blocked"
+    (blocked / "train.log").mkdir(parents=True)
+    assert attach_log_file(blocked) is None
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "train.log").symlink_to("/dev/full")
+    root = logging.getLogger()
+    handler = attach_log_file(full)
+    assert handler is not None and handler in root.handlers
+    try:
+        logging.getLogger("gsm.test").warning("first record")
+        logging.getLogger("gsm.test").warning("second record")
+    finally:
+        root.removeHandler(handler)
+        handler.close()  # its buffered lines cannot be written either: no second warning, nothing raised
+    warnings = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("gsm: warning:")]
+    assert warnings[0] == (f"gsm: warning: cannot write {blocked / 'train.log'} (Is a directory); the log goes on on "
+                           "stderr only")
+    assert len(warnings) == 2 and warnings[1].startswith(f"gsm: warning: cannot write {full / 'train.log'} (No space "
+                                                         "left on device); the log goes on on stderr only")

@@ -180,11 +180,25 @@ def quiet_event_writer_threads() -> Iterator[None]:
 class LogFile(logging.FileHandler):
     """train.log; a record that cannot be written is one warning, then the log file is given up (telemetry)."""
 
+    failed = False
+
     def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
         exc = sys.exc_info()[1]
         logging.getLogger().removeHandler(self)
-        warn(f"cannot write {self.baseFilename} ({cause(exc) if exc else 'write failed'}); "
-             "the log goes on on stderr only (the run's results are not affected)")
+        self._warn(exc)
+
+    def close(self) -> None:
+        """Closed even when its last buffered lines cannot be written (a full disk): one warning, never raised."""
+        try:
+            super().close()
+        except OSError as exc:  # the file is closed all the same (io closes after a failed flush)
+            self._warn(exc)
+
+    def _warn(self, exc: BaseException | None) -> None:
+        if not self.failed:
+            self.failed = True
+            warn(f"cannot write {self.baseFilename} ({cause(exc) if exc else 'write failed'}); "
+                 "the log goes on on stderr only (the run's results are not affected)")
 
 
 def attach_log_file(run_dir: Path) -> logging.Handler | None:
