@@ -454,3 +454,34 @@ def test_an_io_error_while_reading_a_checkpoint_is_one_line_with_the_systems_rea
         with pytest.raises(CheckpointError) as info:
             reader(ckpt)
         assert str(info.value) == f"cannot read checkpoint {ckpt} ({os.strerror(errno.EIO)})", reader
+
+
+def test_the_data_fingerprint_of_a_large_in_memory_set_hashes_every_label_and_a_sample_of_images(monkeypatch):
+    """Above gsm.data._FULL_HASH_BYTES (Tiny ImageNet's 1.2 GB of decoded train images) the pixels are hashed on
+    every ``step``-th image, computed here from the threshold independently; every label is hashed always."""
+    import hashlib
+
+    import gsm.data as data
+    from gsm.data.types import TensorSplit
+
+    images = torch.randint(0, 256, (10, 3, 4, 4), dtype=torch.uint8)
+    targets = torch.arange(10) % 3
+    monkeypatch.setattr(data, "_FULL_HASH_BYTES", 200)  # 480 bytes of images: every 3rd image (ceil(480 / 200))
+    digest = data._split_digest(TensorSplit(images, targets))
+    h = hashlib.sha1()
+    h.update(b"torch.int64" + b"(10,)")
+    h.update(targets.numpy().tobytes())
+    h.update(b"(10, 3, 4, 4)")
+    h.update(images[[0, 3, 6, 9]].numpy().tobytes())
+    assert digest == h.hexdigest()[:16]
+    for changed_image in (0, 9):  # in the sample: another fingerprint
+        other = images.clone()
+        other[changed_image, 0, 0, 0] ^= 1
+        assert data._split_digest(TensorSplit(other, targets)) != digest
+    relabelled = targets.clone()
+    relabelled[4] = (relabelled[4] + 1) % 3  # an image outside the sample: its label still counts
+    assert data._split_digest(TensorSplit(images, relabelled)) != digest
+    monkeypatch.setattr(data, "_FULL_HASH_BYTES", 256 << 20)  # small sets: every pixel
+    unsampled = images.clone()
+    unsampled[4, 0, 0, 0] ^= 1
+    assert data._split_digest(TensorSplit(unsampled, targets)) != data._split_digest(TensorSplit(images, targets))
