@@ -108,3 +108,64 @@ def test_a_train_log_that_cannot_be_opened_or_written_is_one_warning_and_logging
                            "stderr only")
     assert len(warnings) == 2 and warnings[1].startswith(f"gsm: warning: cannot write {full / 'train.log'} (No space "
                                                          "left on device); the log goes on on stderr only")
+
+
+def test_signals_held_deliver_a_ctrl_c_after_the_body_a_second_at_once_and_restore_the_handlers():
+    import signal
+
+    from gsm.train.outputs import signals_held
+
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    steps = []
+    with pytest.raises(KeyboardInterrupt):
+        with signals_held():
+            signal.raise_signal(signal.SIGINT)
+            steps.append("body ended")  # the Ctrl-C waited for it
+    assert steps == ["body ended"]
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+    with pytest.raises(KeyboardInterrupt):
+        with signals_held():
+            signal.raise_signal(signal.SIGINT)
+            signal.raise_signal(signal.SIGINT)  # asked twice: delivered here
+            steps.append("not reached")
+    assert steps == ["body ended"] and signal.getsignal(signal.SIGINT) == before[0]
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a process started with Ctrl-C ignored keeps ignoring it
+    try:
+        with signals_held():
+            signal.raise_signal(signal.SIGINT)
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def test_a_ctrl_c_inside_the_event_writers_queue_put_does_not_lose_its_threads_wake_up(tmp_path):
+    """The Ctrl-C arrives in TensorBoard's Queue.put after the event is counted, before the writer thread is
+    notified (the moment that once kept an interrupted trainer alive for ~115 s: the closing flush waited for the
+    thread's 120 s timer). The notify must happen before the KeyboardInterrupt, so the close does not wait."""
+    import signal
+
+    from gsm.heads import SoftmaxHead
+    from gsm.train import Reporter
+    from gsm.train.outputs import quiet_event_writer_threads
+
+    with quiet_event_writer_threads():
+        reporter = Reporter(tmp_path, enabled=True)
+        byte_queue = reporter.writer._get_file_writer().event_writer._async_writer._byte_queue
+        events = []
+        original = byte_queue.not_empty.notify
+
+        def interrupted_notify(n=1):
+            if not events:
+                events.append("ctrl-c")
+                signal.raise_signal(signal.SIGINT)  # without gsm's hold: KeyboardInterrupt here, the notify lost
+            original(n)
+            events.append("notified")
+
+        byte_queue.not_empty.notify = interrupted_notify
+        row = {"epoch": 1, "epochs": 2, "lr": 0.1, "train_loss": 1.0}
+        with pytest.raises(KeyboardInterrupt):
+            reporter.epoch(row, SoftmaxHead(4, 3))
+        assert events[:2] == ["ctrl-c", "notified"]
+        assert byte_queue.unfinished_tasks == 0  # the write was not cut short: its flush saw the thread take every event
+        reporter.close()
+    assert reporter.writer is None

@@ -9,6 +9,7 @@ import csv
 import io
 import logging
 import math
+import signal
 import sys
 import threading
 import time
@@ -75,9 +76,11 @@ class Reporter:
             self._guard(lambda: setattr(self, "writer", SummaryWriter(log_dir=str(run_dir / "tensorboard"))))
 
     def _guard(self, write: Callable[[], Any]) -> None:
-        """Run one TensorBoard write; on failure warn once and stop writing events."""
+        """Run one TensorBoard write (Ctrl-C and SIGTERM held until it ends); on failure warn once and stop writing
+        events."""
         try:
-            write()
+            with signals_held():
+                write()
         except Exception as exc:  # noqa: BLE001 - telemetry: any failure of the event writer (OSError, its thread's)
             writer, self.writer = self.writer, None
             warn(f"cannot write TensorBoard events to {self.run_dir / 'tensorboard'} ({cause(exc)}); "
@@ -155,6 +158,42 @@ class Reporter:
     def close(self) -> None:
         self._guard(lambda: self.writer.close() if self.writer is not None else None)
         self.writer = None
+
+
+@contextlib.contextmanager
+def signals_held(signums: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)) -> Iterator[None]:
+    """Ctrl-C and SIGTERM that arrive while the body runs are delivered when it ends, to the handlers that were in
+    place (a second one of the same signal is delivered at once). TensorBoard's event writer shares a queue with
+    its thread: a KeyboardInterrupt raised inside ``Queue.put`` after the item is counted but before the thread
+    is notified loses the wake-up, and the writer's next flush (the one closing it) then waits for the thread's
+    own timer, up to 120 s, before the interrupted run can stop. Only the main thread takes signals, so elsewhere
+    this holds nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.getsignal(s) for s in signums}
+    previous = {s: h for s, h in previous.items() if h is not None}  # a handler set outside Python: left alone
+    arrived: list[int] = []
+
+    def restore() -> None:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+    def hold(signum: int, frame: Any) -> None:
+        arrived.append(signum)
+        if arrived.count(signum) == 2:  # asked twice: deliver it now, wherever the write is
+            restore()
+            signal.raise_signal(signum)
+
+    for s in previous:
+        signal.signal(s, hold)
+    try:
+        yield
+    finally:
+        restore()
+        first = arrived[0] if arrived else None
+        if first is not None and arrived.count(first) == 1:
+            signal.raise_signal(first)  # runs the handler that was in place, as if the signal came now
 
 
 @contextlib.contextmanager
