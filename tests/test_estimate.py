@@ -42,6 +42,28 @@ def _hours(cell: str) -> float:
     return float(value.replace(",", "")) / {"s": 3600, "min": 60, "h": 1}[unit]
 
 
+def _printed_range(text: str, hours: bool = False) -> tuple[float, float]:
+    """The interval of true values that print as ``text`` (a rounded number, or a duration when ``hours``), in hours."""
+    number = text.split()[0].replace(",", "")
+    half = 0.5 * 10.0 ** -(len(number.split(".")[1]) if "." in number else 0)
+    value = _hours(text) if hours else float(number)
+    scale = value / float(number) if float(number) else 1.0
+    return (float(number) - half) * scale, (float(number) + half) * scale
+
+
+def test_printed_range_brackets_what_rounds_to_the_text():
+    assert _printed_range("0.0012") == pytest.approx((0.00115, 0.00125))
+    assert _printed_range("2.1 s", hours=True) == pytest.approx((2.05 / 3600, 2.15 / 3600))
+    assert _printed_range("1,043 h", hours=True) == pytest.approx((1042.5, 1043.5))
+    # the case that failed in CI: runs of 2.0 s and 2.1 s (true sum 4.0..4.2 s) and a total of 0.0012 h (>= 4.14 s)
+    low, high = _printed_range("0.0012")
+    runs = [_printed_range(t, hours=True) for t in ("2.0 s", "2.1 s")]
+    assert low <= sum(r[1] for r in runs) and sum(r[0] for r in runs) <= high
+    # and a total that no rounding explains is caught
+    low, high = _printed_range("0.0014")
+    assert not (low <= sum(r[1] for r in runs))
+
+
 @pytest.mark.slow
 def test_smoke_estimate_on_cpu_prints_every_row_and_writes_nothing(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)  # the smoke profile's output root (outputs/smoke) is relative
@@ -71,9 +93,13 @@ def test_smoke_estimate_on_cpu_prints_every_row_and_writes_nothing(tmp_path, mon
     a, b = rows["table1/wrn_cifar10_gsoftmax"], rows["table1/wrn1100_cifar10_gsoftmax"]
     assert (a["epochs"], b["epochs"]) == ("1", "2") and a["train s/epoch"] == b["train s/epoch"]
     assert _num(b["eval s/epoch"]) == pytest.approx(_num(a["eval s/epoch"]) / 2, rel=0.05, abs=0.01)
-    total = float(out.split("total: 2 run(s), one seed each: ")[1].split()[0])
-    # each run's time is printed to 0.1 s or 0.1 min, the total to two significant digits
-    assert total == pytest.approx(sum(_hours(r["time/run"]) for r in rows.values()), rel=0.05)
+    total_text = out.split("total: 2 run(s), one seed each: ")[1].split()[0]
+    # each run's time is printed to 0.1 s or 0.1 min, the total to two significant digits: the total's true value
+    # lies within half its last digit, each run's within half of its own, and the two ranges must overlap
+    total_low, total_high = _printed_range(total_text)
+    runs_low = sum(_printed_range(r["time/run"], hours=True)[0] for r in rows.values())
+    runs_high = sum(_printed_range(r["time/run"], hours=True)[1] for r in rows.values())
+    assert total_low <= runs_high and runs_low <= total_high, (total_text, [r["time/run"] for r in rows.values()])
     assert not re.search(r"\de-\d", out.split("total: ")[1].splitlines()[0])  # never 9.253e-04
     assert "launcher basic: 1 in parallel" in out
     assert not (tmp_path / "outputs").exists()  # no run folder
