@@ -110,7 +110,18 @@ def test_a_train_log_that_cannot_be_opened_or_written_is_one_warning_and_logging
                                                          "left on device); the log goes on on stderr only")
 
 
-def test_signals_held_deliver_a_ctrl_c_after_the_body_a_second_at_once_and_restore_the_handlers():
+@pytest.fixture
+def python_ctrl_c():
+    """Python's own Ctrl-C handler (KeyboardInterrupt) for the test, whatever the process started with: a shell
+    starts a background job (``make test &``, nohup) with SIGINT ignored, and Python then installs no handler."""
+    import signal
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_signals_held_deliver_a_ctrl_c_after_the_body_a_second_at_once_and_restore_the_handlers(python_ctrl_c):
     import signal
 
     from gsm.train.outputs import signals_held
@@ -138,7 +149,7 @@ def test_signals_held_deliver_a_ctrl_c_after_the_body_a_second_at_once_and_resto
         signal.signal(signal.SIGINT, previous)
 
 
-def test_a_ctrl_c_inside_the_event_writers_queue_put_does_not_lose_its_threads_wake_up(tmp_path):
+def test_a_ctrl_c_inside_the_event_writers_queue_put_does_not_lose_its_threads_wake_up(tmp_path, python_ctrl_c):
     """The Ctrl-C arrives in TensorBoard's Queue.put after the event is counted, before the writer thread is
     notified (the moment that once kept an interrupted trainer alive for ~115 s: the closing flush waited for the
     thread's 120 s timer). The notify must happen before the KeyboardInterrupt, so the close does not wait."""
