@@ -11,6 +11,7 @@ import signal
 import stat
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -230,21 +231,32 @@ def test_disk_full_while_checkpointing_is_one_line_and_keeps_the_last_checkpoint
     assert not list(run_dir.rglob("*.tmp")) and not (run_dir / "results.json").exists()
 
 
-def _read_only_mount_works() -> bool:
-    probe = subprocess.run(["unshare", "-m", "sh", "-c", "mount --bind / /mnt && mount -o remount,bind,ro /mnt"],
-                           capture_output=True) if shutil.which("unshare") else None
-    return probe is not None and probe.returncode == 0
+def _private_mount_namespace() -> list[str] | None:
+    """The ``unshare`` command that gives a shell its own mount namespace where a bind mount can be made read-only:
+    ``-m`` as root, ``-rm`` (inside a user namespace, as its root) for anyone else; None where neither is allowed."""
+    if not shutil.which("unshare"):
+        return None
+    with tempfile.TemporaryDirectory() as folder:  # the test's folder is a temporary one too
+        for command in (["unshare", "-m"], ["unshare", "-rm"]):
+            probe = subprocess.run([*command, "sh", "-c", f"mount --bind {folder} {folder} && "
+                                    f"mount -o remount,bind,ro {folder} && ! touch {folder}/written 2>/dev/null"],
+                                   capture_output=True)
+            if probe.returncode == 0:
+                return command
+    return None
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not _read_only_mount_works(), reason="needs a private mount namespace (unshare -m) for a read-only mount")
+@pytest.mark.skipif(_private_mount_namespace() is None,
+                    reason="needs a private mount namespace (unshare -m, or unshare -rm) for a read-only mount")
 def test_finished_run_on_read_only_storage_is_reported(trained, tmp_path):
     output_root = trained("tiny")
     before = _snapshot(output_root)
     root = str(output_root)
     train = " ".join([sys.executable, str(REPO / "train.py"), f"output_root={root}", *pinned(TINY)])
     script = f"mount --bind {root} {root} && mount -o remount,bind,ro {root} && exec {train}"
-    out = subprocess.run(["unshare", "-m", "sh", "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    out = subprocess.run([*_private_mount_namespace(), "sh", "-c", script], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=300)
     assert out.returncode == 0 and "this run is finished" in out.stdout, out.stderr[-3000:]
     _no_traceback(out)
     assert _snapshot(output_root) == before
