@@ -204,7 +204,9 @@ def _train() -> None:
     check_command_line(sys.argv[1:])
     pressed: list[int] = []
     terminated: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda *_: pressed.append(1))  # held while torch imports
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is not signal.SIG_IGN:  # started with Ctrl-C ignored (a shell's background job): it stays ignored
+        previous = signal.signal(signal.SIGINT, lambda *_: pressed.append(1))  # held while torch imports
     held = signal.signal(signal.SIGTERM, lambda *_: terminated.append(1))
     try:
         from gsm.train import main

@@ -209,6 +209,35 @@ def test_a_signal_while_the_trainer_is_imported_is_one_line_and_the_handlers_are
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
 
 
+def test_a_process_started_with_ctrl_c_ignored_keeps_ignoring_it_while_the_trainer_is_imported(monkeypatch, capsys):
+    """A shell starts a background job (``python train.py ... &``) with SIGINT ignored: a SIGINT during the imports
+    neither stops the run nor leaves a handler behind."""
+    import signal
+    import sys
+
+    from gsm import cli
+
+    ran = []
+
+    class IgnoredCtrlC:
+        def __getattr__(self, name: str):
+            if name != "main":
+                raise AttributeError(name)
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            signal.raise_signal(signal.SIGINT)
+            return lambda: ran.append("trainer")
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        monkeypatch.setitem(sys.modules, "gsm.train", IgnoredCtrlC())
+        monkeypatch.setattr(sys, "argv", ["train.py", "dry_run=true"])
+        cli.train()
+        assert ran == ["trainer"] and signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert capsys.readouterr().err == ""
+
+
 def test_ctrl_c_before_the_trainers_own_handler_is_one_line(monkeypatch, capsys):
     import gsm.train
     from gsm import cli
