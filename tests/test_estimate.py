@@ -44,11 +44,11 @@ def _hours(cell: str) -> float:
 
 def _printed_range(text: str, hours: bool = False) -> tuple[float, float]:
     """The interval of true values that print as ``text`` (a rounded number, or a duration when ``hours``), in hours."""
-    number = text.split()[0].replace(",", "")
+    number, *unit = text.split()
+    number = number.replace(",", "")
     half = 0.5 * 10.0 ** -(len(number.split(".")[1]) if "." in number else 0)
-    value = _hours(text) if hours else float(number)
-    scale = value / float(number) if float(number) else 1.0
-    return (float(number) - half) * scale, (float(number) + half) * scale
+    per_hour = {"s": 3600, "min": 60, "h": 1}[unit[0]] if hours else 1
+    return (float(number) - half) / per_hour, (float(number) + half) / per_hour
 
 
 def test_printed_range_brackets_what_rounds_to_the_text():

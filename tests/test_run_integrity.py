@@ -4,6 +4,7 @@ lines without a terminal, readable folder names and the recorded environment (do
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -231,13 +232,14 @@ def test_disk_full_while_checkpointing_is_one_line_and_keeps_the_last_checkpoint
     assert not list(run_dir.rglob("*.tmp")) and not (run_dir / "results.json").exists()
 
 
-def _private_mount_namespace() -> list[str] | None:
+@functools.cache
+def _private_mount_namespace() -> tuple[str, ...] | None:
     """The ``unshare`` command that gives a shell its own mount namespace where a bind mount can be made read-only:
     ``-m`` as root, ``-rm`` (inside a user namespace, as its root) for anyone else; None where neither is allowed."""
     if not shutil.which("unshare"):
         return None
     with tempfile.TemporaryDirectory() as folder:  # the test's folder is a temporary one too
-        for command in (["unshare", "-m"], ["unshare", "-rm"]):
+        for command in (("unshare", "-m"), ("unshare", "-rm")):
             probe = subprocess.run([*command, "sh", "-c", f"mount --bind {folder} {folder} && "
                                     f"mount -o remount,bind,ro {folder} && ! touch {folder}/written 2>/dev/null"],
                                    capture_output=True)

@@ -144,8 +144,8 @@ def test_status_shows_every_state_and_totals_from_the_runs_folder(states):
     # epochs left at 110 s, less what the current epoch has run: summary.csv's age when status read the clock, which
     # it did while its process ran (under load that process can take many seconds to start)
     epoch_start = (folders["training"] / "summary.csv").stat().st_mtime
-    latest, earliest = ((epochs - 2) * 110 - (t - epoch_start) for t in (started, ended))
-    assert earliest - 0.5 <= h * 3600 + m * 60 + s <= latest + 0.5, (line, earliest, latest)  # printed to the second
+    eta_high, eta_low = ((epochs - 2) * 110 - (t - epoch_start) for t in (started, ended))
+    assert eta_low - 0.5 <= h * 3600 + m * 60 + s <= eta_high + 0.5, (line, eta_low, eta_high)  # printed to the second
     # interrupted: the checkpoint's epoch and what to do
     assert f"checkpoint of epoch 3 of {epochs}: rerun to resume" in rows[INTERRUPTED]
     # failed: the last attempt's error line and the log's path
@@ -155,7 +155,7 @@ def test_status_shows_every_state_and_totals_from_the_runs_folder(states):
     assert "totals: 2 finished, 1 training, 1 interrupted, 1 failed, 2 not started (7 runs)" in proc.stdout
     # remaining: the ETA, the interrupted run's own pace, the others at the pace of a finished run of their recipe
     hours = float(re.search(r"remaining of the 1 training run\(s\): ([\d.]+) run-hours by their ETAs", proc.stdout)[1])
-    assert earliest / 3600 - 0.005 <= hours <= latest / 3600 + 0.005  # printed to 0.01 h
+    assert eta_low / 3600 - 0.005 <= hours <= eta_high / 3600 + 0.005  # printed to 0.01 h
     # the interrupted run: 5 epochs at its own 110 s; failed and not started (8 epochs each, G-softmax): the pace of
     # the finished G-softmax run (synthetic: wall_time_s 2 over its 8 epochs)
     hours = float(re.search(r"remaining of 4 run\(s\) to \(re\)start: ([\d.]+) run-hours .* \(measured on cpu\)",
